@@ -1,0 +1,44 @@
+"""The ``loopscope`` command: a typer app; each command lives in its own module with ``register(app)``.
+
+Plain ``loopscope`` runs ``loopscope scan``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="loopscope",
+    help="Everything this machine says to itself over loopback, and what it costs.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# One line per command module; each module defines register(app: typer.Typer) -> None.
+_COMMANDS: tuple[str, ...] = (
+    "loopscope.cli.scan",
+    "loopscope.cli.ports",
+    "loopscope.cli.map",
+)
+
+for _name in _COMMANDS:
+    importlib.import_module(_name).register(app)
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context) -> None:
+    """Everything this machine says to itself over loopback. With no command: `loopscope scan`."""
+    if ctx.invoked_subcommand is None:
+        from loopscope.cli.scan import scan_command
+
+        ctx.invoke(scan_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
