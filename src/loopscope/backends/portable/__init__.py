@@ -1,1 +1,1 @@
-"""loopscope.backends.portable."""
+"""Portable backends."""

@@ -1,0 +1,237 @@
+"""The loopback talk map: who talks to whom over loopback, and which apps call themselves (pure).
+
+Both ends of a loopback connection are in the same socket table, so the client socket
+(local 127.0.0.1:54321 -> remote 127.0.0.1:8080) and the server socket (local :8080 -> remote :54321)
+pair up by 4-tuple. The server side is the end whose local endpoint matches a listener.
+
+An **app** is the set of processes that own a listener. An edge is a **self-call** when the client
+process is one of those owners, or shares their process group (prefork masters and workers), or their
+systemd service cgroup (``*.service``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from loopscope.analysis.scope import host_address_set, is_loopback_connection, is_wildcard, unmap
+from loopscope.model import Endpoint, ProcessInfo, ProcessKey, Proto, Snapshot, SocketRecord, TcpState
+
+__all__ = ["LoopbackConnection", "Edge", "TalkMap", "pair_connections", "is_same_app", "build_talk_map"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopbackConnection:
+    """One loopback connection with its two ends (either may be missing: TIME_WAIT keeps one)."""
+
+    proto: Proto
+    """tcp or udp."""
+    client: Endpoint
+    """Client endpoint (ephemeral port)."""
+    server: Endpoint
+    """Server endpoint (the listener's port)."""
+    client_socket: SocketRecord | None
+    """The client's socket, if seen."""
+    server_socket: SocketRecord | None
+    """The server's accepted socket, if seen."""
+    listener: SocketRecord | None
+    """The listener the server port belongs to, if any."""
+    state: TcpState
+    """State of the client end (or the server end when the client end is gone)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Edge:
+    """Client app -> server app:port, aggregated."""
+
+    client: str
+    """Client label: ``comm[pid,...]`` or ``?`` when unknown (TIME_WAIT, other users without root)."""
+    server: str
+    """Server label: the listener owners ``comm[pid,...]`` or ``?``."""
+    port: int
+    """Server port."""
+    proto: Proto
+    """tcp or udp."""
+    connections: int
+    """Connections on this edge right now."""
+    states: dict[str, int]
+    """Connections by state (client end)."""
+    self_call: bool
+    """The client is the server app itself (see module docstring)."""
+    client_pids: tuple[int, ...]
+    """Client pids seen."""
+    server_pids: tuple[int, ...]
+    """Listener owner pids."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TalkMap:
+    """The loopback talk map of one namespace."""
+
+    connections: tuple[LoopbackConnection, ...] = ()
+    """Every loopback connection."""
+    edges: tuple[Edge, ...] = ()
+    """Aggregated edges, busiest first."""
+    self_call_connections: int = 0
+    """Connections on self-call edges."""
+    unpaired: int = 0
+    """Connections with one end only (peer closed: TIME_WAIT / FIN states)."""
+    ephemeral_in_use: dict[str, int] = field(default_factory=dict)
+    """Client-side ports in use toward each loopback listener, ``"127.0.0.1:8080/tcp" -> count``."""
+
+
+def _label(processes: list[ProcessInfo]) -> str:
+    if not processes:
+        return "?"
+    names = sorted({p.comm for p in processes})
+    pids = sorted({p.pid for p in processes})
+    shown = ",".join(str(p) for p in pids[:3]) + (",..." if len(pids) > 3 else "")
+    return f"{'/'.join(names)}[{shown}]"
+
+
+def _service_cgroup(proc: ProcessInfo) -> str | None:
+    if proc.cgroup and proc.cgroup.rstrip("/").endswith(".service"):
+        return proc.cgroup.rstrip("/")
+    return None
+
+
+def is_same_app(client: ProcessInfo, owners: list[ProcessInfo]) -> bool:
+    """True when ``client`` belongs to the app made of ``owners``: one of them, same process group,
+    or same systemd service cgroup."""
+    for owner in owners:
+        if client.key == owner.key:
+            return True
+        if client.pgid is not None and client.pgid == owner.pgid and client.netns == owner.netns:
+            return True
+        service = _service_cgroup(client)
+        if service is not None and service == _service_cgroup(owner):
+            return True
+    return False
+
+
+def _listener_index(snapshot: Snapshot) -> dict[tuple[Proto, int], list[SocketRecord]]:
+    index: dict[tuple[Proto, int], list[SocketRecord]] = {}
+    for sock in snapshot.sockets:
+        if sock.state is TcpState.LISTEN or (sock.proto is Proto.UDP and sock.is_listener):
+            index.setdefault((sock.proto, sock.local.port), []).append(sock)
+    return index
+
+
+def _match_listener(ep: Endpoint, candidates: list[SocketRecord]) -> SocketRecord | None:
+    best: SocketRecord | None = None
+    for sock in candidates:
+        if unmap(sock.local.address) == unmap(ep.address):
+            return sock
+        if is_wildcard(sock.local.address):
+            if sock.family.value == "inet" and unmap(ep.address).version == 6:
+                continue
+            best = best or sock
+    return best
+
+
+def pair_connections(snapshot: Snapshot) -> tuple[list[LoopbackConnection], int]:
+    """Pair the two ends of every loopback connection.
+
+    Returns:
+        (connections, number with one end only).
+    """
+    hosts = host_address_set(snapshot.addresses)
+    listeners = _listener_index(snapshot)
+    ends: dict[tuple[Proto, Endpoint, Endpoint], SocketRecord] = {}
+    for sock in snapshot.sockets:
+        if sock.is_listener or sock.state is TcpState.LISTEN:
+            continue
+        if is_loopback_connection(sock, hosts):
+            key = (sock.proto, Endpoint(unmap(sock.local.address), sock.local.port),
+                   Endpoint(unmap(sock.remote.address), sock.remote.port))  # fmt: skip
+            ends[key] = sock
+    done: set[tuple[Proto, Endpoint, Endpoint]] = set()
+    out: list[LoopbackConnection] = []
+    unpaired = 0
+    for key, sock in ends.items():
+        if key in done:
+            continue
+        proto, local, remote = key
+        peer_key = (proto, remote, local)
+        peer = ends.get(peer_key)
+        done.add(key)
+        done.add(peer_key)
+        local_listener = _match_listener(local, listeners.get((proto, local.port), []))
+        remote_listener = _match_listener(remote, listeners.get((proto, remote.port), []))
+        if remote_listener is not None and (local_listener is None or local.port > remote.port):
+            client_sock, server_sock, listener = sock, peer, remote_listener
+            client_ep, server_ep = local, remote
+        elif local_listener is not None:
+            client_sock, server_sock, listener = peer, sock, local_listener
+            client_ep, server_ep = remote, local
+        else:  # no listener (closed since): the higher port is the ephemeral, client side
+            if local.port >= remote.port:
+                client_sock, server_sock, client_ep, server_ep = sock, peer, local, remote
+            else:
+                client_sock, server_sock, client_ep, server_ep = peer, sock, remote, local
+            listener = None
+        if peer is None:
+            unpaired += 1
+        state = (client_sock or server_sock or sock).state
+        out.append(
+            LoopbackConnection(
+                proto=proto, client=client_ep, server=server_ep, client_socket=client_sock,
+                server_socket=server_sock, listener=listener, state=state,
+            )  # fmt: skip
+        )
+    out.sort(key=lambda c: (c.server.port, c.client.port))
+    return out, unpaired
+
+
+def build_talk_map(snapshot: Snapshot) -> TalkMap:
+    """Connections, edges and self-calls of one namespace."""
+    connections, unpaired = pair_connections(snapshot)
+    procs = snapshot.processes
+
+    def owners_of(sock: SocketRecord | None) -> list[ProcessInfo]:
+        if sock is None:
+            return []
+        return [procs[k] for k in sock.owners if k in procs]
+
+    groups: dict[tuple[str, str, int, Proto], dict[str, object]] = {}
+    ephemeral: Counter[str] = Counter()
+    self_calls = 0
+    for conn in connections:
+        server_owners = owners_of(conn.listener) or owners_of(conn.server_socket)
+        client_owners = owners_of(conn.client_socket)
+        # The listener's owners include every worker; the accepting process is one of them.
+        is_self = bool(client_owners) and bool(server_owners) and any(
+            is_same_app(c, server_owners) for c in client_owners
+        )
+        if is_self:
+            self_calls += 1
+        key = (_label(client_owners), _label(server_owners), conn.server.port, conn.proto)
+        group = groups.setdefault(key, {"n": 0, "states": Counter(), "self": False, "cp": set(), "sp": set()})
+        group["n"] = int(group["n"]) + 1  # type: ignore[call-overload]
+        group["states"][conn.state.value] += 1  # type: ignore[index]
+        group["self"] = bool(group["self"]) or is_self
+        group["cp"].update(p.pid for p in client_owners)  # type: ignore[attr-defined]
+        group["sp"].update(p.pid for p in server_owners)  # type: ignore[attr-defined]
+        if conn.listener is not None:
+            ephemeral[f"{conn.server}/{conn.proto}"] += 1
+    edges = [
+        Edge(
+            client=k[0], server=k[1], port=k[2], proto=k[3], connections=int(g["n"]),  # type: ignore[call-overload]
+            states=dict(g["states"]), self_call=bool(g["self"]),  # type: ignore[call-overload]
+            client_pids=tuple(sorted(g["cp"])), server_pids=tuple(sorted(g["sp"])),  # type: ignore[call-overload]
+        )  # fmt: skip
+        for k, g in groups.items()
+    ]
+    edges.sort(key=lambda e: (-e.connections, e.port, e.client))
+    return TalkMap(
+        connections=tuple(connections),
+        edges=tuple(edges),
+        self_call_connections=self_calls,
+        unpaired=unpaired,
+        ephemeral_in_use=dict(ephemeral),
+    )
+
+
+def owners_keys(sock: SocketRecord | None) -> tuple[ProcessKey, ...]:
+    """Owners of a socket, empty for None."""
+    return sock.owners if sock is not None else ()
