@@ -34,9 +34,8 @@ for _name in _COMMANDS:
 def _root(ctx: typer.Context) -> None:
     """Everything this machine says to itself over loopback. With no command: `loopscope scan`."""
     if ctx.invoked_subcommand is None:
-        from loopscope.cli.scan import scan_command
-
-        ctx.invoke(scan_command)
+        scan = ctx.command.get_command(ctx, "scan")  # type: ignore[attr-defined]
+        ctx.invoke(scan)
 
 
 def main() -> None:

@@ -1,0 +1,89 @@
+"""``loopscope map``: loopback connections right now, client app -> server app:port, self-calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from loopscope.analysis.talkmap import TalkMap, build_talk_map
+from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
+from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
+from loopscope.cli.tables import print_gaps, print_table
+from loopscope.model import Finding, Gap, Severity, Snapshot
+from loopscope.render.fields import EDGE_FIELDS
+from loopscope.render.views import edge_rows
+
+__all__ = ["register", "map_command", "talk_map_json", "self_call_findings"]
+
+
+def self_call_findings(snapshot: Snapshot, talk: TalkMap) -> list[Finding]:
+    """``SELF_CALL`` (info) for each self-call edge seen in a snapshot; rates need ``watch``."""
+    return [
+        Finding(
+            code="SELF_CALL",
+            severity=Severity.INFO,
+            subject=f"{e.server} port {e.port}/{e.proto}",
+            evidence=f"{e.connections} loopback connection(s) from the app to its own listener right now",
+            remedy="if this is on the request path, call the code in-process or through a separate pool; "
+            "`loopscope watch` measures the rate and amplification",
+            netns=snapshot.netns,
+        )
+        for e in talk.edges
+        if e.self_call
+    ]
+
+
+def talk_map_json(snapshot: Snapshot, talk: TalkMap) -> dict[str, Any]:
+    """JSON shape of one namespace's talk map."""
+    return {
+        "netns": snapshot.netns_label,
+        "edges": [
+            {"client": e.client, "server": e.server, "port": e.port, "proto": e.proto.value,
+             "connections": e.connections, "states": e.states, "self_call": e.self_call,
+             "client_pids": list(e.client_pids), "server_pids": list(e.server_pids)}  # fmt: skip
+            for e in talk.edges
+        ],
+        "connections": [
+            {"proto": c.proto.value, "client": str(c.client), "server": str(c.server), "state": c.state.value,
+             "client_pids": [k.pid for k in (c.client_socket.owners if c.client_socket else ())],
+             "server_pids": [k.pid for k in (c.server_socket.owners if c.server_socket else ())]}  # fmt: skip
+            for c in talk.connections
+        ],
+        "self_call_connections": talk.self_call_connections,
+        "unpaired": talk.unpaired,
+        "ephemeral_in_use": talk.ephemeral_in_use,
+    }
+
+
+@cli_errors
+def map_command(
+    netns: str | None = NetnsOption,
+    all_netns: bool = AllNetnsOption,
+    source: str = SourceOption,
+    no_processes: bool = NoProcessesOption,
+    json_out: bool = JsonOption,
+    fail_on: str = FailOnOption,
+) -> None:
+    """Loopback connections right now: client process -> server process:port, counts, self-calls."""
+    snapshots = read_snapshots(netns, all_netns, source, no_processes)
+    maps = [(s, build_talk_map(s)) for s in snapshots]
+    findings = [f for s, t in maps for f in self_call_findings(s, t)]
+    gaps: list[Gap] = []
+    for s in snapshots:
+        gaps += [g for g in s.gaps if g not in gaps]
+    if json_out:
+        emit_json("map", {"namespaces": [talk_map_json(s, t) for s, t in maps], "findings": findings, "gaps": gaps})
+    else:
+        out = console()
+        for snap, talk in maps:
+            title = f"Loopback talk map ({snap.netns_label}): {len(talk.connections)} connections, " \
+                    f"{talk.self_call_connections} self-call"
+            print_table(out, EDGE_FIELDS, edge_rows(talk.edges), title=title, empty="no loopback connections")
+        print_gaps(out, gaps)
+    raise typer.Exit(exit_code_for(findings, fail_on))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``map`` to the app."""
+    app.command("map")(map_command)

@@ -1,0 +1,32 @@
+"""Options shared by the snapshot commands (scan, ports, map) and the snapshot they lead to."""
+
+from __future__ import annotations
+
+import typer
+
+from loopscope.collect import take_all_snapshots, take_snapshot
+from loopscope.errors import UsageError
+from loopscope.model import Snapshot
+
+__all__ = ["NetnsOption", "AllNetnsOption", "SourceOption", "NoProcessesOption", "read_snapshots"]
+
+NetnsOption = typer.Option(None, "--netns", help="Read another network namespace: NAME (/run/netns), PID or path.")
+AllNetnsOption = typer.Option(False, "--all-netns", help="Read every distinct network namespace.")
+SourceOption = typer.Option("auto", "--source", help="Socket source: auto, sock_diag, procfs, psutil.")
+NoProcessesOption = typer.Option(
+    False, "--no-processes", help="Skip the /proc fd scan (faster; no process owners)."
+)
+
+
+def read_snapshots(netns: str | None, all_netns: bool, source: str, no_processes: bool,
+                   *, tcp_info: bool = False) -> list[Snapshot]:
+    """Snapshots for the command's namespace options.
+
+    Raises:
+        UsageError: --netns and --all-netns together, or an unknown namespace.
+    """
+    if netns is not None and all_netns:
+        raise UsageError("use --netns or --all-netns, not both")
+    if all_netns:
+        return take_all_snapshots(attribute=not no_processes, source=source, tcp_info=tcp_info)
+    return [take_snapshot(netns, attribute=not no_processes, source=source, tcp_info=tcp_info)]

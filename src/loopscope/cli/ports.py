@@ -1,0 +1,121 @@
+"""``loopscope ports``: every listener with its scope, owners and exposure verdict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from loopscope.analysis.exposure import check_exposure
+from loopscope.analysis.listeners import Listener, find_listeners
+from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
+from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
+from loopscope.cli.tables import print_findings, print_gaps, print_table
+from loopscope.errors import UsageError
+from loopscope.model import Finding, Gap, Scope
+from loopscope.render.fields import LISTENER_FIELDS
+from loopscope.render.jsonable import to_jsonable
+from loopscope.render.views import listener_rows
+
+__all__ = ["register", "ports_command", "listener_json", "select_listeners"]
+
+
+def listener_json(row: Listener) -> dict[str, Any]:
+    """JSON shape of one listener."""
+    return {
+        "proto": row.proto.value,
+        "family": row.family.value,
+        "address": str(row.local.address),
+        "port": row.local.port,
+        "scope": row.scope.value,
+        "reach": row.reach,
+        "v6only": row.v6only,
+        "accept_queue": row.accept_queue,
+        "backlog": row.backlog,
+        "uid": row.uid,
+        "inode": row.inode,
+        "netns": row.netns_label,
+        "netns_id": to_jsonable(row.netns),
+        "processes": [
+            {"pid": p.pid, "comm": p.comm, "user": p.user, "uid": p.uid, "cmdline": list(p.cmdline)}
+            for p in row.owners
+        ],
+    }
+
+
+def select_listeners(listeners: list[Listener], *, port: int | None, pid: int | None, scope: str | None,
+                     proto: str | None) -> list[Listener]:
+    """Filter listeners.
+
+    Raises:
+        UsageError: unknown scope/proto value, or nothing matches the port or pid asked for.
+    """
+    out = listeners
+    if scope is not None:
+        try:
+            wanted = Scope(scope)
+        except ValueError:
+            raise UsageError(f"unknown scope {scope!r}: use loopback, wildcard, host or other") from None
+        out = [r for r in out if r.scope is wanted]
+    if proto is not None:
+        if proto not in ("tcp", "udp"):
+            raise UsageError(f"unknown protocol {proto!r}: use tcp or udp")
+        out = [r for r in out if r.proto.value == proto]
+    if port is not None:
+        if not 0 < port < 65536:
+            raise UsageError(f"port {port} out of range 1-65535")
+        out = [r for r in out if r.local.port == port]
+        if not out:
+            raise UsageError(f"nothing listens on port {port}")
+    if pid is not None:
+        out = [r for r in out if any(p.pid == pid for p in r.owners)]
+        if not out:
+            raise UsageError(f"process {pid} owns no listener (or it does not exist, or is not readable)")
+    return out
+
+
+@cli_errors
+def ports_command(
+    netns: str | None = NetnsOption,
+    all_netns: bool = AllNetnsOption,
+    port: int | None = typer.Option(None, "--port", help="Only this port."),
+    pid: int | None = typer.Option(None, "--pid", help="Only listeners owned by this process."),
+    scope: str | None = typer.Option(None, "--scope", help="Only loopback, wildcard, host or other."),
+    proto: str | None = typer.Option(None, "--proto", help="Only tcp or udp."),
+    source: str = SourceOption,
+    no_processes: bool = NoProcessesOption,
+    json_out: bool = JsonOption,
+    fail_on: str = FailOnOption,
+) -> None:
+    """Every listener: proto, bind address, scope, port, process(es), user, netns, verdict."""
+    snapshots = read_snapshots(netns, all_netns, source, no_processes)
+    rows: list[Listener] = []
+    findings: list[Finding] = []
+    gaps: list[Gap] = []
+    for snap in snapshots:
+        listeners = find_listeners(snap)
+        findings += check_exposure(snap, listeners)
+        rows += listeners
+        gaps += [g for g in snap.gaps if g not in gaps]
+    rows = select_listeners(rows, port=port, pid=pid, scope=scope, proto=proto)
+    keep = {f"{r.local}/{r.proto}" for r in rows} | {f"{r.local.port}/{r.proto}" for r in rows}
+    findings = [f for f in findings if f.subject.rsplit(" ", 1)[-1] in keep]
+    if json_out:
+        emit_json("ports", {
+            "netns": [{"label": s.netns_label, "id": to_jsonable(s.netns), "source": s.source} for s in snapshots],
+            "listeners": [listener_json(r) for r in rows],
+            "findings": findings,
+            "gaps": gaps,
+        })  # fmt: skip
+    else:
+        out = console()
+        print_table(out, LISTENER_FIELDS, listener_rows(rows, findings), title="Listeners", empty="none")
+        if findings:
+            print_findings(out, findings)
+        print_gaps(out, gaps)
+    raise typer.Exit(exit_code_for(findings, fail_on))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ports`` to the app."""
+    app.command("ports")(ports_command)

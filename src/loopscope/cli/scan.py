@@ -1,0 +1,78 @@
+"""``loopscope scan`` (and plain ``loopscope``): the whole loopback picture of this host on one screen."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from loopscope.analysis.exposure import check_exposure
+from loopscope.analysis.listeners import find_listeners
+from loopscope.analysis.stack import check_stack, summarize_stack
+from loopscope.analysis.talkmap import build_talk_map
+from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
+from loopscope.cli.map import self_call_findings, talk_map_json
+from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
+from loopscope.cli.ports import listener_json
+from loopscope.cli.tables import print_findings, print_gaps, print_table, status_text
+from loopscope.model import Finding, Gap
+from loopscope.render.fields import EDGE_FIELDS, LISTENER_FIELDS
+from loopscope.render.views import edge_rows, listener_rows, stack_lines
+
+__all__ = ["register", "scan_command"]
+
+_SCAN_LISTENER_FIELDS = tuple(f for f in LISTENER_FIELDS if f.name not in ("reach", "netns", "service"))
+
+
+@cli_errors
+def scan_command(
+    netns: str | None = NetnsOption,
+    all_netns: bool = AllNetnsOption,
+    source: str = SourceOption,
+    no_processes: bool = NoProcessesOption,
+    json_out: bool = JsonOption,
+    fail_on: str = FailOnOption,
+) -> None:
+    """Stack summary, listeners with exposure, and the loopback talk map."""
+    snapshots = read_snapshots(netns, all_netns, source, no_processes)
+    findings: list[Finding] = []
+    gaps: list[Gap] = []
+    docs = []
+    out = None if json_out else console()
+    for snap in snapshots:
+        summary = summarize_stack(snap)
+        listeners = find_listeners(snap)
+        talk = build_talk_map(snap)
+        local = check_stack(summary, netns_label=snap.netns_label) + check_exposure(snap, listeners)
+        local += self_call_findings(snap, talk)
+        findings += local
+        gaps += [g for g in snap.gaps if g not in gaps]
+        if out is None:
+            docs.append({
+                "netns": snap.netns_label, "netns_id": snap.netns, "source": snap.source,
+                "duration_ns": snap.duration_ns, "stack": summary,
+                "listeners": [listener_json(r) for r in listeners], "talk_map": talk_map_json(snap, talk),
+            })  # fmt: skip
+            continue
+        header = Table.grid(padding=(0, 2))
+        header.add_column(style="bold")
+        header.add_column()
+        header.add_column()
+        for fact, value, status in stack_lines(summary, snap.netns_label):
+            header.add_row(fact, value, status_text(status))
+        out.rule(f"[bold]loopscope scan[/bold]: {snap.netns_label}", align="left")
+        out.print(header)
+        print_table(out, _SCAN_LISTENER_FIELDS, listener_rows(listeners, local), title="Listeners")
+        print_table(out, EDGE_FIELDS, edge_rows(talk.edges), title="Loopback talk map",
+                    empty="no loopback connections right now")  # fmt: skip
+    findings.sort(key=lambda f: (-f.severity.rank, f.code))
+    if out is None:
+        emit_json("scan", {"namespaces": docs, "findings": findings, "gaps": gaps})
+    else:
+        print_findings(out, findings)
+        print_gaps(out, gaps)
+    raise typer.Exit(exit_code_for(findings, fail_on))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``scan`` to the app."""
+    app.command("scan")(scan_command)
