@@ -1,0 +1,84 @@
+from pathlib import Path
+
+from loopscope.analysis.scope import classify_address, host_address_set, is_loopback
+from loopscope.analysis.stack import check_stack, summarize_stack
+from loopscope.analysis.talkmap import build_talk_map
+from loopscope.model import LinkInfo, Scope, TcpState
+from loopscope.testing.factories import LO_ADDRESSES, connection, listener, make_snapshot, proc, snapshot_from_recording
+import ipaddress
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+
+
+def test_scope_classification():
+    hosts = host_address_set(LO_ADDRESSES)
+    ip = ipaddress.ip_address
+    assert classify_address(ip("127.0.0.53"), hosts) is Scope.LOOPBACK
+    assert classify_address(ip("::ffff:127.0.0.1"), hosts) is Scope.LOOPBACK
+    assert classify_address(ip("::"), hosts) is Scope.WILDCARD
+    assert classify_address(ip("192.0.2.2"), hosts) is Scope.HOST
+    assert classify_address(ip("::ffff:192.0.2.2"), hosts) is Scope.HOST
+    assert classify_address(ip("198.51.100.7"), hosts) is Scope.OTHER
+    assert not is_loopback(ip("::2"))
+
+
+def test_self_call_prefork_and_chain():
+    master = proc(100, "gunicorn", pgid=100)
+    worker = proc(101, "gunicorn", pgid=100)
+    nginx = proc(200, "nginx", pgid=200)
+    sockets = [listener("tcp", "0.0.0.0", 8000, owners=[master, worker]), listener("tcp", "127.0.0.1", 80, owners=[nginx])]
+    # the worker calls its own app over the host address (routed through lo)
+    sockets += connection(("192.0.2.2", 40001), ("192.0.2.2", 8000), client_owner=worker, server_owner=worker)
+    # nginx proxies to the app: a loopback edge that is not a self-call
+    sockets += connection(("127.0.0.1", 40002), ("127.0.0.1", 8000), client_owner=nginx, server_owner=worker)
+    sockets += connection(("127.0.0.1", 40003), ("127.0.0.1", 8000), client_owner=nginx, server_owner=worker)
+    # a closed one, TIME_WAIT on the client side only
+    sockets += connection(("127.0.0.1", 40004), ("127.0.0.1", 8000), client_owner=None, server_owner=None,
+                          state=TcpState.TIME_WAIT)  # fmt: skip
+    talk = build_talk_map(make_snapshot(sockets, [master, worker, nginx]))
+    edges = {(e.client, e.server, e.port): e for e in talk.edges}
+    assert edges[("gunicorn[101]", "gunicorn[100,101]", 8000)].self_call
+    chain = edges[("nginx[200]", "gunicorn[100,101]", 8000)]
+    assert chain.connections == 2 and not chain.self_call
+    assert edges[("?", "gunicorn[100,101]", 8000)].states == {"TIME_WAIT": 1}
+    assert talk.self_call_connections == 1 and talk.unpaired == 1
+    assert len(talk.connections) == 4
+
+
+def test_systemd_service_cgroup_counts_as_one_app():
+    a = proc(10, "app", cgroup="/system.slice/app.service")
+    helper = proc(11, "helper", cgroup="/system.slice/app.service")
+    other = proc(12, "cli", cgroup="/user.slice/user-0.slice/session-1.scope")
+    sockets = [listener("tcp", "127.0.0.1", 9000, owners=[a])]
+    sockets += connection(("127.0.0.1", 50000), ("127.0.0.1", 9000), client_owner=helper, server_owner=a)
+    sockets += connection(("127.0.0.1", 50001), ("127.0.0.1", 9000), client_owner=other, server_owner=a)
+    talk = build_talk_map(make_snapshot(sockets, [a, helper, other]))
+    assert {e.client: e.self_call for e in talk.edges} == {"helper[11]": True, "cli[12]": False}
+
+
+def test_recorded_host_pairs_v4_mapped(host1_expected):
+    snap = snapshot_from_recording(FIXTURES / "host1")
+    talk = build_talk_map(snap)
+    mapped = [c for c in talk.connections if c.client.port == host1_expected["mapped_client_port"]]
+    assert mapped and mapped[0].server.port == host1_expected["listen_any6_dual"]
+    assert mapped[0].client_socket is not None and mapped[0].server_socket is not None
+    assert any(e.self_call for e in talk.edges)  # the recording process talks to its own listeners
+
+
+def test_stack_summary_and_lo_down():
+    snap = make_snapshot(connection(("127.0.0.1", 40000), ("127.0.0.1", 5432), client_owner=None, server_owner=None))
+    summary = summarize_stack(snap)
+    assert summary.lo_up and summary.has_127_8 and summary.has_v6_loopback
+    assert summary.ephemeral_in_use == 1 and summary.ephemeral_by_destination == {"127.0.0.1:5432": 1}
+    down = make_snapshot([], links=(LinkInfo(name="lo", index=1, up=False, running=False, loopback=True),))
+    (f,) = check_stack(summarize_stack(down), netns_label="blue")
+    assert f.code == "LO_DOWN" and f.remedy == "ip -n blue link set lo up"
+
+
+def test_ephemeral_pressure():
+    sockets = []
+    for port in range(32768, 32768 + 6000):
+        sockets += connection(("127.0.0.1", port), ("127.0.0.1", 8080), client_owner=None, server_owner=None,
+                              state=TcpState.TIME_WAIT)  # fmt: skip
+    findings = check_stack(summarize_stack(make_snapshot(sockets)))
+    assert [(f.code, f.severity.value) for f in findings] == [("EPHEMERAL_PORT_PRESSURE", "medium")]
