@@ -1,0 +1,411 @@
+"""Pure-Python eBPF sockops collector: the client pid of every TCP connect, through bpf(2) via ctypes.
+
+No compiler, bcc, libbpf or kernel headers at run time. The program (:func:`build_sockops_program`) is
+hand-assembled, documented instruction by instruction, and pushes one 80-byte :data:`EVENT` record per
+``connect()`` (and per passive establishment) into a BPF_MAP_TYPE_QUEUE; Python drains the queue with
+BPF_MAP_LOOKUP_AND_DELETE_ELEM. The program is attached to the root cgroup v2 with BPF_LINK_CREATE, so it
+sees every process of the host in every network namespace; closing the link fd detaches it.
+
+Sources of truth: include/uapi/linux/bpf.h (``union bpf_attr``, ``struct bpf_sock_ops``, helper ids
+from ``__BPF_FUNC_MAPPER``), Documentation/bpf/standardization/instruction-set.rst (encoding),
+net/core/filter.c ``sock_ops_convert_ctx_access`` (``remote_port`` is the be16 port shifted left by 16
+on little-endian hosts). Needs root (``kernel.unprivileged_bpf_disabled`` is 2 here).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as errno_mod
+import ipaddress
+import os
+import platform
+import struct
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from loopscope.errors import BackendUnavailable, ParseError
+from loopscope.model import Endpoint, Family
+from loopscope.model.events import ConnectEvent, ConnectKind
+
+__all__ = [
+    "EVENT",
+    "OP_PASSIVE_ESTABLISHED",
+    "OP_TCP_CONNECT",
+    "Insn",
+    "Label",
+    "SockopsCollector",
+    "assemble",
+    "build_sockops_program",
+    "find_cgroup2_root",
+    "parse_event",
+]
+
+# --- bpf(2) constants (include/uapi/linux/bpf.h) ---
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_LOAD = 0, 1, 5
+BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_LINK_CREATE = 21, 28
+BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_QUEUE = 2, 22
+BPF_PROG_TYPE_SOCK_OPS = 13
+BPF_CGROUP_SOCK_OPS = 3
+BPF_PSEUDO_MAP_FD = 1
+FN_MAP_LOOKUP_ELEM, FN_KTIME_GET_NS, FN_GET_CURRENT_PID_TGID = 1, 5, 14
+FN_GET_SOCKET_COOKIE, FN_MAP_PUSH_ELEM = 46, 87
+OP_TCP_CONNECT = 3  # BPF_SOCK_OPS_TCP_CONNECT_CB: in connect(), local port chosen, caller's context
+OP_PASSIVE_ESTABLISHED = 5  # BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: server side, softirq context
+
+# struct bpf_sock_ops field offsets (all __u32; ctx reads must be 4 bytes wide)
+SO_OP, SO_FAMILY, SO_REMOTE_IP4, SO_LOCAL_IP4 = 0, 20, 24, 28
+SO_REMOTE_IP6, SO_LOCAL_IP6, SO_REMOTE_PORT, SO_LOCAL_PORT = 32, 48, 64, 68
+
+# The record the program pushes (80 bytes, host order unless said):
+#  0 u64 ktime_ns | 8 u64 pid_tgid | 16 u64 cookie | 24 u32 op | 28 u32 family
+# 32 u32 local_port (host order) | 36 u32 remote_port (raw ctx value) | 40 local_ip4 (net order)
+# 44 remote_ip4 (net order) | 48 local_ip6[16] | 64 remote_ip6[16]
+EVENT = struct.Struct("=QQQIIII4s4s16s16s")
+_STACK_EVENT = -80  # event lives at r10-80 .. r10-1
+_STACK_KEY = -88  # u32 key 0 for the drop counter lookup
+
+# --- instruction encoding: struct bpf_insn {u8 code; u8 dst:4, src:4; s16 off; s32 imm} ---
+_INSN = struct.Struct("<BBhi")
+# opcode = operation | source | class
+LDX_W, LDX_DW = 0x61, 0x79  # BPF_LDX | BPF_MEM | BPF_W / BPF_DW
+STX_W, STX_DW = 0x63, 0x7B  # BPF_STX | BPF_MEM | size
+ST_W = 0x62  # BPF_ST | BPF_MEM | BPF_W (store immediate)
+MOV64_K, MOV64_X = 0xB7, 0xBF  # BPF_ALU64 | BPF_MOV | BPF_K / BPF_X
+ADD64_K = 0x07  # BPF_ALU64 | BPF_ADD | BPF_K
+JEQ_K, JNE_K, JA = 0x15, 0x55, 0x05  # BPF_JMP | BPF_JEQ / BPF_JNE | BPF_K; BPF_JMP | BPF_JA
+CALL, EXIT = 0x85, 0x95  # BPF_JMP | BPF_CALL / BPF_EXIT
+LD_IMM64 = 0x18  # BPF_LD | BPF_DW | BPF_IMM (two slots)
+ATOMIC_DW = 0xDB  # BPF_STX | BPF_ATOMIC | BPF_DW, imm = BPF_ADD (0): lock *(u64 *)(dst + off) += src
+
+
+@dataclass(frozen=True, slots=True)
+class Insn:
+    """One instruction; ``target`` names a :class:`Label` for jumps (``off`` is then computed)."""
+
+    code: int
+    dst: int = 0
+    src: int = 0
+    off: int = 0
+    imm: int = 0
+    target: str | None = None
+    comment: str = ""
+
+    def encode(self, off: int | None = None) -> bytes:
+        """8 bytes, little-endian; ``dst`` in the low nibble of byte 1.
+
+        Example: ``Insn(MOV64_X, dst=6, src=1).encode().hex() == "bf16000000000000"``.
+        """
+        return _INSN.pack(self.code, (self.src << 4) | self.dst, self.off if off is None else off, self.imm)
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A jump target between instructions."""
+
+    name: str
+
+
+def _slots(item: Insn) -> int:
+    return 2 if item.code == LD_IMM64 else 1
+
+
+def assemble(program: Sequence[Insn | Label]) -> bytes:
+    """Encode a program, resolving label jumps to ``off = target_slot - (slot + 1)``.
+
+    ``LD_IMM64`` takes two slots: the second carries the upper 32 bits of the immediate.
+
+    Raises:
+        ValueError: a jump to an unknown label.
+    """
+    labels: dict[str, int] = {}
+    slot = 0
+    for item in program:
+        if isinstance(item, Label):
+            labels[item.name] = slot
+        else:
+            slot += _slots(item)
+    out = bytearray()
+    slot = 0
+    for item in program:
+        if isinstance(item, Label):
+            continue
+        off = None
+        if item.target is not None:
+            if item.target not in labels:
+                raise ValueError(f"unknown label {item.target}")
+            off = labels[item.target] - (slot + 1)
+        if item.code == LD_IMM64:
+            out += _INSN.pack(item.code, (item.src << 4) | item.dst, 0, item.imm & 0xFFFFFFFF)
+            out += _INSN.pack(0, 0, 0, (item.imm >> 32) & 0xFFFFFFFF)
+        else:
+            out += item.encode(off)
+        slot += _slots(item)
+    return bytes(out)
+
+
+def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int]) -> list[Insn | Label]:
+    """The SOCK_OPS program: on the chosen ``ops``, push an :data:`EVENT` into the queue map; count
+    failed pushes (queue full) in ``drops_fd[0]``. Always returns 1 (allow; no reply).
+
+    Registers: r1 = ctx on entry, r6 = ctx kept across calls, r10 = frame pointer, r0 = return.
+    """
+    ev = _STACK_EVENT
+    p: list[Insn | Label] = [
+        Insn(MOV64_X, 6, 1, comment="r6 = ctx (r1 is clobbered by calls)"),
+        Insn(LDX_W, 2, 6, SO_OP, comment="r2 = ctx->op"),
+    ]
+    for op in ops:
+        p.append(Insn(JEQ_K, 2, 0, imm=op, target="push", comment=f"if op == {op} goto push"))
+    p += [
+        Insn(JA, target="out", comment="other ops: nothing to do"),
+        Label("push"),
+        Insn(CALL, imm=FN_KTIME_GET_NS, comment="r0 = bpf_ktime_get_ns()"),
+        Insn(STX_DW, 10, 0, ev + 0, comment="ev.ktime_ns = r0"),
+        Insn(CALL, imm=FN_GET_CURRENT_PID_TGID, comment="r0 = tgid << 32 | tid"),
+        Insn(STX_DW, 10, 0, ev + 8, comment="ev.pid_tgid = r0"),
+        Insn(MOV64_X, 1, 6, comment="r1 = ctx"),
+        Insn(CALL, imm=FN_GET_SOCKET_COOKIE, comment="r0 = bpf_get_socket_cookie(ctx)"),
+        Insn(STX_DW, 10, 0, ev + 16, comment="ev.cookie = r0"),
+    ]
+    copies = [
+        (SO_OP, 24, "op"), (SO_FAMILY, 28, "family"), (SO_LOCAL_PORT, 32, "local_port"),
+        (SO_REMOTE_PORT, 36, "remote_port"), (SO_LOCAL_IP4, 40, "local_ip4"), (SO_REMOTE_IP4, 44, "remote_ip4"),
+    ] + [(SO_LOCAL_IP6 + 4 * i, 48 + 4 * i, f"local_ip6[{i}]") for i in range(4)] + [
+        (SO_REMOTE_IP6 + 4 * i, 64 + 4 * i, f"remote_ip6[{i}]") for i in range(4)
+    ]  # fmt: skip
+    for ctx_off, ev_off, name in copies:
+        p.append(Insn(LDX_W, 2, 6, ctx_off, comment=f"r2 = ctx->{name}"))
+        p.append(Insn(STX_W, 10, 2, ev + ev_off, comment=f"ev.{name} = r2"))
+    p += [
+        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=queue_fd, comment="r1 = &queue (map fd, 2 slots)"),
+        Insn(MOV64_X, 2, 10, comment="r2 = fp"),
+        Insn(ADD64_K, 2, imm=ev, comment="r2 = &ev"),
+        Insn(MOV64_K, 3, imm=0, comment="r3 = 0 (flags: fail when full, never overwrite)"),
+        Insn(CALL, imm=FN_MAP_PUSH_ELEM, comment="r0 = bpf_map_push_elem(&queue, &ev, 0)"),
+        Insn(JEQ_K, 0, imm=0, target="out", comment="pushed: done"),
+        Insn(ST_W, 10, 0, _STACK_KEY, 0, comment="key = 0"),
+        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=drops_fd, comment="r1 = &drops (array[1] of u64)"),
+        Insn(MOV64_X, 2, 10, comment="r2 = fp"),
+        Insn(ADD64_K, 2, imm=_STACK_KEY, comment="r2 = &key"),
+        Insn(CALL, imm=FN_MAP_LOOKUP_ELEM, comment="r0 = &drops[0] or NULL"),
+        Insn(JEQ_K, 0, imm=0, target="out", comment="NULL: give up"),
+        Insn(MOV64_K, 1, imm=1, comment="r1 = 1"),
+        Insn(ATOMIC_DW, 0, 1, 0, 0, comment="lock drops[0] += 1"),
+        Label("out"),
+        Insn(MOV64_K, 0, imm=1, comment="r0 = 1 (sock_ops: success)"),
+        Insn(EXIT, comment="return r0"),
+    ]
+    return p
+
+
+def _port_from_ctx(raw: int) -> int:
+    """``remote_port`` ctx value -> port: the be16 port sits in the upper 16 bits (little-endian host).
+
+    Example: ``_port_from_ctx(0x901F0000) == 8080`` (0x1F90 = 8080 in network order read as LE u16).
+    """
+    if raw > 0xFFFF:
+        be16 = raw >> 16
+    else:  # big-endian hosts keep the port in the low half
+        be16 = raw
+    return ((be16 & 0xFF) << 8) | (be16 >> 8) if struct.pack("=H", 1) == b"\x01\x00" else be16
+
+
+def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
+    """Decode one 80-byte queue record.
+
+    Args:
+        data: the record (see :data:`EVENT`).
+        mono_to_real_ns: CLOCK_REALTIME - CLOCK_MONOTONIC, added to ``ktime_ns``.
+
+    Example: a record with op 3, family 2, local_port 53110, remote_port 0x901F0000,
+    local_ip4 ``7f000001``, pid_tgid ``4242 << 32 | 4243`` ->
+    ``ConnectEvent(kind=ACTIVE, local=127.0.0.1:53110, remote=127.0.0.1:8080, pid=4242, tid=4243)``.
+
+    Raises:
+        ParseError: wrong size or an unknown family.
+    """
+    if len(data) != EVENT.size:
+        raise ParseError(f"sockops record is {len(data)} bytes, want {EVENT.size}", path="bpf")
+    ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6 = EVENT.unpack(data)
+    if family == 2:
+        local_addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(lip4)
+        remote_addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(rip4)
+        fam = Family.INET
+    elif family == 10:
+        local_addr, remote_addr, fam = ipaddress.IPv6Address(lip6), ipaddress.IPv6Address(rip6), Family.INET6
+    else:
+        raise ParseError(f"unknown family {family} in sockops record", path="bpf", line=data[:32].hex())
+    active = op == OP_TCP_CONNECT
+    return ConnectEvent(
+        at_ns=ktime + mono_to_real_ns,
+        kind=ConnectKind.ACTIVE if active else ConnectKind.PASSIVE,
+        family=fam,
+        local=Endpoint(local_addr, lport),
+        remote=Endpoint(remote_addr, _port_from_ctx(rport_raw)),
+        cookie=cookie,
+        pid=(pid_tgid >> 32) if active else None,
+        tid=(pid_tgid & 0xFFFFFFFF) if active else None,
+    )
+
+
+def find_cgroup2_root(mounts_text: str) -> str | None:
+    """The first cgroup2 mount point in /proc/mounts text (``/sys/fs/cgroup`` preferred).
+
+    Example: ``"cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0"`` -> ``"/sys/fs/cgroup/unified"``.
+    """
+    found: list[str] = []
+    for line in mounts_text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] == "cgroup2":
+            found.append(parts[1].replace("\\040", " "))
+    if "/sys/fs/cgroup" in found:
+        return "/sys/fs/cgroup"
+    return found[0] if found else None
+
+
+class _Bpf:
+    """The bpf(2) syscall through libc ``syscall()``."""
+
+    def __init__(self) -> None:
+        nr = _SYS_BPF.get(platform.machine())
+        if nr is None:
+            raise BackendUnavailable(f"bpf(): unknown syscall number on {platform.machine()}")
+        self.nr = nr
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.syscall.restype = ctypes.c_long
+
+    def call(self, cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
+        """Run one command; returns the result or ``-errno``."""
+        ret = self.libc.syscall(ctypes.c_long(self.nr), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
+        return int(ret) if ret >= 0 else -ctypes.get_errno()
+
+
+def _attr(*fields: tuple[int, str, int]) -> ctypes.Array[ctypes.c_char]:
+    buf = ctypes.create_string_buffer(128)
+    for off, fmt, value in fields:
+        struct.pack_into(fmt, buf, off, value)
+    return buf
+
+
+def _fail(what: str, err: int, extra: str = "") -> BackendUnavailable:
+    name = errno_mod.errorcode.get(err, str(err))
+    hint = "; needs root (CAP_BPF + CAP_NET_ADMIN)" if err in (errno_mod.EPERM, errno_mod.EACCES) else ""
+    return BackendUnavailable(f"eBPF sockops: {what} failed: {name}{hint}{extra}")
+
+
+class SockopsCollector:
+    """Loads and attaches the sockops program; :meth:`drain` returns the queued events.
+
+    Args:
+        cgroup_path: cgroup v2 directory to attach to; the cgroup2 root from /proc/mounts by default.
+        queue_entries: queue capacity (records of 80 bytes); a full queue drops and counts.
+        ops: sockops callbacks to record (client connect and server establishment by default).
+
+    Raises:
+        BackendUnavailable: no cgroup2 mount, not root, or the kernel refused the map/program/link
+            (the verifier log is in the message).
+    """
+
+    def __init__(self, cgroup_path: str | None = None, *, queue_entries: int = 65536,
+                 ops: Sequence[int] = (OP_TCP_CONNECT, OP_PASSIVE_ESTABLISHED)) -> None:
+        self._fds: list[int] = []
+        self._bpf = _Bpf()
+        if cgroup_path is None:
+            with open("/proc/mounts", encoding="utf-8") as fh:
+                cgroup_path = find_cgroup2_root(fh.read())
+            if cgroup_path is None:
+                raise BackendUnavailable("eBPF sockops: no cgroup2 mount in /proc/mounts")
+        self.cgroup_path = cgroup_path
+        try:
+            self._load(cgroup_path, queue_entries, ops)
+        except BaseException:
+            self.close()
+            raise
+        self.mono_to_real_ns = time.time_ns() - time.monotonic_ns()
+        self._value = ctypes.create_string_buffer(EVENT.size)
+        self._drain_attr = _attr((0, "=I", self.queue_fd), (8, "=Q", 0), (16, "=Q", ctypes.addressof(self._value)))
+        self.events_read = 0
+
+    def _map(self, map_type: int, key_size: int, value_size: int, entries: int, name: bytes) -> int:
+        attr = _attr((0, "=I", map_type), (4, "=I", key_size), (8, "=I", value_size), (12, "=I", entries))
+        struct.pack_into("16s", attr, 28, name)  # map_name[16]
+        fd = self._bpf.call(BPF_MAP_CREATE, attr)
+        if fd < 0:
+            raise _fail(f"BPF_MAP_CREATE({name.decode()})", -fd)
+        self._fds.append(fd)
+        return fd
+
+    def _load(self, cgroup_path: str, queue_entries: int, ops: Sequence[int]) -> None:
+        self.queue_fd = self._map(BPF_MAP_TYPE_QUEUE, 0, EVENT.size, queue_entries, b"ls_connects")
+        self.drops_fd = self._map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"ls_drops")
+        code = assemble(build_sockops_program(self.queue_fd, self.drops_fd, ops))
+        insns = ctypes.create_string_buffer(code, len(code))
+        license_ = ctypes.create_string_buffer(b"GPL")
+        log = ctypes.create_string_buffer(1 << 16)
+        for log_level in (0, 1):
+            attr = _attr((0, "=I", BPF_PROG_TYPE_SOCK_OPS), (4, "=I", len(code) // 8),
+                         (8, "=Q", ctypes.addressof(insns)), (16, "=Q", ctypes.addressof(license_)),
+                         (24, "=I", log_level), (28, "=I", len(log) if log_level else 0),
+                         (32, "=Q", ctypes.addressof(log) if log_level else 0),
+                         (68, "=I", BPF_CGROUP_SOCK_OPS))  # fmt: skip
+            struct.pack_into("16s", attr, 48, b"ls_sockops")  # prog_name[16]
+            fd = self._bpf.call(BPF_PROG_LOAD, attr)
+            if fd >= 0:
+                break
+            if log_level == 1 or -fd in (errno_mod.EPERM,):
+                text = log.value.decode(errors="replace").strip().splitlines()[-3:]
+                raise _fail("BPF_PROG_LOAD", -fd, f" (verifier: {' | '.join(text)})" if text else "")
+        self.prog_fd = fd
+        self._fds.append(fd)
+        try:
+            self.cgroup_fd = os.open(cgroup_path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise BackendUnavailable(f"eBPF sockops: cannot open cgroup {cgroup_path}: {exc}") from exc
+        self._fds.append(self.cgroup_fd)
+        attr = _attr((0, "=I", self.prog_fd), (4, "=I", self.cgroup_fd), (8, "=I", BPF_CGROUP_SOCK_OPS))
+        link = self._bpf.call(BPF_LINK_CREATE, attr)
+        if link < 0:
+            raise _fail("BPF_LINK_CREATE", -link)
+        self.link_fd = link
+        self._fds.append(link)
+
+    def drain(self, max_events: int = 1 << 20) -> list[ConnectEvent]:
+        """Pop every queued record (one BPF_MAP_LOOKUP_AND_DELETE_ELEM each) until empty.
+
+        Raises:
+            BackendUnavailable: the collector is closed.
+            ParseError: a malformed record.
+        """
+        if not self._fds:
+            raise BackendUnavailable("eBPF sockops collector is closed")
+        out: list[ConnectEvent] = []
+        call, nr, attr, size = self._bpf.libc.syscall, ctypes.c_long(self._bpf.nr), self._drain_attr, ctypes.c_uint(128)
+        cmd = ctypes.c_int(BPF_MAP_LOOKUP_AND_DELETE_ELEM)
+        for _ in range(max_events):
+            if call(nr, cmd, attr, size) < 0:
+                break  # ENOENT: empty
+            out.append(parse_event(self._value.raw, mono_to_real_ns=self.mono_to_real_ns))
+        self.events_read += len(out)
+        return out
+
+    def drops(self) -> int:
+        """Records the program could not push because the queue was full."""
+        value = ctypes.create_string_buffer(8)
+        key = ctypes.create_string_buffer(4)
+        attr = _attr((0, "=I", self.drops_fd), (8, "=Q", ctypes.addressof(key)), (16, "=Q", ctypes.addressof(value)))
+        if self._bpf.call(BPF_MAP_LOOKUP_ELEM, attr) < 0:
+            return 0
+        return int(struct.unpack("=Q", value.raw)[0])
+
+    def close(self) -> None:
+        """Detach (close the link fd) and free the program and maps. Idempotent."""
+        while self._fds:
+            os.close(self._fds.pop())
+
+    def __enter__(self) -> SockopsCollector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""Live: the pure-Python sockops program sees every connect of a child process, with its pid."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from loopscope.backends.linux.ebpf import SockopsCollector
+from loopscope.errors import BackendUnavailable
+from loopscope.model.events import ConnectKind
+
+pytestmark = [pytest.mark.linux, pytest.mark.root]
+
+_CHILD = """
+import socket, sys
+port, n, host = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+for _ in range(n):
+    s = socket.socket(fam)
+    s.connect((host, port))
+    print(s.getsockname()[1], flush=True)
+    s.close()
+"""
+
+
+@pytest.mark.parametrize(("host", "family"), [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)])
+def test_every_connect_of_a_child_is_seen_with_its_pid(host: str, family: int) -> None:
+    n = 50
+    srv = socket.socket(family)
+    srv.bind((host, 0))
+    srv.listen(256)
+    port = srv.getsockname()[1]
+    with SockopsCollector() as collector:
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(port), str(n), host], stdout=subprocess.PIPE, text=True)
+        accepted = []
+        for _ in range(n):
+            conn, _ = srv.accept()
+            accepted.append(conn)
+        out, _ = child.communicate(timeout=30)
+        for conn in accepted:
+            conn.close()
+        time.sleep(0.05)
+        events = collector.drain()
+        assert collector.drops() == 0
+    srv.close()
+    client_ports = [int(x) for x in out.split()]
+    assert len(client_ports) == n
+    connects = [e for e in events if e.kind is ConnectKind.ACTIVE and e.remote.port == port]
+    passive = [e for e in events if e.kind is ConnectKind.PASSIVE and e.local.port == port]
+    assert sorted(e.local.port for e in connects) == sorted(client_ports)
+    assert {e.pid for e in connects} == {child.pid}
+    assert all(str(e.remote.address) == host for e in connects)
+    assert sorted(e.remote.port for e in passive) == sorted(client_ports)
+    assert len({e.cookie for e in connects + passive}) == 2 * n
+
+
+def test_close_detaches_the_program() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    collector = SockopsCollector()
+    collector.close()
+    with SockopsCollector() as probe:
+        # a fresh collector sees a connect; the closed one has no fds left to read
+        s = socket.create_connection(("127.0.0.1", port))
+        s.close()
+        time.sleep(0.02)
+        assert any(e.remote.port == port for e in probe.drain())
+    with pytest.raises(BackendUnavailable):
+        collector.drain()
+    srv.close()
