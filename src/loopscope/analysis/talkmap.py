@@ -5,8 +5,10 @@ Both ends of a loopback connection are in the same socket table, so the client s
 pair up by 4-tuple. The server side is the end whose local endpoint matches a listener.
 
 An **app** is the set of processes that own a listener. An edge is a **self-call** when the client
-process is one of those owners, or shares their process group (prefork masters and workers), or their
-systemd service cgroup (``*.service``).
+process is one of those owners (prefork workers inherit the listener, so they are owners too), or is in
+a process group whose leader is an owner (a master's helper processes), or shares the owners' systemd
+service cgroup (``*.service``). A process group led by something else (a shell script, a test runner
+that started both client and server) does not make two processes one app.
 """
 
 from __future__ import annotations
@@ -96,12 +98,13 @@ def _service_cgroup(proc: ProcessInfo) -> str | None:
 
 
 def is_same_app(client: ProcessInfo, owners: list[ProcessInfo]) -> bool:
-    """True when ``client`` belongs to the app made of ``owners``: one of them, same process group,
-    or same systemd service cgroup."""
+    """True when ``client`` belongs to the app made of ``owners``: one of them, in a process group led by
+    one of them, or in the same systemd service cgroup."""
+    owner_pids = {o.pid for o in owners}
     for owner in owners:
         if client.key == owner.key:
             return True
-        if client.pgid is not None and client.pgid == owner.pgid and client.netns == owner.netns:
+        if client.pgid is not None and client.pgid in owner_pids and client.netns == owner.netns:
             return True
         service = _service_cgroup(client)
         if service is not None and service == _service_cgroup(owner):
