@@ -87,6 +87,11 @@ def resolve_netns(spec: str | None) -> NetnsTarget:
         label = f"pid {spec}"
     elif spec.startswith("/"):
         path, label = spec, spec
+        parts = spec.strip("/").split("/")
+        if spec.startswith(NETNS_RUN_DIR + "/") and len(parts) == 3:
+            label = parts[2]
+        elif len(parts) == 4 and parts[0] == "proc" and parts[1].isdigit() and parts[2:] == ["ns", "net"]:
+            label = f"pid {parts[1]}"
     else:
         if "/" in spec or spec in (".", ".."):
             raise UsageError(f"bad netns name {spec!r}")
