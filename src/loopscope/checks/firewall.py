@@ -1,0 +1,635 @@
+"""Firewall rulesets as values, and which rule stops a loopback packet (pure: text in, values out).
+
+Two sources, both parsed here without I/O (reading them is ``loopscope.probes.rulesets``):
+
+- ``nft -j list ruleset`` (libnftables JSON schema 1, ``man libnftables-json``) via :func:`parse_nft_json`;
+- ``iptables-save`` / ``ip6tables-save`` text via :func:`parse_iptables_save`.
+
+With iptables-nft (``iptables-save`` header says ``(nf_tables)``) the same rules appear in both; the nft JSON
+shows iptables extensions only as opaque ``xt`` expressions, so :func:`merge_rulesets` keeps the iptables
+text for those tables.
+
+A loopback TCP/UDP packet goes through the ``output`` hook with ``oif lo`` and then the ``input`` hook with
+``iif lo`` (net/ipv4/ip_output.c -> loopback_xmit -> ip_rcv). :func:`evaluate` walks the base chains of
+both hooks in priority order with nftables semantics (accept ends one base chain, drop/reject end the
+packet, jump/goto/return, chain policy) for the first packet of a new connection (``ct state new``).
+A match this module does not understand makes the rule *possible* rather than certain.
+
+Example:
+    >>> rs = parse_iptables_save("*filter\\n:INPUT ACCEPT [0:0]\\n-A INPUT -i lo -p tcp --dport 8080 -j DROP\\nCOMMIT\\n")
+    >>> evaluate(rs, Packet(proto="tcp", version=4, daddr="127.0.0.1", dport=8080)).blocked
+    True
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shlex
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
+
+from loopscope.errors import ParseError
+
+__all__ = [
+    "Match",
+    "FirewallRule",
+    "Chain",
+    "Ruleset",
+    "Packet",
+    "Verdict",
+    "parse_nft_json",
+    "parse_iptables_save",
+    "merge_rulesets",
+    "evaluate",
+    "find_loopback_blocks",
+]
+
+_TERMINAL = ("accept", "drop", "reject")
+_BLOCKING = ("drop", "reject")
+_IPT_HOOKS = {"INPUT": "input", "OUTPUT": "output", "FORWARD": "forward", "PREROUTING": "prerouting",
+              "POSTROUTING": "postrouting"}  # fmt: skip
+_IPT_PRIO = {"raw": -300, "mangle": -150, "nat": -100, "filter": 0, "security": 50}
+
+
+class Match(NamedTuple):
+    """One condition of a rule.
+
+    ``field`` is one of ``iif``, ``oif`` (interface names), ``l4proto`` (``tcp``/``udp``...), ``dport``,
+    ``sport`` (values are ``(low, high)`` inclusive ranges), ``daddr``, ``saddr`` (values are networks
+    as strings, ``127.0.0.0/8``), ``ct_state`` (``new``, ``established``...) or ``unknown`` (values hold
+    the expression as text).
+    """
+
+    field: str
+    negate: bool
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FirewallRule:
+    """One rule of a chain."""
+
+    source: str
+    """``nft`` or ``iptables``."""
+    family: str
+    """nft family: ``ip``, ``ip6``, ``inet``, ``bridge``, ``arp``, ``netdev``."""
+    table: str
+    """Table name."""
+    chain: str
+    """Chain name."""
+    position: int
+    """0-based index in the chain."""
+    matches: tuple[Match, ...]
+    """Conditions, all of which must hold."""
+    verdict: str | None
+    """``accept``, ``drop``, ``reject``, ``jump``, ``goto``, ``return``; None for rules that only count/log."""
+    target: str | None = None
+    """Chain named by jump/goto."""
+    text: str = ""
+    """The rule as people write it."""
+
+    @property
+    def where(self) -> str:
+        """``nft inet lsfilter input`` / ``iptables filter INPUT``."""
+        return f"{self.source} {self.family} {self.table} {self.chain}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chain:
+    """A chain; base chains have a hook."""
+
+    family: str
+    """nft family."""
+    table: str
+    """Table name."""
+    name: str
+    """Chain name."""
+    hook: str | None = None
+    """``input``, ``output``... for base chains, None for regular chains."""
+    priority: int = 0
+    """Base chain priority (lower runs first)."""
+    policy: str | None = None
+    """``accept`` or ``drop`` for base chains."""
+    rules: tuple[FirewallRule, ...] = ()
+    """Rules in order."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ruleset:
+    """Every chain read from one or more sources."""
+
+    chains: tuple[Chain, ...] = ()
+    """All chains."""
+    sources: tuple[str, ...] = ()
+    """``nft`` / ``iptables`` / ``ip6tables`` for each ruleset merged in."""
+    nf_tables_backed: bool = False
+    """iptables-save reported the nf_tables backend (iptables-nft)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Packet:
+    """The first packet of a new connection to a local service."""
+
+    proto: str
+    """``tcp`` or ``udp``."""
+    version: int
+    """4 or 6."""
+    daddr: str
+    """Destination address."""
+    dport: int
+    """Destination port."""
+    saddr: str | None = None
+    """Source address; None means the same as ``daddr`` (a local connection)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """What the ruleset does to a packet."""
+
+    blocked: bool
+    """A drop/reject rule or a drop policy certainly stops the packet."""
+    rule: FirewallRule | None = None
+    """The rule that stops it (None when a chain policy does, or nothing)."""
+    policy_chain: str | None = None
+    """``nft inet t input`` when a drop policy stops it."""
+    possible: tuple[FirewallRule, ...] = ()
+    """Drop/reject rules that may match (they hold a condition this module cannot judge)."""
+
+    @property
+    def evidence(self) -> str:
+        """One line: the rule and where it is, or the policy."""
+        if self.rule is not None:
+            return f"{self.rule.where}: {self.rule.text}"
+        if self.policy_chain is not None:
+            return f"{self.policy_chain}: policy drop"
+        if self.possible:
+            return "; ".join(f"{r.where}: {r.text} (may match)" for r in self.possible)
+        return "no rule stops it"
+
+
+# ---------------------------------------------------------------------------------------------- nft JSON
+
+
+def _ports(right: Any, sets: dict[str, tuple[Any, ...]]) -> tuple[tuple[int, int], ...] | None:
+    if isinstance(right, bool):
+        return None
+    if isinstance(right, int):
+        return ((right, right),)
+    if isinstance(right, str) and right.startswith("@"):
+        elems = sets.get(right[1:])
+        return None if elems is None else _ports({"set": list(elems)}, sets)
+    if isinstance(right, dict) and "range" in right:
+        lo, hi = right["range"]
+        return ((int(lo), int(hi)),) if isinstance(lo, int) and isinstance(hi, int) else None
+    if isinstance(right, dict) and "set" in right:
+        out: list[tuple[int, int]] = []
+        for item in right["set"]:
+            got = _ports(item, sets)
+            if got is None:
+                return None
+            out += got
+        return tuple(out)
+    return None
+
+
+def _nets(right: Any, sets: dict[str, tuple[Any, ...]]) -> tuple[str, ...] | None:
+    if isinstance(right, str) and right.startswith("@"):
+        elems = sets.get(right[1:])
+        return None if elems is None else _nets({"set": list(elems)}, sets)
+    if isinstance(right, str):
+        try:
+            return (str(ipaddress.ip_network(right, strict=False)),)
+        except ValueError:
+            return None
+    if isinstance(right, dict) and "prefix" in right:
+        p = right["prefix"]
+        return (str(ipaddress.ip_network(f"{p['addr']}/{p['len']}", strict=False)),)
+    if isinstance(right, dict) and "range" in right:
+        lo, hi = (ipaddress.ip_address(x) for x in right["range"])
+        return tuple(str(n) for n in ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
+    if isinstance(right, dict) and "set" in right:
+        out: list[str] = []
+        for item in right["set"]:
+            got = _nets(item, sets)
+            if got is None:
+                return None
+            out += got
+        return tuple(out)
+    return None
+
+
+def _words(right: Any) -> tuple[str, ...] | None:
+    if isinstance(right, str):
+        return (right,)
+    if isinstance(right, list):
+        return tuple(str(x) for x in right)
+    if isinstance(right, dict) and "set" in right:
+        return tuple(str(x) for x in right["set"])
+    return None
+
+
+def _nft_match(m: dict[str, Any], sets: dict[str, tuple[Any, ...]]) -> list[Match]:
+    """One ``{"match": ...}`` expression -> Match(es); ``tcp dport 80`` also implies ``l4proto tcp``."""
+    op = m.get("op", "==")
+    negate = op == "!="
+    left, right = m.get("left"), m.get("right")
+    unknown = [Match("unknown", False, (json.dumps(m, sort_keys=True),))]
+    if op not in ("==", "!=", "in"):
+        return unknown
+    if isinstance(left, dict) and "meta" in left:
+        key = left["meta"].get("key")
+        if key in ("iifname", "iif", "oifname", "oif"):
+            names = _words(right)
+            return [Match(key[:3], negate, names)] if names else unknown
+        if key == "l4proto":
+            names = _words(right)
+            return [Match("l4proto", negate, names)] if names else unknown
+        if key == "nfproto":
+            return [Match("unknown", False, ("meta nfproto",))] if negate else []
+        return unknown
+    if isinstance(left, dict) and "payload" in left:
+        proto, fld = left["payload"].get("protocol"), left["payload"].get("field")
+        if fld in ("dport", "sport") and proto in ("tcp", "udp", "th"):
+            ports = _ports(right, sets)
+            if ports is None:
+                return unknown
+            out = [Match(fld, negate, ports)]
+            return out + ([Match("l4proto", False, (proto,))] if proto != "th" else [])
+        if fld in ("daddr", "saddr") and proto in ("ip", "ip6"):
+            nets = _nets(right, sets)
+            return [Match(fld, negate, nets)] if nets is not None else unknown
+        if fld == "protocol" and proto == "ip" or fld == "nexthdr" and proto == "ip6":
+            names = _words(right)
+            return [Match("l4proto", negate, names)] if names else unknown
+        return unknown
+    if isinstance(left, dict) and "ct" in left and left["ct"].get("key") == "state":
+        names = _words(right)
+        return [Match("ct_state", negate, names)] if names else unknown
+    return unknown
+
+
+def _nft_rule(obj: dict[str, Any], position: int, sets: dict[str, tuple[Any, ...]]) -> FirewallRule:
+    matches: list[Match] = []
+    verdict: str | None = None
+    target: str | None = None
+    words: list[str] = []
+    for expr in obj.get("expr", []):
+        (kind, body), = expr.items()
+        if kind == "match":
+            matches += _nft_match(body, sets)
+            words.append(_match_text(body))
+        elif kind in ("accept", "drop", "return", "continue"):
+            verdict = verdict or kind
+            words.append(kind)
+        elif kind == "reject":
+            verdict = verdict or "reject"
+            words.append("reject" + (f" with {body['type']}" if isinstance(body, dict) and "type" in body else ""))
+        elif kind in ("jump", "goto"):
+            verdict, target = verdict or kind, body.get("target")
+            words.append(f"{kind} {target}")
+        elif kind in ("counter", "log", "limit", "comment"):
+            if kind == "log":
+                words.append("log")
+        elif kind == "xt":
+            if body.get("type") == "target" and str(body.get("name")).upper() in ("DROP", "REJECT"):
+                verdict = verdict or str(body["name"]).lower()
+            else:
+                matches.append(Match("unknown", False, (f"xt {body.get('name')}",)))
+            words.append(f"xt {body.get('name')}")
+        else:
+            matches.append(Match("unknown", False, (kind,)))
+            words.append(kind)
+    return FirewallRule(source="nft", family=obj["family"], table=obj["table"], chain=obj["chain"],
+                        position=position, matches=tuple(matches), verdict=verdict, target=target,
+                        text=" ".join(words))  # fmt: skip
+
+
+def _operand_text(x: Any) -> str:
+    if isinstance(x, dict):
+        if "meta" in x:
+            return str(x["meta"].get("key"))
+        if "payload" in x:
+            return f"{x['payload'].get('protocol')} {x['payload'].get('field')}"
+        if "ct" in x:
+            return f"ct {x['ct'].get('key')}"
+        if "prefix" in x:
+            return f"{x['prefix']['addr']}/{x['prefix']['len']}"
+        if "range" in x:
+            return "-".join(str(v) for v in x["range"])
+        if "set" in x:
+            return "{ " + ", ".join(_operand_text(v) for v in x["set"]) + " }"
+    if isinstance(x, list):
+        return ",".join(str(v) for v in x)
+    return str(x)
+
+
+def _match_text(m: dict[str, Any]) -> str:
+    op = m.get("op", "==")
+    return f"{_operand_text(m.get('left'))} {'!= ' if op == '!=' else ''}{_operand_text(m.get('right'))}"
+
+
+def parse_nft_json(text: str) -> Ruleset:
+    """Parse ``nft -j list ruleset``.
+
+    Args:
+        text: the JSON document.
+
+    Returns:
+        Every chain with its rules; named sets (``@blocked``) are resolved into the rules' values.
+
+    Raises:
+        ParseError: not JSON, or not an ``{"nftables": [...]}`` document.
+
+    Example: the rule ``iifname "lo" tcp dport 8080 drop`` becomes ``FirewallRule(verdict="drop",
+    matches=(Match("iif", False, ("lo",)), Match("dport", False, ((8080, 8080),)),
+    Match("l4proto", False, ("tcp",))))``.
+    """
+    try:
+        doc = json.loads(text)
+        items = doc["nftables"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ParseError(f"not an nft JSON ruleset: {exc}", path="nft -j list ruleset") from exc
+    sets: dict[tuple[str, str], dict[str, tuple[Any, ...]]] = {}
+    chains: dict[tuple[str, str, str], Chain] = {}
+    order: list[tuple[str, str, str]] = []
+    for item in items:
+        if "set" in item:
+            s = item["set"]
+            elems = tuple(e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e for e in s.get("elem", []))
+            sets.setdefault((s["family"], s["table"]), {})[s["name"]] = elems
+        elif "chain" in item:
+            c = item["chain"]
+            key = (c["family"], c["table"], c["name"])
+            prio = c.get("prio", 0)
+            chains[key] = Chain(family=c["family"], table=c["table"], name=c["name"], hook=c.get("hook"),
+                                priority=prio if isinstance(prio, int) else 0, policy=c.get("policy"))  # fmt: skip
+            order.append(key)
+    rules: dict[tuple[str, str, str], list[FirewallRule]] = {k: [] for k in order}
+    for item in items:
+        if "rule" in item:
+            r = item["rule"]
+            key = (r["family"], r["table"], r["chain"])
+            bucket = rules.setdefault(key, [])
+            bucket.append(_nft_rule(r, len(bucket), sets.get((r["family"], r["table"]), {})))
+    out = tuple(replace(chains[k], rules=tuple(rules.get(k, ()))) for k in order)
+    return Ruleset(chains=out, sources=("nft",))
+
+
+# --------------------------------------------------------------------------------------------- iptables
+
+
+def _ipt_ports(value: str) -> tuple[tuple[int, int], ...]:
+    out = []
+    for part in value.split(","):
+        lo, _, hi = part.partition(":")
+        out.append((int(lo or 0), int(hi or (lo if not _ else 65535))))
+    return tuple(out)
+
+
+def _ipt_rule(tokens: list[str], family: str, table: str, position: int) -> FirewallRule:
+    chain = tokens[1]
+    matches: list[Match] = []
+    verdict: str | None = None
+    target: str | None = None
+    i, negate = 2, False
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "!":
+            negate, i = True, i + 1
+            continue
+        arg = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if tok in ("-i", "--in-interface", "-o", "--out-interface"):
+            matches.append(Match("iif" if tok in ("-i", "--in-interface") else "oif", negate, (arg,)))
+        elif tok in ("-p", "--protocol"):
+            matches.append(Match("l4proto", negate, (arg,)))
+        elif tok in ("-s", "--source", "-d", "--destination"):
+            nets = tuple(str(ipaddress.ip_network(a, strict=False)) for a in arg.split(","))
+            matches.append(Match("saddr" if tok in ("-s", "--source") else "daddr", negate, nets))
+        elif tok in ("--dport", "--destination-port", "--dports", "--destination-ports"):
+            matches.append(Match("dport", negate, _ipt_ports(arg)))
+        elif tok in ("--sport", "--source-port", "--sports", "--source-ports"):
+            matches.append(Match("sport", negate, _ipt_ports(arg)))
+        elif tok in ("--state", "--ctstate"):
+            matches.append(Match("ct_state", negate, tuple(s.lower() for s in arg.split(","))))
+        elif tok in ("-j", "--jump", "-g", "--goto"):
+            name = arg
+            if name in ("ACCEPT", "DROP", "REJECT", "RETURN"):
+                verdict = name.lower()
+            elif tok in ("-g", "--goto"):
+                verdict, target = "goto", name
+            elif name.isupper() and name not in _IPT_HOOKS:
+                verdict = None  # an extension target (LOG, MARK...): not a verdict
+            else:
+                verdict, target = "jump", name
+            i += 2
+            while i < len(tokens) and tokens[i] not in ("-j", "-g") and tokens[i].startswith("--"):
+                i += 2  # target options, e.g. --reject-with
+            continue
+        elif tok in ("-m", "--match", "-c"):
+            i += 3 if tok == "-c" else 2
+            continue
+        elif tok.startswith("-"):
+            matches.append(Match("unknown", False, (f"{'! ' if negate else ''}{tok} {arg}".strip(),)))
+        else:
+            i += 1
+            continue
+        negate, i = False, i + 2
+    return FirewallRule(source="iptables", family=family, table=table, chain=chain, position=position,
+                        matches=tuple(matches), verdict=verdict, target=target, text=" ".join(tokens))  # fmt: skip
+
+
+def parse_iptables_save(text: str, family: str | None = None) -> Ruleset:
+    """Parse ``iptables-save`` or ``ip6tables-save`` output (several dumps may be concatenated).
+
+    Args:
+        text: the dump.
+        family: ``ip`` or ``ip6``; None reads it from each ``# Generated by ip6tables-save`` header
+            (``ip`` when there is none).
+
+    Returns:
+        Chains of every table; built-in chains get their hook and the table's priority (raw -300,
+        mangle -150, nat -100, filter 0, security 50).
+
+    Raises:
+        ParseError: a rule line outside a table, or a value that is not a port/address.
+
+    Example: ``-A INPUT -i lo -p tcp -m tcp --dport 5432 -j DROP`` ->
+    ``FirewallRule(chain="INPUT", verdict="drop", matches=(Match("iif", False, ("lo",)),
+    Match("l4proto", False, ("tcp",)), Match("dport", False, ((5432, 5432),))))``.
+    """
+    fam = family or "ip"
+    table: str | None = None
+    chains: dict[tuple[str, str, str], Chain] = {}
+    rules: dict[tuple[str, str, str], list[FirewallRule]] = {}
+    nf_tables = False
+    sources: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("# Generated by"):
+            if family is None:
+                fam = "ip6" if "ip6tables" in line else "ip"
+            nf_tables = nf_tables or "nf_tables" in line
+            sources.append("ip6tables" if fam == "ip6" else "iptables")
+            continue
+        if not line or line.startswith("#") or line == "COMMIT":
+            continue
+        try:
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                if table is None:
+                    raise ValueError("chain outside a table")
+                name, policy = line[1:].split()[:2]
+                chains[(fam, table, name)] = Chain(
+                    family=fam, table=table, name=name, hook=_IPT_HOOKS.get(name),
+                    priority=_IPT_PRIO.get(table, 0), policy=policy.lower() if policy != "-" else None,
+                )  # fmt: skip
+            elif line.startswith("-A "):
+                if table is None:
+                    raise ValueError("rule outside a table")
+                tokens = shlex.split(line)
+                bucket = rules.setdefault((fam, table, tokens[1]), [])
+                bucket.append(_ipt_rule(tokens, fam, table, len(bucket)))
+        except (ValueError, IndexError) as exc:
+            raise ParseError(str(exc), path="iptables-save", lineno=lineno, line=raw) from exc
+    out = tuple(replace(c, rules=tuple(rules.get(k, ()))) for k, c in chains.items())
+    return Ruleset(chains=out, sources=tuple(dict.fromkeys(sources or ["iptables"])), nf_tables_backed=nf_tables)
+
+
+def merge_rulesets(*rulesets: Ruleset) -> Ruleset:
+    """Join rulesets; with iptables-nft, the nft copies of ip/ip6 tables that iptables-save also
+    printed are dropped (the iptables text decodes extensions that nft shows as opaque ``xt``)."""
+    ipt_tables = {(c.family, c.table) for rs in rulesets if "nft" not in rs.sources for c in rs.chains}
+    chains: list[Chain] = []
+    for rs in rulesets:
+        for c in rs.chains:
+            if "nft" in rs.sources and (c.family, c.table) in ipt_tables:
+                continue
+            chains.append(c)
+    return Ruleset(chains=tuple(chains), sources=tuple(s for rs in rulesets for s in rs.sources),
+                   nf_tables_backed=any(rs.nf_tables_backed for rs in rulesets))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def _match_one(m: Match, pkt: Packet, hook: str) -> bool | None:
+    """True/False, or None when this module cannot judge the condition."""
+    if m.field in ("iif", "oif"):
+        inbound = hook in ("input", "prerouting")
+        iface = "lo" if (m.field == "iif") == inbound else None
+        hit = iface is not None and any(v in (iface, iface + "*") for v in m.values)
+    elif m.field == "l4proto":
+        hit = pkt.proto in m.values or (pkt.proto == "tcp" and "6" in m.values) or (pkt.proto == "udp" and "17" in m.values)
+    elif m.field == "dport":
+        hit = any(lo <= pkt.dport <= hi for lo, hi in m.values)
+    elif m.field in ("daddr", "saddr"):
+        addr = ipaddress.ip_address(pkt.daddr if m.field == "daddr" or pkt.saddr is None else pkt.saddr)
+        nets = [ipaddress.ip_network(n) for n in m.values]
+        if nets and all(n.version != addr.version for n in nets):
+            return False
+        hit = any(addr.version == n.version and addr in n for n in nets)
+    elif m.field == "ct_state":
+        hit = "new" in m.values
+    else:
+        return None
+    return hit != m.negate
+
+
+def _match_rule(rule: FirewallRule, pkt: Packet, hook: str) -> bool | None:
+    result: bool | None = True
+    for m in rule.matches:
+        got = _match_one(m, pkt, hook)
+        if got is False:
+            return False
+        if got is None:
+            result = None
+    return result
+
+
+@dataclass(slots=True)
+class _Walk:
+    possible: list[FirewallRule] = field(default_factory=list)
+
+
+def _run_chain(chains: dict[tuple[str, str, str], Chain], chain: Chain, pkt: Packet, hook: str, walk: _Walk,
+               depth: int) -> FirewallRule | str | None:
+    """Returns a blocking rule, ``"accept"``, ``"goto-end"``, or None (fell off the end / return)."""
+    if depth > 16:
+        return None
+    for rule in chain.rules:
+        hit = _match_rule(rule, pkt, hook)
+        if hit is False or rule.verdict is None:
+            continue
+        if hit is None:
+            if rule.verdict in _BLOCKING:
+                walk.possible.append(rule)
+            continue
+        if rule.verdict in _BLOCKING:
+            return rule
+        if rule.verdict == "accept":
+            return "accept"
+        if rule.verdict == "return":
+            return None
+        if rule.verdict in ("jump", "goto") and rule.target:
+            sub = chains.get((chain.family, chain.table, rule.target))
+            if sub is None:
+                continue
+            got = _run_chain(chains, sub, pkt, hook, walk, depth + 1)
+            if got is not None:
+                return got
+            if rule.verdict == "goto":
+                return "goto-end"
+    return None
+
+
+def evaluate(ruleset: Ruleset, packet: Packet) -> Verdict:
+    """What the ruleset does to the first packet of a new local connection (output then input hook).
+
+    Args:
+        ruleset: parsed rules.
+        packet: the connection attempt.
+
+    Returns:
+        A Verdict: ``blocked`` with the rule or policy when certain; possible blockers otherwise.
+    """
+    fams = ("ip", "inet") if packet.version == 4 else ("ip6", "inet")
+    index = {(c.family, c.table, c.name): c for c in ruleset.chains}
+    walk = _Walk()
+    for hook in ("output", "input"):
+        base = sorted((c for c in ruleset.chains if c.hook == hook and c.family in fams), key=lambda c: c.priority)
+        for chain in base:
+            got = _run_chain(index, chain, packet, hook, walk, 0)
+            if isinstance(got, FirewallRule):
+                return Verdict(blocked=True, rule=got, possible=tuple(walk.possible))
+            if got is None or got == "goto-end":
+                if chain.policy == "drop":
+                    where = f"{ruleset.sources[0] if ruleset.sources else 'nft'} {chain.family} {chain.table} {chain.name}"
+                    return Verdict(blocked=True, policy_chain=where, possible=tuple(walk.possible))
+    return Verdict(blocked=False, possible=tuple(walk.possible))
+
+
+def find_loopback_blocks(ruleset: Ruleset) -> list[FirewallRule]:
+    """Drop/reject rules aimed at loopback: matching ``iif``/``oif`` lo or a destination inside
+    127.0.0.0/8 or ::1 (not negated). For the doctor's rung 1.
+    """
+    out = []
+    loop4, loop6 = ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
+    for chain in ruleset.chains:
+        for rule in chain.rules:
+            if rule.verdict not in _BLOCKING:
+                continue
+            for m in rule.matches:
+                if m.negate:
+                    continue
+                if m.field in ("iif", "oif") and "lo" in m.values:
+                    out.append(rule)
+                    break
+                if m.field == "daddr" and any(
+                    ipaddress.ip_network(n).overlaps(loop4 if ipaddress.ip_network(n).version == 4 else loop6)
+                    for n in m.values
+                ):
+                    out.append(rule)
+                    break
+    return out
