@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError, UsageError
@@ -35,8 +35,11 @@ class _Raw:
     gaps: list[Gap]
 
 
-def _read_inside(source: str, protos: tuple[Proto, ...], tcp_info: bool) -> _Raw:
-    """Runs in the target namespace's thread: sockets, links, addresses, sysctls."""
+def _read_inside(
+    source: str, protos: tuple[Proto, ...], tcp_info: bool, owners: Mapping[int, tuple[ProcessKey, ...]] | None
+) -> _Raw:
+    """Runs in the target namespace's thread: sockets (owners filled from the fd scan), links,
+    addresses, sysctls."""
     from loopscope.backends.linux import procfs, rtnl, sock_diag
     from loopscope.backends.linux.netns import netns_id_of
 
@@ -46,7 +49,7 @@ def _read_inside(source: str, protos: tuple[Proto, ...], tcp_info: bool) -> _Raw
     used = source
     if source in ("auto", "sock_diag"):
         try:
-            sockets = sock_diag.read_sockets(netns=netns, protos=protos, tcp_info=tcp_info)
+            sockets = sock_diag.read_sockets(netns=netns, protos=protos, tcp_info=tcp_info, owners=owners)
             used = "sock_diag"
         except (BackendUnavailable, NetlinkError) as exc:
             if source == "sock_diag":
@@ -54,6 +57,8 @@ def _read_inside(source: str, protos: tuple[Proto, ...], tcp_info: bool) -> _Raw
             gaps.append(Gap(what="sock_diag", reason=f"{exc}; fell back to /proc/net (no backlog, cookie, tcp_info)"))
     if sockets is None:
         sockets = procfs.read_proc_net(netns=netns, root=procfs.ProcRoot("/proc/thread-self"), protos=protos)
+        if owners is not None:
+            sockets = [replace(s, owners=owners.get(s.inode, ())) if s.inode else s for s in sockets]
         used = "procfs"
     try:
         links, addresses = rtnl.read_addresses()
@@ -64,74 +69,51 @@ def _read_inside(source: str, protos: tuple[Proto, ...], tcp_info: bool) -> _Raw
     return _Raw(sockets=sockets, links=links, addresses=addresses, stack=stack, source=used, gaps=gaps)
 
 
-def _attribute(
-    raws: list[tuple[object, _Raw]], attribute: bool
-) -> tuple[list[list[SocketRecord]], dict[ProcessKey, ProcessInfo], list[Gap]]:
-    """One /proc fd scan for all namespaces: fill ``owners`` and read the owners' details."""
-    from loopscope.backends.linux import procfs
-
-    if not attribute:
-        return [raw.sockets for _, raw in raws], {}, [Gap(what="process owners", reason="not asked (--no-processes)")]
-    wanted = {s.inode for _, raw in raws for s in raw.sockets if s.inode is not None}
-    scan = procfs.scan_socket_owners(want=wanted)
-    processes: dict[ProcessKey, ProcessInfo] = {}
-    vanished = scan.vanished_pids
-    for keys in scan.owners.values():
-        for key in keys:
-            if key not in processes:
-                info = procfs.read_process(key)
-                if info is None:
-                    vanished += 1
-                else:
-                    processes[key] = info
-    out: list[list[SocketRecord]] = []
-    unowned = 0
-    for _, raw in raws:
-        sockets = []
-        for s in raw.sockets:
-            keys = scan.owners.get(s.inode) if s.inode is not None else None
-            if keys:
-                owners = tuple(k for k in keys if k in processes)
-                sockets.append(replace(s, owners=owners))
-            else:
-                if s.inode is not None:
-                    unowned += 1
-                sockets.append(s)
-        out.append(sockets)
+def _owner_gaps(scan: object, vanished: int, unowned: int) -> list[Gap]:
     gaps: list[Gap] = []
-    if scan.denied_pids:
-        gaps.append(
-            Gap(
-                what=f"fd tables of {scan.denied_pids} processes",
-                reason="permission denied on /proc/PID/fd: run as root for the full view",
-                count=scan.denied_pids,
-            )
-        )
+    denied = getattr(scan, "denied_pids", 0)
+    if denied:
+        gaps.append(Gap(what=f"fd tables of {denied} processes",
+                        reason="permission denied on /proc/PID/fd: run as root for the full view", count=denied))  # fmt: skip
     if vanished:
         gaps.append(Gap(what=f"{vanished} processes", reason="exited during the scan", count=vanished))
     if unowned:
-        gaps.append(
-            Gap(
-                what=f"owner of {unowned} sockets",
-                reason="no readable process holds them (other users' processes need root; or closed mid-scan)",
-                count=unowned,
-            )
-        )
-    return out, processes, gaps
+        gaps.append(Gap(what=f"owner of {unowned} sockets",
+                        reason="no readable process holds them (other users' processes need root, "
+                        "processes in another pid namespace, or closed mid-scan)", count=unowned))  # fmt: skip
+    return gaps
 
 
-def _snapshot(target: object, raw: _Raw, sockets: list[SocketRecord], processes: dict[ProcessKey, ProcessInfo],
+def _processes_for(raws: list[tuple[object, _Raw]]) -> tuple[dict[ProcessKey, ProcessInfo], int]:
+    from loopscope.backends.linux import procfs
+
+    processes: dict[ProcessKey, ProcessInfo] = {}
+    missing: set[ProcessKey] = set()
+    for _, raw in raws:
+        for sock in raw.sockets:
+            for key in sock.owners:
+                if key in processes or key in missing:
+                    continue
+                info = procfs.read_process(key)
+                if info is None:
+                    missing.add(key)
+                else:
+                    processes[key] = info
+    return processes, len(missing)
+
+
+def _snapshot(target: object, raw: _Raw, processes: dict[ProcessKey, ProcessInfo],
               gaps: list[Gap], started_ns: int, duration_ns: int) -> Snapshot:
     from loopscope.backends.linux.netns import NetnsTarget
 
     assert isinstance(target, NetnsTarget)
-    owned = {k for s in sockets for k in s.owners}
+    owned = {k for s in raw.sockets for k in s.owners}
     return Snapshot(
         taken_at_ns=started_ns,
         netns=target.id,
         netns_label=target.label,
         source=raw.source,
-        sockets=tuple(sockets),
+        sockets=tuple(raw.sockets),
         processes={k: v for k, v in processes.items() if k in owned},
         addresses=tuple(raw.addresses),
         links=tuple(raw.links),
@@ -176,13 +158,22 @@ def take_snapshots(
     started_ns = time.time_ns()
     t0 = time.perf_counter_ns()
     targets = [resolve_netns(spec) for spec in netns]
-    raws = [(t, run_in_netns(t, lambda: _read_inside(source, protos, tcp_info))) for t in targets]
-    socket_lists, processes, gaps = _attribute(raws, attribute)
+    owners: dict[int, tuple[ProcessKey, ...]] | None = None
+    scan = None
+    if attribute:
+        from loopscope.backends.linux import procfs
+
+        scan = procfs.scan_socket_owners()  # global: socket inodes are unique across namespaces
+        owners = scan.owner_tuples()
+    raws = [(t, run_in_netns(t, lambda: _read_inside(source, protos, tcp_info, owners))) for t in targets]
+    if attribute:
+        processes, vanished = _processes_for(raws)
+        unowned = sum(1 for _, raw in raws for s in raw.sockets if s.inode is not None and not s.owners)
+        gaps = _owner_gaps(scan, vanished + (scan.vanished_pids if scan else 0), unowned)
+    else:
+        processes, gaps = {}, [Gap(what="process owners", reason="not asked (--no-processes)")]
     duration_ns = time.perf_counter_ns() - t0
-    return [
-        _snapshot(t, raw, socks, processes, gaps, started_ns, duration_ns)
-        for (t, raw), socks in zip(raws, socket_lists)
-    ]
+    return [_snapshot(t, raw, processes, gaps, started_ns, duration_ns) for t, raw in raws]
 
 
 def take_snapshot(

@@ -273,22 +273,37 @@ def dump(transport: Transport, msg_type: int, payload: bytes, *, seq: int = 1, w
         ParseError: malformed framing.
     """
     transport.send(pack_message(msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, payload))
+    unpack = NLMSG_HDR.unpack_from
+    hdr = NLMSG_HDR.size
     while True:
-        for msg in parse_messages(transport.recv()):
-            if msg.seq != seq:
+        data = transport.recv()
+        size = len(data)
+        offset = 0
+        while offset + hdr <= size:
+            length, mtype, _flags, mseq, _pid = unpack(data, offset)
+            if length < hdr or offset + length > size:
+                raise ParseError(
+                    f"bad nlmsg_len {length} at offset {offset} of {size}",
+                    path="netlink",
+                    lineno=offset,
+                    line=data[offset : offset + 16].hex(),
+                )
+            body = data[offset + hdr : offset + length]
+            offset += (length + 3) & ~3
+            if mseq != seq:
                 continue
-            if msg.type == NLMSG_DONE:
+            if mtype == NLMSG_DONE:
                 return
-            if msg.type == NLMSG_ERROR:
-                if len(msg.payload) < 4:
+            if mtype == NLMSG_ERROR:
+                if len(body) < 4:
                     raise ParseError("short NLMSG_ERROR", path="netlink")
-                (err,) = struct.unpack_from("=i", msg.payload)
+                (err,) = struct.unpack_from("=i", body)
                 if err == 0:
                     continue
                 raise NetlinkError(-err, what or f"dump type {msg_type}")
-            if msg.type == NLMSG_NOOP:
+            if mtype == NLMSG_NOOP:
                 continue
-            yield msg.payload
+            yield body
 
 
 def errno_name(err: int) -> str:

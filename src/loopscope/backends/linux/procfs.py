@@ -68,6 +68,10 @@ class FdScan:
     denied_pids: int = 0
     vanished_pids: int = 0
 
+    def owner_tuples(self) -> dict[int, tuple[ProcessKey, ...]]:
+        """``owners`` with tuple values, ready to put in SocketRecord.owners."""
+        return {inode: tuple(keys) for inode, keys in self.owners.items()}
+
 
 def parse_stat(text: str, path: str = "stat") -> tuple[str, int, int, int]:
     """Parse /proc/PID/stat: ``(comm, ppid, pgid, start_ticks)``.
@@ -175,7 +179,8 @@ def scan_socket_owners(root: ProcRoot = ProcRoot(), *, want: set[int] | None = N
         except OSError:
             pass  # namespace of an exiting or foreign process: it just stays unlisted
     for keys in scan.owners.values():
-        keys.sort()
+        if len(keys) > 1:
+            keys.sort()
     return scan
 
 

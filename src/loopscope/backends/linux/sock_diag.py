@@ -16,11 +16,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from loopscope.backends.linux.netlink import KernelTransport, Transport, dump, parse_attributes
 from loopscope.errors import ParseError
-from loopscope.model import Endpoint, Family, NetnsId, Proto, SocketRecord, TcpInfo, TcpState
+from loopscope.model import Endpoint, Family, NetnsId, ProcessKey, Proto, SocketRecord, TcpInfo, TcpState
 
 __all__ = [
     "SOCK_DIAG_BY_FAMILY",
@@ -45,10 +45,6 @@ INET_DIAG_CGROUP_ID = 21
 ALL_STATES = 0xFFFFFFFF
 
 _REQ = struct.Struct("=BBBBI")
-_SOCKID = struct.Struct("!HH16s16s")  # ports and addresses: network order
-_SOCKID_TAIL = struct.Struct("=III")  # if, cookie[0], cookie[1]: host order
-_MSG_HEAD = struct.Struct("=BBBB")
-_MSG_TAIL = struct.Struct("=IIIII")  # expires, rqueue, wqueue, uid, inode
 MSG_SIZE = 72
 
 # include/net/tcp_states.h
@@ -117,13 +113,40 @@ def parse_tcp_info(data: bytes) -> TcpInfo:
     return TcpInfo(**values)
 
 
-def parse_inet_diag_msg(payload: bytes, *, proto: Proto, netns: NetnsId) -> SocketRecord:
+_HEAD = struct.Struct("=BBBBHH16s16sIIIIIIII")  # whole inet_diag_msg; ports swapped with ntohs
+_ADDR_CACHE: dict[bytes, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+_NO_OWNERS: tuple[ProcessKey, ...] = ()
+
+
+def _cached_address(family: int, raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    key = raw[:4] if family == socket.AF_INET else raw
+    addr = _ADDR_CACHE.get(key)
+    if addr is None:
+        addr = _address(family, raw)
+        if len(_ADDR_CACHE) < 65536:
+            _ADDR_CACHE[key] = addr
+    return addr
+
+
+def parse_inet_diag_msg(
+    payload: bytes,
+    *,
+    proto: Proto,
+    netns: NetnsId,
+    owners: Mapping[int, tuple[ProcessKey, ...]] | None = None,
+) -> SocketRecord:
     """Decode one inet_diag_msg (with attributes) into a SocketRecord.
 
     For LISTEN sockets ``idiag_rqueue`` is the accept queue length and ``idiag_wqueue`` the backlog
     (net/ipv4/tcp_diag.c ``tcp_diag_get_info``); otherwise both are byte counts. UDP state 7
     (TCP_CLOSE) is reported as ``UNCONN``. The kernel's inode 0 and (for TIME_WAIT) uid 0 mean
     "not reported" and become None.
+
+    Args:
+        payload: the message body (after the nlmsghdr).
+        proto: which protocol was dumped (the message does not say for TCP/UDP).
+        netns: namespace the dump was read in.
+        owners: socket inode -> owning processes (from the /proc fd scan), to fill ``owners``.
 
     Example: a message for a listener on 127.0.0.1:8080 with rqueue 0, wqueue 128 ->
     ``SocketRecord(state=LISTEN, local=Endpoint(127.0.0.1, 8080), accept_queue=0, backlog=128, ...)``.
@@ -133,23 +156,19 @@ def parse_inet_diag_msg(payload: bytes, *, proto: Proto, netns: NetnsId) -> Sock
     """
     if len(payload) < MSG_SIZE:
         raise ParseError(f"inet_diag_msg too short: {len(payload)} bytes", path="netlink", line=payload[:16].hex())
-    family, state_no, _timer, _retrans = _MSG_HEAD.unpack_from(payload, 0)
-    if family not in (socket.AF_INET, socket.AF_INET6):
+    (family, state_no, _timer, _retrans, sport, dport, src, dst, ifindex, cookie_lo, cookie_hi,
+     _expires, rqueue, wqueue, uid, inode) = _HEAD.unpack_from(payload)  # fmt: skip
+    if family != socket.AF_INET and family != socket.AF_INET6:
         raise ParseError(f"unknown address family {family}", path="netlink", line=payload[:16].hex())
-    sport, dport, src, dst = _SOCKID.unpack_from(payload, 4)
-    ifindex, cookie_lo, cookie_hi = _SOCKID_TAIL.unpack_from(payload, 40)
-    _expires, rqueue, wqueue, uid, inode = _MSG_TAIL.unpack_from(payload, 52)
-    attrs = parse_attributes(payload, MSG_SIZE)
-
-    if proto is Proto.UDP:
-        state = TcpState.UNCONN if state_no == 7 else _TCP_STATES.get(state_no)
+    if proto is Proto.UDP and state_no == 7:
+        state: TcpState | None = TcpState.UNCONN
     else:
         state = _TCP_STATES.get(state_no)
     if state is None:
         raise ParseError(f"unknown socket state {state_no}", path="netlink", line=payload[:16].hex())
-
+    attrs = parse_attributes(payload, MSG_SIZE) if len(payload) > MSG_SIZE else {}
     listening = state is TcpState.LISTEN
-    no_owner = state in (TcpState.TIME_WAIT, TcpState.NEW_SYN_RECV)
+    no_owner = state is TcpState.TIME_WAIT or state is TcpState.NEW_SYN_RECV
     v6only_raw = attrs.get(INET_DIAG_SKV6ONLY)
     cgroup_raw = attrs.get(INET_DIAG_CGROUP_ID)
     info_raw = attrs.get(INET_DIAG_INFO)
@@ -157,8 +176,8 @@ def parse_inet_diag_msg(payload: bytes, *, proto: Proto, netns: NetnsId) -> Sock
         proto=proto,
         family=Family.INET if family == socket.AF_INET else Family.INET6,
         state=state,
-        local=Endpoint(_address(family, src), sport),
-        remote=Endpoint(_address(family, dst), dport),
+        local=Endpoint(_cached_address(family, src), socket.ntohs(sport)),
+        remote=Endpoint(_cached_address(family, dst), socket.ntohs(dport)),
         netns=netns,
         inode=inode or None,
         cookie=cookie_lo | (cookie_hi << 32),
@@ -171,6 +190,7 @@ def parse_inet_diag_msg(payload: bytes, *, proto: Proto, netns: NetnsId) -> Sock
         interface=ifindex or None,
         cgroup_id=struct.unpack_from("=Q", cgroup_raw)[0] if cgroup_raw and len(cgroup_raw) >= 8 else None,
         tcp_info=parse_tcp_info(info_raw) if info_raw and proto is Proto.TCP else None,
+        owners=owners.get(inode, _NO_OWNERS) if owners is not None and inode else _NO_OWNERS,
     )
 
 
@@ -188,6 +208,7 @@ def dump_sockets(
     netns: NetnsId,
     protos: Iterable[Proto] = (Proto.TCP, Proto.UDP),
     tcp_info: bool = False,
+    owners: Mapping[int, tuple[ProcessKey, ...]] | None = None,
 ) -> Iterator[SocketRecord]:
     """Dump every TCP and/or UDP socket, IPv4 then IPv6, through ``transport``.
 
@@ -206,11 +227,15 @@ def dump_sockets(
         req = build_request(family, ipproto, tcp_info=tcp_info and proto is Proto.TCP)
         what = f"sock_diag {proto}/{'v4' if family == socket.AF_INET else 'v6'} dump"
         for payload in dump(transport, SOCK_DIAG_BY_FAMILY, req, seq=seq, what=what):
-            yield parse_inet_diag_msg(payload, proto=proto, netns=netns)
+            yield parse_inet_diag_msg(payload, proto=proto, netns=netns, owners=owners)
 
 
 def read_sockets(
-    *, netns: NetnsId, protos: Iterable[Proto] = (Proto.TCP, Proto.UDP), tcp_info: bool = False
+    *,
+    netns: NetnsId,
+    protos: Iterable[Proto] = (Proto.TCP, Proto.UDP),
+    tcp_info: bool = False,
+    owners: Mapping[int, tuple[ProcessKey, ...]] | None = None,
 ) -> list[SocketRecord]:
     """Read the sockets of the calling thread's network namespace from the kernel.
 
@@ -219,4 +244,4 @@ def read_sockets(
         NetlinkError: a dump was refused.
     """
     with KernelTransport(NETLINK_SOCK_DIAG) as transport:
-        return list(dump_sockets(transport, netns=netns, protos=protos, tcp_info=tcp_info))
+        return list(dump_sockets(transport, netns=netns, protos=protos, tcp_info=tcp_info, owners=owners))
