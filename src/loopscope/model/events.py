@@ -81,8 +81,6 @@ class CloseEvent:
     """Namespace the subscription (and so the socket) lives in."""
     tcp_info: TcpInfo | None = None
     """Counters at close (bytes, segments, rtt), when the kernel attached INET_DIAG_INFO."""
-    was_listener: bool = False
-    """True when the socket was a listener (remote port 0 and the local port is a known listener)."""
 
 
 class HttpKind(str, enum.Enum):

@@ -19,7 +19,11 @@ from collections.abc import Iterable
 
 from loopscope.backends.linux.netlink import KernelTransport, parse_messages
 from loopscope.backends.linux.netns import resolve_netns, run_in_netns
-from loopscope.backends.linux.sock_diag import NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, parse_inet_diag_msg
+from loopscope.backends.linux.sock_diag import (
+    NETLINK_SOCK_DIAG,
+    SOCK_DIAG_BY_FAMILY,
+    parse_inet_diag_msg,
+)
 from loopscope.errors import BackendUnavailable, NetlinkError
 from loopscope.model import NetnsId, Proto
 from loopscope.model.events import CloseEvent

@@ -1,0 +1,1 @@
+"""loopscope watch: connection events over time (collector; analysis lives in loopscope.analysis)."""
