@@ -9,14 +9,16 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from loopscope.errors import LoopscopeError
 from loopscope.model import Finding, Severity
 from loopscope.render.jsonable import json_document
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "EXIT_OK",
@@ -47,6 +49,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def console() -> Console:
     """The stdout console; 100 columns when not a terminal so tables stay readable in pipes."""
+    from rich.console import Console
+
     if sys.stdout.isatty():
         return Console()
     return Console(width=100)
@@ -54,6 +58,8 @@ def console() -> Console:
 
 def err_console() -> Console:
     """The stderr console."""
+    from rich.console import Console
+
     return Console(stderr=True)
 
 

@@ -9,7 +9,6 @@ import typer
 from loopscope.analysis.talkmap import TalkMap, build_talk_map
 from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
 from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
-from loopscope.cli.tables import print_gaps, print_table
 from loopscope.model import Finding, Gap, Severity, Snapshot
 from loopscope.render.fields import EDGE_FIELDS
 from loopscope.render.views import edge_rows
@@ -75,6 +74,8 @@ def map_command(
     if json_out:
         emit_json("map", {"namespaces": [talk_map_json(s, t) for s, t in maps], "findings": findings, "gaps": gaps})
     else:
+        from loopscope.cli.tables import print_gaps, print_table
+
         out = console()
         for snap, talk in maps:
             title = f"Loopback talk map ({snap.netns_label}): {len(talk.connections)} connections, " \

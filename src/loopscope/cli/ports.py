@@ -10,7 +10,6 @@ from loopscope.analysis.exposure import check_exposure
 from loopscope.analysis.listeners import Listener, find_listeners
 from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
 from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
-from loopscope.cli.tables import print_findings, print_gaps, print_table
 from loopscope.errors import UsageError
 from loopscope.model import Finding, Gap, Scope
 from loopscope.render.fields import LISTENER_FIELDS
@@ -108,6 +107,8 @@ def ports_command(
             "gaps": gaps,
         })  # fmt: skip
     else:
+        from loopscope.cli.tables import print_findings, print_gaps, print_table
+
         out = console()
         print_table(out, LISTENER_FIELDS, listener_rows(rows, findings), title="Listeners", empty="none")
         if findings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from loopscope.analysis.exposure import check_exposure
 from loopscope.analysis.listeners import find_listeners
@@ -13,7 +12,6 @@ from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, 
 from loopscope.cli.map import self_call_findings, talk_map_json
 from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
 from loopscope.cli.ports import listener_json
-from loopscope.cli.tables import print_findings, print_gaps, print_table, status_text
 from loopscope.model import Finding, Gap
 from loopscope.render.fields import EDGE_FIELDS, LISTENER_FIELDS
 from loopscope.render.views import edge_rows, listener_rows, stack_lines
@@ -38,6 +36,10 @@ def scan_command(
     gaps: list[Gap] = []
     docs = []
     out = None if json_out else console()
+    if out is not None:
+        from rich.table import Table
+
+        from loopscope.cli.tables import print_findings, print_gaps, print_table, status_text
     for snap in snapshots:
         summary = summarize_stack(snap)
         listeners = find_listeners(snap)
