@@ -1,0 +1,287 @@
+"""Read every fact the doctor judges, inside the target network namespace (all the doctor's I/O).
+
+Passive facts (sockets, links, addresses, StackFacts sysctls) come from the shared orchestrator
+:func:`loopscope.collect.take_snapshots`; the rest (routes, extra sysctls, firewall rulesets, ICMP,
+echo probes, ``localhost`` resolution) is read in one thread that setns()'d into the namespace
+(:func:`loopscope.backends.linux.netns.run_in_netns`), so every socket and subprocess it opens lives there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from loopscope.backends.linux import icmp, routes
+from loopscope.backends.linux.netns import NETNS_RUN_DIR, NetnsTarget, list_netns, resolve_netns, run_in_netns
+from loopscope.checks.facts import (
+    DoctorFacts,
+    EchoResult,
+    ExternalFacts,
+    FirewallFacts,
+    IcmpResult,
+    LocalNetFacts,
+    LoopbackFacts,
+    ResolutionFacts,
+    RouteEntry,
+    RouteLookup,
+    Sysctls,
+)
+from loopscope.checks.resolution import parse_hosts
+from loopscope.collect import take_snapshots
+from loopscope.doctor import probes
+from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError
+from loopscope.model import IPAddress, InterfaceAddress, LinkInfo, Snapshot
+
+__all__ = ["DoctorOptions", "gather", "gather_all", "netns_name_of", "read_sysctls", "read_firewall"]
+
+_V4_1 = ipaddress.IPv4Address("127.0.0.1")
+_V4_2 = ipaddress.IPv4Address("127.0.0.2")
+_V6_1 = ipaddress.IPv6Address("::1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DoctorOptions:
+    """What to gather."""
+
+    max_rung: int = 2
+    """Run rungs 1..max_rung (3 only with ``external``)."""
+    external: tuple[str, int] | None = None
+    """``(host, port)`` for rung 3."""
+    attribute: bool = True
+    """Map listeners to processes (the /proc fd scan)."""
+    firewall: bool = True
+    """Read nft / iptables rulesets."""
+    hosts_path: str | None = None
+    """Hosts file to read instead of the namespace's own (tests, or a container's file)."""
+    rounds: int = 5
+    """Round trips per echo probe."""
+    timeout_s: float = 0.5
+    """Per-probe operation timeout, seconds."""
+
+
+def netns_name_of(target: NetnsTarget) -> str | None:
+    """The /run/netns name of a target, None for the host and pid targets."""
+    if target.path.startswith(NETNS_RUN_DIR + "/"):
+        return target.path[len(NETNS_RUN_DIR) + 1 :]
+    return None
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def read_sysctls(links: Sequence[LinkInfo]) -> Sysctls:
+    """route_localnet of all/default/each interface, the IPv6 module, martian counters.
+
+    Reads /proc/sys/net and /proc/net/stat/rt_cache as the calling thread's namespace shows them
+    (``/proc/thread-self``): call inside :func:`run_in_netns`.
+    """
+    base = "/proc/sys/net"
+    localnet: dict[str, bool] = {}
+    for name in ("all", "default", *(link.name for link in links)):
+        value = _read(f"{base}/ipv4/conf/{name}/route_localnet")
+        if value is not None:
+            localnet[name] = value == "1"
+    martian_src = martian_dst = None
+    stat = _read("/proc/thread-self/net/stat/rt_cache")
+    if stat:
+        lines = stat.splitlines()
+        header = lines[0].split()
+        if "in_martian_src" in header and "in_martian_dst" in header:
+            i_src, i_dst = header.index("in_martian_src"), header.index("in_martian_dst")
+            martian_src = sum(int(line.split()[i_src], 16) for line in lines[1:])
+            martian_dst = sum(int(line.split()[i_dst], 16) for line in lines[1:])
+    return Sysctls(route_localnet=localnet, ipv6_module=os.path.isdir(f"{base}/ipv6"),
+                   martian_src=martian_src, martian_dst=martian_dst)  # fmt: skip
+
+
+def _run_tool(argv: list[str], timeout_s: float = 5.0) -> tuple[str | None, str | None]:
+    if shutil.which(argv[0]) is None:
+        return None, f"{argv[0]}: not installed"
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{' '.join(argv)}: {exc}"
+    if proc.returncode != 0:
+        return None, f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()[:200]}"
+    return proc.stdout, None
+
+
+def read_firewall() -> FirewallFacts:
+    """``nft -j list ruleset``, ``iptables-save`` and ``ip6tables-save`` of the calling thread's
+    namespace (a child process inherits the forking thread's namespace)."""
+    errors: list[str] = []
+    outputs: list[str | None] = []
+    for argv in (["nft", "-j", "list", "ruleset"], ["iptables-save"], ["ip6tables-save"]):
+        out, err = _run_tool(argv)
+        outputs.append(out)
+        if err:
+            errors.append(err)
+    return FirewallFacts(nft_json=outputs[0], iptables_save=outputs[1], ip6tables_save=outputs[2],
+                         errors=tuple(errors))  # fmt: skip
+
+
+def _hosts_path_for(target: NetnsTarget, override: str | None) -> str:
+    if override:
+        return override
+    name = netns_name_of(target)
+    if name and os.path.exists(f"/etc/netns/{name}/hosts"):
+        return f"/etc/netns/{name}/hosts"
+    if target.label.startswith("pid "):
+        return f"/proc/{target.label[4:]}/root/etc/hosts"
+    return "/etc/hosts"
+
+
+def _getent_order(name: str, netns_name: str) -> tuple[tuple[IPAddress, ...], float, str | None]:
+    """getaddrinfo as processes under ``ip netns exec NAME`` see it (their /etc/hosts is bind-mounted)."""
+    t0 = time.perf_counter_ns()
+    out, err = _run_tool(["ip", "netns", "exec", netns_name, "getent", "ahosts", name])
+    took_us = (time.perf_counter_ns() - t0) / 1e3
+    if out is None:
+        return (), took_us, err or "no answer"
+    seen: list[IPAddress] = []
+    for line in out.splitlines():
+        if line.split() and "STREAM" in line:
+            addr = ipaddress.ip_address(line.split()[0])
+            if addr not in seen:
+                seen.append(addr)
+    return tuple(seen), took_us, None
+
+
+def read_resolution(target: NetnsTarget, hosts_override: str | None, name: str = "localhost") -> ResolutionFacts:
+    """The hosts file's ``localhost`` lines and the getaddrinfo order, inside the namespace's thread."""
+    path = _hosts_path_for(target, hosts_override)
+    try:
+        with open(path) as fh:
+            entries = tuple(e for e in parse_hosts(fh.read()) if name in e.names)
+        hosts_error = None
+    except OSError as exc:
+        entries, hosts_error = (), f"{path}: {exc.strerror}"
+    netns_name = netns_name_of(target)
+    if path.startswith("/etc/netns/") and netns_name and hosts_override is None:
+        order, took_us, error = _getent_order(name, netns_name)
+        resolver = f"getent ahosts (ip netns exec {netns_name})"
+    else:
+        order, took_us, error = probes.resolve(name)
+        resolver = "getaddrinfo"
+    return ResolutionFacts(name=name, hosts_path=path, hosts_entries=entries, hosts_error=hosts_error,
+                           order=order, resolver=resolver, error=error, duration_us=took_us)  # fmt: skip
+
+
+def _host_addresses(addresses: Sequence[InterfaceAddress], links: Sequence[LinkInfo]) -> list[InterfaceAddress]:
+    loop = {link.index for link in links if link.loopback}
+    return [a for a in addresses if a.index not in loop and not a.address.is_loopback]
+
+
+@dataclass(slots=True)
+class _Inside:
+    loopback: LoopbackFacts
+    localnet: LocalNetFacts | None
+    external: ExternalFacts | None
+
+
+def _inside(target: NetnsTarget, snap: Snapshot, opts: DoctorOptions) -> _Inside:
+    """Runs in the namespace's thread."""
+    links, addresses = snap.links, snap.addresses
+    names = {link.index: link.name for link in links}
+    route_list: list[RouteEntry] = []
+    lookups: list[RouteLookup] = []
+    route_error = None
+    try:
+        route_list, lookups = routes.read_routes((_V4_1, _V4_2, _V6_1), names)
+    except (BackendUnavailable, NetlinkError) as exc:
+        route_error = str(exc)
+    sysctls = read_sysctls(links)
+    v6_off = (not sysctls.ipv6_module) or bool(snap.stack.ipv6_disabled_all or snap.stack.ipv6_disabled_lo)
+    method, why = icmp.icmp_method(snap.stack.ping_group_range)
+    pings: list[IcmpResult] = [icmp.ping(_V4_1, method=method, skipped_reason=why, timeout_s=opts.timeout_s)]
+    if v6_off:
+        pings.append(IcmpResult(target=_V6_1, method=method, skipped_reason="IPv6 is disabled"))
+    else:
+        pings.append(icmp.ping(_V6_1, method=method, skipped_reason=why, timeout_s=opts.timeout_s))
+    echoes: list[EchoResult] = []
+    for addr in (_V4_1, _V6_1, _V4_2):
+        for fn, proto in ((probes.tcp_echo, "tcp"), (probes.udp_echo, "udp")):
+            if addr.version == 6 and v6_off:
+                echoes.append(EchoResult(proto=proto, address=addr, phase="bind", skipped_reason="IPv6 is disabled"))
+            else:
+                echoes.append(fn(addr, rounds=opts.rounds, timeout_s=opts.timeout_s))
+    loopback = LoopbackFacts(
+        links=links, addresses=addresses,
+        local_routes=tuple(r for r in route_list if r.table == routes.RT_TABLE_LOCAL),
+        main_routes=tuple(r for r in route_list if r.table == routes.RT_TABLE_MAIN),
+        route_error=route_error, lookups=tuple(lookups), icmp=tuple(pings), echoes=tuple(echoes),
+        resolution=read_resolution(target, opts.hosts_path), sysctls=sysctls,
+        firewall=read_firewall() if opts.firewall else None,
+    )  # fmt: skip
+    localnet = None
+    if opts.max_rung >= 2:
+        up = {link.index for link in links if link.up}
+        host_echoes = []
+        for addr in _host_addresses(addresses, links):
+            if addr.index not in up:
+                continue
+            scope = addr.index if addr.address.is_link_local else 0
+            host_echoes.append(probes.tcp_echo(addr.address, rounds=opts.rounds, timeout_s=opts.timeout_s,
+                                               scope_id=scope))  # fmt: skip
+        localnet = LocalNetFacts(echoes=tuple(host_echoes))
+    external = None
+    if opts.max_rung >= 3 and opts.external is not None:
+        external = probes.connect_external(*opts.external)
+    return _Inside(loopback=loopback, localnet=localnet, external=external)
+
+
+def gather(specs: Sequence[str | None], opts: DoctorOptions,
+           on_progress: Callable[[str], None] | None = None) -> list[DoctorFacts]:  # fmt: skip
+    """Facts of each namespace in ``specs`` (None = this one, NAME, PID or an nsfs path).
+
+    Raises:
+        UsageError: unknown namespace.
+        NetnsError: a namespace cannot be entered.
+    """
+    targets = [resolve_netns(spec) for spec in specs]
+    t0 = time.perf_counter_ns()
+    snapshots = take_snapshots([None if t.is_current else t.path for t in targets], attribute=opts.attribute)
+    snap_ns = time.perf_counter_ns() - t0
+    out = []
+    for target, snap in zip(targets, snapshots):
+        if on_progress:
+            on_progress(target.label)
+        t1 = time.perf_counter_ns()
+        inside = run_in_netns(target, lambda: _inside(target, snap, opts))
+        out.append(DoctorFacts(
+            netns_label=target.label, netns_name=netns_name_of(target), snapshot=snap, loopback=inside.loopback,
+            localnet=inside.localnet, external=inside.external,
+            gather_ns=time.perf_counter_ns() - t1 + snap_ns // max(1, len(targets)),
+        ))  # fmt: skip
+    return out
+
+
+def gather_all(opts: DoctorOptions, on_progress: Callable[[str], None] | None = None) -> tuple[list[DoctorFacts], list[str]]:
+    """Facts of every distinct namespace (this one, /run/netns names, those seen through a process).
+
+    Returns:
+        The facts, and one line per namespace that could not be entered.
+    """
+    from loopscope.backends.linux import procfs
+
+    scan = procfs.scan_socket_owners(want=set())
+    good: list[str | None] = []
+    skipped: list[str] = []
+    for target in list_netns(scan.pid_netns):
+        spec = None if target.label == "host" else target.path
+        try:
+            run_in_netns(resolve_netns(spec), lambda: None)
+            good.append(spec)
+        except LoopscopeError as exc:
+            skipped.append(f"{target.label}: {exc}")
+    return gather(good, opts, on_progress), skipped
