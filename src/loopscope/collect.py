@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError, UsageError
@@ -84,7 +84,7 @@ def _owner_gaps(scan: object, vanished: int, unowned: int) -> list[Gap]:
     return gaps
 
 
-def _processes_for(raws: list[tuple[object, _Raw]]) -> tuple[dict[ProcessKey, ProcessInfo], int]:
+def _processes_for(raws: Sequence[tuple[object, _Raw]]) -> tuple[dict[ProcessKey, ProcessInfo], int]:
     from loopscope.backends.linux import procfs
 
     processes: dict[ProcessKey, ProcessInfo] = {}

@@ -161,6 +161,8 @@ def pair_connections(snapshot: Snapshot) -> tuple[list[LoopbackConnection], int]
         done.add(peer_key)
         local_listener = _match_listener(local, listeners.get((proto, local.port), []))
         remote_listener = _match_listener(remote, listeners.get((proto, remote.port), []))
+        client_sock: SocketRecord | None
+        server_sock: SocketRecord | None
         if remote_listener is not None and (local_listener is None or local.port > remote.port):
             client_sock, server_sock, listener = sock, peer, remote_listener
             client_ep, server_ep = local, remote
@@ -186,6 +188,15 @@ def pair_connections(snapshot: Snapshot) -> tuple[list[LoopbackConnection], int]
     return out, unpaired
 
 
+@dataclass(slots=True)
+class _EdgeAcc:
+    connections: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+    self_call: bool = False
+    client_pids: set[int] = field(default_factory=set)
+    server_pids: set[int] = field(default_factory=set)
+
+
 def build_talk_map(snapshot: Snapshot) -> TalkMap:
     """Connections, edges and self-calls of one namespace."""
     connections, unpaired = pair_connections(snapshot)
@@ -196,7 +207,7 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
             return []
         return [procs[k] for k in sock.owners if k in procs]
 
-    groups: dict[tuple[str, str, int, Proto], dict[str, object]] = {}
+    groups: dict[tuple[str, str, int, Proto], _EdgeAcc] = {}
     ephemeral: Counter[str] = Counter()
     self_calls = 0
     for conn in connections:
@@ -206,24 +217,21 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
         is_self = bool(client_owners) and bool(server_owners) and any(
             is_same_app(c, server_owners) for c in client_owners
         )
-        if is_self:
-            self_calls += 1
+        self_calls += is_self
         key = (_label(client_owners), _label(server_owners), conn.server.port, conn.proto)
-        group = groups.setdefault(key, {"n": 0, "states": Counter(), "self": False, "cp": set(), "sp": set()})
-        group["n"] = int(group["n"]) + 1  # type: ignore[call-overload]
-        group["states"][conn.state.value] += 1  # type: ignore[index]
-        group["self"] = bool(group["self"]) or is_self
-        group["cp"].update(p.pid for p in client_owners)  # type: ignore[attr-defined]
-        group["sp"].update(p.pid for p in server_owners)  # type: ignore[attr-defined]
+        acc = groups.setdefault(key, _EdgeAcc())
+        acc.connections += 1
+        acc.states[conn.state.value] += 1
+        acc.self_call = acc.self_call or is_self
+        acc.client_pids.update(p.pid for p in client_owners)
+        acc.server_pids.update(p.pid for p in server_owners)
         if conn.listener is not None:
             ephemeral[f"{conn.server}/{conn.proto}"] += 1
     edges = [
-        Edge(
-            client=k[0], server=k[1], port=k[2], proto=k[3], connections=int(g["n"]),  # type: ignore[call-overload]
-            states=dict(g["states"]), self_call=bool(g["self"]),  # type: ignore[call-overload]
-            client_pids=tuple(sorted(g["cp"])), server_pids=tuple(sorted(g["sp"])),  # type: ignore[call-overload]
-        )  # fmt: skip
-        for k, g in groups.items()
+        Edge(client=k[0], server=k[1], port=k[2], proto=k[3], connections=acc.connections,
+             states=dict(acc.states), self_call=acc.self_call, client_pids=tuple(sorted(acc.client_pids)),
+             server_pids=tuple(sorted(acc.server_pids)))  # fmt: skip
+        for k, acc in groups.items()
     ]
     edges.sort(key=lambda e: (-e.connections, e.port, e.client))
     return TalkMap(

@@ -78,7 +78,7 @@ def print_findings(console: Console, findings: Iterable[Finding], *, title: str 
 
 def print_gaps(console: Console, gaps: Iterable[Gap]) -> None:
     """Say what could not be seen, one line each."""
-    rows = [{"what": g.what, "reason": g.reason} for g in gaps]
+    rows: list[dict[str, str | int]] = [{"what": g.what, "reason": g.reason} for g in gaps]
     if rows:
         console.print(make_table(GAP_FIELDS, rows, title="[bold]Not seen[/bold]"))
 
