@@ -24,6 +24,7 @@ _COMMANDS: tuple[str, ...] = (
     "loopscope.cli.scan",
     "loopscope.cli.ports",
     "loopscope.cli.map",
+    "loopscope.cli.doctor",
 )
 
 for _name in _COMMANDS:
