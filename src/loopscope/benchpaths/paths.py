@@ -84,7 +84,7 @@ def _server_kind(path: str) -> str:
     return "http" if path.startswith("http") else path
 
 
-def _connect_stream(path: str, server: ServerProcess) -> socket.socket:
+def _connect_stream(path: str, server: ServerProcess, *, nodelay: bool) -> socket.socket:
     if path == "socketpair":
         ours, theirs = socket.socketpair()
         server.hand_over(theirs)
@@ -95,7 +95,8 @@ def _connect_stream(path: str, server: ServerProcess) -> socket.socket:
         return s
     host, port = server.addresses[path]
     s = socket.create_connection((host, port))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if nodelay:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
 
@@ -128,13 +129,18 @@ def open_round_trip(
     if server is None:
         raise BenchError(f"path {path!r} needs a server")
     if path in STREAM_PATHS:
-        sock = _connect_stream(path, server)
+        sock = _connect_stream(path, server, nodelay=True)
         sock.sendall(HELLO.pack(MODE_ECHO, size_bytes))
         view = memoryview(bytearray(size_bytes))
+        sendall = sock.sendall
+        recv_into = sock.recv_into
 
         def stream_rt() -> None:
-            sock.sendall(payload)
-            if not recv_exact(sock, view, size_bytes):
+            sendall(payload)
+            got = recv_into(view)
+            if got != size_bytes and not (
+                got and recv_exact(sock, view[got:], size_bytes - got)
+            ):
                 raise BenchError(f"{path}: server closed the connection")
 
         return stream_rt, sock.close
@@ -190,7 +196,7 @@ def measure_stream_throughput(
     Raises:
         BenchError: the server closed early or reported a different byte count.
     """
-    sock = _connect_stream(path, server)
+    sock = _connect_stream(path, server, nodelay=False)  # like iperf3: Nagle on for bulk
     with sock:
         sock.sendall(HELLO.pack(MODE_SINK, 0))
         chunk = memoryview(bytearray(chunk_bytes))

@@ -44,6 +44,8 @@ HELLO = struct.Struct("!BQ")
 MODE_ECHO = 1
 MODE_SINK = 2
 COUNT = struct.Struct("!Q")
+SINK_BUFFER_BYTES = 128 * 1024
+"""Receive buffer of the throughput sink (iperf3 reads in its send size, 128 KiB by default)."""
 
 
 class BenchError(LoopscopeError):
@@ -76,23 +78,46 @@ def recv_exact(sock: socket.socket, view: memoryview, n: int) -> bool:
 
 def _serve_stream(sock: socket.socket) -> None:
     with sock:
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tcp = sock.family != socket.AF_UNIX
         hello = memoryview(bytearray(HELLO.size))
         if not recv_exact(sock, hello, HELLO.size):
             return
         mode, size = HELLO.unpack(hello)
         if mode == MODE_SINK:
-            buf = memoryview(bytearray(1 << 20))
-            total = 0
-            while r := sock.recv_into(buf):
-                total += r
-            sock.sendall(COUNT.pack(total))
+            _sink(sock)
             return
-        view = memoryview(bytearray(size))
-        response = b"r" * size
-        while recv_exact(sock, view, size):
-            sock.sendall(response)
+        if tcp:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _echo(sock, size)
+
+
+def _sink(sock: socket.socket) -> None:
+    """Count bytes until EOF, answer the count (the throughput test's receiver)."""
+    buf = memoryview(bytearray(SINK_BUFFER_BYTES))
+    recv_into = sock.recv_into
+    total = 0
+    while r := recv_into(buf):
+        total += r
+    sock.sendall(COUNT.pack(total))
+
+
+def _echo(sock: socket.socket, size: int) -> None:
+    """Read ``size`` bytes, answer ``size`` bytes, until EOF (hot loop: no per-message allocation
+    when a message arrives in one read)."""
+    view = memoryview(bytearray(size))
+    response = b"r" * size
+    recv_into = sock.recv_into
+    sendall = sock.sendall
+    while True:
+        got = recv_into(view)
+        if got == 0:
+            return
+        while got < size:
+            r = recv_into(view[got:])
+            if r == 0:
+                return
+            got += r
+        sendall(response)
 
 
 def _accept_loop(listener: socket.socket) -> None:
