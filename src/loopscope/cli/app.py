@@ -25,6 +25,7 @@ _COMMANDS: tuple[str, ...] = (
     "loopscope.cli.ports",
     "loopscope.cli.map",
     "loopscope.cli.doctor",
+    "loopscope.cli.bench",
 )
 
 for _name in _COMMANDS:
