@@ -26,7 +26,7 @@ from collections import deque
 import numpy as np
 
 from loopscope.sim.result import SimResult, Trace, summarize_trace
-from loopscope.sim.sampling import Sampler, make_int_sampler, make_sampler
+from loopscope.sim.sampling import Sampler, arrival_times, make_int_sampler, make_sampler
 from loopscope.sim.scenario import CallKind, FlatNode, Scenario, flatten_node, validate_scenario
 
 __all__ = ["run_fast", "simulate_fast"]
@@ -103,7 +103,7 @@ def run_fast(sc: Scenario) -> Trace:
     n_req = sc.requests
     hop2 = sc.hop_s / 2.0
     cto, rto, qto, qlim = sc.call_timeout_s, sc.request_timeout_s, sc.queue_timeout_s, sc.queue_limit
-    arrivals = np.cumsum(rng.exponential(1.0 / sc.arrival_rate_per_s, n_req)).tolist()
+    arrivals = arrival_times(sc.arrival_rate_per_s, sc.requests, sc.poisson, rng)
     pick_instance = make_int_sampler(m, rng)
     free = [n, n_pool] * m
     queues: list[deque[_Job]] = [deque() for _ in range(2 * m)]

@@ -13,7 +13,7 @@ import numpy as np
 
 from loopscope.errors import BackendUnavailable
 from loopscope.sim.result import SimResult, Trace, summarize_trace
-from loopscope.sim.sampling import Sampler, make_int_sampler, make_sampler
+from loopscope.sim.sampling import Sampler, arrival_times, make_int_sampler, make_sampler
 from loopscope.sim.scenario import CallKind, FlatNode, Scenario, flatten_node, validate_scenario
 
 __all__ = ["run_simpy", "simulate_simpy"]
@@ -181,7 +181,7 @@ class _Model:
     def run(self) -> Trace:
         sc, tr = self.sc, self.tr
         root = flatten_node(sc.root)
-        arrivals = np.cumsum(self.rng.exponential(1.0 / sc.arrival_rate_per_s, sc.requests)).tolist()
+        arrivals = arrival_times(sc.arrival_rate_per_s, sc.requests, sc.poisson, self.rng)
         tr.last_arrival_s = arrivals[-1]
         self.env.process(self.source(root, arrivals))
         if sc.request_timeout_s is not None:

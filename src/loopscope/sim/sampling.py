@@ -9,7 +9,12 @@ import numpy as np
 
 from loopscope.sim.scenario import DistKind, ServiceDist
 
-__all__ = ["Sampler", "make_int_sampler", "make_sampler"]
+__all__ = [
+    "Sampler",
+    "arrival_times",
+    "make_int_sampler",
+    "make_sampler",
+]
 
 Sampler = Callable[[], float]
 """Returns the next sample, seconds."""
@@ -50,3 +55,10 @@ def make_int_sampler(high: int, rng: np.random.Generator) -> Callable[[], int]:
             yield from rng.integers(0, high, _BATCH).tolist()
 
     return stream().__next__
+
+
+def arrival_times(rate_per_s: float, count: int, poisson: bool, rng: np.random.Generator) -> list[float]:
+    """``count`` ascending arrival times, seconds: Poisson (exponential gaps) or every 1/rate."""
+    if poisson:
+        return list(np.cumsum(rng.exponential(1.0 / rate_per_s, count)).tolist())
+    return [(i + 1) / rate_per_s for i in range(count)]

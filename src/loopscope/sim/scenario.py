@@ -131,7 +131,10 @@ class Scenario:
     hop_s: float = 0.0
     """Round-trip cost of one loopback HTTP call in seconds (half on the way out, half back)."""
     arrival_rate_per_s: float = 100.0
-    """lambda, external Poisson arrivals per second over all instances."""
+    """lambda, external arrivals per second over all instances."""
+    poisson: bool = True
+    """True: Poisson arrivals (exponential gaps); False: constant gaps of 1/lambda (an open-loop load
+    generator such as wrk2 or the lab's)."""
     requests: int = 10_000
     """External requests to simulate."""
     seed: int = 1
