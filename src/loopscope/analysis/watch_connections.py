@@ -174,7 +174,7 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
                 continue
             inst = new(Instance(client=_ep(ev.local), server=_ep(ev.remote), opened_ns=ev.at_ns, client_pid=ev.pid,
                                 client_process=data.processes.get(ev.pid or -1), client_cookie=ev.cookie,
-                                established=False, source="ebpf"))  # fmt: skip
+                                established=False, source="ebpf"))
             by_cookie[ev.cookie] = inst
         else:
             if ev.local.port not in ports:
@@ -203,7 +203,7 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
             continue  # a listener closing, or a client end that sent RST (counted on the server side)
         if local.port in ports and not ebpf:
             inst = new(Instance(client=remote, server=local, closed_ns=ce.at_ns, server_cookie=ce.cookie,
-                                server_tcp_info=ce.tcp_info, source="destroy"))  # fmt: skip
+                                server_tcp_info=ce.tcp_info, source="destroy"))
             by_cookie[ce.cookie] = inst
         elif remote.port in ports:
             client_side.setdefault((local, remote), []).append((ce.cookie, ce.tcp_info, ce.at_ns))
@@ -223,7 +223,7 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
                 inst = by_cookie[ck if ck is not None else -1]
             else:
                 inst = new(Instance(client=pc.client, server=pc.server, client_cookie=pc.client_cookie,
-                                    server_cookie=pc.server_cookie, source="snapshot"))  # fmt: skip
+                                    server_cookie=pc.server_cookie, source="snapshot"))
                 for pc_cookie in (pc.client_cookie, pc.server_cookie):
                     if pc_cookie is not None:
                         by_cookie[pc_cookie] = inst

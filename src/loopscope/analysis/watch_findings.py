@@ -39,14 +39,14 @@ def _self_call(app: AppStats) -> list[Finding]:
     unit = app.unit
     count = app.self_requests if app.self_requests is not None else app.self_connections
     factor_txt = f"{factor:g} self-call {unit} per external {unit[:-1]}" if factor is not None else \
-        "no external traffic in the window"  # fmt: skip
+        "no external traffic in the window"
     out = [Finding(
         code="SELF_CALL", severity=Severity.LOW, subject=app.name,
         evidence=f"{count} loopback {unit} from the app to its own listener(s) {list(app.ports)} in "
                  f"{app.window_s:.1f} s ({rate:.1f} connections/s); {factor_txt}",
         remedy="call the code in-process instead of over HTTP, or give internal calls their own pool "
                "and keep-alive so they do not compete with external requests for workers",
-    )]  # fmt: skip
+    )]
     if factor is not None and factor >= 1.0:
         paths = ", ".join(f"{p} x{f:g}" for p, f in sorted(app.per_path_factor.items(), key=lambda kv: -kv[1]) if f)
         out.append(Finding(
@@ -57,7 +57,7 @@ def _self_call(app: AppStats) -> list[Finding]:
             remedy="each external request holds a worker while it waits on its own internal calls: under load "
                    "the workers wait on each other (self-deadlock). Inline the internal call, or serve it "
                    "from a separate worker pool",
-        ))  # fmt: skip
+        ))
     return out
 
 
@@ -82,7 +82,7 @@ def _health(app: AppStats) -> list[Finding]:
                          f"load r={r:.2f}",
                 remedy="the health check queues behind real work: serve it from a dedicated thread or port, "
                        "or a load balancer will mark a busy but healthy app down",
-            ))  # fmt: skip
+            ))
     return out
 
 
@@ -100,7 +100,7 @@ def check_watch(report: WatchReport) -> list[Finding]:
                          f"snapshots (max {lp.max_accept_queue})",
                 remedy="the app accepts slower than connections arrive: add workers, raise the listen() "
                        "backlog and net.core.somaxconn, or find what blocks the workers (self-calls?)",
-            ))  # fmt: skip
+            ))
     if report.ephemeral_range_size:
         for dest, n in report.max_ephemeral.items():
             pct = 100.0 * n / report.ephemeral_range_size
@@ -110,6 +110,6 @@ def check_watch(report: WatchReport) -> list[Finding]:
                     evidence=f"{n} client ports toward {dest} ({pct:.0f}% of {report.ephemeral_range_size})",
                     remedy="reuse connections (keep-alive pools), spread over several loopback addresses "
                            "(127.0.0.2...), or widen net.ipv4.ip_local_port_range",
-                ))  # fmt: skip
+                ))
     findings.sort(key=lambda f: -f.severity.rank)
     return findings

@@ -94,8 +94,13 @@ class WatchData:
     """Findings the collector itself raised (none today; reserved)."""
 
 
-def sample_snapshot(snapshot: Snapshot) -> SnapshotSample:
+def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] | None = None) -> SnapshotSample:
     """Reduce a snapshot to listeners, established loopback pairs, TIME_WAIT and ephemeral counts.
+
+    Args:
+        snapshot: a full snapshot, or a light one (listeners and established sockets only).
+        time_wait_by_dest: with a light snapshot, TIME_WAIT counts per remote endpoint; they add to the
+            TIME_WAIT total and to the ephemeral ports in use toward local listeners.
 
     Example: a snapshot with a listener on 127.0.0.1:8080 (accept queue 3 of 128) and 2 TIME_WAIT rows ->
     ``SnapshotSample(listeners=(ListenerSample(local=127.0.0.1:8080, accept_queue=3, backlog=128, ...),),
@@ -126,12 +131,23 @@ def sample_snapshot(snapshot: Snapshot) -> SnapshotSample:
             )
         )
     time_wait = sum(1 for s in snapshot.sockets if s.state is TcpState.TIME_WAIT)
+    ephemeral = dict(talk.ephemeral_in_use)
+    if time_wait_by_dest:
+        time_wait += sum(time_wait_by_dest.values())
+        local = {Endpoint(unmap(lst.local.address), lst.local.port) for lst in listeners}
+        wild_ports = {lst.local.port for lst in listeners if int(lst.local.address) == 0}
+        for dest, n in time_wait_by_dest.items():
+            plain = Endpoint(unmap(dest.address), dest.port)
+            is_local = plain.address.is_loopback or plain.address in hosts
+            if plain in local or (dest.port in wild_ports and is_local):
+                key = f"{plain}/tcp"
+                ephemeral[key] = ephemeral.get(key, 0) + n
     return SnapshotSample(
         at_ns=snapshot.taken_at_ns,
         listeners=listeners,
         established=tuple(established),
         time_wait=time_wait,
-        ephemeral_in_use=dict(talk.ephemeral_in_use),
+        ephemeral_in_use=ephemeral,
         ephemeral_range=snapshot.stack.ip_local_port_range,
         host_addresses=hosts,
     )

@@ -240,7 +240,7 @@ def summarize_watch(data: WatchData) -> WatchReport:
             outbound[client_app.name].append(inst)
         key = (_client_name(inst, client_app, not local_client), server_app.name, inst.server.port)
         e = edges.setdefault(key, {"n": 0, "req": 0, "up": 0, "down": 0, "pids": set(), "refused": 0,
-                                   "self": client_app is server_app})  # fmt: skip
+                                   "self": client_app is server_app})
         if not inst.established:
             e["refused"] = int(e["refused"]) + 1  # type: ignore[call-overload]
             continue
@@ -288,7 +288,7 @@ def summarize_watch(data: WatchData) -> WatchReport:
             per_path_factor=_per_path(rows, internal_times) if http else {},
             external_paths=dict(paths), statuses=dict(statuses), latency_by_path_ms=dict(lat),
             latency_times_s=dict(lat_t),
-        ))  # fmt: skip
+        ))
     edge_list = [
         EdgeStats(client=k[0], server=k[1], port=k[2], connections=int(v["n"]),  # type: ignore[call-overload]
                   requests=int(v["req"]) if http else None, bytes_to_server=int(v["up"]),  # type: ignore[call-overload]
@@ -306,7 +306,7 @@ def summarize_watch(data: WatchData) -> WatchReport:
         max_time_wait=max((s.time_wait for s in data.samples), default=0),
         max_ephemeral=_max_ephemeral(data), ephemeral_range_size=_range_size(data),
         sources=data.sources, gaps=data.gaps, instances=tuple(insts),
-    )  # fmt: skip
+    )
 
 
 def _pressure(data: WatchData, port_app: dict[int, App]) -> list[ListenerPressure]:
@@ -325,7 +325,7 @@ def _pressure(data: WatchData, port_app: dict[int, App]) -> list[ListenerPressur
             listener=key, port=ports[key], backlog=backlog, max_accept_queue=max(p[1] for p in pts),
             samples=len(pts), saturated_samples=sum(1 for p in pts if p[2] and p[1] >= p[2]),
             series=tuple((round(t, 3), q) for t, q, _ in pts),
-        ))  # fmt: skip
+        ))
     out.sort(key=lambda p: p.port)
     return out
 

@@ -26,6 +26,8 @@ _COMMANDS: tuple[str, ...] = (
     "loopscope.cli.map",
     "loopscope.cli.doctor",
     "loopscope.cli.bench",
+    "loopscope.cli.watch",
+    "loopscope.cli.probe",
 )
 
 for _name in _COMMANDS:

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loopscope.analysis.watch_model import SnapshotSample, WatchData, sample_snapshot
-from loopscope.collect import take_snapshot
+from loopscope.backends.linux.netns import resolve_netns
 from loopscope.errors import LoopscopeError
 from loopscope.model import Gap, ProcessInfo, ProcessKey, Snapshot
 from loopscope.model.events import CloseEvent, ConnectEvent, ConnectKind, HttpEvent, SourceStatus
+from loopscope.watch.snapshots import read_light_snapshot, read_namespace_facts
 
 if TYPE_CHECKING:
     from loopscope.backends.linux.destroy import DestroySubscription
@@ -88,6 +89,10 @@ class WatchSession:
         self._packet: HttpCapture | None = None
         self._statuses: dict[str, SourceStatus] = {}
         self.started_ns = time.time_ns()
+        self._target = resolve_netns(options.netns)
+        self._addresses, self._stack, fact_gaps = read_namespace_facts(self._target)
+        self.state.gaps.extend(fact_gaps)
+        self._known: dict[ProcessKey, ProcessInfo] = {}
         first = self._snapshot()
         self.netns_label = first.netns_label
         self._open_sources(first)
@@ -122,7 +127,7 @@ class WatchSession:
                 self._status("sock_diag_destroy", False, f"{exc}; closes and bytes of short connections unseen")
         else:
             self._status("sock_diag_destroy", False, "turned off")
-        self._status("snapshots", True, f"sock_diag + /proc fd scan every {opts.snapshot_interval_s:g} s")
+        self._status("snapshots", True, f"listeners, established, TIME_WAIT every {opts.snapshot_interval_s:g} s")
         if opts.http:
             ports = opts.http_ports or tuple(sorted({s.local.port for s in first.sockets if s.state.value == "LISTEN"}))
             try:
@@ -130,18 +135,19 @@ class WatchSession:
 
                 self._packet = HttpCapture(ports, netns=opts.netns)
                 self._status("http_capture", True, f"HTTP/1.x lines on lo for {len(ports)} ports; TLS and "
-                             "HTTP/2 are counted at connection level only")  # fmt: skip
+                             "HTTP/2 are counted at connection level only")
             except LoopscopeError as exc:
                 self._status("http_capture", False, f"{exc}; requests are counted as connections")
         if self._ebpf is None and self._destroy is not None:
             self.state.gaps.append(Gap(
                 what="self-calls on short-lived connections",
                 reason="without eBPF their client process is unknown (shown as '?'): run as root",
-            ))  # fmt: skip
+            ))
 
     def _snapshot(self) -> Snapshot:
-        snap = take_snapshot(self.options.netns, attribute=True)
-        self.state.samples.append(sample_snapshot(snap))
+        light = read_light_snapshot(self._target, self._addresses, self._stack, self._known)
+        snap = light.snapshot
+        self.state.samples.append(sample_snapshot(snap, light.time_wait_by_dest))
         for gap in snap.gaps:
             if gap not in self.state.gaps and "exited" not in gap.reason:
                 self.state.gaps.append(gap)
@@ -155,7 +161,7 @@ class WatchSession:
             st.connects.extend(events)
             for ev in events:
                 if ev.kind is ConnectKind.ACTIVE and ev.pid is not None and ev.pid not in st.processes \
-                        and ev.pid not in st.unresolved_pids:  # fmt: skip
+                        and ev.pid not in st.unresolved_pids:
                     info = _read_pid(ev.pid)
                     if info is None:
                         st.unresolved_pids.add(ev.pid)
@@ -192,16 +198,19 @@ class WatchSession:
         gaps = list(st.gaps)
         if st.unresolved_pids:
             gaps.append(Gap(what=f"details of {len(st.unresolved_pids)} client processes",
-                            reason="exited before /proc was read; their pid is kept", count=len(st.unresolved_pids)))  # fmt: skip
+                            reason="exited before /proc was read; their pid is kept", count=len(st.unresolved_pids)))
         for s in self.sources():
-            if s.dropped:
+            if s.dropped and s.name == "sock_diag_destroy":
+                gaps.append(Gap(what=f"some {s.name} events", reason=f"receive buffer overflowed {s.dropped} times "
+                                "(ENOBUFS): closes lost, counts are a lower bound", count=s.dropped))
+            elif s.dropped:
                 gaps.append(Gap(what=f"{s.dropped} {s.name} events", reason="dropped by the kernel (buffer full)",
-                                count=s.dropped))  # fmt: skip
+                                count=s.dropped))
         return WatchData(
             started_ns=self.started_ns, ended_ns=time.time_ns(), netns_label=self.netns_label,
             connects=tuple(st.connects), closes=tuple(st.closes), http=tuple(st.http), samples=tuple(st.samples),
             processes=dict(st.processes), sources=self.sources(), gaps=tuple(gaps),
-        )  # fmt: skip
+        )
 
     def close(self) -> None:
         """Detach eBPF, leave the multicast groups, stop the capture."""

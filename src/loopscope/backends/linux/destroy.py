@@ -52,7 +52,7 @@ def parse_destroy_datagram(data: bytes, *, netns: NetnsId, at_ns: int) -> list[C
             continue
         rec = parse_inet_diag_msg(msg.payload, proto=Proto.TCP, netns=netns)
         out.append(CloseEvent(at_ns=at_ns, family=rec.family, local=rec.local, remote=rec.remote,
-                              cookie=rec.cookie or 0, netns=netns, tcp_info=rec.tcp_info))  # fmt: skip
+                              cookie=rec.cookie or 0, netns=netns, tcp_info=rec.tcp_info))
     return out
 
 

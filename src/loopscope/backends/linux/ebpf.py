@@ -174,7 +174,7 @@ def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int]) -> l
         (SO_REMOTE_PORT, 36, "remote_port"), (SO_LOCAL_IP4, 40, "local_ip4"), (SO_REMOTE_IP4, 44, "remote_ip4"),
     ] + [(SO_LOCAL_IP6 + 4 * i, 48 + 4 * i, f"local_ip6[{i}]") for i in range(4)] + [
         (SO_REMOTE_IP6 + 4 * i, 64 + 4 * i, f"remote_ip6[{i}]") for i in range(4)
-    ]  # fmt: skip
+    ]
     for ctx_off, ev_off, name in copies:
         p.append(Insn(LDX_W, 2, 6, ctx_off, comment=f"r2 = ctx->{name}"))
         p.append(Insn(STX_W, 10, 2, ev + ev_off, comment=f"ev.{name} = r2"))
@@ -349,7 +349,7 @@ class SockopsCollector:
                          (8, "=Q", ctypes.addressof(insns)), (16, "=Q", ctypes.addressof(license_)),
                          (24, "=I", log_level), (28, "=I", len(log) if log_level else 0),
                          (32, "=Q", ctypes.addressof(log) if log_level else 0),
-                         (68, "=I", BPF_CGROUP_SOCK_OPS))  # fmt: skip
+                         (68, "=I", BPF_CGROUP_SOCK_OPS))
             struct.pack_into("16s", attr, 48, b"ls_sockops")  # prog_name[16]
             fd = self._bpf.call(BPF_PROG_LOAD, attr)
             if fd >= 0:

@@ -1,0 +1,283 @@
+"""HTTP/1.x request and status lines on ``lo``: an AF_PACKET socket with a classic BPF filter.
+
+The kernel filter (:func:`build_http_filter`, attached with SO_ATTACH_FILTER) passes only TCP segments
+that carry payload, to or from the given ports, once per packet (the OUTGOING copy of a loopback packet
+is dropped; the HOST copy kept), cut to ``snaplen`` bytes. Python then reads the start line:
+``GET /path HTTP/1.1`` (request) or ``HTTP/1.1 200 OK`` (response). TLS and HTTP/2 carry no readable
+start line: they are counted at connection level only. A request whose start line does not begin a
+segment (pipelining inside one segment) counts once.
+
+Sources of truth: Documentation/networking/filter.rst (classic BPF, ancillary loads SKF_AD_PROTOCOL and
+SKF_AD_PKTTYPE), include/uapi/linux/filter.h, include/uapi/linux/if_packet.h, RFC 9112 (start lines).
+Needs CAP_NET_RAW.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+import threading
+from collections.abc import Sequence
+
+from loopscope.backends.linux.netns import resolve_netns, run_in_netns
+from loopscope.errors import BackendUnavailable
+from loopscope.model import Endpoint
+from loopscope.model.events import HttpEvent, HttpKind
+
+__all__ = ["HttpCapture", "assemble_classic", "build_http_filter", "parse_packet"]
+
+ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+SO_ATTACH_FILTER, SO_TIMESTAMPNS = 26, 35
+PACKET_OUTGOING = 4
+SKF_AD_OFF = -0x1000
+SKF_AD_PROTOCOL, SKF_AD_PKTTYPE = 0, 4
+# classic BPF opcodes (include/uapi/linux/filter.h)
+LD_W_ABS, LD_H_ABS, LD_B_ABS = 0x20, 0x28, 0x30
+LD_H_IND, LD_B_IND = 0x48, 0x50
+LDX_B_MSH, LDX_MEM, ST = 0xB1, 0x61, 0x02
+JEQ, JSET = 0x15, 0x45
+AND_K, RSH_K, ADD_X, SUB_X = 0x54, 0x74, 0x0C, 0x1C
+RET_K = 0x06
+METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"PATCH", b"OPTIONS", b"TRACE", b"CONNECT")
+
+# (code, jt, jf, k); jt/jf are label names or 0 (next instruction)
+Op = tuple[int, "str | int", "str | int", int]
+
+
+def _ports_check(ports: Sequence[int], offset_dport: int, offset_sport: int, indirect: bool) -> list[Op | str]:
+    load = LD_H_IND if indirect else LD_H_ABS
+    prog: list[Op | str] = [(load, 0, 0, offset_dport)]
+    prog += [(JEQ, "len" + ("4" if indirect else "6"), 0, p) for p in ports]
+    prog.append((load, 0, 0, offset_sport))
+    prog += [(JEQ, "len" + ("4" if indirect else "6"), 0, p) for p in ports]
+    prog.append((RET_K, 0, 0, 0))
+    return prog
+
+
+def build_http_filter(ports: Sequence[int], snaplen: int = 512) -> list[Op | str]:
+    """The classic BPF program (with string labels) for a SOCK_DGRAM packet socket (data starts at the
+    IP header). Returns ``snaplen`` for a payload-bearing TCP segment to/from ``ports``, else 0.
+
+    Example: ``build_http_filter([8080])[0] == (0x20, 0, 0, 0xfffff004 - 2**32)`` (load pkttype).
+    """
+    p: list[Op | str] = [
+        (LD_W_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PKTTYPE),  # A = skb->pkt_type
+        (JEQ, "drop", 0, PACKET_OUTGOING),  # the outgoing copy of a loopback packet: skip
+        (LD_H_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PROTOCOL),  # A = ethertype
+        (JEQ, "v4", 0, ETH_P_IP),
+        (JEQ, "v6", "drop", ETH_P_IPV6),
+        "v4",
+        (LD_B_ABS, 0, 0, 9),  # A = ip->protocol
+        (JEQ, 0, "drop", socket.IPPROTO_TCP),
+        (LD_H_ABS, 0, 0, 6),  # A = flags + fragment offset
+        (JSET, "drop", 0, 0x1FFF),  # a non-first fragment has no TCP header
+        (LDX_B_MSH, 0, 0, 0),  # X = 4 * (ip->ihl)
+    ]
+    p += _ports_check(ports, 2, 0, indirect=True)  # dport at X+2, sport at X+0
+    p += [
+        "len4",
+        (LD_B_IND, 0, 0, 12),  # A = tcp data offset byte
+        (AND_K, 0, 0, 0xF0),
+        (RSH_K, 0, 0, 2),  # A = TCP header length
+        (ADD_X, 0, 0, 0),  # A = IP + TCP header length
+        (ST, 0, 0, 0),  # M[0] = A
+        (LD_H_ABS, 0, 0, 2),  # A = ip->tot_len
+        (LDX_MEM, 0, 0, 0),  # X = M[0]
+        (SUB_X, 0, 0, 0),  # A = payload length
+        (JEQ, "drop", "keep", 0),
+        "v6",
+        (LD_B_ABS, 0, 0, 6),  # A = ip6->nexthdr (extension headers are not followed)
+        (JEQ, 0, "drop", socket.IPPROTO_TCP),
+    ]
+    p += _ports_check(ports, 42, 40, indirect=False)
+    p += [
+        "len6",
+        (LD_B_ABS, 0, 0, 52),  # A = tcp data offset byte
+        (AND_K, 0, 0, 0xF0),
+        (RSH_K, 0, 0, 2),  # A = TCP header length
+        (ST, 0, 0, 0),  # M[0] = A
+        (LD_H_ABS, 0, 0, 4),  # A = ip6->payload_len
+        (LDX_MEM, 0, 0, 0),  # X = M[0]
+        (SUB_X, 0, 0, 0),  # A = payload length
+        (JEQ, "drop", "keep", 0),
+        "keep",
+        (RET_K, 0, 0, snaplen),
+        "drop",
+        (RET_K, 0, 0, 0),
+    ]
+    return p
+
+
+def assemble_classic(program: Sequence[Op | str]) -> bytes:
+    """Encode ``struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}`` entries, resolving labels to
+    forward offsets (``target - (index + 1)``).
+
+    Raises:
+        ValueError: unknown label, a backward jump, or an offset above 255.
+    """
+    labels: dict[str, int] = {}
+    index = 0
+    for item in program:
+        if isinstance(item, str):
+            labels[item] = index
+        else:
+            index += 1
+    out = bytearray()
+    index = 0
+    for item in program:
+        if isinstance(item, str):
+            continue
+        code, jt, jf, k = item
+        offs = []
+        for j in (jt, jf):
+            if isinstance(j, str):
+                if j not in labels:
+                    raise ValueError(f"unknown label {j}")
+                off = labels[j] - (index + 1)
+                if not 0 <= off <= 255:
+                    raise ValueError(f"jump to {j} out of range: {off}")
+                offs.append(off)
+            else:
+                offs.append(j)
+        out += struct.pack("=HBBI", code, offs[0], offs[1], k & 0xFFFFFFFF)
+        index += 1
+    return bytes(out)
+
+
+def parse_packet(data: bytes, *, at_ns: int, ports: frozenset[int]) -> HttpEvent | None:
+    """Decode an IP packet (from the IP header) carrying a TCP segment; an HttpEvent when the payload
+    starts with an HTTP/1.x request line (to a port in ``ports``) or status line (from one).
+
+    Example: an IPv4 segment 127.0.0.1:53110 -> 127.0.0.1:8080 with payload ``GET /a?x=1 HTTP/1.1\\r\\n``
+    -> ``HttpEvent(kind=REQUEST, method="GET", path="/a", client=127.0.0.1:53110, server=127.0.0.1:8080)``.
+    """
+    if len(data) < 20:
+        return None
+    version = data[0] >> 4
+    if version == 4:
+        ihl = (data[0] & 0x0F) * 4
+        src: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(data[12:16])
+        dst: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(data[16:20])
+        tcp = ihl
+    elif version == 6 and len(data) >= 40:
+        src, dst, tcp = ipaddress.IPv6Address(data[8:24]), ipaddress.IPv6Address(data[24:40]), 40
+    else:
+        return None
+    if len(data) < tcp + 20:
+        return None
+    sport, dport = struct.unpack_from("!HH", data, tcp)
+    payload = data[tcp + (data[tcp + 12] >> 4) * 4:]
+    line = payload.split(b"\r\n", 1)[0]
+    if line.startswith(b"HTTP/1.") and sport in ports:
+        parts = line.split(b" ", 2)
+        if len(parts) >= 2 and parts[1].isdigit():
+            return HttpEvent(at_ns=at_ns, kind=HttpKind.RESPONSE, client=Endpoint(dst, dport),
+                             server=Endpoint(src, sport), status=int(parts[1]))
+        return None
+    if dport in ports:
+        parts = line.split(b" ")
+        if len(parts) == 3 and parts[0] in METHODS and parts[2].startswith(b"HTTP/1."):
+            path = parts[1].split(b"?", 1)[0].decode("ascii", errors="replace")
+            return HttpEvent(at_ns=at_ns, kind=HttpKind.REQUEST, client=Endpoint(src, sport),
+                             server=Endpoint(dst, dport), method=parts[0].decode(), path=path)
+    return None
+
+
+class HttpCapture:
+    """Capture HTTP/1.x start lines on ``lo`` of one namespace; a thread reads into a buffer.
+
+    Args:
+        ports: server ports to watch (requests to them, responses from them).
+        netns: namespace spec (None: this one).
+        snaplen: bytes of each segment passed to Python.
+
+    Raises:
+        BackendUnavailable: no CAP_NET_RAW, or the filter was refused.
+    """
+
+    def __init__(self, ports: Sequence[int], *, netns: str | None = None, snaplen: int = 512) -> None:
+        if not ports:
+            raise BackendUnavailable("http capture: no listener ports to watch")
+        if len(ports) > 100:
+            ports = sorted(ports)[:100]  # classic BPF jump offsets are 8-bit
+        self.ports = frozenset(ports)
+        code = assemble_classic(build_http_filter(sorted(self.ports), snaplen))
+        fprog_buf = code
+
+        def open_inside() -> socket.socket:
+            try:
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+            except (PermissionError, AttributeError) as exc:
+                raise BackendUnavailable(f"http capture: AF_PACKET socket: {exc}; needs root (CAP_NET_RAW)") from exc
+            try:
+                import ctypes
+
+                buf = ctypes.create_string_buffer(fprog_buf, len(fprog_buf))
+                fprog = struct.pack("HL", len(fprog_buf) // 8, ctypes.addressof(buf))
+                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+                sock.bind(("lo", ETH_P_ALL))
+            except OSError as exc:
+                sock.close()
+                raise BackendUnavailable(f"http capture: cannot set up the socket: {exc}") from exc
+            return sock
+
+        self._sock = run_in_netns(resolve_netns(netns), open_inside)
+        self._sock.settimeout(0.2)
+        self._snaplen = snaplen
+        self._lock = threading.Lock()
+        self._buffer: list[HttpEvent] = []
+        self.events_read = 0
+        self.packets = 0
+        """Segments the kernel filter passed to Python."""
+        self._dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="http-capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        while not self._stop.is_set():
+            try:
+                data, anc, _flags, _addr = self._sock.recvmsg(self._snaplen, 64)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.packets += 1
+            at_ns = time.time_ns()
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    sec, nsec = struct.unpack_from("=qq", value)
+                    at_ns = sec * 1_000_000_000 + nsec
+            ev = parse_packet(data, at_ns=at_ns, ports=self.ports)
+            if ev is not None:
+                with self._lock:
+                    self._buffer.append(ev)
+
+    def drain(self) -> list[HttpEvent]:
+        """Events captured since the last call."""
+        with self._lock:
+            out, self._buffer = self._buffer, []
+        self.events_read += len(out)
+        return out
+
+    def drops(self) -> int:
+        """Packets the kernel dropped for this socket so far (PACKET_STATISTICS resets on read)."""
+        try:
+            raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+            self._dropped += struct.unpack("=II", raw)[1]
+        except OSError:
+            pass
+        return self._dropped
+
+    def close(self) -> None:
+        """Stop the reader and close the socket. Idempotent."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        self._sock.close()

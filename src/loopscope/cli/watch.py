@@ -1,0 +1,97 @@
+"""``loopscope watch``: loopback connections over time, self-calls, amplification and pressure."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Group
+from rich.live import Live
+
+from loopscope.analysis.watch_findings import check_watch
+from loopscope.analysis.watch_model import WatchData
+from loopscope.analysis.watch_report import WatchReport, summarize_watch
+from loopscope.cli.common import (
+    FailOnOption,
+    JsonOption,
+    cli_errors,
+    console,
+    emit_json,
+    err_console,
+    exit_code_for,
+)
+from loopscope.cli.tables import make_table, print_findings, print_gaps, print_table
+from loopscope.errors import UsageError
+from loopscope.watch.session import WatchOptions, run_watch
+from loopscope.watch.view import (
+    APP_FIELDS,
+    SOURCE_FIELDS,
+    WATCH_EDGE_FIELDS,
+    app_rows,
+    edge_rows,
+    filter_report,
+    source_rows,
+    watch_json,
+)
+
+__all__ = ["register", "watch_command"]
+
+
+def _report(data: WatchData, pids: tuple[int, ...], ports: tuple[int, ...]) -> WatchReport:
+    return filter_report(summarize_watch(data), pids, ports)
+
+
+def _live_view(report: WatchReport) -> Group:
+    title = (f"loopscope watch ({report.netns_label}) {report.window_s:.0f} s: {report.connections} connections, "
+             f"{sum(1 for e in report.edges if e.self_call)} self-call edges  (Ctrl-C to stop)")
+    return Group(
+        make_table(APP_FIELDS, app_rows(report.apps), title=f"[bold]{title}[/bold]"),
+        make_table(WATCH_EDGE_FIELDS, edge_rows(report.edges[:15], report.window_s), title="[bold]Edges[/bold]"),
+    )
+
+
+@cli_errors
+def watch_command(
+    duration: float | None = typer.Option(None, "--duration", help="Seconds to watch (default: until Ctrl-C)."),
+    pid: list[int] = typer.Option([], "--pid", help="Only the app owning this pid (repeatable)."),
+    port: list[int] = typer.Option([], "--port", help="Only the app listening on this port (repeatable)."),
+    http: bool = typer.Option(False, "--http", help="Count HTTP/1.x requests per connection (root; AF_PACKET on lo)."),
+    netns: str | None = typer.Option(None, "--netns", help="Namespace: NAME (/run/netns), PID or path."),
+    interval: float = typer.Option(1.0, "--interval", help="Seconds between snapshots (listeners, queues, pools)."),
+    refresh: float = typer.Option(1.0, "--refresh", help="Seconds between screen refreshes."),
+    no_ebpf: bool = typer.Option(False, "--no-ebpf", help="Do not load the eBPF sockops program."),
+    json_out: bool = JsonOption,
+    fail_on: str = FailOnOption,
+) -> None:
+    """Every loopback connection over a window: who calls whom, self-calls, amplification, pressure."""
+    if duration is not None and duration <= 0:
+        raise UsageError("--duration must be positive")
+    if interval <= 0 or refresh <= 0:
+        raise UsageError("--interval and --refresh must be positive")
+    options = WatchOptions(netns=netns, ebpf=not no_ebpf, http=http, http_ports=tuple(port) if http else (),
+                           snapshot_interval_s=interval)
+    pids, ports = tuple(pid), tuple(port)
+    out = console()
+    if json_out:
+        data = run_watch(options, duration)
+    else:
+        live_console = out if out.is_terminal else err_console()
+        with Live(console=live_console, refresh_per_second=4, transient=True) as live:
+            data = run_watch(options, duration, lambda d: live.update(_live_view(_report(d, pids, ports))), refresh)
+    report = _report(data, pids, ports)
+    findings = check_watch(report)
+    if json_out:
+        emit_json("watch", watch_json(report, findings))
+    else:
+        out.print(make_table(SOURCE_FIELDS, source_rows(report), title="[bold]Sources[/bold]"))
+        title = (f"Apps ({report.netns_label}, {report.window_s:.1f} s, {report.connections} connections, "
+                 f"client pid known for {report.client_pid_known})")
+        print_table(out, APP_FIELDS, app_rows(report.apps), title=title, empty="no listeners")
+        print_table(out, WATCH_EDGE_FIELDS, edge_rows(report.edges, report.window_s), title="Loopback call graph",
+                    empty="no connections to local listeners")
+        print_findings(out, findings)
+        print_gaps(out, report.gaps)
+    raise typer.Exit(exit_code_for(findings, fail_on))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``watch`` to the app."""
+    app.command("watch")(watch_command)
