@@ -57,8 +57,10 @@ def _bind_remedy(binds: Sequence[Listener], address: str) -> str:
     loop_only = all(unmap(li.local.address).is_loopback for li in binds)
     if loop_only and not ipaddress.ip_address(address.split("%")[0]).is_loopback:
         return "bind to 0.0.0.0 or the host address if it must be reachable (it is loopback-only now)"
-    if version == 6:
+    if version == 6 and ipaddress.ip_address(address.split("%")[0]).is_loopback:
         return "also listen on [::1] (or [::] for all IPv6 addresses): clients that resolve localhost to ::1 fail"
+    if version == 6:
+        return "listen on [::] (or this IPv6 address) if it must be reachable over IPv6"
     return "also listen on 127.0.0.1 (or 0.0.0.0), or on [::] with IPV6_V6ONLY off for both families"
 
 

@@ -156,9 +156,15 @@ def check_http(exp: Expectation, info: HttpInfo | None) -> tuple[bool, str]:
 
 
 def check_results(expectations: Sequence[Expectation], results: Sequence[AddressResult]) -> list[CheckResult]:
-    """Every expectation on every address (all attempts must pass)."""
+    """Every expectation on every address that answered HTTP (all its attempts must pass); when no
+    address answered, each expectation fails once with target ``any address``. Addresses that did not
+    connect are the diagnosis's business, not the expectations'."""
     out = []
-    for r in results:
+    answered = [r for r in results if any(a.http is not None for a in r.attempts)]
+    if not answered:
+        return [CheckResult(expectation=e.text, target="any address", ok=False, got="no HTTP response")
+                for e in expectations]
+    for r in answered:
         for exp in expectations:
             verdicts = [check_http(exp, a.http) for a in r.attempts] or [(False, "not tried")]
             bad = next(((ok, got) for ok, got in verdicts if not ok), None)
