@@ -7,21 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopscope.model import IPAddress, LinkInfo, InterfaceAddress, Snapshot
+from loopscope.model import InterfaceAddress, IPAddress, LinkInfo, Snapshot
 
 __all__ = [
+    "DoctorFacts",
+    "EchoResult",
+    "ExternalFacts",
+    "FirewallFacts",
+    "HostsEntry",
+    "IcmpResult",
+    "LocalNetFacts",
+    "LoopbackFacts",
+    "ResolutionFacts",
     "RouteEntry",
     "RouteLookup",
-    "IcmpResult",
-    "EchoResult",
-    "HostsEntry",
-    "ResolutionFacts",
     "Sysctls",
-    "FirewallFacts",
-    "LoopbackFacts",
-    "LocalNetFacts",
-    "ExternalFacts",
-    "DoctorFacts",
 ]
 
 

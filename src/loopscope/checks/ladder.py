@@ -36,7 +36,7 @@ from loopscope.checks.resolution import check_localhost, check_localhost_mismatc
 from loopscope.checks.verdict import CheckResult, RungResult, build_rung, mark_meaningless
 from loopscope.model import Proto
 
-__all__ = ["judge_rung1", "judge"]
+__all__ = ["judge", "judge_rung1"]
 
 
 def _listener_labels(facts: DoctorFacts) -> tuple[dict[int, str], list[tuple[str, int, int, str]]]:
@@ -91,7 +91,7 @@ def judge(facts: DoctorFacts) -> list[RungResult]:
     if facts.localnet is not None:
         rungs.append(build_rung(2, [
             check_interfaces(lf.links), check_host_addresses(lf.addresses, lf.links),
-            check_default_route(lf.main_routes), *check_host_echoes(facts.localnet.echoes),
+            check_default_route(lf.main_routes, lf.links), *check_host_echoes(facts.localnet.echoes),
         ]))  # fmt: skip
     if facts.external is not None:
         rungs.append(build_rung(3, [check_external_dns(facts.external), check_external_connect(facts.external)]))

@@ -19,17 +19,17 @@ from loopscope.checks.verdict import CheckResult, Verdict
 from loopscope.model import LinkInfo, Severity
 
 __all__ = [
-    "ip_command",
-    "find_lo",
-    "ipv6_disabled_by",
-    "check_lo_link",
+    "check_echo",
+    "check_icmp",
     "check_lo_ipv4",
     "check_lo_ipv6",
+    "check_lo_link",
     "check_lo_mtu",
     "check_lo_routes",
-    "check_icmp",
-    "check_echo",
     "check_route_localnet",
+    "find_lo",
+    "ip_command",
+    "ipv6_disabled_by",
     "summarize_rtts",
 ]
 
@@ -250,7 +250,7 @@ def check_echo(result: EchoResult, *, rung: int = 1, slow_us: float = 5000.0) ->
 def check_route_localnet(facts: LoopbackFacts, ip: str = "ip") -> CheckResult:
     """route_localnet off everywhere and 127/8 nowhere but on lo (else other hosts may reach services
     bound to 127.0.0.1: CVE-2020-8558); martian counters as evidence."""
-    make = partial(CheckResult, id="lo.localnet", rung=1, title="route_localnet and 127/8 martians")
+    make = partial(CheckResult, id="lo.localnet", rung=1, title="route_localnet, 127/8 martians")
     sysctls = facts.sysctls
     lo = find_lo(facts)
     on = sorted(name for name, value in sysctls.route_localnet.items() if value)

@@ -11,22 +11,21 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 
 from loopscope.checks import firewall as fw
-from loopscope.checks.facts import ExternalFacts, FirewallFacts
+from loopscope.checks.facts import EchoResult, ExternalFacts, FirewallFacts, RouteEntry
 from loopscope.checks.loopback import check_echo
-from loopscope.checks.facts import EchoResult, RouteEntry
 from loopscope.checks.verdict import CheckResult, Verdict
 from loopscope.errors import ParseError
 from loopscope.model import InterfaceAddress, LinkInfo, Severity
 
 __all__ = [
-    "parse_firewall",
-    "check_firewall",
-    "check_interfaces",
-    "check_host_addresses",
     "check_default_route",
-    "check_host_echoes",
-    "check_external_dns",
     "check_external_connect",
+    "check_external_dns",
+    "check_firewall",
+    "check_host_addresses",
+    "check_host_echoes",
+    "check_interfaces",
+    "parse_firewall",
 ]
 
 
@@ -120,6 +119,8 @@ def check_interfaces(links: Sequence[LinkInfo]) -> CheckResult:
 def check_host_addresses(addresses: Sequence[InterfaceAddress], links: Sequence[LinkInfo]) -> CheckResult:
     """At least one global address on an up interface."""
     make = partial(CheckResult, id="net.addresses", rung=2, title="host addresses", depends_on=("net.interfaces",))
+    if not any(not link.loopback for link in links):
+        return make(verdict=Verdict.SKIPPED, evidence="only lo here: no host address to expect")
     up = {link.index for link in links if link.up and not link.loopback}
     mine = [a for a in addresses if a.index in up and _global(a)]
     shown = ", ".join(f"{a.address}/{a.prefixlen} ({a.interface})" for a in mine[:6]) or "none"
@@ -130,9 +131,11 @@ def check_host_addresses(addresses: Sequence[InterfaceAddress], links: Sequence[
                 data={"addresses": [str(a.address) for a in mine]})  # fmt: skip
 
 
-def check_default_route(routes: Iterable[RouteEntry]) -> CheckResult:
-    """A default route (IPv4 or IPv6) in the main table."""
+def check_default_route(routes: Iterable[RouteEntry], links: Sequence[LinkInfo] = ()) -> CheckResult:
+    """A default route (IPv4 or IPv6) in the main table (skipped when the namespace has only lo)."""
     make = partial(CheckResult, id="net.default_route", rung=2, title="default route", depends_on=("net.addresses",))
+    if links and not any(not link.loopback for link in links):
+        return make(verdict=Verdict.SKIPPED, evidence="only lo here: no route beyond loopback to expect")
     defaults = [r for r in routes if r.dst == "default" and r.type == "unicast"]
     shown = ", ".join(f"IPv{r.family} via {r.gateway or 'direct'} dev {r.dev}" for r in defaults) or "none"
     if not defaults:

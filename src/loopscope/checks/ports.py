@@ -16,7 +16,7 @@ from loopscope.analysis.stack import StackSummary
 from loopscope.checks.verdict import CheckResult, Verdict
 from loopscope.model import Severity, SocketRecord, TcpState
 
-__all__ = ["check_ephemeral", "check_time_wait", "check_somaxconn"]
+__all__ = ["check_ephemeral", "check_somaxconn", "check_time_wait"]
 
 SMALL_RANGE = 10_000
 SMALL_SOMAXCONN = 1024

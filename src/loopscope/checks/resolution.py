@@ -10,14 +10,14 @@ a server listening on 127.0.0.1 only, although ``curl 127.0.0.1:PORT`` works.
 from __future__ import annotations
 
 import ipaddress
-from functools import partial
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 from loopscope.checks.facts import HostsEntry, ResolutionFacts
 from loopscope.checks.verdict import CheckResult, Verdict
 from loopscope.model import Family, Proto, Severity, SocketRecord, TcpState
 
-__all__ = ["parse_hosts", "check_localhost", "listener_families", "check_localhost_mismatch"]
+__all__ = ["check_localhost", "check_localhost_mismatch", "listener_families", "parse_hosts"]
 
 
 def parse_hosts(text: str) -> list[HostsEntry]:
@@ -118,7 +118,7 @@ def check_localhost_mismatch(
         owners: port -> process label, for the evidence.
         skip_ports: ports to ignore (the doctor's own echo listeners).
     """
-    base = partial(CheckResult, id="resolve.mismatch", rung=1, title="localhost order matches listeners",
+    base = partial(CheckResult, id="resolve.mismatch", rung=1, title="localhost order vs listeners",
                    depends_on=("resolve.localhost",))  # fmt: skip
     fams = listener_families(sockets, skip_ports=skip_ports)
     if not res.order:

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field, replace
 from loopscope.model import Finding, Severity
 
 __all__ = [
-    "Verdict",
+    "RUNG_NAMES",
     "CheckResult",
     "RungResult",
-    "RUNG_NAMES",
-    "worst",
-    "build_rung",
-    "mark_meaningless",
+    "Verdict",
     "attach_causes",
+    "build_rung",
     "findings_of",
+    "mark_meaningless",
+    "worst",
 ]
 
 RUNG_NAMES = {1: "loopback stack", 2: "local network", 3: "external"}

@@ -15,9 +15,16 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from loopscope.backends.linux import icmp, routes
-from loopscope.backends.linux.netns import NETNS_RUN_DIR, NetnsTarget, list_netns, resolve_netns, run_in_netns
+from loopscope.backends.linux.netns import (
+    NETNS_RUN_DIR,
+    NetnsTarget,
+    list_netns,
+    resolve_netns,
+    run_in_netns,
+)
 from loopscope.checks.facts import (
     DoctorFacts,
     EchoResult,
@@ -35,9 +42,9 @@ from loopscope.checks.resolution import parse_hosts
 from loopscope.collect import take_snapshots
 from loopscope.doctor import probes
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError
-from loopscope.model import IPAddress, InterfaceAddress, LinkInfo, Snapshot
+from loopscope.model import InterfaceAddress, IPAddress, LinkInfo, Snapshot
 
-__all__ = ["DoctorOptions", "gather", "gather_all", "netns_name_of", "read_sysctls", "read_firewall"]
+__all__ = ["DoctorOptions", "gather", "gather_all", "netns_name_of", "read_firewall", "read_sysctls"]
 
 _V4_1 = ipaddress.IPv4Address("127.0.0.1")
 _V4_2 = ipaddress.IPv4Address("127.0.0.2")
@@ -227,11 +234,11 @@ def _inside(target: NetnsTarget, snap: Snapshot, opts: DoctorOptions) -> _Inside
     if opts.max_rung >= 2:
         up = {link.index for link in links if link.up}
         host_echoes = []
-        for addr in _host_addresses(addresses, links):
-            if addr.index not in up:
+        for host in _host_addresses(addresses, links):
+            if host.index not in up:
                 continue
-            scope = addr.index if addr.address.is_link_local else 0
-            host_echoes.append(probes.tcp_echo(addr.address, rounds=opts.rounds, timeout_s=opts.timeout_s,
+            scope = host.index if host.address.is_link_local else 0
+            host_echoes.append(probes.tcp_echo(host.address, rounds=opts.rounds, timeout_s=opts.timeout_s,
                                                scope_id=scope))  # fmt: skip
         localnet = LocalNetFacts(echoes=tuple(host_echoes))
     external = None
@@ -257,7 +264,7 @@ def gather(specs: Sequence[str | None], opts: DoctorOptions,
         if on_progress:
             on_progress(target.label)
         t1 = time.perf_counter_ns()
-        inside = run_in_netns(target, lambda: _inside(target, snap, opts))
+        inside = run_in_netns(target, partial(_inside, target, snap, opts))
         out.append(DoctorFacts(
             netns_label=target.label, netns_name=netns_name_of(target), snapshot=snap, loopback=inside.loopback,
             localnet=inside.localnet, external=inside.external,

@@ -17,7 +17,7 @@ import time
 from loopscope.checks.facts import EchoResult, ExternalFacts
 from loopscope.model import IPAddress
 
-__all__ = ["tcp_echo", "udp_echo", "resolve", "connect_external"]
+__all__ = ["connect_external", "resolve", "tcp_echo", "udp_echo"]
 
 
 def _err(phase: str, exc: OSError) -> str:

@@ -23,7 +23,7 @@ import time
 from loopscope.checks.facts import IcmpResult
 from loopscope.model import IPAddress
 
-__all__ = ["checksum", "build_echo", "icmp_method", "ping"]
+__all__ = ["build_echo", "checksum", "icmp_method", "ping"]
 
 _ECHO = struct.Struct("!BBHHH")
 
@@ -35,7 +35,7 @@ def checksum(data: bytes) -> int:
     """
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF

@@ -31,12 +31,12 @@ from loopscope.errors import NetlinkError, ParseError
 from loopscope.model import IPAddress
 
 __all__ = [
+    "ROUTE_TYPES",
     "RT_TABLE_LOCAL",
     "RT_TABLE_MAIN",
-    "ROUTE_TYPES",
-    "parse_route",
     "dump_routes",
     "lookup_route",
+    "parse_route",
     "read_routes",
 ]
 
