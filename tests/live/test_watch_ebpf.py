@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from loopscope.backends.linux.ebpf import SockopsCollector
+from loopscope.backends.linux.ebpf import SockopsCollector, netns_cookie_of_current
 from loopscope.errors import BackendUnavailable
 from loopscope.model.events import ConnectKind
 
@@ -56,6 +56,7 @@ def test_every_connect_of_a_child_is_seen_with_its_pid(host: str, family: int) -
     assert all(str(e.remote.address) == host for e in connects)
     assert sorted(e.remote.port for e in passive) == sorted(client_ports)
     assert len({e.cookie for e in connects + passive}) == 2 * n
+    assert {e.netns_cookie for e in connects + passive} == {netns_cookie_of_current()}
 
 
 def test_close_detaches_the_program() -> None:

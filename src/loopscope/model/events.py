@@ -56,6 +56,9 @@ class ConnectEvent:
     """Thread-group id (process id) that called ``connect()``; None for PASSIVE (softirq context)."""
     tid: int | None = None
     """Thread id that called ``connect()``; None for PASSIVE."""
+    netns_cookie: int | None = None
+    """Network namespace cookie of the socket (``bpf_get_netns_cookie``; ``SO_NETNS_COOKIE``); None when
+    the kernel cannot report it (eBPF sees every namespace, so events are then not filtered)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loopscope.analysis.watch_model import SnapshotSample, WatchData, sample_snapshot
-from loopscope.backends.linux.netns import resolve_netns
+from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 from loopscope.errors import LoopscopeError
 from loopscope.model import Gap, ProcessInfo, ProcessKey, Snapshot
 from loopscope.model.events import CloseEvent, ConnectEvent, ConnectKind, HttpEvent, SourceStatus
@@ -87,6 +87,7 @@ class WatchSession:
         self._ebpf: SockopsCollector | None = None
         self._destroy: DestroySubscription | None = None
         self._packet: HttpCapture | None = None
+        self._netns_cookie: int | None = None
         self._statuses: dict[str, SourceStatus] = {}
         self.started_ns = time.time_ns()
         self._target = resolve_netns(options.netns)
@@ -107,10 +108,15 @@ class WatchSession:
         opts = self.options
         if opts.ebpf:
             try:
-                from loopscope.backends.linux.ebpf import SockopsCollector
+                from loopscope.backends.linux.ebpf import SockopsCollector, netns_cookie_of_current
 
                 ebpf = SockopsCollector()
                 self._ebpf = ebpf
+                if ebpf.has_netns_cookie:
+                    self._netns_cookie = run_in_netns(self._target, netns_cookie_of_current)
+                else:
+                    self.state.gaps.append(Gap(what="namespace of eBPF events", reason="kernel < 5.15 has no "
+                                               "bpf_get_netns_cookie for sockops: connects from every namespace count"))
                 self._status("ebpf_sockops", True, f"sockops on cgroup {ebpf.cgroup_path}: client pid of every connect")
             except LoopscopeError as exc:
                 self._status("ebpf_sockops", False, f"{exc}; short-lived connections have no client pid")
@@ -158,6 +164,9 @@ class WatchSession:
         st = self.state
         if self._ebpf is not None:
             events = self._ebpf.drain()
+            if self._netns_cookie is not None:
+                mine = self._netns_cookie
+                events = [e for e in events if e.netns_cookie in (None, mine)]
             st.connects.extend(events)
             for ev in events:
                 if ev.kind is ConnectKind.ACTIVE and ev.pid is not None and ev.pid not in st.processes \

@@ -79,7 +79,7 @@ def test_program_shape_and_documentation() -> None:
     insns = [i for i in prog if isinstance(i, Insn)]
     assert all(i.comment for i in insns), "every instruction is documented"
     code = assemble(prog)
-    assert len(code) % 8 == 0 and len(code) // 8 == 58  # 2 + 2 op tests + ja + 7 + 14 copies x 2 + 7 push + 9 drop count + 2
+    assert len(code) % 8 == 0 and len(code) // 8 == 61  # 2 + 2 op tests + ja + 7 + 3 netns + 14 copies x 2 + 7 push + 9 drop count + 2
     # both map fds appear as BPF_PSEUDO_MAP_FD wide loads
     wide = [(code[k + 1] >> 4, struct.unpack_from("<i", code, k + 4)[0]) for k in range(0, len(code), 8)
             if code[k] == LD_IMM64]
@@ -93,8 +93,8 @@ def test_program_shape_and_documentation() -> None:
 
 def _record(op: int, family: int, lport: int, rport_raw: int, lip: bytes, rip: bytes, pid_tgid: int) -> bytes:
     if family == 2:
-        return EVENT.pack(1_000, pid_tgid, 99, op, family, lport, rport_raw, lip, rip, b"\0" * 16, b"\0" * 16)
-    return EVENT.pack(1_000, pid_tgid, 99, op, family, lport, rport_raw, b"\0" * 4, b"\0" * 4, lip, rip)
+        return EVENT.pack(1_000, pid_tgid, 99, op, family, lport, rport_raw, lip, rip, b"\0" * 16, b"\0" * 16, 3)
+    return EVENT.pack(1_000, pid_tgid, 99, op, family, lport, rport_raw, b"\0" * 4, b"\0" * 4, lip, rip, 0)
 
 
 def test_parse_event_ipv4_connect() -> None:
@@ -104,20 +104,20 @@ def test_parse_event_ipv4_connect() -> None:
     assert ev.family is Family.INET
     assert ev.local == Endpoint(ipaddress.IPv4Address("127.0.0.1"), 53110)
     assert ev.remote == Endpoint(ipaddress.IPv4Address("127.0.0.2"), 8080)
-    assert (ev.pid, ev.tid, ev.cookie, ev.at_ns) == (4242, 4243, 99, 1_005)
+    assert (ev.pid, ev.tid, ev.cookie, ev.at_ns, ev.netns_cookie) == (4242, 4243, 99, 1_005, 3)
 
 
 def test_parse_event_ipv6_passive_has_no_pid() -> None:
     one = ipaddress.IPv6Address("::1").packed
     raw = _record(5, 10, 8080, 0xD9CF0000, one, one, (1 << 32) | 1)
     ev = parse_event(raw)
-    assert ev.kind is ConnectKind.PASSIVE and ev.pid is None and ev.tid is None
+    assert ev.kind is ConnectKind.PASSIVE and ev.pid is None and ev.tid is None and ev.netns_cookie is None
     assert ev.remote.port == 0xCFD9 and str(ev.local) == "[::1]:8080"
 
 
 def test_parse_event_rejects_bad_input() -> None:
     with pytest.raises(ParseError):
-        parse_event(b"\0" * 79)
+        parse_event(b"\0" * 80)
     with pytest.raises(ParseError):
         parse_event(_record(3, 7, 1, 1, b"\0" * 4, b"\0" * 4, 0))
 
@@ -133,3 +133,10 @@ def test_find_cgroup2_root() -> None:
 def test_remote_port_decoding() -> None:
     assert ebpf._port_from_ctx(0x901F0000) == 8080
     assert ebpf._port_from_ctx(0x50000000) == 80
+
+
+def test_program_without_the_netns_helper_stores_zero() -> None:
+    prog = [i for i in build_sockops_program(1, 2, (3,), netns_cookie=False) if isinstance(i, Insn)]
+    assert not any(i.code == 0x85 and i.imm == 122 for i in prog)
+    zero = [i for i in prog if i.code == 0x7A]
+    assert len(zero) == 1 and zero[0].off == -88 + 80 and zero[0].imm == 0

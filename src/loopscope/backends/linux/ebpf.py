@@ -1,7 +1,7 @@
 """Pure-Python eBPF sockops collector: the client pid of every TCP connect, through bpf(2) via ctypes.
 
 No compiler, bcc, libbpf or kernel headers at run time. The program (:func:`build_sockops_program`) is
-hand-assembled, documented instruction by instruction, and pushes one 80-byte :data:`EVENT` record per
+hand-assembled, documented instruction by instruction, and pushes one 88-byte :data:`EVENT` record per
 ``connect()`` (and per passive establishment) into a BPF_MAP_TYPE_QUEUE; Python drains the queue with
 BPF_MAP_LOOKUP_AND_DELETE_ELEM. The program is attached to the root cgroup v2 with BPF_LINK_CREATE, so it
 sees every process of the host in every network namespace; closing the link fd detaches it.
@@ -35,6 +35,7 @@ __all__ = [
     "Insn",
     "Label",
     "SockopsCollector",
+    "netns_cookie_of_current",
     "assemble",
     "build_sockops_program",
     "find_cgroup2_root",
@@ -50,7 +51,7 @@ BPF_PROG_TYPE_SOCK_OPS = 13
 BPF_CGROUP_SOCK_OPS = 3
 BPF_PSEUDO_MAP_FD = 1
 FN_MAP_LOOKUP_ELEM, FN_KTIME_GET_NS, FN_GET_CURRENT_PID_TGID = 1, 5, 14
-FN_GET_SOCKET_COOKIE, FN_MAP_PUSH_ELEM = 46, 87
+FN_GET_SOCKET_COOKIE, FN_MAP_PUSH_ELEM, FN_GET_NETNS_COOKIE = 46, 87, 122
 OP_TCP_CONNECT = 3  # BPF_SOCK_OPS_TCP_CONNECT_CB: in connect(), local port chosen, caller's context
 OP_PASSIVE_ESTABLISHED = 5  # BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: server side, softirq context
 
@@ -61,10 +62,11 @@ SO_REMOTE_IP6, SO_LOCAL_IP6, SO_REMOTE_PORT, SO_LOCAL_PORT = 32, 48, 64, 68
 # The record the program pushes (80 bytes, host order unless said):
 #  0 u64 ktime_ns | 8 u64 pid_tgid | 16 u64 cookie | 24 u32 op | 28 u32 family
 # 32 u32 local_port (host order) | 36 u32 remote_port (raw ctx value) | 40 local_ip4 (net order)
-# 44 remote_ip4 (net order) | 48 local_ip6[16] | 64 remote_ip6[16]
-EVENT = struct.Struct("=QQQIIII4s4s16s16s")
-_STACK_EVENT = -80  # event lives at r10-80 .. r10-1
-_STACK_KEY = -88  # u32 key 0 for the drop counter lookup
+# 44 remote_ip4 (net order) | 48 local_ip6[16] | 64 remote_ip6[16] | 80 u64 netns cookie (0 when the
+# kernel lacks bpf_get_netns_cookie for sock_ops, before 5.15)
+EVENT = struct.Struct("=QQQIIII4s4s16s16sQ")
+_STACK_EVENT = -88  # event lives at r10-88 .. r10-1
+_STACK_KEY = -96  # u32 key 0 for the drop counter lookup
 
 # --- instruction encoding: struct bpf_insn {u8 code; u8 dst:4, src:4; s16 off; s32 imm} ---
 _INSN = struct.Struct("<BBhi")
@@ -145,9 +147,13 @@ def assemble(program: Sequence[Insn | Label]) -> bytes:
     return bytes(out)
 
 
-def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int]) -> list[Insn | Label]:
+def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
+                          netns_cookie: bool = True) -> list[Insn | Label]:
     """The SOCK_OPS program: on the chosen ``ops``, push an :data:`EVENT` into the queue map; count
     failed pushes (queue full) in ``drops_fd[0]``. Always returns 1 (allow; no reply).
+
+    With ``netns_cookie`` the record carries ``bpf_get_netns_cookie(ctx)`` (kernel >= 5.15), which
+    matches ``getsockopt(SO_NETNS_COOKIE)`` of any socket in that namespace; otherwise 0.
 
     Registers: r1 = ctx on entry, r6 = ctx kept across calls, r10 = frame pointer, r0 = return.
     """
@@ -169,6 +175,14 @@ def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int]) -> l
         Insn(CALL, imm=FN_GET_SOCKET_COOKIE, comment="r0 = bpf_get_socket_cookie(ctx)"),
         Insn(STX_DW, 10, 0, ev + 16, comment="ev.cookie = r0"),
     ]
+    if netns_cookie:
+        p += [
+            Insn(MOV64_X, 1, 6, comment="r1 = ctx"),
+            Insn(CALL, imm=FN_GET_NETNS_COOKIE, comment="r0 = bpf_get_netns_cookie(ctx)"),
+            Insn(STX_DW, 10, 0, ev + 80, comment="ev.netns_cookie = r0"),
+        ]
+    else:
+        p.append(Insn(0x7A, 10, 0, ev + 80, 0, comment="ev.netns_cookie = 0 (BPF_ST | BPF_MEM | BPF_DW)"))
     copies = [
         (SO_OP, 24, "op"), (SO_FAMILY, 28, "family"), (SO_LOCAL_PORT, 32, "local_port"),
         (SO_REMOTE_PORT, 36, "remote_port"), (SO_LOCAL_IP4, 40, "local_ip4"), (SO_REMOTE_IP4, 44, "remote_ip4"),
@@ -213,7 +227,7 @@ def _port_from_ctx(raw: int) -> int:
 
 
 def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
-    """Decode one 80-byte queue record.
+    """Decode one 88-byte queue record.
 
     Args:
         data: the record (see :data:`EVENT`).
@@ -228,7 +242,7 @@ def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
     """
     if len(data) != EVENT.size:
         raise ParseError(f"sockops record is {len(data)} bytes, want {EVENT.size}", path="bpf")
-    ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6 = EVENT.unpack(data)
+    ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6, netns = EVENT.unpack(data)
     if family == 2:
         local_addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(lip4)
         remote_addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(rip4)
@@ -247,7 +261,20 @@ def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
         cookie=cookie,
         pid=(pid_tgid >> 32) if active else None,
         tid=(pid_tgid & 0xFFFFFFFF) if active else None,
+        netns_cookie=netns or None,
     )
+
+
+def netns_cookie_of_current() -> int | None:
+    """``getsockopt(SO_NETNS_COOKIE)`` of a fresh socket: the calling thread's namespace cookie
+    (kernel >= 5.14), None when unsupported."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, 71, 8), "little")
+    except OSError:
+        return None
 
 
 def find_cgroup2_root(mounts_text: str) -> str | None:
@@ -340,11 +367,12 @@ class SockopsCollector:
     def _load(self, cgroup_path: str, queue_entries: int, ops: Sequence[int]) -> None:
         self.queue_fd = self._map(BPF_MAP_TYPE_QUEUE, 0, EVENT.size, queue_entries, b"ls_connects")
         self.drops_fd = self._map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"ls_drops")
-        code = assemble(build_sockops_program(self.queue_fd, self.drops_fd, ops))
-        insns = ctypes.create_string_buffer(code, len(code))
         license_ = ctypes.create_string_buffer(b"GPL")
         log = ctypes.create_string_buffer(1 << 16)
-        for log_level in (0, 1):
+        attempts = [(True, 0), (False, 0), (False, 1)]  # netns cookie helper first; verifier log last
+        for with_netns, log_level in attempts:
+            code = assemble(build_sockops_program(self.queue_fd, self.drops_fd, ops, netns_cookie=with_netns))
+            insns = ctypes.create_string_buffer(code, len(code))
             attr = _attr((0, "=I", BPF_PROG_TYPE_SOCK_OPS), (4, "=I", len(code) // 8),
                          (8, "=Q", ctypes.addressof(insns)), (16, "=Q", ctypes.addressof(license_)),
                          (24, "=I", log_level), (28, "=I", len(log) if log_level else 0),
@@ -353,6 +381,7 @@ class SockopsCollector:
             struct.pack_into("16s", attr, 48, b"ls_sockops")  # prog_name[16]
             fd = self._bpf.call(BPF_PROG_LOAD, attr)
             if fd >= 0:
+                self.has_netns_cookie = with_netns
                 break
             if log_level == 1 or -fd in (errno_mod.EPERM,):
                 text = log.value.decode(errors="replace").strip().splitlines()[-3:]
