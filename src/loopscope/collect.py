@@ -11,12 +11,17 @@ Source choice (in this one place):
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError, UsageError
 from loopscope.model import Gap, InterfaceAddress, LinkInfo, ProcessInfo, ProcessKey, Proto, Snapshot, SocketRecord, StackFacts
+
+if TYPE_CHECKING:
+    from loopscope.backends.linux.procfs import FdScan
 
 __all__ = ["SOURCES", "take_snapshot", "take_snapshots", "take_all_snapshots"]
 
@@ -57,8 +62,6 @@ def _read_inside(
             gaps.append(Gap(what="sock_diag", reason=f"{exc}; fell back to /proc/net (no backlog, cookie, tcp_info)"))
     if sockets is None:
         sockets = procfs.read_proc_net(netns=netns, root=procfs.ProcRoot("/proc/thread-self"), protos=protos)
-        if owners is not None:
-            sockets = [replace(s, owners=owners.get(s.inode, ())) if s.inode else s for s in sockets]
         used = "procfs"
     try:
         links, addresses = rtnl.read_addresses()
@@ -67,6 +70,45 @@ def _read_inside(
         gaps.append(Gap(what="interfaces and addresses", reason=str(exc)))
     stack = procfs.read_stack_facts(procfs.ProcRoot("/proc"))
     return _Raw(sockets=sockets, links=links, addresses=addresses, stack=stack, source=used, gaps=gaps)
+
+
+class _FdScanThread:
+    """Runs the global /proc fd scan in a thread; :meth:`result` joins and re-raises its error."""
+
+    def __init__(self) -> None:
+        from loopscope.backends.linux import procfs
+
+        self._out: list[object] = []
+        self._thread = threading.Thread(target=self._run, args=(procfs.scan_socket_owners,), name="fd-scan",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self, scan: Callable[[], object]) -> None:
+        try:
+            self._out.append(scan())
+        except BaseException as exc:  # handed to the caller's thread by result()
+            self._out.append(exc)
+
+    def result(self) -> FdScan:
+        self._thread.join()
+        value = self._out[0]
+        if isinstance(value, BaseException):
+            raise value
+        return value  # type: ignore[return-value]
+
+
+def _attach_owners(raws: Sequence[_Raw], owners: Mapping[int, list[ProcessKey]]) -> None:
+    """Fill ``owners`` of freshly read records (not yet visible outside this module)."""
+    from loopscope.backends.linux._fastrec import field_setter
+
+    set_owners = field_setter(SocketRecord, "owners")
+    get = owners.get
+    for raw in raws:
+        for sock in raw.sockets:
+            if sock.inode is not None:
+                keys = get(sock.inode)
+                if keys:
+                    set_owners(sock, tuple(keys))
 
 
 def _owner_gaps(scan: object, vanished: int, unowned: int) -> list[Gap]:
@@ -158,14 +200,12 @@ def take_snapshots(
     started_ns = time.time_ns()
     t0 = time.perf_counter_ns()
     targets = [resolve_netns(spec) for spec in netns]
-    owners: dict[int, tuple[ProcessKey, ...]] | None = None
+    scan_thread = _FdScanThread() if attribute else None  # overlaps the netlink dumps (readlink drops the GIL)
+    raws = [(t, run_in_netns(t, lambda: _read_inside(source, protos, tcp_info, None))) for t in targets]
     scan = None
-    if attribute:
-        from loopscope.backends.linux import procfs
-
-        scan = procfs.scan_socket_owners()  # global: socket inodes are unique across namespaces
-        owners = scan.owner_tuples()
-    raws = [(t, run_in_netns(t, lambda: _read_inside(source, protos, tcp_info, owners))) for t in targets]
+    if scan_thread is not None:
+        scan = scan_thread.result()
+        _attach_owners([raw for _, raw in raws], scan.owners)
     if attribute:
         processes, vanished = _processes_for(raws)
         unowned = sum(1 for _, raw in raws for s in raw.sockets if s.inode is not None and not s.owners)

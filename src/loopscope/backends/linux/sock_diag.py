@@ -18,7 +18,8 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 
-from loopscope.backends.linux.netlink import KernelTransport, Transport, dump, parse_attributes
+from loopscope.backends.linux._fastrec import positional_constructor
+from loopscope.backends.linux.netlink import KernelTransport, Transport, dump
 from loopscope.errors import ParseError
 from loopscope.model import Endpoint, Family, NetnsId, ProcessKey, Proto, SocketRecord, TcpInfo, TcpState
 
@@ -114,6 +115,11 @@ def parse_tcp_info(data: bytes) -> TcpInfo:
 
 
 _HEAD = struct.Struct("=BBBBHH16s16sIIIIIIII")  # whole inet_diag_msg; ports swapped with ntohs
+_NLA = struct.Struct("=HH")
+_U64 = struct.Struct("=Q")
+_INET, _INET6 = Family.INET, Family.INET6
+_ntohs = socket.ntohs
+_make_record = positional_constructor(SocketRecord)  # field order of SocketRecord, see model/records.py
 _ADDR_CACHE: dict[bytes, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
 _NO_OWNERS: tuple[ProcessKey, ...] = ()
 
@@ -166,31 +172,45 @@ def parse_inet_diag_msg(
         state = _TCP_STATES.get(state_no)
     if state is None:
         raise ParseError(f"unknown socket state {state_no}", path="netlink", line=payload[:16].hex())
-    attrs = parse_attributes(payload, MSG_SIZE) if len(payload) > MSG_SIZE else {}
+    v6only: bool | None = None
+    cgroup_id: int | None = None
+    info: TcpInfo | None = None
+    size = len(payload)
+    offset = MSG_SIZE
+    while offset + 4 <= size:  # attributes: only the three we keep are decoded
+        length, attr_type = _NLA.unpack_from(payload, offset)
+        if length < 4 or offset + length > size:
+            raise ParseError(f"bad attribute length {length} at offset {offset} of {size}", path="netlink",
+                             lineno=offset, line=payload[offset : offset + 8].hex())  # fmt: skip
+        attr_type &= 0x3FFF
+        if attr_type == INET_DIAG_SKV6ONLY and length > 4:
+            v6only = payload[offset + 4] != 0
+        elif attr_type == INET_DIAG_CGROUP_ID and length >= 12:
+            cgroup_id = _U64.unpack_from(payload, offset + 4)[0]
+        elif attr_type == INET_DIAG_INFO and proto is Proto.TCP:
+            info = parse_tcp_info(payload[offset + 4 : offset + length])
+        offset += (length + 3) & ~3
     listening = state is TcpState.LISTEN
     no_owner = state is TcpState.TIME_WAIT or state is TcpState.NEW_SYN_RECV
-    v6only_raw = attrs.get(INET_DIAG_SKV6ONLY)
-    cgroup_raw = attrs.get(INET_DIAG_CGROUP_ID)
-    info_raw = attrs.get(INET_DIAG_INFO)
-    return SocketRecord(
-        proto=proto,
-        family=Family.INET if family == socket.AF_INET else Family.INET6,
-        state=state,
-        local=Endpoint(_cached_address(family, src), socket.ntohs(sport)),
-        remote=Endpoint(_cached_address(family, dst), socket.ntohs(dport)),
-        netns=netns,
-        inode=inode or None,
-        cookie=cookie_lo | (cookie_hi << 32),
-        uid=None if no_owner else uid,
-        recv_queue_bytes=None if listening else rqueue,
-        send_queue_bytes=None if listening else wqueue,
-        accept_queue=rqueue if listening else None,
-        backlog=wqueue if listening else None,
-        v6only=bool(v6only_raw[0]) if v6only_raw else None,
-        interface=ifindex or None,
-        cgroup_id=struct.unpack_from("=Q", cgroup_raw)[0] if cgroup_raw and len(cgroup_raw) >= 8 else None,
-        tcp_info=parse_tcp_info(info_raw) if info_raw and proto is Proto.TCP else None,
-        owners=owners.get(inode, _NO_OWNERS) if owners is not None and inode else _NO_OWNERS,
+    return _make_record(
+        proto,
+        _INET if family == socket.AF_INET else _INET6,
+        state,
+        Endpoint(_cached_address(family, src), _ntohs(sport)),
+        Endpoint(_cached_address(family, dst), _ntohs(dport)),
+        netns,
+        inode or None,
+        cookie_lo | (cookie_hi << 32),
+        None if no_owner else uid,
+        None if listening else rqueue,
+        None if listening else wqueue,
+        rqueue if listening else None,
+        wqueue if listening else None,
+        v6only,
+        ifindex or None,
+        cgroup_id,
+        info,
+        owners.get(inode, _NO_OWNERS) if owners is not None and inode else _NO_OWNERS,
     )
 
 
