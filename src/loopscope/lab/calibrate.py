@@ -11,7 +11,7 @@ from typing import Any
 
 from loopscope.errors import ParseError, ProbeError
 
-__all__ = ["measure_http_rtt_s", "read_bench_hop_s"]
+__all__ = ["measure_http_rtt_s", "measure_loopback_hop_s", "read_bench_hop_s"]
 
 
 def measure_http_rtt_s(hostport: str, path: str = "/leaf?work_ms=0", *, count: int = 50) -> float:
@@ -84,3 +84,36 @@ def read_bench_hop_s(path: Path) -> float:
                 assert value is not None
                 return value
     raise ParseError("no HTTP or TCP 127.0.0.1 entry with a p50 figure", path=str(path))
+
+
+def measure_loopback_hop_s(count: int = 200) -> float:
+    """Median round trip of an empty GET on a new connection to a stdlib HTTP server started here on
+    127.0.0.1:0 (Nagle off) and stopped before returning, seconds.
+
+    Raises:
+        ProbeError: a request failed.
+    """
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class _Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        return measure_http_rtt_s(f"127.0.0.1:{server.server_address[1]}", "/", count=count)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5.0)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from loopscope.errors import UsageError
-from loopscope.sim.stats import LatencySummary, summarize_latencies
+from loopscope.sim.stats import LatencySummary, percentile_with_failures, summarize_latencies
 
 __all__ = ["LoadResult", "run_load"]
 
@@ -39,6 +39,8 @@ class LoadResult:
     """``ok / (sent / rate)``: successful responses per second of offered load."""
     latency: LatencySummary
     """Latency of 2xx responses, from the intended send time, seconds."""
+    p99_all_s: float | None
+    """p99 over every request, a failed or timed-out one counting as ``timeout_s``."""
     max_send_lag_s: float
     """Largest delay between a request's intended and actual send time (the generator's own lag)."""
     latencies_s: tuple[float, ...] = field(repr=False)
@@ -103,6 +105,7 @@ async def _run(
         send_window_s=window,
         goodput_per_s=counts["ok"] / window,
         latency=summarize_latencies(latencies),
+        p99_all_s=percentile_with_failures(latencies, count - counts["ok"], 99.0, timeout_s),
         max_send_lag_s=max_lag,
         latencies_s=tuple(latencies),
     )

@@ -178,10 +178,10 @@ def run_lab(
             points=tuple(points),
             knee_measured_per_s=find_knee([SweepPoint(offered_per_s=p.rate_per_s,
                                                       goodput_per_s=p.measured.goodput_per_s,
-                                                      p99_s=p.measured.latency.p99_s) for p in points]),
+                                                      p99_s=p.measured.p99_all_s) for p in points]),
             knee_simulated_per_s=find_knee([SweepPoint(offered_per_s=p.rate_per_s,
                                                        goodput_per_s=p.simulated.throughput_per_s,
-                                                       p99_s=p.simulated.latency.p99_s) for p in points]),
+                                                       p99_s=p.simulated.p99_all_s) for p in points]),
         ))
     return curves
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loopscope.sim.scenario import Scenario
-from loopscope.sim.stats import LatencySummary, summarize_latencies
+from loopscope.sim.stats import LatencySummary, percentile_with_failures, summarize_latencies
 
 __all__ = ["SimResult", "Trace", "summarize_trace"]
 
@@ -62,6 +62,9 @@ class SimResult:
     """Successful external responses per second of arrival window (goodput)."""
     latency: LatencySummary
     """Latency of successful external requests."""
+    p99_all_s: float | None
+    """p99 over every external request, a failed or timed-out one counting as the client timeout
+    (None when that is unset and the p99 falls on a failure)."""
     utilisation_pct: float
     """Share of main-pool worker time held (computing or blocked), percent."""
     blocked_pct: float
@@ -102,6 +105,9 @@ def summarize_trace(trace: Trace, scenario: Scenario) -> SimResult:
         offered_per_s=scenario.arrival_rate_per_s,
         throughput_per_s=trace.ok / window,
         latency=summarize_latencies(trace.latencies_s),
+        p99_all_s=percentile_with_failures(
+            trace.latencies_s, trace.offered - trace.ok, 99.0, scenario.request_timeout_s
+        ),
         utilisation_pct=100.0 * trace.busy_s / capacity,
         blocked_pct=100.0 * trace.blocked_s / capacity,
         mean_queue_len=trace.queue_wait_s / end / scenario.instances,

@@ -9,7 +9,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["LatencySummary", "SweepPoint", "find_knee", "percentile", "summarize_latencies"]
+__all__ = [
+    "percentile_with_failures","LatencySummary", "SweepPoint", "find_knee", "percentile", "summarize_latencies"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +66,27 @@ def summarize_latencies(values_s: Sequence[float]) -> LatencySummary:
         p999_s=percentile(ordered, 99.9),
         max_s=ordered[-1],
     )
+
+
+def percentile_with_failures(
+    values_s: Sequence[float], failures: int, pct: float, ceiling_s: float | None
+) -> float | None:
+    """Percentile over successes and failures together, a failure counting as ``ceiling_s`` (the client
+    timeout: what the user waited). Hides nothing when a system collapses, unlike a percentile of
+    successes only.
+
+    Example: ``percentile_with_failures([0.1] * 98, 2, 99, 2.0) == 2.0``.
+
+    Returns:
+        Seconds, or None when the percentile falls on a failure and there is no ceiling, or no samples.
+    """
+    if not values_s and failures == 0:
+        return None
+    inf = float("inf")
+    ordered = sorted(values_s) + [ceiling_s if ceiling_s is not None else inf] * failures
+    ordered.sort()
+    value = percentile(ordered, pct)
+    return None if value == inf else value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
