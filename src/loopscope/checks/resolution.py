@@ -35,6 +35,33 @@ def parse_hosts(text: str) -> list[HostsEntry]:
     return out
 
 
+def _precedence(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+    """RFC 6724 default policy table precedence: ::1 50, IPv4 (::ffff:0:0/96) 35, other IPv6 40."""
+    if isinstance(addr, ipaddress.IPv4Address):
+        return 35
+    if addr == ipaddress.IPv6Address("::1"):
+        return 50
+    return 35 if addr.ipv4_mapped is not None else 40
+
+
+def order_from_hosts(entries: Iterable[HostsEntry]) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    """The order getaddrinfo gives for a name found in a hosts file: the file's addresses, stably sorted by
+    RFC 6724 precedence (rule 6), as glibc does when every address is reachable.
+
+    Example: lines ``127.0.0.1 localhost`` then ``::1 localhost`` -> ``(::1, 127.0.0.1)``.
+    Invalid addresses are ignored.
+    """
+    seen: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for entry in entries:
+        try:
+            addr = ipaddress.ip_address(entry.address.split("%", 1)[0])
+        except ValueError:
+            continue
+        if addr not in seen:
+            seen.append(addr)
+    return tuple(sorted(seen, key=lambda a: -_precedence(a)))
+
+
 def _is_loop(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped.is_loopback

@@ -38,7 +38,7 @@ from loopscope.checks.facts import (
     RouteLookup,
     Sysctls,
 )
-from loopscope.checks.resolution import parse_hosts
+from loopscope.checks.resolution import order_from_hosts, parse_hosts
 from loopscope.collect import take_snapshots
 from loopscope.doctor import probes
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError
@@ -174,7 +174,10 @@ def read_resolution(target: NetnsTarget, hosts_override: str | None, name: str =
     except OSError as exc:
         entries, hosts_error = (), f"{path}: {exc.strerror}"
     netns_name = netns_name_of(target)
-    if path.startswith("/etc/netns/") and netns_name and hosts_override is None:
+    if hosts_override is not None:
+        order, took_us, error = order_from_hosts(entries), 0.0, (None if entries else f"no {name} line")
+        resolver = "hosts file, RFC 6724 order"
+    elif path.startswith("/etc/netns/") and netns_name:
         order, took_us, error = _getent_order(name, netns_name)
         resolver = f"getent ahosts (ip netns exec {netns_name})"
     else:

@@ -6,7 +6,13 @@ import ipaddress
 from dataclasses import replace
 
 from loopscope.checks.facts import HostsEntry, ResolutionFacts
-from loopscope.checks.resolution import check_localhost, check_localhost_mismatch, listener_families, parse_hosts
+from loopscope.checks.resolution import (
+    check_localhost,
+    check_localhost_mismatch,
+    listener_families,
+    order_from_hosts,
+    parse_hosts,
+)
 from loopscope.checks.verdict import Verdict
 
 A = ipaddress.ip_address
@@ -69,3 +75,10 @@ def test_mismatch_skips_own_ports_and_udp_and_unresolved(mk_listener):
 
     assert check_localhost_mismatch(V6_ONLY, [mk_listener("127.0.0.1", 53, proto=Proto.UDP)]).verdict is Verdict.OK
     assert check_localhost_mismatch(replace(V6_ONLY, order=()), []).verdict is Verdict.SKIPPED
+
+
+def test_order_from_hosts_follows_rfc6724_precedence():
+    entries = parse_hosts("127.0.0.1 localhost\n::1 localhost\nnot-an-ip localhost\n127.0.0.1 localhost\n")
+    assert order_from_hosts(entries) == (A("::1"), A("127.0.0.1"))
+    assert order_from_hosts(parse_hosts("127.0.0.1 localhost\n")) == (A("127.0.0.1"),)
+    assert order_from_hosts(parse_hosts("fd00::2 x\n127.0.0.1 x\n::1 x\n")) == (A("::1"), A("fd00::2"), A("127.0.0.1"))
