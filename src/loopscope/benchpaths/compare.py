@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from loopscope.benchpaths.paths import measure_stream_throughput, open_round_trip
@@ -167,10 +166,13 @@ def _listening(port: int) -> bool:
     return False
 
 
-def _pinned(cpu: int | None) -> Callable[[], None] | None:
+def _pinned(cmd: list[str], cpu: int | None) -> list[str]:
+    """``cmd`` run on ``cpu`` through util-linux ``taskset`` (no preexec_fn: safe with threads)."""
     if cpu is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
+        return cmd
+    if shutil.which("taskset") is None:
+        raise BenchError("pinning the reference tools needs taskset (Debian: util-linux)")
+    return ["taskset", "-c", str(cpu), *cmd]
 
 
 def _with_server(
@@ -179,9 +181,8 @@ def _with_server(
 ) -> str:  # fmt: skip
     tool = server_cmd[0]
     srv = subprocess.Popen(
-        server_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        preexec_fn=_pinned(server_cpu),
-    )  # fmt: skip
+        _pinned(server_cmd, server_cpu), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 5.0
         while not _listening(port):
@@ -190,8 +191,8 @@ def _with_server(
             time.sleep(0.02)
         try:
             done = subprocess.run(
-                client_cmd, capture_output=True, text=True, timeout=timeout_s,
-                preexec_fn=_pinned(client_cpu), check=False,
+                _pinned(client_cmd, client_cpu), capture_output=True, text=True,
+                timeout=timeout_s, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             raise BenchError(f"{tool} client did not finish in {timeout_s:g} s") from exc

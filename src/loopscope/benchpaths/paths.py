@@ -76,7 +76,8 @@ def find_host_address() -> str | None:
             if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
                 continue
             (v4 if ip.version == 4 else v6).append(str(ip))
-    return (v4 or v6 or [None])[0]
+    found = v4 or v6
+    return found[0] if found else None
 
 
 # --------------------------------------------------------------------------------------- client side

@@ -6,13 +6,30 @@ Needs matplotlib (the ``plot`` extra); the Agg backend is used, so no display is
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from loopscope.benchpaths.results import BenchReport
 from loopscope.errors import UsageError
 
-__all__ = ["PLOT_SUFFIXES", "write_plot"]
+__all__ = ["PLOT_SUFFIXES", "check_plot_target", "write_plot"]
 
 PLOT_SUFFIXES = (".png", ".svg")
+
+
+def check_plot_target(path: str | Path) -> Path:
+    """Fail early (before a benchmark runs) on a bad plot file name or a missing matplotlib.
+
+    Raises:
+        UsageError: suffix not .png/.svg, or matplotlib not installed.
+    """
+    out = Path(path)
+    if out.suffix.lower() not in PLOT_SUFFIXES:
+        raise UsageError(f"plot file must end in .png or .svg, got {out.name!r}")
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install 'loopscope[plot]'")
+    return out
 
 
 def write_plot(report: BenchReport, path: str | Path) -> Path:
@@ -27,9 +44,7 @@ def write_plot(report: BenchReport, path: str | Path) -> Path:
     Raises:
         UsageError: matplotlib missing, unknown suffix, or no measured cell.
     """
-    out = Path(path)
-    if out.suffix.lower() not in PLOT_SUFFIXES:
-        raise UsageError(f"plot file must end in .png or .svg, got {out.name!r}")
+    out = check_plot_target(path)
     try:
         import matplotlib
 
@@ -48,6 +63,13 @@ def write_plot(report: BenchReport, path: str | Path) -> Path:
         )
     if not series:
         raise UsageError("nothing to plot: every cell was skipped")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays searchable text
+        _draw(plt, report, series, out)
+    return out
+
+
+def _draw(plt: Any, report: BenchReport, series: dict[str, list[tuple[int, float, float]]],
+          out: Path) -> None:  # fmt: skip
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
     try:
         for label, pts in series.items():
@@ -71,4 +93,3 @@ def write_plot(report: BenchReport, path: str | Path) -> Path:
         fig.savefig(out)
     finally:
         plt.close(fig)
-    return out

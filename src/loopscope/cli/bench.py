@@ -12,7 +12,7 @@ from rich.table import Table
 from loopscope.benchpaths.compare import CompareResult, run_compare
 from loopscope.benchpaths.paths import PATHS
 from loopscope.benchpaths.results import BenchConfig, BenchReport, PinMode
-from loopscope.benchpaths.runner import run_bench
+from loopscope.benchpaths.runner import run_bench, validate_config
 from loopscope.cli.common import (
     FailOnOption,
     JsonOption,
@@ -125,10 +125,11 @@ def format_compare_table(results: list[CompareResult]) -> Table:
     for head in ("metric", "loopscope", "tool", "tool value", "ratio", "goal"):
         t.add_column(head, justify="left" if head in ("metric", "tool") else "right", no_wrap=True)
     for r in results:
-        fmt = (lambda v: f"{v / 1e9:.2f} GB/s") if "bytes_per_s" in r.metric else (
-            lambda v: f"{v:.1f} us")  # fmt: skip
+        rate = "bytes_per_s" in r.metric
+        ours = f"{r.loopscope_value / 1e9:.2f} GB/s" if rate else f"{r.loopscope_value:.1f} us"
+        theirs = f"{r.tool_value / 1e9:.2f} GB/s" if rate else f"{r.tool_value:.1f} us"
         goal = "" if r.goal is None else f"{r.goal} {'met' if r.meets_goal else 'MISSED'}"
-        t.add_row(r.metric, fmt(r.loopscope_value), r.tool, fmt(r.tool_value), f"{r.ratio:.3f}", goal)
+        t.add_row(r.metric, ours, r.tool, theirs, f"{r.ratio:.3f}", goal)
     return t
 
 
@@ -175,6 +176,11 @@ def bench_command(
     )  # fmt: skip
     if compare_s < 1:
         raise UsageError("--compare-s must be >= 1")
+    validate_config(config)
+    if plot is not None:
+        from loopscope.benchpaths.plot import check_plot_target
+
+        check_plot_target(plot)
     report = _run_with_progress(config, quiet=json_out)
     results: list[CompareResult] = []
     notes: list[str] = []

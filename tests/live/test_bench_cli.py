@@ -1,0 +1,85 @@
+"""``loopscope bench`` end to end in a subprocess: table, JSON, plot, errors, --compare."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.linux
+SMALL = ["--count", "40", "--warmup", "2", "--sizes", "1,1k", "--throughput-s", "0.1"]
+
+
+def _run(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "loopscope", "bench", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def test_json_document_and_plot(tmp_path):
+    png = tmp_path / "lat.png"
+    plot = ["--plot", str(png)] if importlib.util.find_spec("matplotlib") else []
+    r = _run("--paths", "call,tcp4,udp4,http-keepalive", *SMALL, "--json", *plot)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["schema_version"] >= 1 and doc["command"] == "bench"
+    cells = doc["report"]["cells"]
+    assert [(c["path"], c["size_bytes"]) for c in cells] == [
+        (p, s) for p in ("call", "tcp4", "udp4", "http-keepalive") for s in (1, 1024)
+    ]
+    for c in cells:
+        assert c["summary"]["count"] == 40
+        assert c["summary"]["p50_ns"] <= c["summary"]["p99_ns"] <= c["summary"]["p999_ns"]
+        assert c["ratio_to_call"] is not None
+    assert [t["path"] for t in doc["report"]["throughput"]] == ["tcp4"]
+    assert doc["findings"] == [] and doc["compare"] == []
+    assert r.stderr == ""  # no progress output with --json
+    if plot:
+        assert doc["plot"] == str(png)
+        assert png.stat().st_size > 5000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table():
+    r = _run("--paths", "call,unix,tcp6", *SMALL, "--pin", "same")
+    assert r.returncode == 0, r.stderr
+    assert "Round trip (pin same" in r.stdout and "AF_UNIX stream" in r.stdout
+    assert "Stream throughput" in r.stdout
+    assert all(len(line) <= 100 for line in r.stdout.splitlines())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "1,zero"], "bad size"),
+    (["--paths", "tcp5"], "unknown path"),
+    (["--count", "0"], "--count"),
+    (["--sizes", "128m"], "out of range"),
+    (["--plot", "/tmp/x.gif", "--paths", "call", "--count", "5"], ".png or .svg"),
+])  # fmt: skip
+def test_bad_input_is_one_line_exit_2_before_running(args, message):
+    from typer.testing import CliRunner
+
+    from loopscope.cli.app import app
+
+    r = CliRunner().invoke(app, ["bench", *args])
+    assert r.exit_code == 2
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+@pytest.mark.slow
+@pytest.mark.services
+@pytest.mark.skipif(not (shutil.which("sockperf") and shutil.which("iperf3")),
+                    reason="needs sockperf and iperf3 (Debian packages)")
+def test_compare_runs_sockperf_and_iperf3_on_the_same_path():
+    r = _run("--paths", "tcp4", "--count", "50", "--sizes", "14", "--no-throughput", "--compare",
+             "--compare-s", "1", "--pin", "same", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    got = {(c["metric"], c["tool"]): c for c in doc["compare"]}
+    assert set(got) == {("tcp_rr_p50_us", "sockperf"), ("tcp_rr_p99_us", "sockperf"),
+                        ("tcp_stream_bytes_per_s", "iperf3")}
+    rr = got[("tcp_rr_p50_us", "sockperf")]
+    assert 1 < rr["tool_value"] < 10_000 and 0.2 < rr["ratio"] < 5
+    st = got[("tcp_stream_bytes_per_s", "iperf3")]
+    assert st["tool_value"] > 1e7 and 0.1 < st["ratio"] < 10
+    assert any("netperf" in n for n in doc["compare_notes"])

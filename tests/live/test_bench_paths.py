@@ -1,0 +1,94 @@
+"""Real echo servers in a child process, every path measured by the same loop, pinning applied."""
+
+import os
+import socket
+
+import pytest
+
+from loopscope.benchpaths.paths import PATHS, find_host_address, open_round_trip
+from loopscope.benchpaths.results import BenchConfig, PinMode
+from loopscope.benchpaths.runner import measure_round_trips, run_bench
+from loopscope.benchpaths.server import BenchError, ServerProcess
+
+pytestmark = pytest.mark.linux
+TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
+
+
+def test_every_path_measures_count_round_trips_and_skips_with_reasons():
+    cfg = BenchConfig(paths=PATHS, sizes_bytes=(1, 70_000), count=30, warmup=3, duration_s=2.0,
+                      throughput_s=0.1)
+    report = run_bench(cfg)
+    by = {(c.path, c.size_bytes): c for c in report.cells}
+    assert len(by) == len(PATHS) * 2
+    host = find_host_address()
+    for (path, size), cell in by.items():
+        if path == "udp4" and size == 70_000:
+            assert cell.summary is None and "65507" in cell.skipped_reason
+        elif path == "tcp-host" and host is None:
+            assert cell.skipped_reason == "no non-loopback address on this host"
+        else:
+            assert cell.skipped_reason is None, cell
+            assert cell.summary.count == 30 and not cell.truncated
+            assert cell.summary.min_ns <= cell.summary.p50_ns <= cell.summary.p999_ns
+    # a socket round trip costs far more than an in-process call
+    assert by[("tcp4", 1)].ratio_to_call > 10
+    assert by[("call", 1)].ratio_to_call == 1.0
+    assert by[("http-newconn", 1)].summary.p50_ns > by[("tcp4", 1)].summary.p50_ns
+    thr = {t.path: t for t in report.throughput}
+    assert {"socketpair", "unix", "tcp4", "tcp6"} <= set(thr)
+    assert all(t.total_bytes > 0 and t.bytes_per_s > 1e6 for t in thr.values())
+    assert report.findings == ()
+
+
+def test_duration_cap_truncates():
+    with ServerProcess(["tcp4"]) as srv:
+        rt, close = open_round_trip("tcp4", 1, srv)
+        try:
+            lat, truncated = measure_round_trips(rt, count=10**9, warmup=0, duration_s=0.05)
+        finally:
+            close()
+    assert truncated and 10 < len(lat) < 10**9
+
+
+def test_large_payload_is_echoed_in_full():
+    with ServerProcess(["unix", "socketpair", "http"]) as srv:
+        for path in ("unix", "socketpair", "http-keepalive"):
+            rt, close = open_round_trip(path, 1 << 20, srv)
+            try:
+                lat, _ = measure_round_trips(rt, count=3, warmup=0, duration_s=5.0)
+            finally:
+                close()
+            assert len(lat) == 3
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs")
+def test_server_process_is_pinned_and_stopped():
+    cpu = sorted(os.sched_getaffinity(0))[1]
+    with ServerProcess(["tcp4"], cpu=cpu) as srv:
+        pid = srv.pid
+        assert os.sched_getaffinity(pid) == {cpu}
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs")
+def test_run_bench_pins_and_restores_client_affinity():
+    before = os.sched_getaffinity(0)
+    report = run_bench(BenchConfig(paths=("tcp4",), sizes_bytes=(1,), count=20, warmup=0,
+                                   pin=PinMode.DIFFERENT, throughput=False))
+    assert report.client_cpu != report.server_cpu
+    assert os.sched_getaffinity(0) == before
+
+
+def test_server_bind_failure_is_a_bench_error():
+    # 192.0.2.0/24 is TEST-NET-1; .254 is not one of this host's addresses
+    host = "192.0.2.254"
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, 0))
+            pytest.skip("this host owns 192.0.2.254")
+        except OSError:
+            pass
+    with pytest.raises(BenchError, match="failed to start"):
+        with ServerProcess(["tcp-host"], host_address=host):
+            pass
