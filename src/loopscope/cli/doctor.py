@@ -23,7 +23,7 @@ def doctor_command(
     netns: str | None = typer.Option(None, "--netns", help="Run the ladder in another namespace: NAME, PID or path."),
     all_netns: bool = typer.Option(False, "--all-netns", help="Run the ladder in every distinct namespace."),
     external: str | None = typer.Option(None, "--external", help="Rung 3: resolve and TCP-connect HOST:PORT."),
-    rung: int = typer.Option(2, "--rung", help="Highest rung to run: 1 loopback, 2 local network (3 with --external)."),
+    rung: int = typer.Option(2, "--rung", help="Highest rung to run: 1 loopback, 2 local network; --external adds rung 3."),
     no_firewall: bool = typer.Option(False, "--no-firewall", help="Do not read nft/iptables rulesets."),
     no_processes: bool = typer.Option(False, "--no-processes", help="Skip the /proc fd scan (no listener owners)."),
     hosts_file: str | None = typer.Option(None, "--hosts-file", help="Hosts file to judge instead of the namespace's."),
@@ -37,7 +37,7 @@ def doctor_command(
     if rung not in (1, 2, 3):
         raise UsageError("--rung must be 1, 2 or 3")
     target = parse_external(external) if external else None
-    opts = DoctorOptions(max_rung=3 if target and rung >= 2 else rung, external=target, firewall=not no_firewall,
+    opts = DoctorOptions(max_rung=rung, external=target, firewall=not no_firewall,
                          attribute=not no_processes, hosts_path=hosts_file)  # fmt: skip
     if json_out:
         report = run_doctor(netns, all_netns, opts)

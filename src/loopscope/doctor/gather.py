@@ -56,7 +56,7 @@ class DoctorOptions:
     """What to gather."""
 
     max_rung: int = 2
-    """Run rungs 1..max_rung (3 only with ``external``)."""
+    """Run rungs 1..max_rung of 1-2; rung 3 runs whenever ``external`` is set."""
     external: tuple[str, int] | None = None
     """``(host, port)`` for rung 3."""
     attribute: bool = True
@@ -245,7 +245,7 @@ def _inside(target: NetnsTarget, snap: Snapshot, opts: DoctorOptions) -> _Inside
                                                scope_id=scope))  # fmt: skip
         localnet = LocalNetFacts(echoes=tuple(host_echoes))
     external = None
-    if opts.max_rung >= 3 and opts.external is not None:
+    if opts.external is not None:
         external = probes.connect_external(*opts.external)
     return _Inside(loopback=loopback, localnet=localnet, external=external)
 

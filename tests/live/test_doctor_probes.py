@@ -1,0 +1,143 @@
+"""Live: the doctor's readers and probes against the real kernel: routes vs `ip -j route`, ICMP (raw and
+unprivileged datagram sockets), TCP/UDP echo, rung 3 external connect, and the sysctl readers."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import subprocess
+import uuid
+
+import pytest
+
+from loopscope.backends.linux import icmp, routes
+from loopscope.backends.linux.netns import resolve_netns, run_in_netns
+from loopscope.backends.linux.rtnl import read_links
+from loopscope.doctor import probes
+from loopscope.doctor.gather import read_sysctls
+
+from procs import run_loopscope
+
+pytestmark = [pytest.mark.linux, pytest.mark.root]
+A = ipaddress.ip_address
+
+
+@pytest.fixture
+def netns():  # type: ignore[no-untyped-def]
+    name = f"ls-dpr-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _norm(dst: str, family: int) -> str:
+    return str(ipaddress.ip_network(dst if "/" in dst else f"{dst}/{32 if family == 4 else 128}"))
+
+
+def test_local_table_matches_ip_route():
+    names = {link.index: link.name for link in read_links()}
+    got, lookups = routes.read_routes((A("127.0.0.1"), A("::1")), names)
+    mine = {(r.type, r.dst, r.dev) for r in got if r.table == routes.RT_TABLE_LOCAL}
+    theirs = set()
+    for fam, flag in ((4, "-4"), (6, "-6")):
+        out = subprocess.run(["ip", flag, "-j", "route", "show", "table", "local"], capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+        theirs |= {(r.get("type", "unicast"), _norm(r["dst"], fam), r.get("dev")) for r in json.loads(out)}
+    assert mine == theirs
+    assert [(x.type, x.dev) for x in lookups] == [("local", "lo"), ("local", "lo")]
+
+
+def test_route_get_in_lo_down_netns_is_unreachable(netns):
+    def inside():  # type: ignore[no-untyped-def]
+        return routes.read_routes((A("127.0.0.1"),), {})
+
+    got, lookups = run_in_netns(resolve_netns(netns), inside)
+    assert [r for r in got if r.table == routes.RT_TABLE_LOCAL] == []
+    assert lookups[0].error == "Network is unreachable (errno 101)"
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1", "::1", "127.0.0.2"])
+def test_raw_ping(target):
+    res = icmp.ping(A(target), method="raw", count=3)
+    assert (res.sent, res.received, res.error) == (3, 3, None) and all(0 < r < 300_000 for r in res.rtts_us)
+
+
+def test_dgram_ping_where_ping_group_range_allows(netns):
+    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 0"], check=True)
+
+    def inside():  # type: ignore[no-untyped-def]
+        return [icmp.ping(A(t), method="dgram", count=2) for t in ("127.0.0.1", "::1")]
+
+    for res in run_in_netns(resolve_netns(netns), inside):
+        assert (res.method, res.received, res.error) == ("dgram", 2, None)
+
+
+def test_icmp_method_reason_when_not_allowed():
+    method, reason = icmp.icmp_method((1, 0))
+    assert method == "raw" and reason is None  # root: raw sockets
+    assert icmp.ping(A("::1"), method="none", skipped_reason="why").skipped_reason == "why"
+
+
+def test_checksum_golden():
+    assert icmp.checksum(bytes.fromhex("0800000012340001")) == 0xE5CA
+    packet = icmp.build_echo(4, 0x1234, 1, b"")
+    assert icmp.checksum(packet) == 0  # a correct checksum sums to zero
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", "::1", "127.0.0.2"])
+def test_echo_probes_pass(addr):
+    tcp = probes.tcp_echo(A(addr), rounds=3)
+    udp = probes.udp_echo(A(addr), rounds=3)
+    assert tcp.error is None and tcp.phase == "done" and len(tcp.rtts_us) == 3 and tcp.connect_us
+    assert udp.error is None and len(udp.rtts_us) == 3
+
+
+def test_echo_probes_fail_with_lo_down(netns):
+    def inside():  # type: ignore[no-untyped-def]
+        return probes.tcp_echo(A("127.0.0.1")), probes.udp_echo(A("127.0.0.1")), probes.tcp_echo(A("::1"))
+
+    tcp, udp, v6 = run_in_netns(resolve_netns(netns), inside)
+    assert tcp.phase == "connect" and "ENETUNREACH" in (tcp.error or "")
+    assert udp.error and "ENETUNREACH" in udp.error
+    assert v6.phase == "bind" and "EADDRNOTAVAIL" in (v6.error or "")
+
+
+def test_tcp_echo_leaves_no_time_wait():
+    res = probes.tcp_echo(A("127.0.0.2"), rounds=1)
+    out = subprocess.run(["ss", "-Htan", "state", "time-wait", f"( sport = :{res.port} or dport = :{res.port} )"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert out.strip() == ""
+
+
+def test_sysctl_reader_sees_the_namespace(netns):
+    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.conf.lo.route_localnet=1"], check=True)
+
+    def inside():  # type: ignore[no-untyped-def]
+        return read_sysctls(read_links())
+
+    inner = run_in_netns(resolve_netns(netns), inside)
+    assert inner.route_localnet["lo"] is True and inner.ipv6_module
+    assert read_sysctls(read_links()).route_localnet.get("lo") is False
+
+
+def test_external_rung_against_a_local_listener():
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        ok = run_loopscope("doctor", "--json", "--no-processes", "--external", f"localhost:{port}")
+    doc = json.loads(ok.stdout)
+    rung3 = doc["namespaces"][0]["rungs"][2]
+    checks = {c["id"]: c for c in rung3["checks"]}
+    assert rung3["rung"] == 3 and checks["ext.dns"]["verdict"] == "ok"
+    assert checks["ext.connect"]["verdict"] == "ok" and checks["ext.connect"]["data"]["attempts"][0]["connect_us"] > 0
+    # the port is closed now: connection refused, rung 3 fails
+    closed = json.loads(run_loopscope("doctor", "--json", "--no-processes", "--rung", "1",
+                                      "--external", f"127.0.0.1:{port}").stdout)  # fmt: skip
+    last = {c["id"]: c for c in closed["namespaces"][0]["rungs"][-1]["checks"]}
+    assert last["ext.connect"]["verdict"] == "fail" and "ECONNREFUSED" in last["ext.connect"]["evidence"]
+    assert last["ext.dns"]["verdict"] == "skipped"
