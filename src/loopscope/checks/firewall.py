@@ -141,6 +141,9 @@ class Packet:
     """Destination port."""
     saddr: str | None = None
     """Source address; None means the same as ``daddr`` (a local connection)."""
+    iif: str = "lo"
+    """Interface the packet arrives on: ``lo`` for a local connection (output then input hook); another
+    name (a veth) for a packet from outside (input hook only)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -500,7 +503,8 @@ def parse_iptables_save(text: str, family: str | None = None) -> Ruleset:
 def merge_rulesets(*rulesets: Ruleset) -> Ruleset:
     """Join rulesets; with iptables-nft, the nft copies of ip/ip6 tables that iptables-save also
     printed are dropped (the iptables text decodes extensions that nft shows as opaque ``xt``)."""
-    ipt_tables = {(c.family, c.table) for rs in rulesets if "nft" not in rs.sources for c in rs.chains}
+    ipt_tables = {(c.family, c.table) for rs in rulesets if "nft" not in rs.sources and rs.nf_tables_backed
+                  for c in rs.chains}
     chains: list[Chain] = []
     for rs in rulesets:
         for c in rs.chains:
@@ -518,8 +522,8 @@ def _match_one(m: Match, pkt: Packet, hook: str) -> bool | None:
     """True/False, or None when this module cannot judge the condition."""
     if m.field in ("iif", "oif"):
         inbound = hook in ("input", "prerouting")
-        iface = "lo" if (m.field == "iif") == inbound else None
-        hit = iface is not None and any(v in (iface, iface + "*") for v in m.values)
+        iface = pkt.iif if (m.field == "iif") == inbound else None
+        hit = iface is not None and any(v == iface or (v.endswith(("*", "+")) and iface.startswith(v[:-1])) for v in m.values)
     elif m.field == "l4proto":
         hit = pkt.proto in m.values or (pkt.proto == "tcp" and "6" in m.values) or (pkt.proto == "udp" and "17" in m.values)
     elif m.field == "dport":
@@ -597,7 +601,7 @@ def evaluate(ruleset: Ruleset, packet: Packet) -> Verdict:
     fams = ("ip", "inet") if packet.version == 4 else ("ip6", "inet")
     index = {(c.family, c.table, c.name): c for c in ruleset.chains}
     walk = _Walk()
-    for hook in ("output", "input"):
+    for hook in ("output", "input") if packet.iif == "lo" else ("input",):
         base = sorted((c for c in ruleset.chains if c.hook == hook and c.family in fams), key=lambda c: c.priority)
         for chain in base:
             got = _run_chain(index, chain, packet, hook, walk, 0)
