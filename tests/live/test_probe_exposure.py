@@ -68,3 +68,34 @@ def test_cleanup_on_interrupt() -> None:
             assert view.netns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
             raise KeyboardInterrupt
     assert _leftovers() == before
+
+
+def test_cleanup_on_real_signals() -> None:
+    """A real SIGINT / SIGTERM to a process sitting inside the throwaway netns setup removes it all."""
+    import signal
+    import sys
+    import time
+
+    code = (
+        "import sys, time\n"
+        "from loopscope.probes.exposure import _interrupts_raise, outside_netns\n"
+        "with _interrupts_raise(), outside_netns() as v:\n"
+        "    print(v.netns, flush=True)\n"
+        "    time.sleep(30)\n"
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        before = _leftovers()
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            name = proc.stdout.readline().strip()
+            assert name.startswith("lsx-")
+            assert name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            time.sleep(0.1)
+            proc.send_signal(sig)
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        assert _leftovers() == before, sig
