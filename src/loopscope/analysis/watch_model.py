@@ -56,8 +56,8 @@ class SnapshotSample:
     """TCP listeners."""
     established: tuple[PooledConnection, ...]
     """Established loopback TCP connections with both ends seen."""
-    time_wait: int
-    """TCP sockets in TIME_WAIT (all addresses)."""
+    time_wait: int | None
+    """TCP sockets in TIME_WAIT (all addresses); None for a listener-only sample."""
     ephemeral_in_use: dict[str, int]
     """Client ports in use toward each loopback listener, ``"127.0.0.1:8080/tcp" -> count``."""
     ephemeral_range: tuple[int, int] | None
@@ -94,13 +94,15 @@ class WatchData:
     """Findings the collector itself raised (none today; reserved)."""
 
 
-def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] | None = None) -> SnapshotSample:
+def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] | None = None, *,
+                    listeners_only: bool = False) -> SnapshotSample:
     """Reduce a snapshot to listeners, established loopback pairs, TIME_WAIT and ephemeral counts.
 
     Args:
         snapshot: a full snapshot, or a light one (listeners and established sockets only).
         time_wait_by_dest: with a light snapshot, TIME_WAIT counts per remote endpoint; they add to the
             TIME_WAIT total and to the ephemeral ports in use toward local listeners.
+        listeners_only: the snapshot holds listeners only (TIME_WAIT then is None).
 
     Example: a snapshot with a listener on 127.0.0.1:8080 (accept queue 3 of 128) and 2 TIME_WAIT rows ->
     ``SnapshotSample(listeners=(ListenerSample(local=127.0.0.1:8080, accept_queue=3, backlog=128, ...),),
@@ -146,7 +148,7 @@ def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] |
         at_ns=snapshot.taken_at_ns,
         listeners=listeners,
         established=tuple(established),
-        time_wait=time_wait,
+        time_wait=None if listeners_only else time_wait,
         ephemeral_in_use=ephemeral,
         ephemeral_range=snapshot.stack.ip_local_port_range,
         host_addresses=hosts,

@@ -303,7 +303,7 @@ def summarize_watch(data: WatchData) -> WatchReport:
         connections=sum(1 for i in insts if i.established and i.server.port in port_app),
         client_pid_known=sum(1 for i in insts if i.established and i.client_pid is not None),
         refused=sum(1 for i in insts if not i.established), client_rst=sum(1 for i in insts if i.client_rst),
-        max_time_wait=max((s.time_wait for s in data.samples), default=0),
+        max_time_wait=max((s.time_wait for s in data.samples if s.time_wait is not None), default=0),
         max_ephemeral=_max_ephemeral(data), ephemeral_range_size=_range_size(data),
         sources=data.sources, gaps=data.gaps, instances=tuple(insts),
     )

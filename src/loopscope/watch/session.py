@@ -94,6 +94,9 @@ class WatchSession:
         self._addresses, self._stack, fact_gaps = read_namespace_facts(self._target)
         self.state.gaps.extend(fact_gaps)
         self._known: dict[ProcessKey, ProcessInfo] = {}
+        self._owner_cache: dict[int, list[ProcessKey]] = {}
+        self._next_full = 0.0
+        self.full_snapshot_s: list[float] = []
         first = self._snapshot()
         self.netns_label = first.netns_label
         self._open_sources(first)
@@ -151,9 +154,16 @@ class WatchSession:
             ))
 
     def _snapshot(self) -> Snapshot:
-        light = read_light_snapshot(self._target, self._addresses, self._stack, self._known)
+        full = time.monotonic() >= self._next_full
+        light = read_light_snapshot(self._target, self._addresses, self._stack, self._known, self._owner_cache,
+                                    full=full)
         snap = light.snapshot
-        self.state.samples.append(sample_snapshot(snap, light.time_wait_by_dest))
+        if full:
+            took_s = (snap.duration_ns or 0) / 1e9
+            self.full_snapshot_s.append(took_s)
+            # keep the full reads near 5% of one core: wait 20x what the last one took
+            self._next_full = time.monotonic() + max(self.options.snapshot_interval_s, 20 * took_s)
+        self.state.samples.append(sample_snapshot(snap, light.time_wait_by_dest, listeners_only=not full))
         for gap in snap.gaps:
             if gap not in self.state.gaps and "exited" not in gap.reason:
                 self.state.gaps.append(gap)
