@@ -41,7 +41,11 @@ class _Raw:
 
 
 def _read_inside(
-    source: str, protos: tuple[Proto, ...], tcp_info: bool, owners: Mapping[int, tuple[ProcessKey, ...]] | None
+    source: str,
+    protos: tuple[Proto, ...],
+    tcp_info: bool,
+    owners: Mapping[int, tuple[ProcessKey, ...]] | None,
+    listening_only: bool = False,
 ) -> _Raw:
     """Runs in the target namespace's thread: sockets (owners filled from the fd scan), links,
     addresses, sysctls."""
@@ -54,7 +58,8 @@ def _read_inside(
     used = source
     if source in ("auto", "sock_diag"):
         try:
-            sockets = sock_diag.read_sockets(netns=netns, protos=protos, tcp_info=tcp_info, owners=owners)
+            sockets = sock_diag.read_sockets(netns=netns, protos=protos, tcp_info=tcp_info, owners=owners,
+                                             listening_only=listening_only)  # fmt: skip
             used = "sock_diag"
         except (BackendUnavailable, NetlinkError) as exc:
             if source == "sock_diag":
@@ -62,6 +67,8 @@ def _read_inside(
             gaps.append(Gap(what="sock_diag", reason=f"{exc}; fell back to /proc/net (no backlog, cookie, tcp_info)"))
     if sockets is None:
         sockets = procfs.read_proc_net(netns=netns, root=procfs.ProcRoot("/proc/thread-self"), protos=protos)
+        if listening_only:
+            sockets = [s for s in sockets if s.is_listener]
         used = "procfs"
     try:
         links, addresses = rtnl.read_addresses()
@@ -177,6 +184,7 @@ def take_snapshots(
     attribute: bool = True,
     source: str = "auto",
     protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP),
+    listening_only: bool = False,
 ) -> list[Snapshot]:
     """Snapshots of several namespaces sharing one /proc fd scan.
 
@@ -186,6 +194,8 @@ def take_snapshots(
         attribute: map sockets to processes (the /proc fd scan: the expensive part).
         source: ``auto``, ``sock_diag``, ``procfs`` or ``psutil``.
         protos: which protocols to read.
+        listening_only: read only listeners (TCP LISTEN, bound unconnected UDP): what ``ports`` needs;
+            the snapshot then holds no connections.
 
     Raises:
         UsageError: unknown namespace or source.
@@ -201,7 +211,8 @@ def take_snapshots(
     t0 = time.perf_counter_ns()
     targets = [resolve_netns(spec) for spec in netns]
     scan_thread = _FdScanThread() if attribute else None  # overlaps the netlink dumps (readlink drops the GIL)
-    raws = [(t, run_in_netns(t, lambda: _read_inside(source, protos, tcp_info, None))) for t in targets]
+    raws = [(t, run_in_netns(t, lambda: _read_inside(source, protos, tcp_info, None, listening_only)))
+            for t in targets]  # fmt: skip
     scan = None
     if scan_thread is not None:
         scan = scan_thread.result()
@@ -223,12 +234,16 @@ def take_snapshot(
     attribute: bool = True,
     source: str = "auto",
     protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP),
+    listening_only: bool = False,
 ) -> Snapshot:
     """One namespace's sockets with owners, links, addresses and sysctls. See :func:`take_snapshots`."""
-    return take_snapshots((netns,), tcp_info=tcp_info, attribute=attribute, source=source, protos=protos)[0]
+    return take_snapshots((netns,), tcp_info=tcp_info, attribute=attribute, source=source, protos=protos,
+                          listening_only=listening_only)[0]  # fmt: skip
 
 
-def take_all_snapshots(*, tcp_info: bool = False, attribute: bool = True, source: str = "auto") -> list[Snapshot]:
+def take_all_snapshots(
+    *, tcp_info: bool = False, attribute: bool = True, source: str = "auto", listening_only: bool = False
+) -> list[Snapshot]:
     """Every distinct network namespace: this one, /run/netns names, and those seen only through a
     process (containers). A namespace that cannot be entered is left out with a gap on the first
     snapshot.
@@ -254,7 +269,8 @@ def take_all_snapshots(*, tcp_info: bool = False, attribute: bool = True, source
             good.append(spec)
         except LoopscopeError as exc:
             skipped.append(Gap(what=f"netns {spec}", reason=str(exc)))
-    snapshots = take_snapshots(good, tcp_info=tcp_info, attribute=attribute, source=source)
+    snapshots = take_snapshots(good, tcp_info=tcp_info, attribute=attribute, source=source,
+                               listening_only=listening_only)  # fmt: skip
     if skipped and snapshots:
         snapshots[0] = replace(snapshots[0], gaps=snapshots[0].gaps + tuple(skipped))
     return snapshots

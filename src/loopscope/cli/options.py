@@ -19,7 +19,7 @@ NoProcessesOption = typer.Option(
 
 
 def read_snapshots(netns: str | None, all_netns: bool, source: str, no_processes: bool,
-                   *, tcp_info: bool = False) -> list[Snapshot]:
+                   *, tcp_info: bool = False, listening_only: bool = False) -> list[Snapshot]:
     """Snapshots for the command's namespace options.
 
     Raises:
@@ -28,5 +28,7 @@ def read_snapshots(netns: str | None, all_netns: bool, source: str, no_processes
     if netns is not None and all_netns:
         raise UsageError("use --netns or --all-netns, not both")
     if all_netns:
-        return take_all_snapshots(attribute=not no_processes, source=source, tcp_info=tcp_info)
-    return [take_snapshot(netns, attribute=not no_processes, source=source, tcp_info=tcp_info)]
+        return take_all_snapshots(attribute=not no_processes, source=source, tcp_info=tcp_info,
+                                  listening_only=listening_only)  # fmt: skip
+    return [take_snapshot(netns, attribute=not no_processes, source=source, tcp_info=tcp_info,
+                          listening_only=listening_only)]  # fmt: skip

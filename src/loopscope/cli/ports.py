@@ -87,7 +87,7 @@ def ports_command(
     fail_on: str = FailOnOption,
 ) -> None:
     """Every listener: proto, bind address, scope, port, process(es), user, netns, verdict."""
-    snapshots = read_snapshots(netns, all_netns, source, no_processes)
+    snapshots = read_snapshots(netns, all_netns, source, no_processes, listening_only=True)
     rows: list[Listener] = []
     findings: list[Finding] = []
     gaps: list[Gap] = []

@@ -229,10 +229,12 @@ def dump_sockets(
     protos: Iterable[Proto] = (Proto.TCP, Proto.UDP),
     tcp_info: bool = False,
     owners: Mapping[int, tuple[ProcessKey, ...]] | None = None,
+    listening_only: bool = False,
 ) -> Iterator[SocketRecord]:
     """Dump every TCP and/or UDP socket, IPv4 then IPv6, through ``transport``.
 
-    Four dumps in sequence on one transport (TCP v4, TCP v6, UDP v4, UDP v6; seq 1..4).
+    Four dumps in sequence on one transport (TCP v4, TCP v6, UDP v4, UDP v6; seq 1..4). With
+    ``listening_only`` the kernel returns only TCP LISTEN and unconnected UDP sockets (``ss -tul``).
 
     Raises:
         NetlinkError: the kernel refused a dump (e.g. udp_diag missing: ENOENT).
@@ -244,7 +246,10 @@ def dump_sockets(
         seq += 1
         if proto not in wanted:
             continue
-        req = build_request(family, ipproto, tcp_info=tcp_info and proto is Proto.TCP)
+        states = ALL_STATES
+        if listening_only:  # TCP LISTEN; UDP sockets that are not connected (TCP_CLOSE)
+            states = (1 << 10) if proto is Proto.TCP else (1 << 7)
+        req = build_request(family, ipproto, states=states, tcp_info=tcp_info and proto is Proto.TCP)
         what = f"sock_diag {proto}/{'v4' if family == socket.AF_INET else 'v6'} dump"
         for payload in dump(transport, SOCK_DIAG_BY_FAMILY, req, seq=seq, what=what):
             yield parse_inet_diag_msg(payload, proto=proto, netns=netns, owners=owners)
@@ -256,6 +261,7 @@ def read_sockets(
     protos: Iterable[Proto] = (Proto.TCP, Proto.UDP),
     tcp_info: bool = False,
     owners: Mapping[int, tuple[ProcessKey, ...]] | None = None,
+    listening_only: bool = False,
 ) -> list[SocketRecord]:
     """Read the sockets of the calling thread's network namespace from the kernel.
 
@@ -264,4 +270,5 @@ def read_sockets(
         NetlinkError: a dump was refused.
     """
     with KernelTransport(NETLINK_SOCK_DIAG) as transport:
-        return list(dump_sockets(transport, netns=netns, protos=protos, tcp_info=tcp_info, owners=owners))
+        return list(dump_sockets(transport, netns=netns, protos=protos, tcp_info=tcp_info, owners=owners,
+                                 listening_only=listening_only))  # fmt: skip
