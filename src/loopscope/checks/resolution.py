@@ -82,9 +82,9 @@ def check_localhost(res: ResolutionFacts) -> CheckResult:
     """
     base = partial(CheckResult, id="resolve.localhost", rung=1, title="localhost resolves to loopback")
     order = ", ".join(str(a) for a in res.order) or "nothing"
-    lines = "; ".join(f"{res.hosts_path}:{e.lineno} {e.address}" for e in res.hosts_entries) or "no line"
-    took = f" in {res.duration_us / 1000:.1f} ms" if res.duration_us is not None else ""
-    evidence = f"{res.resolver}({res.name}) -> {order}{took}; {res.hosts_path}: {lines}"
+    lines = ", ".join(f"line {e.lineno} {e.address}" for e in res.hosts_entries) or f"no {res.name} line"
+    took = f" in {res.duration_us / 1000:.1f} ms" if res.duration_us else ""
+    evidence = f"{res.name} -> {order} ({res.resolver}{took}); {res.hosts_path}: {lines}"
     data = {"order": [str(a) for a in res.order], "hosts_path": res.hosts_path, "resolver": res.resolver,
             "duration_us": res.duration_us}  # fmt: skip
     if res.error or not res.order:
@@ -164,7 +164,8 @@ def check_localhost_mismatch(
     first_s = "::1" if first == 6 else "127.0.0.1"
     data = {"first": str(res.order[0]), "ports": {str(p): sorted(v) for p, v in fams.items()}}
     if not misses:
-        evidence = f"localhost -> {first_s} first; {len(fams)} loopback TCP listener ports all accept it"
+        evidence = (f"localhost -> {first_s} first; all {len(fams)} loopback TCP listener ports accept it" if fams
+                    else f"localhost -> {first_s} first; no loopback TCP listener to compare")  # fmt: skip
         return base(verdict=Verdict.OK, evidence=evidence, data=data)
     other = "127.0.0.1" if first == 6 else "::1"
     evidence = f"localhost resolves to {first_s} first, but " + "; ".join(misses[:6])
