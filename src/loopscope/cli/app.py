@@ -21,6 +21,8 @@ app = typer.Typer(
 
 # One line per command module; each module defines register(app: typer.Typer) -> None.
 _COMMANDS: tuple[str, ...] = (
+    "loopscope.cli.simulate",
+    "loopscope.cli.lab",
     "loopscope.cli.scan",
     "loopscope.cli.ports",
     "loopscope.cli.map",

@@ -11,14 +11,22 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, err_console, exit_code_for
+from loopscope.cli.common import (
+    FailOnOption,
+    JsonOption,
+    cli_errors,
+    console,
+    emit_json,
+    err_console,
+    exit_code_for,
+)
 from loopscope.errors import UsageError
 from loopscope.render.jsonable import to_jsonable
 from loopscope.sim.result import SimResult
 from loopscope.sim.scenario import DESIGNS, DistKind, Scenario, ServiceDist, make_design
 from loopscope.sim.sweep import SweepCurve, capacity_per_s, check_results, default_rates, run_sweep
 
-__all__ = ["register", "simulate_command", "parse_list", "resolve_hop_s", "result_row"]
+__all__ = ["parse_list", "register", "resolve_hop_s", "result_row", "simulate_command"]
 
 
 def parse_list(text: str, kind: type[Any], what: str) -> list[Any]:
@@ -73,7 +81,7 @@ def simulate_command(
     pool_workers: int = typer.Option(8, "--pool-workers", help="Threads of the separate pool."),
     fanout: int = typer.Option(2, "--fanout", help="Internal calls per external request."),
     sequential: bool = typer.Option(False, "--sequential", help="Make the calls one by one."),
-    service: DistKind = typer.Option(DistKind.EXPONENTIAL, "--service", help="Service time distribution."),
+    service: DistKind = typer.Option(DistKind.EXPONENTIAL, "--service", help="Service time distribution."),  # noqa: B008
     work_ms: float = typer.Option(10.0, "--work-ms", help="Mean work of the endpoint, ms."),
     child_ms: float | None = typer.Option(None, "--child-ms", help="Mean work of each callee (default --work-ms)."),
     sigma: float = typer.Option(1.0, "--sigma", help="Lognormal shape."),
@@ -87,7 +95,7 @@ def simulate_command(
     constant_arrivals: bool = typer.Option(False, "--constant-arrivals", help="Arrivals every 1/lambda."),
     engine: str = typer.Option("fast", "--engine", help="fast (heapq loop) or simpy (reference model)."),
     seed: int = typer.Option(1, "--seed"),
-    plot: Path | None = typer.Option(None, "--plot", help="With --sweep: write a PNG/SVG plot here."),
+    plot: Path | None = typer.Option(None, "--plot", help="With --sweep: write a PNG/SVG plot here."),  # noqa: B008
     json_out: bool = JsonOption,
     fail_on: str = FailOnOption,
 ) -> None:

@@ -99,13 +99,13 @@ def measure_loopback_hop_s(count: int = 200) -> float:
     class _Handler(BaseHTTPRequestHandler):
         disable_nagle_algorithm = True
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
-    "percentile_with_failures","LatencySummary", "SweepPoint", "find_knee", "percentile", "summarize_latencies"]
+    "LatencySummary",
+    "SweepPoint",
+    "find_knee",
+    "percentile",
+    "percentile_with_failures",
+    "summarize_latencies",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

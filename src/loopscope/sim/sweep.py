@@ -12,7 +12,7 @@ from loopscope.sim.result import SimResult
 from loopscope.sim.scenario import Node, Scenario
 from loopscope.sim.stats import SweepPoint, find_knee
 
-__all__ = ["SweepCurve", "capacity_per_s", "default_rates", "run_sweep", "check_results"]
+__all__ = ["SweepCurve", "capacity_per_s", "check_results", "default_rates", "run_sweep"]
 
 Engine = Callable[[Scenario], SimResult]
 
