@@ -225,6 +225,11 @@ def check_echo(result: EchoResult, *, rung: int = 1, slow_us: float = 5000.0) ->
     where = f"[{addr}]:{result.port}" if addr.version == 6 else f"{addr}:{result.port}"
     data = {"port": result.port, "connect_us": result.connect_us, "rtts_us": list(result.rtts_us),
             "phase": result.phase}  # fmt: skip
+    if result.error and rung == 2 and addr.version == 6 and result.phase == "bind" and "EADDRNOTAVAIL" in result.error:
+        return make(verdict=Verdict.WARN, severity=Severity.LOW, code="HOST_ADDRESS_TENTATIVE", data=data,
+                    evidence=f"bind {addr} port 0: {result.error}: the address is still tentative (duplicate "
+                    "address detection) or was just removed",
+                    remedy="retry in a few seconds; if it stays, 'ip -6 addr' shows it as tentative/dadfailed")
     if result.error:
         if result.phase == "bind":
             evidence = f"bind {addr} port 0: {result.error}"

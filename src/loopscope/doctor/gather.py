@@ -238,11 +238,9 @@ def _inside(target: NetnsTarget, snap: Snapshot, opts: DoctorOptions) -> _Inside
         up = {link.index for link in links if link.up}
         host_echoes = []
         for host in _host_addresses(addresses, links):
-            if host.index not in up:
-                continue
-            scope = host.index if host.address.is_link_local else 0
-            host_echoes.append(probes.tcp_echo(host.address, rounds=opts.rounds, timeout_s=opts.timeout_s,
-                                               scope_id=scope))  # fmt: skip
+            if host.index not in up or host.address.is_link_local:
+                continue  # link-local needs a scope id and is not what local clients use
+            host_echoes.append(probes.tcp_echo(host.address, rounds=opts.rounds, timeout_s=opts.timeout_s))
         localnet = LocalNetFacts(echoes=tuple(host_echoes))
     external = None
     if opts.external is not None:

@@ -95,6 +95,9 @@ def test_host_echoes(healthy):
     res = check_host_echoes([blocked])[0]
     assert res.verdict is Verdict.FAIL and res.rung == 2 and "timed out" in res.evidence
     assert check_host_echoes([])[0].verdict is Verdict.SKIPPED
+    dad = EchoResult(proto="tcp", address=A("fd00::2"), phase="bind",
+                     error="bind: Cannot assign requested address (EADDRNOTAVAIL)")  # fmt: skip
+    assert check_host_echoes([dad])[0].verdict is Verdict.WARN
 
 
 def test_external():
