@@ -99,3 +99,18 @@ print(json.dumps({{"pid": os.getpid()}}), flush=True)
         (services["memcached"].port, "memcached", 1, False),
         (services["nginx"].port, "nginx", 1, False),
     }
+
+
+def test_ports_fingerprint_and_verify_exposure(services):
+    result = run_loopscope("ports", "--fingerprint", "--verify-exposure", "--json", "--fail-on", "never")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    service = {r["port"]: r["service"] for r in doc["listeners"] if r["proto"] == "tcp"}
+    outside = {r["port"]: r["outside"] for r in doc["listeners"] if r["proto"] == "tcp"}
+    assert service[services["redis"].port].startswith("redis")
+    assert service[services["memcached"].port].startswith("memcached")
+    assert service[services["postgres"].port].startswith("postgresql")
+    assert service[services["nginx"].port].startswith("http")
+    assert outside[services["redis"].port] == "reachable"  # 0.0.0.0: another host gets in
+    assert outside[services["memcached"].port] != "reachable"  # 127.0.0.1 only
+    assert outside[services["nginx"].port] != "reachable"  # ::1 only

@@ -11,8 +11,8 @@ from loopscope.analysis.listeners import Listener, find_listeners
 from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
 from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
 from loopscope.errors import UsageError
-from loopscope.model import Finding, Gap, Scope
-from loopscope.render.fields import LISTENER_FIELDS
+from loopscope.model import Finding, Gap, Scope, Snapshot
+from loopscope.render.fields import LISTENER_FIELDS, FieldSpec
 from loopscope.render.jsonable import to_jsonable
 from loopscope.render.views import listener_rows
 
@@ -81,6 +81,10 @@ def ports_command(
     pid: int | None = typer.Option(None, "--pid", help="Only listeners owned by this process."),
     scope: str | None = typer.Option(None, "--scope", help="Only loopback, wildcard, host or other."),
     proto: str | None = typer.Option(None, "--proto", help="Only tcp or udp."),
+    fingerprint: bool = typer.Option(False, "--fingerprint", help="Identify what answers on each TCP port."),
+    verify_exposure: bool = typer.Option(
+        False, "--verify-exposure", help="Root: connect from a throwaway netns over a veth pair to see what is "
+        "really reachable from another host, firewall included."),
     source: str = SourceOption,
     no_processes: bool = NoProcessesOption,
     json_out: bool = JsonOption,
@@ -99,10 +103,16 @@ def ports_command(
     rows = select_listeners(rows, port=port, pid=pid, scope=scope, proto=proto)
     keep = {f"{r.local}/{r.proto}" for r in rows} | {f"{r.local.port}/{r.proto}" for r in rows}
     findings = [f for f in findings if f.subject.rsplit(" ", 1)[-1] in keep]
+    services = fingerprint_rows(snapshots, rows) if fingerprint else {}
+    outside = outside_view(rows) if verify_exposure else {}
     if json_out:
         emit_json("ports", {
             "netns": [{"label": s.netns_label, "id": to_jsonable(s.netns), "source": s.source} for s in snapshots],
-            "listeners": [listener_json(r) for r in rows],
+            "listeners": [
+                {**listener_json(r), **({"service": services.get(_key(r), "")} if fingerprint else {}),
+                 **({"outside": outside.get(_key(r), "")} if verify_exposure else {})}  # fmt: skip
+                for r in rows
+            ],
             "findings": findings,
             "gaps": gaps,
         })  # fmt: skip
@@ -110,11 +120,69 @@ def ports_command(
         from loopscope.cli.tables import print_findings, print_gaps, print_table
 
         out = console()
-        print_table(out, LISTENER_FIELDS, listener_rows(rows, findings), title="Listeners", empty="none")
+        table_rows = listener_rows(rows, findings, services)
+        hidden = {"reach"} | ({"netns"} if len(snapshots) == 1 else set()) | ({"user"} if fingerprint else set())
+        hidden |= {"queue"} if fingerprint and verify_exposure else set()
+        fields = tuple(f for f in LISTENER_FIELDS if f.name not in hidden)
+        if verify_exposure:
+            for row, listener in zip(table_rows, rows):
+                row["outside"] = outside.get(_key(listener), "")
+            fields = (*fields, OUTSIDE_FIELD)
+        print_table(out, fields, table_rows, title="Listeners", empty="none")
         if findings:
             print_findings(out, findings)
         print_gaps(out, gaps)
     raise typer.Exit(exit_code_for(findings, fail_on))
+
+
+OUTSIDE_FIELD = FieldSpec("outside", "From outside", "", "reachable from another host (--verify-exposure)")
+
+
+def _key(row: Listener) -> str:
+    return f"{row.local}/{row.proto}"
+
+
+def _netns_spec(snapshot: Snapshot) -> str | None:
+    label = snapshot.netns_label
+    if label == "host":
+        return None
+    return label[4:] if label.startswith("pid ") else label
+
+
+def fingerprint_rows(snapshots: list[Snapshot], rows: list[Listener]) -> dict[str, str]:
+    """``"addr:port/tcp" -> "redis 7.0.15"`` for every TCP listener, each probed inside its own netns."""
+    from loopscope.backends.linux.netns import resolve_netns, run_in_netns
+    from loopscope.probes.fingerprint import fingerprint_listeners
+
+    out: dict[str, str] = {}
+    for snap in snapshots:
+        mine = [r for r in rows if r.netns == snap.netns and r.proto.value == "tcp"]
+        if not mine:
+            continue
+        prints = run_in_netns(resolve_netns(_netns_spec(snap)),
+                              lambda: fingerprint_listeners([r.local for r in mine]))  # fmt: skip
+        for row, fp in zip(mine, prints):
+            out[f"{_key(row)}@{snap.netns_label}"] = fp.label
+    return {k.rsplit("@", 1)[0]: v for k, v in out.items()}
+
+
+def outside_view(rows: list[Listener]) -> dict[str, str]:
+    """``"addr:port/tcp" -> "reachable"`` / ``"blocked: <rule>"`` / ``"refused"`` from a throwaway netns.
+
+    Raises:
+        BackendUnavailable: not root, or the namespace could not be made.
+    """
+    from loopscope.backends.linux.netns import current_netns
+    from loopscope.probes.exposure import verify_exposure
+
+    host = [r for r in rows if r.netns == current_netns()]
+    out: dict[str, str] = {}
+    for result in verify_exposure(host):
+        key = f"{result.bind}/{result.proto}"
+        word = "reachable" if result.reachable else (f"blocked: {result.firewall}" if result.firewall else result.outcome)
+        if result.reachable or key not in out:
+            out[key] = word
+    return out
 
 
 def register(app: typer.Typer) -> None:

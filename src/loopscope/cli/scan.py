@@ -18,7 +18,7 @@ from loopscope.render.views import edge_rows, listener_rows, stack_lines
 
 __all__ = ["register", "scan_command"]
 
-_SCAN_LISTENER_FIELDS = tuple(f for f in LISTENER_FIELDS if f.name not in ("reach", "netns", "service"))
+_SCAN_LISTENER_FIELDS = tuple(f for f in LISTENER_FIELDS if f.name not in ("reach", "netns", "service", "user"))
 
 
 @cli_errors

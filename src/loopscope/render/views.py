@@ -26,13 +26,22 @@ def process_label(owners: Iterable[ProcessInfo], limit: int = 3) -> str:
     return f"{'/'.join(names)}[{shown}]"
 
 
+SHORT_VERDICTS = {
+    "EXPOSED_SENSITIVE_SERVICE": "EXPOSED",
+    "SPLIT_FAMILY_BINDING": "SPLIT-FAMILY",
+    "LOCALHOST_SINGLE_FAMILY": "ONE-FAMILY",
+    "ACCEPT_QUEUE_FULL": "QUEUE-FULL",
+}
+
+
 def verdicts_by_listener(findings: Iterable[Finding]) -> dict[str, str]:
-    """Map a finding subject's ``address/proto`` or ``port N/proto`` part to the worst finding code."""
+    """Map a finding subject's ``address/proto`` or ``port N/proto`` part to the worst finding, shortened:
+    ``"high EXPOSED"`` (the Findings list below a table gives the full code)."""
     out: dict[str, tuple[int, str]] = {}
     for f in findings:
         key = f.subject.rsplit(" ", 1)[-1]
         if key not in out or f.severity.rank > out[key][0]:
-            out[key] = (f.severity.rank, f.code)
+            out[key] = (f.severity.rank, f"{f.severity.value} {SHORT_VERDICTS.get(f.code, f.code)}")
     return {k: v[1] for k, v in out.items()}
 
 
