@@ -94,7 +94,7 @@ def _speaks_tls(results: Sequence[AddressResult]) -> bool:
 
 def _not_http(results: Sequence[AddressResult]) -> bool:
     tried = [a for r in results for a in r.attempts if a.phase != "connect"]
-    return bool(tried) and all(a.error == "not HTTP" for a in tried)
+    return bool(tried) and all(a.phase == "read" and a.error in ("not HTTP", "ECONNRESET") for a in tried)
 
 
 def _diagnosis_inputs(port: int) -> tuple[list, list, object, list[Gap]]:  # type: ignore[type-arg]
