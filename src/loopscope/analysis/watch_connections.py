@@ -188,6 +188,7 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
             by_cookie[ev.cookie] = found
     # destroy events: enrich by cookie; without eBPF, the server-side message opens the instance
     client_side: dict[tuple[Endpoint, Endpoint], list[tuple[int, TcpInfo | None, int]]] = {}
+    rst_ports: dict[int, list[int]] = {}
     for ce in sorted(data.closes, key=lambda e: e.at_ns):
         seen = by_cookie.get(ce.cookie)
         local, remote = _ep(ce.local), _ep(ce.remote)
@@ -200,7 +201,9 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
                 seen.server_tcp_info = ce.tcp_info
             continue
         if remote.port == 0:
-            continue  # a listener closing, or a client end that sent RST (counted on the server side)
+            if local.port not in ports:
+                rst_ports.setdefault(local.port, []).append(ce.at_ns)  # a client end that sent RST
+            continue  # (or a listener closing); the connection is counted from the server side
         if local.port in ports and not ebpf:
             inst = new(Instance(client=remote, server=local, closed_ns=ce.at_ns, server_cookie=ce.cookie,
                                 server_tcp_info=ce.tcp_info, source="destroy"))
@@ -213,6 +216,18 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
             if hit is not None and hit.client_cookie is None:
                 hit.client_cookie, hit.tcp_info = cookie, info
                 by_cookie[cookie] = hit
+    # client RST messages lost their remote end: match by client port to the nearest closed instance
+    if rst_ports:
+        by_port: dict[int, list[Instance]] = {}
+        for inst in out:
+            if inst.closed_ns is not None and inst.client_cookie is None:
+                by_port.setdefault(inst.client.port, []).append(inst)
+        for port, times in rst_ports.items():
+            for at_ns in times:
+                cands = [i for i in by_port.get(port, []) if not i.client_rst]
+                if cands:
+                    best = min(cands, key=lambda i: abs((i.closed_ns or 0) - at_ns))
+                    best.client_rst = True
     # long-lived connections from snapshots
     for sample in data.samples:
         for pc in sample.established:

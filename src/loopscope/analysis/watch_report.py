@@ -169,11 +169,11 @@ class WatchReport:
 
 def _payload(sender: TcpInfo | None, receiver: TcpInfo | None) -> int:
     """Payload bytes one way: the sender's tcpi_bytes_sent, else the receiver's tcpi_bytes_received less
-    the SYN and FIN it counts."""
+    one for the FIN it counts (the SYN is not counted; after a reset there is no FIN, so 1 byte low)."""
     if sender is not None and sender.bytes_sent is not None:
         return sender.bytes_sent
     if receiver is not None and receiver.bytes_received is not None:
-        return max(receiver.bytes_received - 2, 0)
+        return max(receiver.bytes_received - 1, 0)
     return 0
 
 

@@ -46,7 +46,12 @@ METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"PATCH", b"OPTIONS", b"
 Op = tuple[int, "str | int", "str | int", int]
 
 
+MAX_FILTER_PORTS = 40  # classic BPF jump offsets are 8-bit: more ports are filtered in Python instead
+
+
 def _ports_check(ports: Sequence[int], offset_dport: int, offset_sport: int, indirect: bool) -> list[Op | str]:
+    if not ports or len(ports) > MAX_FILTER_PORTS:
+        return []  # every port passes the kernel filter; parse_packet checks the ports
     load = LD_H_IND if indirect else LD_H_ABS
     prog: list[Op | str] = [(load, 0, 0, offset_dport)]
     prog += [(JEQ, "len" + ("4" if indirect else "6"), 0, p) for p in ports]
@@ -58,7 +63,8 @@ def _ports_check(ports: Sequence[int], offset_dport: int, offset_sport: int, ind
 
 def build_http_filter(ports: Sequence[int], snaplen: int = 512) -> list[Op | str]:
     """The classic BPF program (with string labels) for a SOCK_DGRAM packet socket (data starts at the
-    IP header). Returns ``snaplen`` for a payload-bearing TCP segment to/from ``ports``, else 0.
+    IP header). Returns ``snaplen`` for a payload-bearing TCP segment to/from ``ports``, else 0. With more
+    than :data:`MAX_FILTER_PORTS` ports (or none) the port test is left to Python.
 
     Example: ``build_http_filter([8080])[0] == (0x20, 0, 0, 0xfffff004 - 2**32)`` (load pkttype).
     """
@@ -200,15 +206,14 @@ class HttpCapture:
     def __init__(self, ports: Sequence[int], *, netns: str | None = None, snaplen: int = 512) -> None:
         if not ports:
             raise BackendUnavailable("http capture: no listener ports to watch")
-        if len(ports) > 100:
-            ports = sorted(ports)[:100]  # classic BPF jump offsets are 8-bit
         self.ports = frozenset(ports)
         code = assemble_classic(build_http_filter(sorted(self.ports), snaplen))
         fprog_buf = code
 
         def open_inside() -> socket.socket:
             try:
-                sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+                # protocol 0: nothing is queued until bind(), which comes after the filter is attached
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
             except (PermissionError, AttributeError) as exc:
                 raise BackendUnavailable(f"http capture: AF_PACKET socket: {exc}; needs root (CAP_NET_RAW)") from exc
             try:
@@ -219,7 +224,7 @@ class HttpCapture:
                 sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-                sock.bind(("lo", ETH_P_ALL))
+                sock.bind(("lo", ETH_P_ALL))  # Python applies htons() to the protocol here
             except OSError as exc:
                 sock.close()
                 raise BackendUnavailable(f"http capture: cannot set up the socket: {exc}") from exc
