@@ -78,14 +78,18 @@ def _draw(plt: Any, report: BenchReport, series: dict[str, list[tuple[int, float
             p50 = [p[1] for p in pts]
             p99 = [p[2] for p in pts]
             (line,) = ax.plot(xs, p50, marker="o", label=label)
-            ax.fill_between(xs, p50, p99, color=line.get_color(), alpha=0.12)
+            ax.fill_between(xs, p50, p99, color=line.get_color(), alpha=0.08)
         ax.set_xscale("log", base=2)
+        sizes = sorted({p[0] for pts in series.values() for p in pts})
+        ax.set_xticks(sizes, [_size_label(v) for v in sizes])
+        ax.minorticks_off()
         ax.set_yscale("log")
         ax.set_xlabel("payload each way (bytes)")
         ax.set_ylabel("round trip, us (line p50, band to p99)")
-        pin = report.config.pin.value
-        cpus = f"client CPU {report.client_cpu}, server CPU {report.server_cpu}"
-        ax.set_title(f"loopscope bench: round trip by path (pin {pin}; {cpus})", fontsize=10)
+        pin = f"pin {report.config.pin.value}"
+        if report.client_cpu is not None:
+            pin += f"; client CPU {report.client_cpu}, server CPU {report.server_cpu}"
+        ax.set_title(f"loopscope bench: round trip by path ({pin})", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
         fig.tight_layout()
@@ -93,3 +97,11 @@ def _draw(plt: Any, report: BenchReport, series: dict[str, list[tuple[int, float
         fig.savefig(out)
     finally:
         plt.close(fig)
+
+
+def _size_label(size_bytes: int) -> str:
+    if size_bytes >= 1 << 20 and size_bytes % (1 << 20) == 0:
+        return f"{size_bytes >> 20} MiB"
+    if size_bytes >= 1024 and size_bytes % 1024 == 0:
+        return f"{size_bytes >> 10} KiB"
+    return f"{size_bytes} B"
