@@ -83,7 +83,8 @@ def check_firewall(facts: FirewallFacts | None, listeners: Sequence[tuple[str, i
     remedy = ("delete the rule (nft -a list ruleset; nft delete rule FAMILY TABLE CHAIN handle N) or add "
               "'iif lo accept' ahead of it; loopback traffic should not be filtered")  # fmt: skip
     if blocked:
-        return make(verdict=Verdict.FAIL, code="FIREWALL_BLOCKS_LOOPBACK", data=data, remedy=remedy,
+        whole = any(item.startswith("any ") for item in blocked)
+        return make(verdict=Verdict.FAIL, service_level=not whole, code="FIREWALL_BLOCKS_LOOPBACK", data=data, remedy=remedy,
                     evidence=evidence + "; " + "; ".join(blocked[:5]))  # fmt: skip
     if rules:
         shown = "; ".join(f"{r.where}: {r.text}" for r in rules[:5])

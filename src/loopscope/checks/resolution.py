@@ -178,5 +178,5 @@ def check_localhost_mismatch(
     remedy = (f"bind the service to both families ([::] with IPV6_V6ONLY off, or {first_s} as well), or "
               f"connect to {other} explicitly instead of 'localhost'")  # fmt: skip
     code = "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY" if first == 6 else "LOCALHOST_V4_FIRST_LISTENER_V6_ONLY"
-    return base(verdict=Verdict.FAIL if hard else Verdict.WARN, evidence=evidence,
+    return base(verdict=Verdict.FAIL if hard else Verdict.WARN, evidence=evidence, service_level=True,
                        remedy=remedy, code=code, data=data)  # fmt: skip

@@ -74,6 +74,9 @@ class CheckResult:
     """Ids of checks whose failure explains this one's."""
     data: Mapping[str, object] = field(default_factory=dict)
     """Numbers behind the evidence, for JSON (``{"rtt_p50_us": 14.2}``)."""
+    service_level: bool = False
+    """True when the failure is about particular services (a listener bound to one family, a rule that
+    drops one port), not the stack itself: it fails the rung but does not make the rungs above meaningless."""
 
     @property
     def finding_severity(self) -> Severity | None:
@@ -147,13 +150,15 @@ def mark_meaningless(rungs: Sequence[RungResult]) -> list[RungResult]:
     """Mark the rungs above the lowest failed rung as not meaningful.
 
     Every rung above a failure depends on it: rung 2's echo through the host's addresses also goes
-    through ``lo``, and rung 3 needs a working local network.
+    through ``lo``, and rung 3 needs a working local network. Failures of ``service_level`` checks
+    (one listener's setup) do not count.
 
     Example: rungs (1 fail, 2 ok, 3 fail) -> rung 1 ``invalidates=(2, 3)``, rungs 2 and 3
     ``meaningful=False`` with a reason naming rung 1.
     """
     ordered = sorted(rungs, key=lambda r: r.rung)
-    failed = next((r for r in ordered if r.verdict is Verdict.FAIL), None)
+    failed = next((r for r in ordered if any(c.verdict is Verdict.FAIL and not c.service_level for c in r.checks)),
+                  None)  # fmt: skip
     if failed is None:
         return ordered
     above = tuple(r.rung for r in ordered if r.rung > failed.rung)

@@ -33,7 +33,7 @@ def _namespace_json(ns: NamespaceReport) -> dict[str, Any]:
                 "checks": [
                     {"id": c.id, "title": c.title, "verdict": c.verdict, "evidence": c.evidence,
                      "remedy": c.remedy or None, "code": c.code or None, "severity": c.finding_severity,
-                     "caused_by": c.caused_by, "data": c.data}
+                     "caused_by": c.caused_by, "service_level": c.service_level, "data": c.data}
                     for c in r.checks
                 ],
             }

@@ -90,3 +90,9 @@ def test_external_rung_only_when_gathered(healthy):
                         connects=(("127.0.0.1", None, "connect: Connection refused (ECONNREFUSED)"),))  # fmt: skip
     rungs = judge(replace(healthy, external=ext))
     assert [r.rung for r in rungs] == [1, 2, 3] and rungs[2].verdict is Verdict.FAIL
+
+
+def test_service_level_failures_do_not_invalidate_rungs_above():
+    svc = replace(_c("resolve.mismatch", Verdict.FAIL), service_level=True)
+    out = mark_meaningless([build_rung(1, [svc]), build_rung(2, [_c("b", Verdict.OK, rung=2)])])
+    assert out[0].verdict is Verdict.FAIL and out[0].invalidates == () and out[1].meaningful

@@ -42,7 +42,7 @@ def test_firewall_recorded_rules_block_a_real_listener():
     fail = check_firewall(facts, [("tcp", 4, 8080, "nginx"), ("tcp", 4, 3000, "node")])
     assert fail.verdict is Verdict.FAIL and fail.code == "FIREWALL_BLOCKS_LOOPBACK"
     assert "tcp 8080 (nginx) blocked by nft inet lsfilter input" in fail.evidence
-    assert "3000" not in fail.evidence
+    assert "3000" not in fail.evidence and fail.service_level
 
 
 def test_firewall_rule_aimed_at_loopback_without_listener_warns():
@@ -55,6 +55,7 @@ def test_firewall_rule_aimed_at_loopback_without_listener_warns():
 def test_firewall_drop_policy_blocks_all_of_lo():
     fail = check_firewall(FirewallFacts(iptables_save=POLICY_DROP))
     assert fail.verdict is Verdict.FAIL and "any port on 127.0.0.1 blocked by" in fail.evidence
+    assert not fail.service_level
 
 
 def test_firewall_unreadable_or_not_read():
