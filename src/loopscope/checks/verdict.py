@@ -154,14 +154,15 @@ def mark_meaningless(rungs: Sequence[RungResult]) -> list[RungResult]:
     (one listener's setup) do not count.
 
     Example: rungs (1 fail, 2 ok, 3 fail) -> rung 1 ``invalidates=(2, 3)``, rungs 2 and 3
-    ``meaningful=False`` with a reason naming rung 1.
+    ``meaningful=False`` with a reason naming rung 1. ``invalidates`` lists every rung above, also those
+    not run this time.
     """
     ordered = sorted(rungs, key=lambda r: r.rung)
     failed = next((r for r in ordered if any(c.verdict is Verdict.FAIL and not c.service_level for c in r.checks)),
                   None)  # fmt: skip
     if failed is None:
         return ordered
-    above = tuple(r.rung for r in ordered if r.rung > failed.rung)
+    above = tuple(range(failed.rung + 1, max(RUNG_NAMES) + 1))  # run or not, they depend on this one
     reason = (
         f"rung {failed.rung} ({failed.name}) failed: results up here are not meaningful until it passes"
     )

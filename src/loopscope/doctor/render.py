@@ -59,7 +59,7 @@ def _rank(v: Verdict) -> int:
 def _rung_table(rung: RungResult) -> Table:
     title = f"Rung {rung.rung}: {rung.name} [{_STYLE[rung.verdict]}]{rung.verdict.value.upper()}[/]"
     if rung.invalidates:
-        title += f"  (rungs {', '.join(map(str, rung.invalidates))} above are therefore not meaningful)"
+        title += f"  (so rungs {', '.join(map(str, rung.invalidates))} above are not meaningful)"
     if not rung.meaningful:
         title += "  [dim](not meaningful: a rung below failed)[/dim]"
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, expand=False)

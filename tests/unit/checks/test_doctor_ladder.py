@@ -48,7 +48,7 @@ def test_failed_rung_invalidates_the_rungs_above():
 
 def test_passing_rungs_stay_meaningful():
     out = mark_meaningless([build_rung(1, [_c("a", Verdict.WARN)]), build_rung(2, [_c("b", Verdict.FAIL, rung=2)])])
-    assert out[0].invalidates == () and out[1].meaningful and out[1].invalidates == ()
+    assert out[0].invalidates == () and out[1].meaningful and out[1].invalidates == (3,)
 
 
 def test_findings_only_for_warn_and_fail_with_default_severities():
@@ -72,7 +72,7 @@ def test_healthy_host_passes_every_rung(healthy):
 def test_lo_down_fails_rung1_with_remedy_and_explains_the_rest(lo_down):
     rungs = judge(lo_down)
     rung1 = rungs[0]
-    assert rung1.verdict is Verdict.FAIL and rung1.invalidates == (2,)
+    assert rung1.verdict is Verdict.FAIL and rung1.invalidates == (2, 3)
     link = next(c for c in rung1.checks if c.id == "lo.link")
     assert link.verdict is Verdict.FAIL and link.code == "LO_DOWN" and link.severity is Severity.CRITICAL
     assert link.remedy == "ip -n blue link set lo up"
