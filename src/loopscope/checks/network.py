@@ -176,7 +176,7 @@ def check_external_connect(ext: ExternalFacts) -> CheckResult:
                    depends_on=("ext.dns",))  # fmt: skip
     if not ext.connects:
         return make(verdict=Verdict.SKIPPED, evidence="no address to connect to")
-    parts = [f"{a} {f'{us / 1000:.2f} ms' if us is not None else err}" for a, us, err in ext.connects]
+    parts = [f"{a}: connected in {us / 1000:.2f} ms" if us is not None else f"{a}: {err}" for a, us, err in ext.connects]
     data = {"attempts": [{"address": a, "connect_us": us, "error": err} for a, us, err in ext.connects]}
     if ext.connects[-1][1] is None:
         return make(verdict=Verdict.FAIL, code="EXTERNAL_CONNECT_FAILED", evidence="; ".join(parts), data=data,
