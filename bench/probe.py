@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from loopscope.probes.run import run_probe  # noqa: E402
-from loopscope.probes.target import local_candidates, parse_target  # noqa: E402
+from loopscope.probes.run import run_probe
+from loopscope.probes.target import local_candidates, parse_target
 
 SERVER = r"""
 import http.server, json, socket, sys, time

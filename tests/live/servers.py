@@ -32,8 +32,17 @@ from dataclasses import dataclass, field
 import pytest
 
 __all__ = [
-    "Server", "ServerUnavailable", "free_port", "wait_listening", "make_self_signed_cert",
-    "redis_server", "postgres_server", "nginx_server", "sshd_server", "memcached_server", "python_http_server",
+    "Server",
+    "ServerUnavailable",
+    "free_port",
+    "make_self_signed_cert",
+    "memcached_server",
+    "nginx_server",
+    "postgres_server",
+    "python_http_server",
+    "redis_server",
+    "sshd_server",
+    "wait_listening",
 ]  # fmt: skip
 
 Bind = str | Sequence[str]
@@ -260,7 +269,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     split_sends = False
     body = b'{"status": "ok", "n": 3}'
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(self.body)))
@@ -270,7 +279,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(self.body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
 from procs import run_loopscope
 from servers import Server, ServerUnavailable, nginx_server, postgres_server, redis_server
 

@@ -11,13 +11,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from procs import python_child, run_loopscope
+from servers import free_port, python_http_server
 
 from loopscope.model import InterfaceAddress
 from loopscope.probes.run import run_probe
 from loopscope.probes.target import parse_target
-
-from procs import python_child, run_loopscope
-from servers import free_port, python_http_server
 
 pytestmark = [pytest.mark.linux]
 

@@ -9,12 +9,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from servers import python_http_server
 
 from loopscope.analysis.listeners import Listener, find_listeners
 from loopscope.collect import take_snapshot
 from loopscope.probes.exposure import outside_netns, verify_exposure
-
-from servers import python_http_server
 
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.netns]
 

@@ -14,9 +14,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
-
-from loopscope.probes.fingerprint import fingerprint_listener, fingerprint_listeners
-
 from servers import (
     Server,
     ServerUnavailable,
@@ -27,6 +24,8 @@ from servers import (
     redis_server,
     sshd_server,
 )
+
+from loopscope.probes.fingerprint import fingerprint_listener, fingerprint_listeners
 
 pytestmark = [pytest.mark.linux, pytest.mark.services]
 

@@ -32,17 +32,17 @@ from typing import Any, NamedTuple
 from loopscope.errors import ParseError
 
 __all__ = [
-    "Match",
-    "FirewallRule",
     "Chain",
-    "Ruleset",
+    "FirewallRule",
+    "Match",
     "Packet",
+    "Ruleset",
     "Verdict",
-    "parse_nft_json",
-    "parse_iptables_save",
-    "merge_rulesets",
     "evaluate",
     "find_loopback_blocks",
+    "merge_rulesets",
+    "parse_iptables_save",
+    "parse_nft_json",
 ]
 
 _TERMINAL = ("accept", "drop", "reject")
@@ -113,6 +113,8 @@ class Chain:
     """``accept`` or ``drop`` for base chains."""
     rules: tuple[FirewallRule, ...] = ()
     """Rules in order."""
+    source: str = "nft"
+    """``nft`` or ``iptables``: which dump the chain came from."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,7 +212,7 @@ def _nets(right: Any, sets: dict[str, tuple[Any, ...]]) -> tuple[str, ...] | Non
         return (str(ipaddress.ip_network(f"{p['addr']}/{p['len']}", strict=False)),)
     if isinstance(right, dict) and "range" in right:
         lo, hi = (ipaddress.ip_address(x) for x in right["range"])
-        return tuple(str(n) for n in ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
+        return tuple(str(n) for n in ipaddress.summarize_address_range(lo, hi))
     if isinstance(right, dict) and "set" in right:
         out: list[str] = []
         for item in right["set"]:
@@ -485,7 +487,7 @@ def parse_iptables_save(text: str, family: str | None = None) -> Ruleset:
                     raise ValueError("chain outside a table")
                 name, policy = line[1:].split()[:2]
                 chains[(fam, table, name)] = Chain(
-                    family=fam, table=table, name=name, hook=_IPT_HOOKS.get(name),
+                    family=fam, table=table, name=name, hook=_IPT_HOOKS.get(name), source="iptables",
                     priority=_IPT_PRIO.get(table, 0), policy=policy.lower() if policy != "-" else None,
                 )  # fmt: skip
             elif line.startswith("-A "):
@@ -607,10 +609,9 @@ def evaluate(ruleset: Ruleset, packet: Packet) -> Verdict:
             got = _run_chain(index, chain, packet, hook, walk, 0)
             if isinstance(got, FirewallRule):
                 return Verdict(blocked=True, rule=got, possible=tuple(walk.possible))
-            if got is None or got == "goto-end":
-                if chain.policy == "drop":
-                    where = f"{ruleset.sources[0] if ruleset.sources else 'nft'} {chain.family} {chain.table} {chain.name}"
-                    return Verdict(blocked=True, policy_chain=where, possible=tuple(walk.possible))
+            if (got is None or got == "goto-end") and chain.policy == "drop":
+                where = f"{chain.source} {chain.family} {chain.table} {chain.name}"
+                return Verdict(blocked=True, policy_chain=where, possible=tuple(walk.possible))
     return Verdict(blocked=False, possible=tuple(walk.possible))
 
 

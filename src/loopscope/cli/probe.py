@@ -7,7 +7,14 @@ from typing import Any
 import typer
 
 from loopscope.benchpaths.stats import summarize_latencies
-from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
+from loopscope.cli.common import (
+    FailOnOption,
+    JsonOption,
+    cli_errors,
+    console,
+    emit_json,
+    exit_code_for,
+)
 from loopscope.cli.tables import print_findings, print_gaps, print_table
 from loopscope.errors import UsageError
 from loopscope.probes.expect import parse_expectations
@@ -16,7 +23,7 @@ from loopscope.probes.run import ProbeReport, run_probe
 from loopscope.probes.target import parse_target
 from loopscope.render.fields import FieldSpec
 
-__all__ = ["register", "probe_command", "report_json", "result_rows", "PROBE_FIELDS", "HEADERS_OF_INTEREST"]
+__all__ = ["HEADERS_OF_INTEREST", "PROBE_FIELDS", "probe_command", "register", "report_json", "result_rows"]
 
 HEADERS_OF_INTEREST = ("server", "content-type", "content-length", "location", "cache-control", "connection",
                        "strict-transport-security", "www-authenticate", "x-powered-by")  # fmt: skip

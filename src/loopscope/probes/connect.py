@@ -18,7 +18,7 @@ import time
 
 from loopscope.probes.model import Attempt, HttpInfo, TlsInfo
 
-__all__ = ["probe_series", "connect_tcp", "tls_wrap", "describe_error", "MAX_BODY_BYTES"]
+__all__ = ["MAX_BODY_BYTES", "connect_tcp", "describe_error", "probe_series", "tls_wrap"]
 
 MAX_BODY_BYTES = 1 << 20
 """Body bytes kept for --expect-body / --expect-json (the size is counted in full)."""

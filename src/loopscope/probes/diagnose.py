@@ -20,7 +20,7 @@ from loopscope.checks.firewall import Packet, Ruleset, evaluate
 from loopscope.model import Finding, Proto, Severity
 from loopscope.probes.model import AddressResult
 
-__all__ = ["covers", "diagnose", "describe_binds"]
+__all__ = ["covers", "describe_binds", "diagnose"]
 
 _EXPIRING_S = 14 * 86400
 

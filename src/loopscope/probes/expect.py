@@ -18,7 +18,7 @@ from typing import Any
 from loopscope.errors import UsageError
 from loopscope.probes.model import AddressResult, HttpInfo
 
-__all__ = ["Expectation", "CheckResult", "parse_expectations", "check_http", "check_results", "json_path"]
+__all__ = ["CheckResult", "Expectation", "check_http", "check_results", "json_path", "parse_expectations"]
 
 _MISSING = object()
 

@@ -28,8 +28,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from loopscope.probes.model import Fingerprint
 
-__all__ = ["fingerprint_listener", "fingerprint_listeners", "classify_banner", "classify_http",
-           "classify_redis", "classify_postgres_ssl", "classify_memcached", "PG_SSL_REQUEST"]  # fmt: skip
+__all__ = [
+    "PG_SSL_REQUEST",
+    "classify_banner",
+    "classify_http",
+    "classify_memcached",
+    "classify_postgres_ssl",
+    "classify_redis",
+    "fingerprint_listener",
+    "fingerprint_listeners",
+]  # fmt: skip
 
 PG_SSL_REQUEST = struct.pack("!II", 8, 80877103)
 """PostgreSQL SSLRequest: length 8, code 1234.5679 (src/include/libpq/pqcomm.h NEGOTIATE_SSL_CODE)."""
@@ -50,7 +58,7 @@ def classify_banner(data: bytes, port: int | None = None) -> Fingerprint | None:
     first = text.splitlines()[0].strip() if text.strip() else ""
     if data.startswith(b"SSH-"):
         soft = first.split("-", 2)[2] if first.count("-") >= 2 else ""
-        name, _, rest = soft.partition(" ")
+        name = soft.partition(" ")[0]
         m = re.match(r"([A-Za-z][A-Za-z.]*?)[_-]v?(\d[\w.]*)", name)
         product, version = (m.group(1), m.group(2)) if m else (name or None, None)
         return Fingerprint(service="ssh", product=product, version=version, detail=first)
@@ -169,7 +177,7 @@ def _read(sock: socket.socket, deadline: float, done: Callable[[bytes], bool]) -
         sock.settimeout(left)
         try:
             chunk = sock.recv(65536)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             break
         except OSError:
             break  # reset by a server that did not like the probe: the bytes so far are the answer

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ProbeTarget", "Candidate", "TlsInfo", "HttpInfo", "Attempt", "AddressResult", "Fingerprint",
-           "ExposureResult"]  # fmt: skip
+__all__ = [
+    "AddressResult",
+    "Attempt",
+    "Candidate",
+    "ExposureResult",
+    "Fingerprint",
+    "HttpInfo",
+    "ProbeTarget",
+    "TlsInfo",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

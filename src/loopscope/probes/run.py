@@ -21,7 +21,7 @@ from loopscope.probes.expect import CheckResult, Expectation, check_results
 from loopscope.probes.model import AddressResult, Candidate, Fingerprint, ProbeTarget
 from loopscope.probes.target import candidates_for
 
-__all__ = ["ProbeReport", "choose_mode", "run_probe", "HTTPS_PORTS", "NON_HTTP_PORTS"]
+__all__ = ["HTTPS_PORTS", "NON_HTTP_PORTS", "ProbeReport", "choose_mode", "run_probe"]
 
 HTTPS_PORTS = frozenset({443, 4443, 6443, 8443, 9443})
 """Ports where ``auto`` starts with TLS."""

@@ -10,7 +10,7 @@ from loopscope.errors import UsageError
 from loopscope.model import InterfaceAddress
 from loopscope.probes.model import Candidate, ProbeTarget
 
-__all__ = ["parse_target", "local_candidates", "resolve_candidates", "candidates_for"]
+__all__ = ["candidates_for", "local_candidates", "parse_target", "resolve_candidates"]
 
 _SCHEMES = ("http", "https", "tcp")
 

@@ -152,3 +152,9 @@ def test_parse_errors() -> None:
         parse_iptables_save("-A INPUT -j DROP\n")
     with pytest.raises(ParseError):
         parse_iptables_save("*filter\n-A INPUT -s 999.1.1.1 -j DROP\n")
+
+
+def test_policy_drop_names_the_right_source_in_a_merged_ruleset(nft) -> None:  # type: ignore[no-untyped-def]
+    ipt = parse_iptables_save("*filter\n:INPUT DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n")
+    verdict = evaluate(merge_rulesets(nft, ipt), Packet(proto="tcp", version=4, daddr="127.0.0.1", dport=1))
+    assert verdict.blocked and verdict.policy_chain == "iptables ip filter INPUT"

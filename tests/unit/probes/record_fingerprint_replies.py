@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "live"))
 
-from servers import memcached_server, nginx_server, postgres_server, redis_server, sshd_server  # noqa: E402
+from servers import memcached_server, nginx_server, postgres_server, redis_server, sshd_server
 
-from loopscope.probes.fingerprint import PG_SSL_REQUEST  # noqa: E402
+from loopscope.probes.fingerprint import PG_SSL_REQUEST
 
 
 def exchange(port: int, payload: bytes | None, wait_s: float = 0.5) -> bytes:
