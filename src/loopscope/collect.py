@@ -70,6 +70,8 @@ def _read_inside(
         if listening_only:
             sockets = [s for s in sockets if s.is_listener]
         used = "procfs"
+        gaps.append(Gap(what="backlog, socket cookie, tcp_info, IPV6_V6ONLY",
+                        reason="/proc/net tables do not carry them (source procfs)"))  # fmt: skip
     try:
         links, addresses = rtnl.read_addresses()
     except (BackendUnavailable, NetlinkError) as exc:
@@ -277,13 +279,14 @@ def take_all_snapshots(
 
 
 def _take_psutil() -> Snapshot:
-    from loopscope.backends.portable.psutil_backend import CANNOT_SEE, read_psutil
+    from loopscope.backends.portable.psutil_backend import CANNOT_SEE, read_psutil, read_psutil_interfaces
     from loopscope.model import NetnsId
 
     started_ns = time.time_ns()
     t0 = time.perf_counter_ns()
     netns = NetnsId(0, 0)
     sockets, processes, denied = read_psutil(netns)
+    links, addresses = read_psutil_interfaces()
     gaps = list(CANNOT_SEE)
     if denied:
         gaps.append(Gap(what=f"{denied} processes", reason="not readable or exited", count=denied))
@@ -294,6 +297,8 @@ def _take_psutil() -> Snapshot:
         source="psutil",
         sockets=tuple(sockets),
         processes=processes,
+        addresses=tuple(addresses),
+        links=tuple(links),
         gaps=tuple(gaps),
         duration_ns=time.perf_counter_ns() - t0,
     )

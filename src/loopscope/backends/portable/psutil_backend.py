@@ -12,6 +12,8 @@ from typing import Any
 
 from loopscope.errors import BackendUnavailable
 from loopscope.model import (
+    InterfaceAddress,
+    LinkInfo,
     Endpoint,
     Family,
     Gap,
@@ -23,7 +25,7 @@ from loopscope.model import (
     TcpState,
 )
 
-__all__ = ["CANNOT_SEE", "read_psutil"]
+__all__ = ["CANNOT_SEE", "read_psutil", "read_psutil_interfaces"]
 
 CANNOT_SEE = (
     Gap(what="accept queue and backlog", reason="psutil does not report them; use Linux for the full view"),
@@ -106,3 +108,36 @@ def read_psutil(netns: NetnsId) -> tuple[list[SocketRecord], dict[ProcessKey, Pr
             )
         )
     return sockets, processes, denied
+
+
+def read_psutil_interfaces() -> tuple[list[LinkInfo], list[InterfaceAddress]]:
+    """Interfaces and their inet/inet6 addresses via ``psutil.net_if_stats`` and ``net_if_addrs``.
+
+    psutil gives no interface index or loopback flag: indexes are positions, and an interface counts as
+    loopback when it carries 127.0.0.1 or ::1.
+
+    Raises:
+        BackendUnavailable: psutil is missing.
+    """
+    try:
+        import psutil
+    except ImportError as exc:
+        raise BackendUnavailable("psutil is not installed: pip install psutil") from exc
+    stats = psutil.net_if_stats()
+    addrs = psutil.net_if_addrs()
+    links: list[LinkInfo] = []
+    addresses: list[InterfaceAddress] = []
+    for index, name in enumerate(sorted(set(stats) | set(addrs)), start=1):
+        mine = []
+        for a in addrs.get(name, []):
+            if a.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ip = ipaddress.ip_address(a.address.split("%", 1)[0])
+            prefix = bin(int(ipaddress.ip_address(a.netmask))).count("1") if a.netmask else ip.max_prefixlen
+            mine.append(InterfaceAddress(interface=name, index=index, address=ip, prefixlen=prefix))
+        addresses += mine
+        st = stats.get(name)
+        loop = any(x.address.is_loopback for x in mine)
+        links.append(LinkInfo(name=name, index=index, up=bool(st and st.isup), running=bool(st and st.isup),
+                              loopback=loop, mtu=st.mtu if st else None))  # fmt: skip
+    return links, addresses
