@@ -140,7 +140,7 @@ def simulate_point(cfg: LabConfig, cal: Calibration, design: str, rate: float) -
         tr = run_fast(sc)
         pooled.latencies_s.extend(tr.latencies_s)
         for name in ("offered", "ok", "timeouts", "rejected", "errors", "unfinished", "call_timeouts",
-                     "deadlock_episodes", "last_arrival_s", "end_s", "busy_s", "blocked_s",
+                     "deadlock_episodes", "started", "queued", "last_arrival_s", "end_s", "busy_s", "blocked_s",
                      "queue_wait_s", "deadlock_s"):
             setattr(pooled, name, getattr(pooled, name) + getattr(tr, name))
         pooled.max_queue_len = max(pooled.max_queue_len, tr.max_queue_len)

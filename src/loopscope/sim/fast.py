@@ -134,7 +134,10 @@ def run_fast(sc: Scenario) -> Trace:
         job.holds = True
         job.t_start = t
         if not p & 1:
-            tr.queue_wait_s += t - job.t_enq
+            tr.started += 1
+            if t > job.t_enq:
+                tr.queued += 1
+                tr.queue_wait_s += t - job.t_enq
         work = 0.0
         for s in job.node.samplers:
             work += s()
@@ -247,12 +250,13 @@ def run_fast(sc: Scenario) -> Trace:
         t_svc = heap[0][0] if heap else inf
         t_hop = hops[0][0] if hops else inf
         t_out = timeouts[0][0] if timeouts else inf
-        t = min(t_svc, t_hop, t_out, next_arr)
-        if t > horizon:
+        t_next = min(t_svc, t_hop, t_out, next_arr)
+        if t_next > horizon:
             t = horizon
             break
-        if t == inf:
+        if t_next == inf:
             break
+        t = t_next
         if t == t_svc:
             job = pop(heap)[2]
             if job.node.remote:

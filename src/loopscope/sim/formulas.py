@@ -77,7 +77,7 @@ def erlang_c(servers: int, offered_erlangs: float) -> float:
 def mmc(arrival_rate_per_s: float, service_rate_per_s: float, servers: int) -> MmcResult:
     """Steady-state M/M/c figures: Wq = C / (c mu - lambda), W = Wq + 1/mu, Lq = lambda Wq.
 
-    Example: ``mmc(1.0, 1.0, 2).mean_wait_s == 1/9`` s.
+    Example: ``mmc(1.0, 1.0, 2).mean_wait_s == 1/3`` s (C = 1/3, c mu - lambda = 1).
 
     Raises:
         ValueError: non-positive rates or lambda >= c mu.

@@ -119,6 +119,9 @@ class _Model:
         if sc.queue_timeout_s is not None and t_start - t_enq > sc.queue_timeout_s:
             res.release(req)
             return _REJECTED
+        if pool.main:
+            tr.started += 1
+            tr.queued += t_start > t_enq
         work = sum(self.sample(d) for d in node.works)
         yield env.timeout(work)
         outcome = _OK

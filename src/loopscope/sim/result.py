@@ -44,6 +44,10 @@ class Trace:
     """Sum of the time requests spent in main-pool queues, seconds (Little: / end_s = mean length)."""
     max_queue_len: int = 0
     """Longest main-pool queue seen."""
+    started: int = 0
+    """Requests (external and internal) that a main-pool worker picked up."""
+    queued: int = 0
+    """Of those, how many had to wait in the queue first (``queued / started`` estimates Erlang C)."""
     deadlock_episodes: int = 0
     """Times a starvation deadlock began: every worker of a pool blocked on calls that wait in it."""
     deadlock_s: float = 0.0
@@ -73,6 +77,8 @@ class SimResult:
     """Time-average main-pool queue length per instance."""
     max_queue_len: int
     """Longest main-pool queue seen."""
+    wait_prob: float | None
+    """Share of main-pool requests that had to queue (Erlang C for M/M/c); None if none started."""
     offered: int
     """External requests."""
     ok: int
@@ -112,6 +118,7 @@ def summarize_trace(trace: Trace, scenario: Scenario) -> SimResult:
         blocked_pct=100.0 * trace.blocked_s / capacity,
         mean_queue_len=trace.queue_wait_s / end / scenario.instances,
         max_queue_len=trace.max_queue_len,
+        wait_prob=trace.queued / trace.started if trace.started else None,
         offered=trace.offered,
         ok=trace.ok,
         timeouts=trace.timeouts,

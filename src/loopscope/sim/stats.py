@@ -52,7 +52,7 @@ def percentile(sorted_values: Sequence[float], pct: float) -> float:
         raise ValueError("no samples")
     if not 0.0 <= pct <= 100.0:
         raise ValueError("pct must be in 0..100")
-    rank = max(1, math.ceil(pct / 100.0 * len(sorted_values)))
+    rank = max(1, math.ceil(round(pct / 100.0 * len(sorted_values), 9)))  # 99.9% of 1000 is 999
     return float(sorted_values[rank - 1])
 
 
