@@ -6,6 +6,8 @@ Measured, interleaved round by round, medians of ``--rounds``:
   with its parts: snapshot (sock_diag + /proc fd scan + rtnl + sysctls) and the probes/readers inside the
   namespace (routes, ICMP 2x3, TCP/UDP echo 6x5 round trips, localhost, nft/iptables-save).
 - ``loopscope doctor --rung 1 --json``: the whole CLI process (interpreter start included).
+- ``python -c "import loopscope.cli.app"`` (every command module imported at start-up) and ``python -c pass``:
+  where the CLI's time goes.
 - anchor ``shell ladder``: the same reads done by hand with the usual tools, one process each:
   ``ip -j link/addr``, ``ip -j route show table local``, ``ip route get`` x3, ``getent ahosts localhost``,
   ``nft -j list ruleset``, ``iptables-save``, ``ip6tables-save``, ``ss -Htan state time-wait``, ``sysctl`` of
@@ -63,6 +65,12 @@ def cli(netns: str | None) -> float:
     return time.perf_counter() - t0
 
 
+def process(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, capture_output=True, check=False)
+    return time.perf_counter() - t0
+
+
 def in_process(netns: str | None) -> tuple[float, float, int]:
     """Total rung-1 seconds, the snapshot's share, and the socket count."""
     from loopscope.checks.ladder import judge
@@ -82,7 +90,8 @@ def med(xs: list[float]) -> float:
 
 def bench_place(netns: str | None, rounds: int) -> dict[str, object]:
     prefix = ["ip", "netns", "exec", netns] if netns else []
-    rows: dict[str, list[float]] = {"in_process_s": [], "snapshot_s": [], "cli_s": [], "shell_ladder_s": []}
+    rows: dict[str, list[float]] = {"in_process_s": [], "snapshot_s": [], "cli_s": [], "shell_ladder_s": [],
+                                    "cli_app_import_s": [], "python_pass_s": []}  # fmt: skip
     sockets = 0
     for _ in range(rounds):
         total, snap_s, sockets = in_process(netns)
@@ -90,6 +99,8 @@ def bench_place(netns: str | None, rounds: int) -> dict[str, object]:
         rows["snapshot_s"].append(snap_s)
         rows["cli_s"].append(cli(netns))
         rows["shell_ladder_s"].append(shell_ladder(prefix))
+        rows["cli_app_import_s"].append(process([sys.executable, "-c", "import loopscope.cli.app"]))
+        rows["python_pass_s"].append(process([sys.executable, "-c", "pass"]))
     out: dict[str, object] = {k + "_median": med(v) for k, v in rows.items()}
     out["probes_and_readers_s_median"] = med([a - b for a, b in zip(rows["in_process_s"], rows["snapshot_s"])])
     out["cli_vs_shell_ladder_ratio"] = round(med(rows["cli_s"]) / med(rows["shell_ladder_s"]), 2)
