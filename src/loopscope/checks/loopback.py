@@ -172,15 +172,16 @@ def check_lo_routes(facts: LoopbackFacts, ipv6_on: bool, ip: str = "ip") -> Chec
         if look.address.version == 6 and not ipv6_on:
             continue
         if look.error:
-            shown.append(f"route get {look.address}: {look.error}")
-            problems.append(f"route get {look.address} fails")
+            problems.append(f"route get {look.address}: {look.error}")
         else:
             shown.append(f"route get {look.address}: {look.type} dev {look.dev}")
             if look.type != "local" or look.dev != "lo":
                 problems.append(f"{look.address} is routed as {look.type} via {look.dev}, not local via lo")
     evidence = "; ".join(shown) or "no lookups"
     if problems:
-        return make(verdict=Verdict.FAIL, code="LO_ROUTES_MISSING", evidence="; ".join(problems) + f" ({evidence})",
+        if shown:
+            problems.append(evidence)
+        return make(verdict=Verdict.FAIL, code="LO_ROUTES_MISSING", evidence="; ".join(problems),
                     remedy=f"{ip} link set lo up restores them; else {ip} route add local 127.0.0.0/8 dev lo "
                     f"table local, and check '{ip} rule' for a rule ahead of 'lookup local'")  # fmt: skip
     return make(verdict=Verdict.OK, evidence=f"local 127.0.0.0/8 dev lo present; {evidence}")
