@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -61,6 +62,7 @@ def map_command(
     all_netns: bool = AllNetnsOption,
     source: str = SourceOption,
     no_processes: bool = NoProcessesOption,
+    dot: bool = typer.Option(False, "--dot", help="Print a Graphviz digraph (pipe to `dot -Tsvg`)."),
     json_out: bool = JsonOption,
     fail_on: str = FailOnOption,
 ) -> None:
@@ -71,7 +73,11 @@ def map_command(
     gaps: list[Gap] = []
     for s in snapshots:
         gaps += [g for g in s.gaps if g not in gaps]
-    if json_out:
+    if dot:
+        from loopscope.render.dot import format_dot
+
+        sys.stdout.write(format_dot([e for _, t in maps for e in t.edges]))
+    elif json_out:
         emit_json("map", {"namespaces": [talk_map_json(s, t) for s, t in maps], "findings": findings, "gaps": gaps})
     else:
         from loopscope.cli.tables import print_gaps, print_table
