@@ -119,6 +119,9 @@ def stack_lines(summary: StackSummary, netns_label: str) -> list[tuple[str, str,
     if summary.ephemeral_range and summary.ephemeral_range_size:
         low, high = summary.ephemeral_range
         eph = f"{low}-{high} ({summary.ephemeral_range_size} ports), {summary.ephemeral_in_use} in use"
+        if summary.ephemeral_by_destination:
+            dest, count = max(summary.ephemeral_by_destination.items(), key=lambda kv: kv[1])
+            eph += f"; most toward {dest}: {count}"
     worst_dest = max(summary.ephemeral_by_destination.values(), default=0)
     size = summary.ephemeral_range_size or 0
     return [
