@@ -32,7 +32,7 @@ PROBE_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("address", "Address", "", "address tried and why it is on the list (host iface, localhost order)"),
     FieldSpec("result", "Result", "", "ok, or the error (ECONNREFUSED, ETIMEDOUT, TLS: ...)"),
     FieldSpec("connect", "Connect ms", "ms", "TCP connect time (p50/p99 with --count)", "right"),
-    FieldSpec("tls", "TLS", "", "TLS version and handshake time, ms"),
+    FieldSpec("tls", "TLS ms", "ms", "TLS handshake time (version, cipher, certificate printed below)", "right"),
     FieldSpec("status", "Status", "", "HTTP status", "right"),
     FieldSpec("ttfb", "TTFB ms", "ms", "request sent to first response byte (p50/p99 with --count)", "right"),
     FieldSpec("total", "Total ms", "ms", "request sent to last body byte (p50/p99 with --count)", "right"),
@@ -65,6 +65,14 @@ def _result_text(r: AddressResult) -> str:
     return text if len(bad) == len(r.attempts) else f"{len(bad)}/{len(r.attempts)} {text}"
 
 
+def _address_text(r: AddressResult) -> str:
+    """``127.0.0.1 localhost#1``, ``192.0.2.2 eth0``, ``::1``."""
+    extra = r.candidate.label.replace(r.candidate.address, "").strip().strip("()")
+    extra = extra.replace("localhost #", "localhost#")
+    extra = extra[5:] if extra.startswith("host ") else extra
+    return f"{r.candidate.address} {extra}".strip()
+
+
 def result_rows(report: ProbeReport) -> list[dict[str, str | int]]:
     """Table rows, one per address."""
     rows: list[dict[str, str | int]] = []
@@ -73,11 +81,10 @@ def result_rows(report: ProbeReport) -> list[dict[str, str | int]]:
         tls = next((a.tls for a in atts if a.tls), None)
         https = [a.http for a in atts if a.http is not None]
         rows.append({
-            "address": r.candidate.label if r.candidate.label == r.candidate.address
-            else f"{r.candidate.address} {r.candidate.label.replace(r.candidate.address, '').strip()}",
+            "address": _address_text(r),
             "result": _result_text(r),
             "connect": _ms([a.connect_s for a in atts if a.connect_s is not None]),
-            "tls": f"{tls.version} {tls.handshake_s * 1e3:.1f}" if tls else "",
+            "tls": _ms([a.tls.handshake_s for a in atts if a.tls is not None]) if tls else "",
             "status": ",".join(sorted({str(h.status) for h in https})),
             "ttfb": _ms([h.ttfb_s for h in https]),
             "total": _ms([h.total_s for h in https]) if len(https) > 1 or report.mode != "tcp" else "",
