@@ -8,7 +8,7 @@ import pytest
 from loopscope.benchpaths.paths import PATHS, find_host_address, open_round_trip
 from loopscope.benchpaths.results import BenchConfig, PinMode
 from loopscope.benchpaths.runner import measure_round_trips, run_bench
-from loopscope.benchpaths.server import BenchError, ServerProcess
+from loopscope.benchpaths.server import SMALL_MESSAGE_BYTES, BenchError, ServerProcess
 
 pytestmark = pytest.mark.linux
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
@@ -50,15 +50,27 @@ def test_duration_cap_truncates():
     assert truncated and 10 < len(lat) < 10**9
 
 
-def test_large_payload_is_echoed_in_full():
-    with ServerProcess(["unix", "socketpair", "http"]) as srv:
-        for path in ("unix", "socketpair", "http-keepalive"):
-            rt, close = open_round_trip(path, 1 << 20, srv)
+@pytest.mark.parametrize("size", [SMALL_MESSAGE_BYTES, SMALL_MESSAGE_BYTES + 1, 1 << 20])
+def test_large_payloads_are_echoed_in_full(size):
+    # 64 KiB: the os.read/os.write path, several reads per message; above: recv_into/sendall
+    with ServerProcess(["unix", "socketpair", "tcp4", "http"]) as srv:
+        for path in ("unix", "socketpair", "tcp4", "http-keepalive"):
+            rt, close = open_round_trip(path, size, srv)
             try:
                 lat, _ = measure_round_trips(rt, count=3, warmup=0, duration_s=5.0)
             finally:
                 close()
             assert len(lat) == 3
+
+
+def test_peer_close_is_a_bench_error():
+    with ServerProcess(["tcp4"]) as srv:
+        rt, close = open_round_trip("tcp4", 1, srv)
+        rt()
+    # the server process is gone: its sockets closed, so the next round trip must fail loudly
+    with pytest.raises((BenchError, OSError)):
+        rt()
+    close()
 
 
 @pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs")

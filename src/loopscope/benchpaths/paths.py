@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import os
 import socket
 import struct
 import time
@@ -25,6 +26,7 @@ from loopscope.benchpaths.server import (
     HELLO,
     MODE_ECHO,
     MODE_SINK,
+    SMALL_MESSAGE_BYTES,
     BenchError,
     ServerProcess,
     recv_exact,
@@ -108,6 +110,26 @@ def _set_recv_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
 
 
+def _small_stream_rt(path: str, sock: socket.socket, payload: bytes) -> RoundTrip:
+    # os.write/os.read on the fd: ~0.3 us less per round trip than sendall/recv_into (measured)
+    fd = sock.fileno()
+    size = len(payload)
+    write, read = os.write, os.read
+
+    def small_rt() -> None:
+        sent = write(fd, payload)
+        if sent != size:
+            sock.sendall(payload[sent:])
+        got = len(read(fd, size))
+        while got < size:  # also when got == 0: the next read says whether the peer closed
+            more = len(read(fd, size - got))
+            if more == 0:
+                raise BenchError(f"{path}: server closed the connection")
+            got += more
+
+    return small_rt
+
+
 def open_round_trip(
     path: str, size_bytes: int, server: ServerProcess | None
 ) -> tuple[RoundTrip, Callable[[], None]]:
@@ -132,6 +154,8 @@ def open_round_trip(
     if path in STREAM_PATHS:
         sock = _connect_stream(path, server, nodelay=True)
         sock.sendall(HELLO.pack(MODE_ECHO, size_bytes))
+        if size_bytes <= SMALL_MESSAGE_BYTES:
+            return _small_stream_rt(path, sock, payload), sock.close
         view = memoryview(bytearray(size_bytes))
         sendall = sock.sendall
         recv_into = sock.recv_into

@@ -33,6 +33,8 @@ __all__ = [
     "HELLO",
     "MODE_ECHO",
     "MODE_SINK",
+    "SINK_BUFFER_BYTES",
+    "SMALL_MESSAGE_BYTES",
     "BenchError",
     "ServerProcess",
     "main",
@@ -44,6 +46,9 @@ HELLO = struct.Struct("!BQ")
 MODE_ECHO = 1
 MODE_SINK = 2
 COUNT = struct.Struct("!Q")
+SMALL_MESSAGE_BYTES = 64 * 1024
+"""Up to this size both ends use ``os.read``/``os.write`` on the fd (cheaper calls, measured ~0.3 us
+per round trip); above it ``recv_into``/``sendall`` into preallocated buffers (no big allocations)."""
 SINK_BUFFER_BYTES = 128 * 1024
 """Receive buffer of the throughput sink (iperf3 reads in its send size, 128 KiB by default)."""
 
@@ -104,8 +109,11 @@ def _sink(sock: socket.socket) -> None:
 def _echo(sock: socket.socket, size: int) -> None:
     """Read ``size`` bytes, answer ``size`` bytes, until EOF (hot loop: no per-message allocation
     when a message arrives in one read)."""
-    view = memoryview(bytearray(size))
     response = b"r" * size
+    if size <= SMALL_MESSAGE_BYTES:
+        _echo_small(sock.fileno(), size, response)
+        return
+    view = memoryview(bytearray(size))
     recv_into = sock.recv_into
     sendall = sock.sendall
     while True:
@@ -118,6 +126,22 @@ def _echo(sock: socket.socket, size: int) -> None:
                 return
             got += r
         sendall(response)
+
+
+def _echo_small(fd: int, size: int, response: bytes) -> None:
+    read, write = os.read, os.write
+    while True:
+        got = len(read(fd, size))
+        if got == 0:
+            return
+        while got < size:
+            more = len(read(fd, size - got))
+            if more == 0:
+                return
+            got += more
+        sent = write(fd, response)
+        while sent < size:
+            sent += write(fd, response[sent:])
 
 
 def _accept_loop(listener: socket.socket) -> None:
