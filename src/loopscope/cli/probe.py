@@ -171,7 +171,8 @@ def probe_command(
         out = console()
         where = parsed.host or "*"
         title = f"probe {report.mode}://{where}:{parsed.port}{parsed.path or ''}  ({report.elapsed_s * 1e3:.0f} ms)"
-        print_table(out, PROBE_FIELDS, result_rows(report), title=title)
+        out.print(f"[bold]{title}[/bold]")
+        print_table(out, PROBE_FIELDS, result_rows(report))
         _print_details(report)
         if report.findings:
             print_findings(out, report.findings)
