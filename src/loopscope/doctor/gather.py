@@ -119,7 +119,11 @@ def _run_tool(argv: list[str], timeout_s: float = 5.0) -> tuple[str | None, str 
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"{' '.join(argv)}: {exc}"
     if proc.returncode != 0:
-        return None, f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()[:200]}"
+        lines = proc.stderr.strip().splitlines()
+        msg = lines[-1][:160] if lines else f"exit {proc.returncode}"
+        if "ermission" in proc.stderr or "not permitted" in proc.stderr:
+            msg = "permission denied (run as root)"
+        return None, f"{argv[0]}: {msg}"
     return proc.stdout, None
 
 
