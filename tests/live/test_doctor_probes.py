@@ -141,3 +141,48 @@ def test_external_rung_against_a_local_listener():
     last = {c["id"]: c for c in closed["namespaces"][0]["rungs"][-1]["checks"]}
     assert last["ext.connect"]["verdict"] == "fail" and "ECONNREFUSED" in last["ext.connect"]["evidence"]
     assert last["ext.dns"]["verdict"] == "skipped"
+
+
+def test_unprivileged_doctor_skips_icmp_and_firewall_with_reasons():
+    """A forked child drops to uid/gid 65534 and runs rung 1: no raw ICMP (ping_group_range excludes it
+    here), no ruleset access; both are skipped with the reason, everything else still passes."""
+    import encodings.ascii  # noqa: F401  (modules the child needs, imported while it can still read
+    import encodings.idna  # noqa: F401   the interpreter's tree under /root, which uid 65534 cannot)
+    import heapq  # noqa: F401
+    import os
+    import pickle
+
+    from loopscope.checks.ladder import judge
+    from loopscope.doctor.gather import DoctorOptions, gather
+
+    with open("/proc/sys/net/ipv4/ping_group_range") as fh:
+        low, high = map(int, fh.read().split())
+    if low <= 65534 <= high:
+        pytest.skip("ping_group_range allows gid 65534 here")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            rungs = judge(gather([None], DoctorOptions(max_rung=1, attribute=False))[0])
+            out: object = {c.id: (c.verdict.value, c.evidence) for c in rungs[0].checks}
+        except BaseException as exc:  # report it to the parent
+            out = repr(exc)
+        try:
+            os.write(w, pickle.dumps(out))
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    checks = pickle.loads(data)
+    assert isinstance(checks, dict), checks
+    assert checks["icmp.127.0.0.1"][0] == "skipped" and "ping_group_range" in checks["icmp.127.0.0.1"][1]
+    assert checks["firewall.loopback"][0] == "skipped" and "run as root" in checks["firewall.loopback"][1]
+    assert checks["echo.tcp.127.0.0.1"][0] == "ok" and checks["lo.routes"][0] == "ok"
