@@ -122,3 +122,19 @@ def test_hosts_file_option_on_the_host(tmp_path):
     checks = {c["id"]: c for r in doc["namespaces"][0]["rungs"] for c in r["checks"]}
     assert checks["resolve.localhost"]["code"] == "LOCALHOST_NOT_LOOPBACK" and result.returncode == 1
     assert doc["namespaces"][0]["resolver"] == "hosts file, RFC 6724 order"
+
+
+def test_container_like_process_with_its_own_hosts_file(netns, tmp_path):
+    """A process in its own mount namespace (as in a container) sees another /etc/hosts: --netns PID
+    judges that file (via /proc/PID/root), not the host's."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("::1 localhost\n")
+    shell = 'mount --bind "$0" /etc/hosts && exec ip netns exec ' + netns + ' "$@"'
+    prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c", shell, str(hosts)]
+    with python_child(LISTEN.format(fam="socket.AF_INET", addr="127.0.0.1"), prefix=prefix) as (_, child):
+        result = run_loopscope("doctor", "--netns", str(child["pid"]), "--rung", "1", "--json")
+    ns = json.loads(result.stdout)["namespaces"][0]
+    checks = {c["id"]: c for r in ns["rungs"] for c in r["checks"]}
+    assert ns["hosts_path"] == f"/proc/{child['pid']}/root/etc/hosts"
+    assert checks["resolve.localhost"]["data"]["order"] == ["::1"]
+    assert checks["resolve.mismatch"]["verdict"] == "fail" and result.returncode == 1

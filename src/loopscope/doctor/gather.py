@@ -148,7 +148,12 @@ def _hosts_path_for(target: NetnsTarget, override: str | None) -> str:
     if name and os.path.exists(f"/etc/netns/{name}/hosts"):
         return f"/etc/netns/{name}/hosts"
     if target.label.startswith("pid "):
-        return f"/proc/{target.label[4:]}/root/etc/hosts"
+        theirs = f"/proc/{target.label[4:]}/root/etc/hosts"
+        try:
+            if not os.path.samefile(theirs, "/etc/hosts"):
+                return theirs  # a container's own hosts file
+        except OSError:
+            pass
     return "/etc/hosts"
 
 
@@ -178,7 +183,8 @@ def read_resolution(target: NetnsTarget, hosts_override: str | None, name: str =
     except OSError as exc:
         entries, hosts_error = (), f"{path}: {exc.strerror}"
     netns_name = netns_name_of(target)
-    if hosts_override is not None:
+    if hosts_override is not None or path.startswith("/proc/"):
+        # a file this process's getaddrinfo does not read: derive the order its readers would get
         order, took_us, error = order_from_hosts(entries), 0.0, (None if entries else f"no {name} line")
         resolver = "hosts file, RFC 6724 order"
     elif path.startswith("/etc/netns/") and netns_name:
