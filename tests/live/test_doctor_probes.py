@@ -143,9 +143,10 @@ def test_external_rung_against_a_local_listener():
     assert last["ext.dns"]["verdict"] == "skipped"
 
 
-def test_unprivileged_doctor_skips_icmp_and_firewall_with_reasons():
-    """A forked child drops to uid/gid 65534 and runs rung 1: no raw ICMP (ping_group_range excludes it
-    here), no ruleset access; both are skipped with the reason, everything else still passes."""
+def _unprivileged_rung1(netns_path: str | None = None) -> dict[str, tuple[str, str]]:
+    """Fork; the child enters ``netns_path`` (if given), drops to uid/gid 65534, runs rung 1 and sends
+    ``{check id: (verdict, evidence)}`` back through a pipe."""
+    import ctypes
     import encodings.ascii  # noqa: F401  (modules the child needs, imported while it can still read
     import encodings.idna  # noqa: F401   the interpreter's tree under /root, which uid 65534 cannot)
     import heapq  # noqa: F401
@@ -155,15 +156,16 @@ def test_unprivileged_doctor_skips_icmp_and_firewall_with_reasons():
     from loopscope.checks.ladder import judge
     from loopscope.doctor.gather import DoctorOptions, gather
 
-    with open("/proc/sys/net/ipv4/ping_group_range") as fh:
-        low, high = map(int, fh.read().split())
-    if low <= 65534 <= high:
-        pytest.skip("ping_group_range allows gid 65534 here")
+    libc = ctypes.CDLL(None, use_errno=True)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
         try:
             os.close(r)
+            if netns_path:
+                fd = os.open(netns_path, os.O_RDONLY)
+                assert libc.setns(fd, 0x40000000) == 0
+                os.close(fd)
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
@@ -183,6 +185,27 @@ def test_unprivileged_doctor_skips_icmp_and_firewall_with_reasons():
     os.waitpid(pid, 0)
     checks = pickle.loads(data)
     assert isinstance(checks, dict), checks
+    return checks
+
+
+def test_unprivileged_doctor_skips_icmp_and_firewall_with_reasons():
+    """uid/gid 65534 on the host: no raw ICMP (ping_group_range excludes it here), no ruleset access; both
+    are skipped with the reason, everything else still passes."""
+    with open("/proc/sys/net/ipv4/ping_group_range") as fh:
+        low, high = map(int, fh.read().split())
+    if low <= 65534 <= high:
+        pytest.skip("ping_group_range allows gid 65534 here")
+    checks = _unprivileged_rung1()
     assert checks["icmp.127.0.0.1"][0] == "skipped" and "ping_group_range" in checks["icmp.127.0.0.1"][1]
     assert checks["firewall.loopback"][0] == "skipped" and "run as root" in checks["firewall.loopback"][1]
     assert checks["echo.tcp.127.0.0.1"][0] == "ok" and checks["lo.routes"][0] == "ok"
+
+
+def test_unprivileged_doctor_uses_the_icmp_datagram_socket_where_allowed(netns):
+    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"],
+                   check=True)  # fmt: skip
+    checks = _unprivileged_rung1(f"/run/netns/{netns}")
+    for target in ("127.0.0.1", "::1"):
+        verdict, evidence = checks[f"icmp.{target}"]
+        assert verdict == "ok" and evidence.startswith("dgram socket: 3/3 replies")
