@@ -25,6 +25,7 @@ from collections import deque
 
 import numpy as np
 
+from loopscope.sim.fast_flat import run_flat
 from loopscope.sim.result import SimResult, Trace, summarize_trace
 from loopscope.sim.sampling import Sampler, arrival_times, make_int_sampler, make_sampler
 from loopscope.sim.scenario import CallKind, FlatNode, Scenario, flatten_node, validate_scenario
@@ -90,8 +91,13 @@ class _Job:
         self.ci = 0
 
 
-def run_fast(sc: Scenario) -> Trace:
+def run_fast(sc: Scenario, *, specialise: bool = True) -> Trace:
     """Run ``sc`` in the fast engine and return the raw trace.
+
+    Args:
+        sc: the scenario.
+        specialise: use the specialised loop of :mod:`loopscope.sim.fast_flat` when the call tree
+            has one level (every built-in design); False forces the general loop.
 
     Raises:
         UsageError: invalid scenario.
@@ -115,6 +121,9 @@ def run_fast(sc: Scenario) -> Trace:
     push, pop = heapq.heappush, heapq.heappop
     seq = itertools.count().__next__
     tr = Trace(engine="fast", offered=n_req, last_arrival_s=arrivals[-1])
+    if specialise and all(not target.remote for _, target in root.remote):
+        run_flat(sc, root, arrivals, pick_instance, tr)
+        return tr
     lat = tr.latencies_s
     bl_local = [0] * m
     state = {"bl_main": 0, "dl_local": 0, "dl_on": False, "dl_since": 0.0, "maxq": 0}
