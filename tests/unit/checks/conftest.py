@@ -1,5 +1,8 @@
 """Doctor facts recorded on the development VM (Linux 6.18): a healthy host and a fresh netns with lo DOWN.
 
+Two kinds: ``fixtures/doctor_*.json`` written by ``record_doctor_facts.py`` (loaded by :func:`load_facts`),
+and the ``healthy``/``lo_down`` values below, transcribed from real runs and easy to vary with ``replace``.
+
 Values are those ``loopscope doctor --json`` read on 2026-11-22 (host: lo UP mtu 65536, 127.0.0.1/8,
 ::1/128, eth0 192.0.2.2/24 + fd00::2/64, default via 192.0.2.1; fresh netns ``ip netns add``: lo DOWN,
 no address, every ``ip route get`` -> ENETUNREACH, echo connect -> ENETUNREACH, ::1 bind -> EADDRNOTAVAIL).
@@ -7,7 +10,13 @@ no address, every ``ip route get`` -> ENETUNREACH, echo connect -> ENETUNREACH, 
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import ipaddress
+import json
+import types
+import typing
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +136,54 @@ def mk_listener():  # type: ignore[no-untyped-def]
 def mk_conn():  # type: ignore[no-untyped-def]
     """The :func:`conn` builder."""
     return conn
+
+
+def _decode(tp: typing.Any, value: typing.Any) -> typing.Any:
+    """Inverse of loopscope.render.jsonable.to_jsonable for the types DoctorFacts uses."""
+    origin = typing.get_origin(tp)
+    if value is None:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if set(args) == {ipaddress.IPv4Address, ipaddress.IPv6Address}:
+            return ipaddress.ip_address(value)
+        return _decode(args[0], value)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], v) for v in value)
+        return tuple(_decode(a, v) for a, v in zip(args, value))
+    if origin in (dict, typing.get_origin(typing.Mapping[str, int])):
+        key_t, val_t = typing.get_args(tp)
+        return {_decode(key_t, k): _decode(val_t, v) for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    if isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields"):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f: _decode(hints[f], value[f]) for f in tp._fields})
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _decode(hints[f.name], value[f.name]) for f in dataclasses.fields(tp) if f.name in value})
+    if tp in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+        return ipaddress.ip_address(value)
+    return value
+
+
+def load_facts(name: str) -> DoctorFacts:
+    """A recorded ``fixtures/doctor_*.json`` as DoctorFacts."""
+    data = json.loads((Path(__file__).parent / "fixtures" / name).read_text())
+    facts = _decode(DoctorFacts, data)
+    assert isinstance(facts, DoctorFacts)
+    return facts
+
+
+@pytest.fixture
+def recorded_lo_down() -> DoctorFacts:
+    """A fresh `ip netns add` namespace as the doctor read it (lo DOWN)."""
+    return load_facts("doctor_lo_down.json")
+
+
+@pytest.fixture
+def recorded_ok() -> DoctorFacts:
+    """The same namespace with lo up, a veth pair, a default route and a listener on 127.0.0.1:8080."""
+    return load_facts("doctor_netns_ok.json")

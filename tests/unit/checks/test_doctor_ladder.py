@@ -96,3 +96,24 @@ def test_service_level_failures_do_not_invalidate_rungs_above():
     svc = replace(_c("resolve.mismatch", Verdict.FAIL), service_level=True)
     out = mark_meaningless([build_rung(1, [svc]), build_rung(2, [_c("b", Verdict.OK, rung=2)])])
     assert out[0].verdict is Verdict.FAIL and out[0].invalidates == () and out[1].meaningful
+
+
+def test_recorded_lo_down_namespace(recorded_lo_down):
+    rungs = judge(recorded_lo_down)
+    checks = {c.id: c for r in rungs for c in r.checks}
+    assert rungs[0].verdict is Verdict.FAIL and rungs[0].invalidates == (2, 3)
+    assert checks["lo.link"].code == "LO_DOWN"
+    assert checks["lo.link"].remedy == "ip -n ls-record-doctor link set lo up"
+    assert checks["echo.tcp.127.0.0.1"].verdict is Verdict.FAIL and "lo.link" in checks["echo.tcp.127.0.0.1"].caused_by
+    assert checks["lo.routes"].verdict is Verdict.FAIL and "Network is unreachable" in checks["lo.routes"].evidence
+    assert checks["icmp.127.0.0.1"].verdict is Verdict.FAIL
+
+
+def test_recorded_healthy_namespace(recorded_ok):
+    rungs = judge(recorded_ok)
+    bad = [(c.id, c.verdict, c.evidence) for r in rungs for c in r.checks if c.verdict is not Verdict.OK]
+    assert bad == []
+    checks = {c.id: c for r in rungs for c in r.checks}
+    assert checks["net.default_route"].evidence == "default routes: IPv4 via 10.213.9.2 dev rec0"
+    assert checks["resolve.mismatch"].data["ports"] == {"8080": [4]}
+    assert "echo.tcp.10.213.9.1" in checks
