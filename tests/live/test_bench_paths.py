@@ -104,3 +104,24 @@ def test_server_bind_failure_is_a_bench_error():
     with pytest.raises(BenchError, match="failed to start"):
         with ServerProcess(["tcp-host"], host_address=host):
             pass
+
+
+def test_strangers_on_the_echo_port_are_dropped_and_the_server_keeps_serving():
+    # another program probing loopback ports (an HTTP probe, a scanner) must not crash the server
+    with ServerProcess(["tcp4"]) as srv:
+        host, port = srv.addresses["tcp4"]
+        for junk in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x01" + b"\xff" * 8, b"\x02\x00"):
+            with socket.create_connection((host, port), timeout=5) as s:
+                s.sendall(junk)
+                s.shutdown(socket.SHUT_WR)
+                try:
+                    answer = s.recv(100)
+                except ConnectionResetError:  # closed with our junk unread: RST
+                    answer = b""
+                assert answer == b""  # closed without an answer
+        rt, close = open_round_trip("tcp4", 1, srv)
+        try:
+            lat, _ = measure_round_trips(rt, count=5, warmup=0, duration_s=2.0)
+        finally:
+            close()
+        assert len(lat) == 5

@@ -32,7 +32,7 @@ from loopscope.benchpaths.results import (
     ThroughputResult,
     ratio_to_call,
 )
-from loopscope.benchpaths.server import ServerProcess, pin_current_process
+from loopscope.benchpaths.server import MAX_MESSAGE_BYTES, ServerProcess, pin_current_process
 from loopscope.benchpaths.stats import summarize_latencies, throughput_bytes_per_s
 from loopscope.errors import UsageError
 from loopscope.model import Finding
@@ -46,7 +46,7 @@ __all__ = [
     "validate_config",
 ]
 
-MAX_SIZE_BYTES = 64 * 1024 * 1024
+MAX_SIZE_BYTES = MAX_MESSAGE_BYTES
 """Largest payload accepted (each round trip holds it in memory twice)."""
 Progress = Callable[[str], None]
 

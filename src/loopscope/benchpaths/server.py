@@ -32,6 +32,7 @@ __all__ = [
     "COUNT",
     "HELLO",
     "MODE_ECHO",
+    "MAX_MESSAGE_BYTES",
     "MODE_SINK",
     "SINK_BUFFER_BYTES",
     "SMALL_MESSAGE_BYTES",
@@ -46,6 +47,8 @@ HELLO = struct.Struct("!BQ")
 MODE_ECHO = 1
 MODE_SINK = 2
 COUNT = struct.Struct("!Q")
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Largest echo size a hello may ask for; anything else closes the connection."""
 SMALL_MESSAGE_BYTES = 64 * 1024
 """Up to this size both ends use ``os.read``/``os.write`` on the fd (cheaper calls, measured ~0.3 us
 per round trip); above it ``recv_into``/``sendall`` into preallocated buffers (no big allocations)."""
@@ -88,9 +91,11 @@ def _serve_stream(sock: socket.socket) -> None:
         if not recv_exact(sock, hello, HELLO.size):
             return
         mode, size = HELLO.unpack(hello)
-        if mode == MODE_SINK:
+        if mode == MODE_SINK and size == 0:
             _sink(sock)
             return
+        if mode != MODE_ECHO or not 1 <= size <= MAX_MESSAGE_BYTES:
+            return  # not our client (a port scanner, an HTTP probe): just close
         if tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _echo(sock, size)
