@@ -209,3 +209,40 @@ def test_unprivileged_doctor_uses_the_icmp_datagram_socket_where_allowed(netns):
     for target in ("127.0.0.1", "::1"):
         verdict, evidence = checks[f"icmp.{target}"]
         assert verdict == "ok" and evidence.startswith("dgram socket: 3/3 replies")
+
+
+def _rtmsg(family: int, dst_len: int, table: int, rtype: int, attrs: list[tuple[int, bytes]]) -> bytes:
+    import struct
+
+    body = struct.pack("=BBBBBBBBI", family, dst_len, 0, 0, table, 2, 254, rtype, 0)
+    for kind, payload in attrs:
+        length = 4 + len(payload)
+        body += struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
+    return body
+
+
+def test_parse_route_golden():
+    import struct
+
+    payload = _rtmsg(socket.AF_INET, 8, 255, 2, [(15, struct.pack("=I", 255)), (1, bytes([127, 0, 0, 0])),
+                                                 (7, bytes([127, 0, 0, 1])), (4, struct.pack("=i", 1))])  # fmt: skip
+    route = routes.parse_route(payload, {1: "lo"})
+    assert route is not None
+    assert (route.family, route.table, route.type, route.dst, route.dev, route.prefsrc) == (
+        4, 255, "local", "127.0.0.0/8", "lo", A("127.0.0.1"))
+    default = routes.parse_route(_rtmsg(socket.AF_INET6, 0, 254, 1, [(5, A("fd00::1").packed), (4, struct.pack("=i", 2))]),
+                                 {1: "lo"})  # fmt: skip
+    assert default is not None and (default.dst, default.gateway, default.dev) == ("default", A("fd00::1"), "if2")
+    # RTA_TABLE (u32) wins over the u8 rtm_table, for tables above 255
+    big = routes.parse_route(_rtmsg(socket.AF_INET, 0, 252, 1, [(15, struct.pack("=I", 1000))]), {})
+    assert big is not None and big.table == 1000
+
+
+def test_lookup_error_from_a_replayed_reply():
+    import struct
+
+    from loopscope.backends.linux.netlink import ReplayTransport, pack_message
+
+    err = pack_message(2, 0, 20, struct.pack("=i", -101) + b"\0" * 16)
+    found = routes.lookup_route(ReplayTransport([err]), A("127.0.0.1"), {})
+    assert found.error == "Network is unreachable (errno 101)" and found.type is None
