@@ -201,16 +201,16 @@ def postgres_server(bind: Bind = "127.0.0.1", port: int | None = None) -> Iterat
 
 @contextmanager
 def nginx_server(bind: Bind = "127.0.0.1", port: int | None = None, *, tls: bool = True,
-                 body: str = "hello from nginx\n") -> Iterator[Server]:
+                 body: str = "hello from nginx\n", cert_days: int = 30) -> Iterator[Server]:
     """nginx serving ``body`` on every path (``/json`` returns ``{"status": "ok", "n": 3}``), with a
-    self-signed certificate for CN=localhost when ``tls``."""
+    self-signed certificate for CN=localhost valid ``cert_days`` days when ``tls``."""
     exe = _need("nginx", "nginx")
     binds, port = _binds(bind), port or free_port()
     with _tmpdir("nginx") as d:
         os.chmod(d, 0o755)
         ssl_conf = ""
         if tls:
-            cert, key = make_self_signed_cert(d)
+            cert, key = make_self_signed_cert(d, days=cert_days)
             ssl_conf = f"ssl_certificate {cert}; ssl_certificate_key {key};"
         listens = "\n".join(
             f"listen {'[' + b + ']' if ':' in b else b}:{port}{' ssl' if tls else ''}{' ipv6only=on' if b == '::' else ''};"

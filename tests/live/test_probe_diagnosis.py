@@ -188,3 +188,20 @@ def test_no_nagle_stall_with_nodelay() -> None:
         report = run_probe(parse_target(f"127.0.0.1:{srv.port}/"), count=12, timeout_s=2.0, addresses=[])
     assert report.results[0].ok and "NAGLE_DELAYED_ACK_STALL" not in _codes(report)
     assert all(a.reused_connection for a in report.results[0].attempts[1:])
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(("days", "code"), [(3, "PROBE_TLS_CERT_EXPIRING"), (30, None)])
+def test_tls_certificate_expiry_real_nginx(days: int, code: str | None) -> None:
+    from servers import ServerUnavailable, nginx_server
+
+    try:
+        with nginx_server(bind="127.0.0.1", tls=True, cert_days=days) as srv:
+            report = run_probe(parse_target(f"127.0.0.1:{srv.port}/"), addresses=[], timeout_s=1.0)
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    assert report.mode == "https" and report.results[0].ok
+    tls = report.results[0].first.tls
+    assert tls is not None and tls.expires_in_s is not None and abs(tls.expires_in_s - days * 86400) < 600
+    found = {f.code for f in report.findings if f.code.startswith("PROBE_TLS")}
+    assert found == ({code} if code else set())

@@ -170,8 +170,8 @@ def run_probe(
         findings = diagnose(results, port=target.port, listeners=here, other_netns=elsewhere,
                             ruleset=ruleset, latencies_ns=latencies)  # type: ignore[arg-type]
     else:
-        findings = diagnose(results, port=target.port, listeners=[], latencies_ns=latencies) if count > 1 else []
-        if any(not r.ok for r in results):
+        findings = diagnose(results, port=target.port, listeners=[], latencies_ns=latencies)  # TLS expiry, Nagle
+        if any(not r.ok for r in results):  # --no-diagnose: without the listener table, do not guess
             findings = [f for f in findings if f.code != "PROBE_NOTHING_LISTENING"]
     checks = check_results(expectations, results) if expectations else []
     for c in checks:
