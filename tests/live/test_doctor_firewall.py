@@ -10,10 +10,9 @@ import subprocess
 import uuid
 
 import pytest
+from procs import python_child, run_loopscope
 
 from loopscope.backends.linux.netns import resolve_netns, run_in_netns
-
-from procs import python_child, run_loopscope
 
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.netns]
 

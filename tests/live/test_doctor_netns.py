@@ -8,7 +8,6 @@ import subprocess
 import uuid
 
 import pytest
-
 from procs import python_child, run_loopscope
 
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.netns]

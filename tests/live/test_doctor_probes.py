@@ -10,14 +10,13 @@ import subprocess
 import uuid
 
 import pytest
+from procs import run_loopscope
 
 from loopscope.backends.linux import icmp, routes
 from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 from loopscope.backends.linux.rtnl import read_links
 from loopscope.doctor import probes
 from loopscope.doctor.gather import read_sysctls
-
-from procs import run_loopscope
 
 pytestmark = [pytest.mark.linux, pytest.mark.root]
 A = ipaddress.ip_address
@@ -147,7 +146,7 @@ def _unprivileged_rung1(netns_path: str | None = None) -> dict[str, tuple[str, s
     """Fork; the child enters ``netns_path`` (if given), drops to uid/gid 65534, runs rung 1 and sends
     ``{check id: (verdict, evidence)}`` back through a pipe."""
     import ctypes
-    import encodings.ascii  # noqa: F401  (modules the child needs, imported while it can still read
+    import encodings.ascii
     import encodings.idna  # noqa: F401   the interpreter's tree under /root, which uid 65534 cannot)
     import heapq  # noqa: F401
     import os
@@ -171,7 +170,7 @@ def _unprivileged_rung1(netns_path: str | None = None) -> dict[str, tuple[str, s
             os.setuid(65534)
             rungs = judge(gather([None], DoctorOptions(max_rung=1, attribute=False))[0])
             out: object = {c.id: (c.verdict.value, c.evidence) for c in rungs[0].checks}
-        except BaseException as exc:  # report it to the parent
+        except BaseException as exc:  # noqa: BLE001  (report it to the parent)
             out = repr(exc)
         try:
             os.write(w, pickle.dumps(out))

@@ -12,7 +12,6 @@ import sys
 import uuid
 
 import pytest
-
 from procs import python_child, run_loopscope
 
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.netns]

@@ -33,7 +33,18 @@ from loopscope.checks.facts import (
     RouteLookup,
     Sysctls,
 )
-from loopscope.model import Endpoint, Family, InterfaceAddress, LinkInfo, NetnsId, Proto, Snapshot, SocketRecord, StackFacts, TcpState
+from loopscope.model import (
+    Endpoint,
+    Family,
+    InterfaceAddress,
+    LinkInfo,
+    NetnsId,
+    Proto,
+    Snapshot,
+    SocketRecord,
+    StackFacts,
+    TcpState,
+)
 
 A = ipaddress.ip_address
 NS = NetnsId(4, 4026531840)
