@@ -171,3 +171,11 @@ def test_rung2_through_a_veth_pair(netns):
     subprocess.run([*ip, "link", "set", "lsv1", "down"], check=True)
     code, checks = _checks(netns)
     assert checks["net.interfaces"]["verdict"] == "fail" and code == 1
+
+
+def test_icmp_echo_ignored_by_sysctl(netns):
+    _sysctl(netns, "net.ipv4.icmp_echo_ignore_all=1")
+    code, checks = _checks(netns, "--rung", "1")
+    icmp = checks["icmp.127.0.0.1"]
+    assert icmp["verdict"] == "warn" and icmp["code"] == "ICMP_ECHO_IGNORED" and "0/3 replies" in icmp["evidence"]
+    assert checks["icmp.::1"]["verdict"] == "ok" and checks["echo.tcp.127.0.0.1"]["verdict"] == "ok" and code == 0

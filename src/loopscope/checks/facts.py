@@ -148,6 +148,10 @@ class Sysctls:
     """Packets dropped with a martian source (``/proc/net/stat/rt_cache`` in_martian_src, all CPUs)."""
     martian_dst: int | None = None
     """Packets dropped with a martian destination (in_martian_dst, all CPUs)."""
+    icmp_echo_ignore_v4: bool | None = None
+    """net.ipv4.icmp_echo_ignore_all: the kernel answers no IPv4 echo request."""
+    icmp_echo_ignore_v6: bool | None = None
+    """net.ipv6.icmp.echo_ignore_all: the kernel answers no ICMPv6 echo request."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

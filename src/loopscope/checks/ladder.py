@@ -71,7 +71,7 @@ def judge_rung1(facts: DoctorFacts) -> list[CheckResult]:
         check_lo_ipv6(lf, disabled_by, ip),
         check_lo_mtu(lf, v6_on, ip),
         check_lo_routes(lf, v6_on, ip),
-        *(check_icmp(r) for r in lf.icmp),
+        *(check_icmp(r, lf.sysctls) for r in lf.icmp),
         *(check_echo(e) for e in lf.echoes),
         check_localhost(lf.resolution),
         check_localhost_mismatch(lf.resolution, facts.snapshot.sockets, owners=owners),

@@ -14,7 +14,7 @@ import ipaddress
 import statistics
 from functools import partial
 
-from loopscope.checks.facts import EchoResult, IcmpResult, LoopbackFacts
+from loopscope.checks.facts import EchoResult, IcmpResult, LoopbackFacts, Sysctls
 from loopscope.checks.verdict import CheckResult, Verdict
 from loopscope.model import LinkInfo, Severity
 
@@ -187,8 +187,12 @@ def check_lo_routes(facts: LoopbackFacts, ipv6_on: bool, ip: str = "ip") -> Chec
     return make(verdict=Verdict.OK, evidence=f"local 127.0.0.0/8 dev lo present; {evidence}")
 
 
-def check_icmp(result: IcmpResult) -> CheckResult:
-    """Echo replies came back from ``result.target``; skipped when no ICMP socket is allowed."""
+def check_icmp(result: IcmpResult, sysctls: Sysctls | None = None) -> CheckResult:
+    """Echo replies came back from ``result.target``; skipped when no ICMP socket is allowed.
+
+    No reply while ``icmp_echo_ignore_all`` is set is a warning, not a failure: the kernel was told not to
+    answer, and the TCP/UDP echo checks decide whether loopback works.
+    """
     version = result.target.version
     make = partial(CheckResult, id=f"icmp.{result.target}", rung=1, title=f"ICMP echo {result.target}",
                    depends_on=("lo.link", "lo.ipv4" if version == 4 else "lo.ipv6", "lo.routes"))  # fmt: skip
@@ -201,6 +205,17 @@ def check_icmp(result: IcmpResult) -> CheckResult:
         evidence += f", rtt {summarize_rtts(result.rtts_us)}"
     if result.error:
         evidence += f"; {result.error}"
+    ignored = None
+    if sysctls is not None:
+        if version == 4 and sysctls.icmp_echo_ignore_v4:
+            ignored = "net.ipv4.icmp_echo_ignore_all=1"
+        elif version == 6 and sysctls.icmp_echo_ignore_v6:
+            ignored = "net.ipv6.icmp.echo_ignore_all=1"
+    if result.received == 0 and ignored and result.sent:
+        return make(verdict=Verdict.WARN, severity=Severity.LOW, code="ICMP_ECHO_IGNORED", data=data,
+                    evidence=f"{evidence}; the kernel ignores echo requests: {ignored}",
+                    remedy=f"ping cannot test loopback here; rely on the TCP/UDP echo checks, or sysctl -w "
+                    f"{ignored[:-1]}0")  # fmt: skip
     if result.received == 0:
         return make(verdict=Verdict.FAIL, code="LOOPBACK_ICMP_FAILED", evidence=evidence, data=data,
                     remedy="check that lo is up and that no firewall rule drops ICMP on lo "

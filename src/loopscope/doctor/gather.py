@@ -107,8 +107,12 @@ def read_sysctls(links: Sequence[LinkInfo]) -> Sysctls:
             i_src, i_dst = header.index("in_martian_src"), header.index("in_martian_dst")
             martian_src = sum(int(line.split()[i_src], 16) for line in lines[1:])
             martian_dst = sum(int(line.split()[i_dst], 16) for line in lines[1:])
+    ignore_v4 = _read(f"{base}/ipv4/icmp_echo_ignore_all")
+    ignore_v6 = _read(f"{base}/ipv6/icmp/echo_ignore_all")
     return Sysctls(route_localnet=localnet, ipv6_module=os.path.isdir(f"{base}/ipv6"),
-                   martian_src=martian_src, martian_dst=martian_dst)  # fmt: skip
+                   martian_src=martian_src, martian_dst=martian_dst,
+                   icmp_echo_ignore_v4=None if ignore_v4 is None else ignore_v4 == "1",
+                   icmp_echo_ignore_v6=None if ignore_v6 is None else ignore_v6 == "1")  # fmt: skip
 
 
 def _run_tool(argv: list[str], timeout_s: float = 5.0) -> tuple[str | None, str | None]:

@@ -132,3 +132,13 @@ def test_route_localnet(healthy):
 def test_lo_found_by_flag_not_only_by_name(healthy):
     renamed = (LinkInfo(name="loop0", index=1, up=True, running=True, loopback=True, mtu=65536),)
     assert check_lo_link(replace(healthy.loopback, links=renamed)).verdict is Verdict.OK
+
+
+def test_icmp_ignored_by_sysctl_is_a_warning(lo_down):
+    silent = IcmpResult(target=A("127.0.0.1"), method="raw", sent=3, received=0, error="no echo reply within 300 ms")
+    assert check_icmp(silent, Sysctls()).verdict is Verdict.FAIL
+    res = check_icmp(silent, Sysctls(icmp_echo_ignore_v4=True))
+    assert res.verdict is Verdict.WARN and "net.ipv4.icmp_echo_ignore_all=1" in res.evidence
+    assert res.remedy.endswith("sysctl -w net.ipv4.icmp_echo_ignore_all=0")
+    # lo down: nothing was sent, the sysctl does not explain it
+    assert check_icmp(lo_down.loopback.icmp[0], Sysctls(icmp_echo_ignore_v4=True)).verdict is Verdict.FAIL
