@@ -69,7 +69,7 @@ def _address_text(r: AddressResult) -> str:
     """``127.0.0.1 localhost#1``, ``192.0.2.2 eth0``, ``::1``."""
     extra = r.candidate.label.replace(r.candidate.address, "").strip().strip("()")
     extra = extra.replace("localhost #", "localhost#")
-    extra = extra[5:] if extra.startswith("host ") else extra
+    extra = extra.removeprefix("host ")
     return f"{r.candidate.address} {extra}".strip()
 
 
