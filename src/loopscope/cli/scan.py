@@ -18,6 +18,7 @@ from loopscope.render.views import edge_rows, listener_rows, stack_lines
 
 __all__ = ["register", "scan_command"]
 
+_MAX_EDGES = 15  # scan is one screen; `map` shows every edge
 _SCAN_LISTENER_FIELDS = tuple(f for f in LISTENER_FIELDS if f.name not in ("reach", "netns", "service", "user"))
 
 
@@ -64,8 +65,10 @@ def scan_command(
         out.rule(f"[bold]loopscope scan[/bold]: {snap.netns_label}", align="left")
         out.print(header)
         print_table(out, _SCAN_LISTENER_FIELDS, listener_rows(listeners, local), title="Listeners")
-        print_table(out, EDGE_FIELDS, edge_rows(talk.edges), title="Loopback talk map",
+        print_table(out, EDGE_FIELDS, edge_rows(talk.edges[:_MAX_EDGES]), title="Loopback talk map",
                     empty="no loopback connections right now")  # fmt: skip
+        if len(talk.edges) > _MAX_EDGES:
+            out.print(f"  ... {len(talk.edges) - _MAX_EDGES} more edges: `loopscope map`")
     findings.sort(key=lambda f: (-f.severity.rank, f.code))
     if out is None:
         emit_json("scan", {"namespaces": docs, "findings": findings, "gaps": gaps})
