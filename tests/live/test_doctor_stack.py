@@ -179,3 +179,4 @@ def test_icmp_echo_ignored_by_sysctl(netns):
     icmp = checks["icmp.127.0.0.1"]
     assert icmp["verdict"] == "warn" and icmp["code"] == "ICMP_ECHO_IGNORED" and "0/3 replies" in icmp["evidence"]
     assert checks["icmp.::1"]["verdict"] == "ok" and checks["echo.tcp.127.0.0.1"]["verdict"] == "ok" and code == 0
+

@@ -152,6 +152,10 @@ class Sysctls:
     """net.ipv4.icmp_echo_ignore_all: the kernel answers no IPv4 echo request."""
     icmp_echo_ignore_v6: bool | None = None
     """net.ipv6.icmp.echo_ignore_all: the kernel answers no ICMPv6 echo request."""
+    conntrack_count: int | None = None
+    """net.netfilter.nf_conntrack_count (this namespace); None when conntrack is not loaded."""
+    conntrack_max: int | None = None
+    """net.netfilter.nf_conntrack_max; when the table is full, new connections are dropped, loopback too."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

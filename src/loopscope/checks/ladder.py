@@ -31,7 +31,7 @@ from loopscope.checks.network import (
     check_host_echoes,
     check_interfaces,
 )
-from loopscope.checks.ports import check_ephemeral, check_somaxconn, check_time_wait
+from loopscope.checks.ports import check_conntrack, check_ephemeral, check_somaxconn, check_time_wait
 from loopscope.checks.resolution import check_localhost, check_localhost_mismatch
 from loopscope.checks.verdict import CheckResult, RungResult, build_rung, mark_meaningless
 from loopscope.model import Proto
@@ -80,6 +80,7 @@ def judge_rung1(facts: DoctorFacts) -> list[CheckResult]:
         check_ephemeral(summary),
         check_time_wait(summary),
         check_somaxconn(stack.somaxconn, facts.snapshot.sockets),
+        check_conntrack(lf.sysctls.conntrack_count, lf.sysctls.conntrack_max),
     ]
     return checks
 

@@ -98,3 +98,24 @@ def check_somaxconn(somaxconn: int | None, sockets: Iterable[SocketRecord]) -> C
         return make(verdict=Verdict.WARN, severity=Severity.LOW, code="SOMAXCONN_SMALL", evidence=evidence, data=data,
                     remedy="sysctl -w net.core.somaxconn=4096 (bursts of local connections overflow small queues)")
     return make(verdict=Verdict.OK, evidence=evidence, data=data)
+
+
+def check_conntrack(count: int | None, maximum: int | None) -> CheckResult:
+    """The connection tracking table has room: when it is full the kernel drops new connections
+    ("nf_conntrack: table full, dropping packet"), loopback ones included unless lo is ``notrack``.
+
+    fail: >= 90% used; warn: >= 75%; skipped when conntrack is not loaded.
+    """
+    make = partial(CheckResult, id="conntrack", rung=1, title="conntrack table room")
+    if count is None or not maximum:
+        return make(verdict=Verdict.SKIPPED, evidence="nf_conntrack not loaded: nothing is tracked")
+    share = count / maximum
+    evidence = f"nf_conntrack_count {count} of nf_conntrack_max {maximum} ({share:.0%})"
+    data = {"count": count, "max": maximum, "share": share}
+    remedy = ("raise net.netfilter.nf_conntrack_max, shorten timeouts, or exempt loopback: "
+              "nft add rule inet raw prerouting iif lo notrack (and output oif lo notrack)")  # fmt: skip
+    if share >= 0.9:
+        return make(verdict=Verdict.FAIL, code="CONNTRACK_FULL", evidence=evidence, remedy=remedy, data=data)
+    if share >= 0.75:
+        return make(verdict=Verdict.WARN, code="CONNTRACK_NEARLY_FULL", evidence=evidence, remedy=remedy, data=data)
+    return make(verdict=Verdict.OK, evidence=evidence, data=data)

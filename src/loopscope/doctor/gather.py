@@ -86,6 +86,10 @@ def _read(path: str) -> str | None:
         return None
 
 
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
 def read_sysctls(links: Sequence[LinkInfo]) -> Sysctls:
     """route_localnet of all/default/each interface, the IPv6 module, martian counters.
 
@@ -112,7 +116,9 @@ def read_sysctls(links: Sequence[LinkInfo]) -> Sysctls:
     return Sysctls(route_localnet=localnet, ipv6_module=os.path.isdir(f"{base}/ipv6"),
                    martian_src=martian_src, martian_dst=martian_dst,
                    icmp_echo_ignore_v4=None if ignore_v4 is None else ignore_v4 == "1",
-                   icmp_echo_ignore_v6=None if ignore_v6 is None else ignore_v6 == "1")  # fmt: skip
+                   icmp_echo_ignore_v6=None if ignore_v6 is None else ignore_v6 == "1",
+                   conntrack_count=_int(_read(f"{base}/netfilter/nf_conntrack_count")),
+                   conntrack_max=_int(_read(f"{base}/netfilter/nf_conntrack_max")))  # fmt: skip
 
 
 def _run_tool(argv: list[str], timeout_s: float = 5.0) -> tuple[str | None, str | None]:

@@ -94,7 +94,7 @@ def _healthy() -> DoctorFacts:
     lf = LoopbackFacts(links=links, addresses=addrs, local_routes=local, main_routes=main, lookups=lookups, icmp=icmp,
                        echoes=echoes, resolution=res,
                        sysctls=Sysctls(route_localnet={"all": False, "default": False, "lo": False, "eth0": False},
-                                       martian_src=0, martian_dst=0),
+                                       martian_src=0, martian_dst=0, conntrack_count=0, conntrack_max=262144),
                        firewall=FirewallFacts(nft_json='{"nftables": [{"metainfo": {"json_schema_version": 1}}]}',
                                               iptables_save="", ip6tables_save=""))  # fmt: skip
     snap = Snapshot(taken_at_ns=0, netns=NS, netns_label="host", source="sock_diag",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from loopscope.analysis.stack import summarize_stack
-from loopscope.checks.ports import check_ephemeral, check_somaxconn, check_time_wait
+from loopscope.checks.ports import check_conntrack, check_ephemeral, check_somaxconn, check_time_wait
 from loopscope.checks.verdict import Verdict
 from loopscope.model import TcpState
 
@@ -55,3 +55,11 @@ def test_somaxconn_and_full_queue(healthy, mk_listener):
     busy = check_somaxconn(4096, [*socks, full])
     assert busy.verdict is Verdict.WARN and "127.0.0.1:8000 (129/128)" in busy.evidence
     assert check_somaxconn(None, socks).verdict is Verdict.SKIPPED
+
+
+def test_conntrack():
+    assert check_conntrack(0, 262144).verdict is Verdict.OK  # recorded on the dev VM
+    assert check_conntrack(200_000, 262144).verdict is Verdict.WARN
+    full = check_conntrack(262_000, 262144)
+    assert full.verdict is Verdict.FAIL and full.code == "CONNTRACK_FULL" and "(100%)" in full.evidence
+    assert check_conntrack(None, None).verdict is Verdict.SKIPPED
