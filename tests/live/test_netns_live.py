@@ -63,3 +63,16 @@ def test_netns_listener_seen_only_with_netns(netns):
         rows = [r for r in doc["listeners"] if r["port"] == child["port"]]
         assert rows and rows[0]["processes"][0]["pid"] == child["pid"]
     assert json.loads(by_pid.stdout)["listeners"][0]["netns"] == f"pid {child['pid']}"
+
+
+def test_scan_all_netns_reports_each_namespace(netns):
+    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+    with python_child(LISTEN, prefix=["ip", "netns", "exec", netns]) as (_, child):
+        result = run_loopscope("scan", "--all-netns", "--json", "--fail-on", "never")
+    assert result.returncode == 0, result.stderr
+    spaces = {ns["netns"]: ns for ns in json.loads(result.stdout)["namespaces"]}
+    assert "host" in spaces and netns in spaces
+    mine = spaces[netns]
+    assert mine["stack"]["lo_up"] and [r["port"] for r in mine["listeners"]] == [child["port"]]
+    edges = mine["talk_map"]["edges"]
+    assert len(edges) == 1 and edges[0]["self_call"] and edges[0]["client_pids"] == [child["pid"]]
