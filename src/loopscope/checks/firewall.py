@@ -43,6 +43,7 @@ __all__ = [
     "merge_rulesets",
     "parse_iptables_save",
     "parse_nft_json",
+    "parse_rulesets",
 ]
 
 _TERMINAL = ("accept", "drop", "reject")
@@ -515,6 +516,30 @@ def merge_rulesets(*rulesets: Ruleset) -> Ruleset:
             chains.append(c)
     return Ruleset(chains=tuple(chains), sources=tuple(s for rs in rulesets for s in rs.sources),
                    nf_tables_backed=any(rs.nf_tables_backed for rs in rulesets))  # fmt: skip
+
+
+def parse_rulesets(nft_json: str | None = None, iptables_save: str | None = None,
+                   ip6tables_save: str | None = None) -> tuple[Ruleset, tuple[str, ...]]:
+    """Parse whichever dumps were read (None = not read) and merge them.
+
+    Returns:
+        The merged ruleset and one message per dump that did not parse (``nft: ...``); an unparsable dump
+        is left out rather than failing the whole read.
+    """
+    parts: list[Ruleset] = []
+    errors: list[str] = []
+    if nft_json is not None:
+        try:
+            parts.append(parse_nft_json(nft_json))
+        except ParseError as exc:
+            errors.append(f"nft: {exc}")
+    for text, fam, tool in ((iptables_save, "ip", "iptables-save"), (ip6tables_save, "ip6", "ip6tables-save")):
+        if text is not None and text.strip():
+            try:
+                parts.append(parse_iptables_save(text, fam))
+            except ParseError as exc:
+                errors.append(f"{tool}: {exc}")
+    return merge_rulesets(*parts), tuple(errors)
 
 
 # ------------------------------------------------------------------------------------------- evaluation

@@ -7,8 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from loopscope.checks.firewall import Ruleset, merge_rulesets, parse_iptables_save, parse_nft_json
-from loopscope.errors import ParseError
+from loopscope.checks.firewall import Ruleset, parse_rulesets
 
 __all__ = ["RulesetRead", "read_ruleset"]
 
@@ -42,24 +41,14 @@ def _run(argv: list[str], timeout_s: float) -> tuple[str | None, str | None]:
 def read_ruleset(timeout_s: float = 5.0) -> RulesetRead:
     """Read and merge every ruleset available here; missing tools and permission errors become
     ``errors`` (they are a gap, not a failure)."""
-    parts: list[Ruleset] = []
+    texts: list[str | None] = []
     errors: list[str] = []
-    text, err = _run(["nft", "-j", "list", "ruleset"], timeout_s)
-    if text is not None:
-        try:
-            parts.append(parse_nft_json(text))
-        except ParseError as exc:
-            errors.append(f"nft: {exc}")
-    elif err:
-        errors.append(err)
-    for tool in ("iptables-save", "ip6tables-save"):
-        text, err = _run([tool], timeout_s)
-        if text is not None:
-            if text.strip():
-                try:
-                    parts.append(parse_iptables_save(text, "ip6" if tool.startswith("ip6") else "ip"))
-                except ParseError as exc:
-                    errors.append(f"{tool}: {exc}")
-        elif err:
+    for argv in (["nft", "-j", "list", "ruleset"], ["iptables-save"], ["ip6tables-save"]):
+        text, err = _run(argv, timeout_s)
+        texts.append(text)
+        if err:
             errors.append(err)
-    return RulesetRead(ruleset=merge_rulesets(*parts) if parts else None, errors=tuple(errors))
+    if all(t is None for t in texts):
+        return RulesetRead(ruleset=None, errors=tuple(errors))
+    ruleset, parse_errors = parse_rulesets(*texts)
+    return RulesetRead(ruleset=ruleset, errors=tuple(errors) + parse_errors)
