@@ -93,6 +93,8 @@ def print_report(console: Console, report: DoctorReport) -> None:
         todo = [c for c in checks.values() if c.verdict in (Verdict.FAIL, Verdict.WARN)]
         if todo:
             console.print("[bold]What to do[/bold]")
+        else:
+            console.print(Text("Nothing to do: no check warned or failed.", style="green"))
         followers: dict[str, list[str]] = {}
         for c in todo:
             roots = _roots(c.id, checks)
