@@ -65,7 +65,9 @@ def check_time_wait(summary: StackSummary) -> CheckResult:
                 f"({share:.0%} of {size} ephemeral ports); tcp_tw_reuse={reuse} ({reuse_s})")  # fmt: skip
     data = {"time_wait": summary.time_wait, "time_wait_loopback": summary.time_wait_loopback,
             "share": share, "tcp_tw_reuse": reuse}  # fmt: skip
-    remedy = "keep connections open (pooling) so fewer close; sysctl -w net.ipv4.tcp_tw_reuse=2"
+    remedy = "keep connections open (pooling) so fewer close"
+    if reuse not in (1, 2):
+        remedy += "; sysctl -w net.ipv4.tcp_tw_reuse=2 (reuse TIME_WAIT ports for loopback connects)"
     if share >= 0.5:
         verdict = Verdict.WARN if reuse in (1, 2) else Verdict.FAIL
         return make(verdict=verdict, code="TIME_WAIT_PRESSURE", evidence=evidence, remedy=remedy, data=data)

@@ -44,6 +44,7 @@ def test_time_wait(healthy, mk_conn):
     assert fail.verdict is Verdict.FAIL and "600 on loopback (60% of 1000" in fail.evidence
     reuse = check_time_wait(_summary(healthy, tw, (40000, 40999), tw_reuse=2))
     assert reuse.verdict is Verdict.WARN and "tcp_tw_reuse=2 (loopback only)" in reuse.evidence
+    assert "sysctl" in fail.remedy and "sysctl" not in reuse.remedy
 
 
 def test_somaxconn_and_full_queue(healthy, mk_listener):
