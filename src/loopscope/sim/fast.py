@@ -126,7 +126,7 @@ def run_fast(sc: Scenario, *, specialise: bool = True) -> Trace:
         return tr
     lat = tr.latencies_s
     bl_local = [0] * m
-    state = {"bl_main": 0, "dl_local": 0, "dl_on": False, "dl_since": 0.0, "maxq": 0}
+    state = {"bl_main": 0, "dl_local": 0, "dl_on": False, "dl_since": 0.0, "n_blocked": 0}
 
     def deadlock_check(t: float) -> None:
         on = state["dl_local"] > 0 or state["bl_main"] == m * n
@@ -143,6 +143,7 @@ def run_fast(sc: Scenario, *, specialise: bool = True) -> Trace:
         job.holds = True
         job.t_start = t
         if not p & 1:
+            tr.busy_s -= t  # + release time later, + end of run if still held
             tr.started += 1
             if t > job.t_enq:
                 tr.queued += 1
@@ -204,11 +205,12 @@ def run_fast(sc: Scenario, *, specialise: bool = True) -> Trace:
         if job.holds and node.nonblocking:
             job.holds = False
             if not job.pool & 1:
-                tr.busy_s += t - job.t_start
+                tr.busy_s += t
             release(job.pool, t)
         elif job.holds and not job.blocked and not job.pool & 1:
             job.blocked = True
-            job.t_block = t
+            tr.blocked_s -= t
+            state["n_blocked"] += 1
             if node.local_only:
                 inst = job.pool >> 1
                 bl_local[inst] += 1
@@ -221,7 +223,8 @@ def run_fast(sc: Scenario, *, specialise: bool = True) -> Trace:
     def finish(job: _Job, t: float) -> None:
         if job.blocked:
             job.blocked = False
-            tr.blocked_s += t - job.t_block
+            tr.blocked_s += t
+            state["n_blocked"] -= 1
             node = job.node
             if node.local_only:
                 inst = job.pool >> 1
@@ -234,7 +237,7 @@ def run_fast(sc: Scenario, *, specialise: bool = True) -> Trace:
         if job.holds:
             job.holds = False
             if not job.pool & 1:
-                tr.busy_s += t - job.t_start
+                tr.busy_s += t
             release(job.pool, t)
         if job.parent is not None:
             hops.append((t + hop2, _RESP, job, 0))
@@ -308,6 +311,8 @@ def run_fast(sc: Scenario, *, specialise: bool = True) -> Trace:
     tr.end_s = horizon if rto is not None else max(t, arrivals[-1])
     if state["dl_on"]:
         tr.deadlock_s += tr.end_s - state["dl_since"]
+    tr.busy_s += tr.end_s * sum(n - free[p] for p in range(0, 2 * m, 2))  # workers still held
+    tr.blocked_s += tr.end_s * state["n_blocked"]
     open_external = n_req - tr.ok - tr.timeouts - tr.rejected - tr.errors
     if rto is not None:
         tr.timeouts += open_external

@@ -6,7 +6,7 @@ Same semantics and the same random draws in the same order as the general loop i
 fixed slots and the hot paths are inlined: about 2x faster.
 
 Root job slots: 0 kind=0, 1 token, 2 pending, 3 fail, 4 t_arr, 5 t_enq, 6 t_start, 7 pool, 8 holds,
-9 blocked, 10 ci (next sequential call), 11 t_block.
+9 blocked, 10 ci (next sequential call), 11 unused.
 Leaf job slots: 0 kind=1, 1 parent, 2 parent token, 3 call index, 4 t_enq, 5 t_start, 6 pool, 7 fail.
 """
 
@@ -61,15 +61,17 @@ def run_flat(
     dl_on = False
     dl_since = 0.0
     started = queued = maxq = 0
-    busy = blocked_s = qwait = 0.0
+    busy = blocked_s = qwait = 0.0  # busy/blocked: minus start times, plus end times
+    n_blocked = 0
     ok = timeouts_ext = rejected = errors = call_timeouts = episodes = 0
     dl_time = 0.0
     last_timeout = 0.0  # stale timeouts are skipped, but the clock still runs to the last one
     inf = float("inf")
 
     def start(job: list[Any], p: int, t: float) -> None:
-        nonlocal started, queued, qwait
+        nonlocal started, queued, qwait, busy
         if not p & 1:
+            busy -= t  # + release time later, + end of run if still held (open holds count)
             started += 1
             if t > job[4 if job[0] else 5]:
                 queued += 1
@@ -134,7 +136,7 @@ def run_flat(
             dl_time += t - dl_since
 
     def issue(job: list[Any], t: float) -> None:
-        nonlocal busy, bl_main, dl_local
+        nonlocal busy, bl_main, dl_local, blocked_s, n_blocked
         job[1] += 1
         token = job[1]
         home = job[7] & ~1
@@ -155,11 +157,12 @@ def run_flat(
         if job[8] and nonblocking:
             job[8] = False
             if not job[7] & 1:
-                busy += t - job[6]
+                busy += t
             release(job[7], t)
         elif job[8] and not job[9]:
             job[9] = True
-            job[11] = t
+            blocked_s -= t
+            n_blocked += 1
             if local_only:
                 inst = job[7] >> 1
                 bl_local[inst] += 1
@@ -171,10 +174,11 @@ def run_flat(
                 deadlock_check(t)
 
     def finish_root(job: list[Any], t: float) -> None:
-        nonlocal busy, blocked_s, bl_main, dl_local, ok, timeouts_ext, rejected, errors
+        nonlocal busy, blocked_s, n_blocked, bl_main, dl_local, ok, timeouts_ext, rejected, errors
         if job[9]:
             job[9] = False
-            blocked_s += t - job[11]
+            blocked_s += t
+            n_blocked -= 1
             if local_only:
                 inst = job[7] >> 1
                 if bl_local[inst] == n:
@@ -186,7 +190,7 @@ def run_flat(
                 deadlock_check(t)
         if job[8]:
             job[8] = False
-            busy += t - job[6]
+            busy += t
             release(job[7], t)
         latency = t - job[4]
         if rto is not None and latency > rto:
@@ -232,7 +236,7 @@ def run_flat(
             if job[0]:  # a leaf finished: free its worker, answer after half a hop
                 p = job[6]
                 if not p & 1:
-                    busy += t - job[5]
+                    busy += t
                 release(p, t)
                 hops.append((t + hop2, 1, job, 0))
             elif n_remote:
@@ -279,6 +283,8 @@ def run_flat(
     else:
         tr.timeouts, tr.unfinished = timeouts_ext, open_external
     tr.deadlock_episodes, tr.deadlock_s = episodes, dl_time
+    busy += tr.end_s * sum(n - free[p] for p in range(0, 2 * m, 2))  # workers still held
+    blocked_s += tr.end_s * n_blocked
     tr.busy_s, tr.blocked_s, tr.started, tr.queued, tr.max_queue_len = busy, blocked_s, started, queued, maxq
     for p in range(0, 2 * m, 2):
         for job in queues[p]:

@@ -54,6 +54,7 @@ class _Model:
         self.dl_local = 0
         self.dl_on = False
         self.dl_since = 0.0
+        self.n_blocked = 0
         self.waiting: list[dict[object, float]] = [{} for _ in self.pools]
 
     def sample(self, dist: object) -> float:
@@ -120,6 +121,7 @@ class _Model:
             res.release(req)
             return _REJECTED
         if pool.main:
+            tr.busy_s -= t_start  # + release time later, + end of run if still held
             tr.started += 1
             tr.queued += t_start > t_enq
         work = sum(self.sample(d) for d in node.works)
@@ -130,11 +132,13 @@ class _Model:
             blocked_at = None
             if node.nonblocking:
                 if pool.main:
-                    tr.busy_s += float(env.now) - t_start
+                    tr.busy_s += float(env.now)
                 res.release(req)
                 holds = False
             elif pool.main:
                 blocked_at = float(env.now)
+                tr.blocked_s -= blocked_at
+                self.n_blocked += 1
                 self.block(node, p >> 1, +1)
             for calls in rounds:
                 procs = [env.process(self.call(kind, target, p & ~1)) for kind, target in calls]
@@ -151,11 +155,12 @@ class _Model:
                     outcome = _ERROR
                     break
             if blocked_at is not None:
-                tr.blocked_s += float(env.now) - blocked_at
+                tr.blocked_s += float(env.now)
+                self.n_blocked -= 1
                 self.block(node, p >> 1, -1)
         if holds:
             if pool.main:
-                tr.busy_s += float(env.now) - t_start
+                tr.busy_s += float(env.now)
             res.release(req)
         return outcome
 
@@ -194,6 +199,8 @@ class _Model:
         tr.end_s = max(float(self.env.now), arrivals[-1])
         if self.dl_on:
             tr.deadlock_s += tr.end_s - self.dl_since
+        tr.busy_s += tr.end_s * sum(self.pools[p].res.count for p in range(0, 2 * sc.instances, 2))
+        tr.blocked_s += tr.end_s * self.n_blocked
         open_external = sc.requests - tr.ok - tr.timeouts - tr.rejected - tr.errors
         if sc.request_timeout_s is not None:
             tr.timeouts += open_external

@@ -86,6 +86,7 @@ def test_selfcall_without_timeouts_deadlocks_forever():
     assert r.deadlock_episodes >= 1
     assert r.unfinished > 0
     assert r.deadlock_s > 0.5 * r.simulated_s
+    assert r.utilisation_pct > 95 and r.blocked_pct > 90  # every worker held, blocked, to the end
     ref = simulate_simpy(sc)
     assert ref.unfinished == r.unfinished and ref.deadlock_episodes == r.deadlock_episodes
 
