@@ -90,7 +90,7 @@ def test_time_wait_and_ephemeral_pressure(netns):
         code, checks = _checks(netns, "--rung", "1")
         tw = checks["ports.time_wait"]
         assert tw["verdict"] == "fail" and tw["data"]["time_wait_loopback"] >= 60 and code == 1
-        assert "of 100 ephemeral ports" in tw["evidence"]
+        assert "holds 60 ephemeral ports (60% of 100)" in tw["evidence"]
         _sysctl(netns, "net.ipv4.tcp_tw_reuse=2")
         assert _checks(netns, "--rung", "1")[1]["ports.time_wait"]["verdict"] == "warn"
     finally:

@@ -78,7 +78,7 @@ def judge_rung1(facts: DoctorFacts) -> list[CheckResult]:
         check_firewall(lf.firewall, listener_probes),
         check_route_localnet(lf, ip),
         check_ephemeral(summary),
-        check_time_wait(summary),
+        check_time_wait(summary, facts.snapshot.sockets),
         check_somaxconn(stack.somaxconn, facts.snapshot.sockets),
         check_conntrack(lf.sysctls.conntrack_count, lf.sysctls.conntrack_max),
     ]

@@ -9,9 +9,11 @@ destination is used up, connect() fails with EADDRNOTAVAIL. ``net.ipv4.tcp_tw_re
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from functools import partial
 
+from loopscope.analysis.scope import is_loopback
 from loopscope.analysis.stack import StackSummary
 from loopscope.checks.verdict import CheckResult, Verdict
 from loopscope.model import Severity, SocketRecord, TcpState
@@ -51,19 +53,30 @@ def check_ephemeral(summary: StackSummary) -> CheckResult:
     return make(verdict=Verdict.OK, evidence=evidence, data=data)
 
 
-def check_time_wait(summary: StackSummary) -> CheckResult:
-    """TIME_WAIT sockets on loopback against the ephemeral range.
+def check_time_wait(summary: StackSummary, sockets: Iterable[SocketRecord] = ()) -> CheckResult:
+    """TIME_WAIT sockets holding ephemeral ports toward one loopback destination, against the range.
 
-    fail: >= 50% of the range with tcp_tw_reuse off; warn: >= 50% with reuse on, or >= 20%.
+    A TIME_WAIT socket on the side that closed first keeps its 4-tuple for 60 s; when that side is the
+    client, its ephemeral port toward that destination is taken. fail: the busiest destination holds
+    >= 50% of the range in TIME_WAIT with tcp_tw_reuse off; warn: >= 50% with reuse on, or >= 20%.
     """
     make = partial(CheckResult, id="ports.time_wait", rung=1, title="TIME_WAIT pressure")
     size = summary.ephemeral_range_size or 28232
+    low, high = summary.ephemeral_range or (32768, 60999)
     reuse = summary.tcp_tw_reuse
-    share = summary.time_wait_loopback / size
+    per_dest: Counter[str] = Counter(
+        str(s.remote) for s in sockets
+        if s.state is TcpState.TIME_WAIT and low <= s.local.port <= high and is_loopback(s.remote.address)
+    )  # fmt: skip
+    top = per_dest.most_common(1)[0] if per_dest else None
+    share = top[1] / size if top else 0.0
     reuse_s = {0: "off", 1: "on", 2: "loopback only"}.get(reuse, "unknown") if reuse is not None else "unknown"
-    evidence = (f"{summary.time_wait} sockets in TIME_WAIT, {summary.time_wait_loopback} on loopback "
-                f"({share:.0%} of {size} ephemeral ports); tcp_tw_reuse={reuse} ({reuse_s})")  # fmt: skip
+    evidence = f"{summary.time_wait} sockets in TIME_WAIT, {summary.time_wait_loopback} on loopback"
+    if top:
+        evidence += f"; busiest destination {top[0]} holds {top[1]} ephemeral ports ({share:.0%} of {size})"
+    evidence += f"; tcp_tw_reuse={reuse} ({reuse_s})"
     data = {"time_wait": summary.time_wait, "time_wait_loopback": summary.time_wait_loopback,
+            "busiest_destination": top[0] if top else None, "busiest_count": top[1] if top else 0,
             "share": share, "tcp_tw_reuse": reuse}  # fmt: skip
     remedy = "keep connections open (pooling) so fewer close"
     if reuse not in (1, 2):
