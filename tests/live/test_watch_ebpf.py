@@ -75,3 +75,30 @@ def test_close_detaches_the_program() -> None:
     with pytest.raises(BackendUnavailable):
         collector.drain()
     srv.close()
+
+
+def test_namespace_filter_in_the_kernel() -> None:
+    import os
+    import subprocess
+
+    from loopscope.backends.linux.netns import resolve_netns, run_in_netns
+
+    name = f"lsw-ebpf-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        other = run_in_netns(resolve_netns(name), netns_cookie_of_current)
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        port = srv.getsockname()[1]
+        with SockopsCollector(only_netns_cookie=other) as elsewhere, \
+                SockopsCollector(only_netns_cookie=netns_cookie_of_current()) as here:
+            for _ in range(3):
+                socket.create_connection(("127.0.0.1", port)).close()
+            time.sleep(0.05)
+            assert elsewhere.has_netns_cookie
+            assert not [e for e in elsewhere.drain() if port in (e.remote.port, e.local.port)]
+            assert len([e for e in here.drain() if e.remote.port == port]) == 3
+        srv.close()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -47,8 +47,11 @@ class WatchOptions:
     http_ports: tuple[int, ...] = ()
     """Ports to capture HTTP on; default: every TCP listener port seen in the first snapshot."""
     snapshot_interval_s: float = 1.0
-    """Seconds between snapshots."""
-    drain_interval_s: float = 0.1
+    """Seconds between listener reads (accept queues)."""
+    full_interval_s: float = 5.0
+    """Least seconds between full reads (established pools, owners, TIME_WAIT); stretched to 20x the
+    last full read's duration on busy hosts, so they stay near 5% of a core."""
+    drain_interval_s: float = 0.2
     """Seconds between event drains."""
 
 
@@ -113,11 +116,11 @@ class WatchSession:
             try:
                 from loopscope.backends.linux.ebpf import SockopsCollector, netns_cookie_of_current
 
-                ebpf = SockopsCollector()
+                self._netns_cookie = run_in_netns(self._target, netns_cookie_of_current)
+                ebpf = SockopsCollector(only_netns_cookie=self._netns_cookie)
                 self._ebpf = ebpf
-                if ebpf.has_netns_cookie:
-                    self._netns_cookie = run_in_netns(self._target, netns_cookie_of_current)
-                else:
+                if not ebpf.has_netns_cookie:
+                    self._netns_cookie = None
                     self.state.gaps.append(Gap(what="namespace of eBPF events", reason="kernel < 5.15 has no "
                                                "bpf_get_netns_cookie for sockops: connects from every namespace count"))
                 self._status("ebpf_sockops", True, f"sockops on cgroup {ebpf.cgroup_path}: client pid of every connect")
@@ -162,7 +165,7 @@ class WatchSession:
             took_s = (snap.duration_ns or 0) / 1e9
             self.full_snapshot_s.append(took_s)
             # keep the full reads near 5% of one core: wait 20x what the last one took
-            self._next_full = time.monotonic() + max(self.options.snapshot_interval_s, 20 * took_s)
+            self._next_full = time.monotonic() + max(self.options.full_interval_s, 20 * took_s)
         self.state.samples.append(sample_snapshot(snap, light.time_wait_by_dest, listeners_only=not full))
         for gap in snap.gaps:
             if gap not in self.state.gaps and "exited" not in gap.reason:
@@ -261,6 +264,6 @@ def run_watch(options: WatchOptions, duration_s: float | None,
                     on_refresh(session.data())
         except KeyboardInterrupt:
             pass
-        time.sleep(0.25)  # let the destroy reader thread deliver the last messages
+        time.sleep(0.25)  # closes of the last connections arrive within a few ms
         session.poll()
         return session.data()

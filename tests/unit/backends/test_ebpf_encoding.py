@@ -140,3 +140,13 @@ def test_program_without_the_netns_helper_stores_zero() -> None:
     assert not any(i.code == 0x85 and i.imm == 122 for i in prog)
     zero = [i for i in prog if i.code == 0x7A]
     assert len(zero) == 1 and zero[0].off == -88 + 80 and zero[0].imm == 0
+
+
+def test_namespace_filter_skips_other_namespaces_in_the_kernel() -> None:
+    prog = build_sockops_program(1, 2, (3,), only_netns=0x1_0000_0007)
+    code = assemble(prog)
+    insns = [i for i in prog if isinstance(i, Insn)]
+    k = next(n for n, i in enumerate(insns) if i.code == LD_IMM64 and i.src == 0)
+    assert insns[k].imm == 0x1_0000_0007 and insns[k + 1].code == 0x5D and insns[k + 1].target == "out"
+    assert insns[k - 2].imm == 122  # right after bpf_get_netns_cookie and its store
+    assert len(code) // 8 == 61 - 1 + 3  # one op test fewer, + ld_imm64 (2 slots) + jne

@@ -269,3 +269,27 @@ def test_recorded_destroy_events_join_to_server_side_counts() -> None:
     # up: client bytes_sent 4 + (RST case, no client counters) server bytes_received 4 - 1 for a FIN it never
     # got = 7; down: server bytes_sent 5 + 5
     assert report.edges[0].bytes_to_server == 7 and report.edges[0].bytes_to_client == 10
+
+
+def test_lean_destroy_parser_agrees_with_the_sock_diag_parser() -> None:
+    from loopscope.backends.linux.netlink import parse_messages
+    from loopscope.backends.linux.sock_diag import parse_inet_diag_msg
+
+    rec = json.loads((Path(__file__).parent / "fixtures" / "destroy.json").read_text())
+    n = 0
+    for g in rec["datagrams"]:
+        for msg in parse_messages(bytes.fromhex(g)):
+            full = parse_inet_diag_msg(msg.payload, proto=Proto.TCP, netns=NS)
+            (lean,) = parse_destroy_datagram(msg_bytes(msg), netns=NS, at_ns=1)
+            assert (lean.local, lean.remote, lean.cookie, lean.family) == (full.local, full.remote, full.cookie, full.family)
+            assert full.tcp_info is not None and lean.tcp_info is not None
+            assert (lean.tcp_info.bytes_sent, lean.tcp_info.bytes_received, lean.tcp_info.bytes_acked) == (
+                full.tcp_info.bytes_sent, full.tcp_info.bytes_received, full.tcp_info.bytes_acked)
+            n += 1
+    assert n == 4
+
+
+def msg_bytes(msg: object) -> bytes:
+    from loopscope.backends.linux.netlink import pack_message
+
+    return pack_message(msg.type, msg.flags, msg.seq, msg.payload)  # type: ignore[attr-defined]

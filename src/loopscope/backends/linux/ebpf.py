@@ -35,10 +35,10 @@ __all__ = [
     "Insn",
     "Label",
     "SockopsCollector",
-    "netns_cookie_of_current",
     "assemble",
     "build_sockops_program",
     "find_cgroup2_root",
+    "netns_cookie_of_current",
     "parse_event",
 ]
 
@@ -77,6 +77,7 @@ ST_W = 0x62  # BPF_ST | BPF_MEM | BPF_W (store immediate)
 MOV64_K, MOV64_X = 0xB7, 0xBF  # BPF_ALU64 | BPF_MOV | BPF_K / BPF_X
 ADD64_K = 0x07  # BPF_ALU64 | BPF_ADD | BPF_K
 JEQ_K, JNE_K, JA = 0x15, 0x55, 0x05  # BPF_JMP | BPF_JEQ / BPF_JNE | BPF_K; BPF_JMP | BPF_JA
+JNE_X = 0x5D  # BPF_JMP | BPF_JNE | BPF_X: if dst != src goto
 CALL, EXIT = 0x85, 0x95  # BPF_JMP | BPF_CALL / BPF_EXIT
 LD_IMM64 = 0x18  # BPF_LD | BPF_DW | BPF_IMM (two slots)
 ATOMIC_DW = 0xDB  # BPF_STX | BPF_ATOMIC | BPF_DW, imm = BPF_ADD (0): lock *(u64 *)(dst + off) += src
@@ -148,12 +149,13 @@ def assemble(program: Sequence[Insn | Label]) -> bytes:
 
 
 def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
-                          netns_cookie: bool = True) -> list[Insn | Label]:
+                          netns_cookie: bool = True, only_netns: int | None = None) -> list[Insn | Label]:
     """The SOCK_OPS program: on the chosen ``ops``, push an :data:`EVENT` into the queue map; count
     failed pushes (queue full) in ``drops_fd[0]``. Always returns 1 (allow; no reply).
 
     With ``netns_cookie`` the record carries ``bpf_get_netns_cookie(ctx)`` (kernel >= 5.15), which
-    matches ``getsockopt(SO_NETNS_COOKIE)`` of any socket in that namespace; otherwise 0.
+    matches ``getsockopt(SO_NETNS_COOKIE)`` of any socket in that namespace; otherwise 0. With
+    ``only_netns`` too, sockets of other namespaces are skipped in the kernel (nothing queued).
 
     Registers: r1 = ctx on entry, r6 = ctx kept across calls, r10 = frame pointer, r0 = return.
     """
@@ -167,6 +169,21 @@ def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
     p += [
         Insn(JA, target="out", comment="other ops: nothing to do"),
         Label("push"),
+    ]
+    if netns_cookie:
+        p += [
+            Insn(MOV64_X, 1, 6, comment="r1 = ctx"),
+            Insn(CALL, imm=FN_GET_NETNS_COOKIE, comment="r0 = bpf_get_netns_cookie(ctx)"),
+            Insn(STX_DW, 10, 0, ev + 80, comment="ev.netns_cookie = r0"),
+        ]
+        if only_netns is not None:
+            p += [
+                Insn(LD_IMM64, 1, 0, imm=only_netns, comment="r1 = the watched namespace's cookie (2 slots)"),
+                Insn(JNE_X, 0, 1, target="out", comment="another namespace: skip (no queue push)"),
+            ]
+    else:
+        p.append(Insn(0x7A, 10, 0, ev + 80, 0, comment="ev.netns_cookie = 0 (BPF_ST | BPF_MEM | BPF_DW)"))
+    p += [
         Insn(CALL, imm=FN_KTIME_GET_NS, comment="r0 = bpf_ktime_get_ns()"),
         Insn(STX_DW, 10, 0, ev + 0, comment="ev.ktime_ns = r0"),
         Insn(CALL, imm=FN_GET_CURRENT_PID_TGID, comment="r0 = tgid << 32 | tid"),
@@ -175,14 +192,6 @@ def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
         Insn(CALL, imm=FN_GET_SOCKET_COOKIE, comment="r0 = bpf_get_socket_cookie(ctx)"),
         Insn(STX_DW, 10, 0, ev + 16, comment="ev.cookie = r0"),
     ]
-    if netns_cookie:
-        p += [
-            Insn(MOV64_X, 1, 6, comment="r1 = ctx"),
-            Insn(CALL, imm=FN_GET_NETNS_COOKIE, comment="r0 = bpf_get_netns_cookie(ctx)"),
-            Insn(STX_DW, 10, 0, ev + 80, comment="ev.netns_cookie = r0"),
-        ]
-    else:
-        p.append(Insn(0x7A, 10, 0, ev + 80, 0, comment="ev.netns_cookie = 0 (BPF_ST | BPF_MEM | BPF_DW)"))
     copies = [
         (SO_OP, 24, "op"), (SO_FAMILY, 28, "family"), (SO_LOCAL_PORT, 32, "local_port"),
         (SO_REMOTE_PORT, 36, "remote_port"), (SO_LOCAL_IP4, 40, "local_ip4"), (SO_REMOTE_IP4, 44, "remote_ip4"),
@@ -329,6 +338,8 @@ class SockopsCollector:
         cgroup_path: cgroup v2 directory to attach to; the cgroup2 root from /proc/mounts by default.
         queue_entries: queue capacity (records of 80 bytes); a full queue drops and counts.
         ops: sockops callbacks to record (client connect and server establishment by default).
+        only_netns_cookie: record only sockets of this namespace (its SO_NETNS_COOKIE); every namespace
+            when None, or when the kernel lacks bpf_get_netns_cookie for sockops (``has_netns_cookie``).
 
     Raises:
         BackendUnavailable: no cgroup2 mount, not root, or the kernel refused the map/program/link
@@ -336,7 +347,8 @@ class SockopsCollector:
     """
 
     def __init__(self, cgroup_path: str | None = None, *, queue_entries: int = 65536,
-                 ops: Sequence[int] = (OP_TCP_CONNECT, OP_PASSIVE_ESTABLISHED)) -> None:
+                 ops: Sequence[int] = (OP_TCP_CONNECT, OP_PASSIVE_ESTABLISHED),
+                 only_netns_cookie: int | None = None) -> None:
         self._fds: list[int] = []
         self._bpf = _Bpf()
         if cgroup_path is None:
@@ -346,7 +358,7 @@ class SockopsCollector:
                 raise BackendUnavailable("eBPF sockops: no cgroup2 mount in /proc/mounts")
         self.cgroup_path = cgroup_path
         try:
-            self._load(cgroup_path, queue_entries, ops)
+            self._load(cgroup_path, queue_entries, ops, only_netns_cookie)
         except BaseException:
             self.close()
             raise
@@ -364,14 +376,15 @@ class SockopsCollector:
         self._fds.append(fd)
         return fd
 
-    def _load(self, cgroup_path: str, queue_entries: int, ops: Sequence[int]) -> None:
+    def _load(self, cgroup_path: str, queue_entries: int, ops: Sequence[int], only_netns: int | None) -> None:
         self.queue_fd = self._map(BPF_MAP_TYPE_QUEUE, 0, EVENT.size, queue_entries, b"ls_connects")
         self.drops_fd = self._map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"ls_drops")
         license_ = ctypes.create_string_buffer(b"GPL")
         log = ctypes.create_string_buffer(1 << 16)
         attempts = [(True, 0), (False, 0), (False, 1)]  # netns cookie helper first; verifier log last
         for with_netns, log_level in attempts:
-            code = assemble(build_sockops_program(self.queue_fd, self.drops_fd, ops, netns_cookie=with_netns))
+            code = assemble(build_sockops_program(self.queue_fd, self.drops_fd, ops, netns_cookie=with_netns,
+                                                  only_netns=only_netns))
             insns = ctypes.create_string_buffer(code, len(code))
             attr = _attr((0, "=I", BPF_PROG_TYPE_SOCK_OPS), (4, "=I", len(code) // 8),
                          (8, "=Q", ctypes.addressof(insns)), (16, "=Q", ctypes.addressof(license_)),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-import threading
+import time
 from collections.abc import Sequence
 
 from loopscope.backends.linux.netns import resolve_netns, run_in_netns
@@ -29,7 +29,7 @@ __all__ = ["HttpCapture", "assemble_classic", "build_http_filter", "parse_packet
 
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
 SOL_PACKET, PACKET_STATISTICS = 263, 6
-SO_ATTACH_FILTER, SO_TIMESTAMPNS = 26, 35
+SO_ATTACH_FILTER, SO_TIMESTAMPNS, SO_RCVBUFFORCE = 26, 35, 33
 PACKET_OUTGOING = 4
 SKF_AD_OFF = -0x1000
 SKF_AD_PROTOCOL, SKF_AD_PKTTYPE = 0, 4
@@ -192,7 +192,7 @@ def parse_packet(data: bytes, *, at_ns: int, ports: frozenset[int]) -> HttpEvent
 
 
 class HttpCapture:
-    """Capture HTTP/1.x start lines on ``lo`` of one namespace; a thread reads into a buffer.
+    """Capture HTTP/1.x start lines on ``lo`` of one namespace; :meth:`drain` reads what is queued.
 
     Args:
         ports: server ports to watch (requests to them, responses from them).
@@ -223,7 +223,10 @@ class HttpCapture:
                 fprog = struct.pack("HL", len(fprog_buf) // 8, ctypes.addressof(buf))
                 sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+                try:  # past net.core.rmem_max (root): a drain every 0.2 s must not overflow
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
+                except PermissionError:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
                 sock.bind(("lo", ETH_P_ALL))  # Python applies htons() to the protocol here
             except OSError as exc:
                 sock.close()
@@ -231,43 +234,36 @@ class HttpCapture:
             return sock
 
         self._sock = run_in_netns(resolve_netns(netns), open_inside)
-        self._sock.settimeout(0.2)
+        self._sock.setblocking(False)
         self._snaplen = snaplen
-        self._lock = threading.Lock()
-        self._buffer: list[HttpEvent] = []
         self.events_read = 0
         self.packets = 0
         """Segments the kernel filter passed to Python."""
         self._dropped = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="http-capture", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        import time
+    def drain(self, max_packets: int = 1 << 20) -> list[HttpEvent]:
+        """Read every queued segment (non-blocking; one wakeup per drain) and return the start lines.
 
-        while not self._stop.is_set():
+        Capture times come from SO_TIMESTAMPNS (when the kernel queued the segment), so draining late
+        does not skew request/response timing.
+        """
+        out: list[HttpEvent] = []
+        for _ in range(max_packets):
             try:
                 data, anc, _flags, _addr = self._sock.recvmsg(self._snaplen, 64)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
+            except BlockingIOError:
+                break
             self.packets += 1
-            at_ns = time.time_ns()
+            at_ns = 0
             for level, kind, value in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                     sec, nsec = struct.unpack_from("=qq", value)
                     at_ns = sec * 1_000_000_000 + nsec
+            if not at_ns:
+                at_ns = time.time_ns()
             ev = parse_packet(data, at_ns=at_ns, ports=self.ports)
             if ev is not None:
-                with self._lock:
-                    self._buffer.append(ev)
-
-    def drain(self) -> list[HttpEvent]:
-        """Events captured since the last call."""
-        with self._lock:
-            out, self._buffer = self._buffer, []
+                out.append(ev)
         self.events_read += len(out)
         return out
 
@@ -281,8 +277,5 @@ class HttpCapture:
         return self._dropped
 
     def close(self) -> None:
-        """Stop the reader and close the socket. Idempotent."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
+        """Close the socket. Idempotent."""
         self._sock.close()

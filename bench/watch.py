@@ -1,0 +1,254 @@
+"""Benchmark: does ``loopscope watch`` catch every short-lived loopback connection, with the right pids,
+and what does it cost? Side by side in the same run: ``ss -E`` (count only) and a psutil poller at 10 Hz.
+
+Workload (in a fresh network namespace, so other traffic on the host does not mix in): a server process
+on 127.0.0.1 (accept, read, reply, close) and a client process making COUNT connect -> request -> reply ->
+close cycles at RATE per second, recording each ephemeral port and each cycle's duration.
+
+Phases per load: ``baseline`` (no collector), ``watch`` (loopscope alone), ``all`` (loopscope, ss -E and
+the psutil poller at once). Scores per connection instance (ports are reused, so per-port multisets):
+caught %, client-pid-correct %, server-pid-correct %; collector CPU % of one core (its own rusage over the
+workload's wall time); extra latency = median cycle time minus the baseline median.
+
+Run as root: ``python bench/watch.py [--quick] [--out bench-watch.json]``. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+SERVER = r"""
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4096)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(64); c.sendall(b"pong"); c.close()
+"""
+
+CLIENT = r"""
+import json, socket, sys, time
+port, count, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+ports, durs = [], []
+start = time.monotonic(); deadline = start + count / rate * 3 + 10
+for i in range(count):
+    d = start + i / rate - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+    t0 = time.perf_counter_ns()
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"ping"); c.recv(64)
+    ports.append(c.getsockname()[1]); c.close()
+    durs.append(time.perf_counter_ns() - t0)
+    if time.monotonic() > deadline:
+        break
+print(json.dumps({"ports": ports, "durs_ns": durs, "wall_s": time.monotonic() - start}), flush=True)
+"""
+
+WATCH = r"""
+import json, resource, select, sys, time
+from loopscope.watch.session import WatchOptions, WatchSession
+from loopscope.analysis.watch_report import summarize_watch
+ns, port = sys.argv[1], int(sys.argv[2])
+s = WatchSession(WatchOptions(netns=ns, snapshot_interval_s=1.0))
+print("ready", flush=True)
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+while not select.select([sys.stdin], [], [], 0.1)[0]:
+    s.poll()
+time.sleep(0.3); s.poll()
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+data = s.data(); s.close()
+rep = summarize_watch(data)
+apps = {p: a.pids for a in rep.apps for p in a.ports}
+out = [[i.client.port, i.client_pid, list(apps.get(i.server.port, ()))] for i in rep.instances
+       if i.server.port == port and i.established]
+print(json.dumps({"cpu_s": cpu, "instances": out, "sources": [[x.name, x.active, x.events, x.dropped]
+      for x in data.sources]}), flush=True)
+"""
+
+POLLER = r"""
+import json, resource, select, sys, time, psutil
+port = int(sys.argv[1]); seen = {}
+print("ready", flush=True)
+r0 = resource.getrusage(resource.RUSAGE_SELF); nxt = time.monotonic()
+while not select.select([sys.stdin], [], [], max(0.0, nxt - time.monotonic()))[0]:
+    nxt += 0.1
+    for c in psutil.net_connections("tcp4"):
+        if c.raddr and c.raddr.port == port:
+            seen[c.laddr.port] = c.pid if c.pid else seen.get(c.laddr.port)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+                  "seen": [[p, pid] for p, pid in seen.items()]}), flush=True)
+"""
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def in_ns(ns: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def start_ready(argv: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{argv[:4]} exited early")
+    return proc
+
+
+def stop_json(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate("stop\n", timeout=120)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def multiset_score(truth: Counter[int], seen: Counter[int]) -> int:
+    return sum(min(n, seen.get(p, 0)) for p, n in truth.items())
+
+
+def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, collectors: set[str]) -> dict[str, Any]:
+    procs: dict[str, subprocess.Popen[str]] = {}
+    ss_proc = None
+    if "watch" in collectors:
+        procs["watch"] = start_ready([sys.executable, "-c", WATCH, ns, str(port)])
+    if "psutil" in collectors:
+        procs["psutil"] = start_ready(in_ns(ns, sys.executable, "-c", POLLER, str(port)))
+    if "ss" in collectors:
+        ss_proc = subprocess.Popen(in_ns(ns, "stdbuf", "-oL", "ss", "-E", "-t", "-n", "-H"), stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+    client = subprocess.Popen(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(count), str(rate)),
+                              stdout=subprocess.PIPE, text=True)
+    out, _ = client.communicate(timeout=count / rate * 3 + 60)
+    truth = json.loads(out)
+    time.sleep(0.5)
+    result: dict[str, Any] = {
+        "connections": len(truth["ports"]), "achieved_rate": round(len(truth["ports"]) / truth["wall_s"], 1),
+        "median_cycle_us": round(statistics.median(truth["durs_ns"]) / 1000, 1),
+        "p99_cycle_us": round(statistics.quantiles(truth["durs_ns"], n=100)[98] / 1000, 1), "collectors": {},
+    }
+    wall = truth["wall_s"]
+    ports = Counter(truth["ports"])
+    n = len(truth["ports"])
+    if "watch" in procs:
+        w = stop_json(procs["watch"])
+        caught = Counter(p for p, _, _ in w["instances"])
+        right_client = Counter(p for p, pid, _ in w["instances"] if pid == client.pid)
+        right_server = Counter(p for p, _, spids in w["instances"] if server_pid in spids)
+        result["collectors"]["loopscope watch"] = {
+            "caught_pct": round(100 * multiset_score(ports, caught) / n, 2),
+            "client_pid_pct": round(100 * multiset_score(ports, right_client) / n, 2),
+            "server_pid_pct": round(100 * multiset_score(ports, right_server) / n, 2),
+            "cpu_pct_one_core": round(100 * w["cpu_s"] / wall, 2), "sources": w["sources"],
+        }
+    if "psutil" in procs:
+        p = stop_json(procs["psutil"])
+        seen = Counter(port_ for port_, _ in p["seen"])
+        good = Counter(port_ for port_, pid in p["seen"] if pid == client.pid)
+        result["collectors"]["psutil 10 Hz"] = {
+            "caught_pct": round(100 * multiset_score(ports, seen) / n, 2),
+            "client_pid_pct": round(100 * multiset_score(ports, good) / n, 2),
+            "server_pid_pct": None, "cpu_pct_one_core": round(100 * p["cpu_s"] / wall, 2),
+            "note": "distinct client ports seen (a reused port counts once)",
+        }
+    if ss_proc is not None:
+        ps_cpu = _child_cpu(ss_proc.pid)
+        ss_proc.send_signal(signal.SIGINT)
+        text, _ = ss_proc.communicate(timeout=10)
+        server_side = sum(1 for line in text.splitlines()
+                          if _ss_local(line) == f"127.0.0.1:{port}" and not line.split()[4].endswith(":*"))
+        result["collectors"]["ss -E (count)"] = {
+            "caught_pct": round(100 * min(server_side, n) / n, 2), "client_pid_pct": 0.0, "server_pid_pct": 0.0,
+            "cpu_pct_one_core": round(100 * ps_cpu / wall, 2), "lines": len(text.splitlines()),
+        }
+    return result
+
+
+def _ss_local(line: str) -> str | None:
+    """Local address:port column of an ``ss -E -t -n -H`` line (``State Recv-Q Send-Q Local Peer``)."""
+    parts = line.split()
+    return parts[3] if len(parts) >= 5 else None
+
+
+def _child_cpu(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a tenth of the connections")
+    ap.add_argument("--out", default=None, help="write the JSON here (default: stdout only)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/watch.py needs root (eBPF, netns)")
+    loads = [(2000, 300.0), (20000, 3000.0)]
+    if args.quick:
+        loads = [(c // 10, r) for c, r in loads]
+    ns = f"lsw-bench-{os.getpid()}"
+    sh("ip", "netns", "add", ns)
+    results: dict[str, Any] = {"bench": "watch", "loads": []}
+    server = None
+    try:
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        server = subprocess.Popen(in_ns(ns, sys.executable, "-c", SERVER), stdout=subprocess.PIPE, text=True)
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        for count, rate in loads:
+            entry: dict[str, Any] = {"count": count, "rate": rate}
+            for phase, cols in (("baseline", set()), ("watch", {"watch"}), ("all", {"watch", "ss", "psutil"})):
+                entry[phase] = run_phase(ns, port, server.pid, count, rate, cols)
+                print(f"# {count}@{rate:g}/s {phase}: {json.dumps(entry[phase])[:300]}", file=sys.stderr)
+            base = entry["baseline"]["median_cycle_us"]
+            for phase in ("watch", "all"):
+                extra = entry[phase]["median_cycle_us"] - base
+                entry[phase]["extra_latency_us"] = round(extra, 1)
+                entry[phase]["extra_latency_pct"] = round(100 * extra / base, 1) if base else None
+            results["loads"].append(entry)
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    text = json.dumps(results, indent=1)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    print(text)
+    print(table(results), file=sys.stderr)
+
+
+def table(results: dict[str, Any]) -> str:
+    """The markdown table for docs/readme/watch.md."""
+    rows = ["| load | collector (phase) | caught % | client pid % | server pid % | CPU % of 1 core | extra latency |",
+            "|---|---|---|---|---|---|---|"]
+    for entry in results["loads"]:
+        load = f"{entry['count']} @ {entry['rate']:g}/s (got {entry['baseline']['achieved_rate']:g}/s)"
+        for phase in ("watch", "all"):
+            ph = entry[phase]
+            for name, c in ph["collectors"].items():
+                lat = f"{ph['extra_latency_us']:+.1f} us ({ph['extra_latency_pct']:+.1f}%)" if name.startswith("loop") else ""
+                rows.append(f"| {load} | {name} ({phase}) | {c['caught_pct']} | {c['client_pid_pct']} | "
+                            f"{c['server_pid_pct'] if c['server_pid_pct'] is not None else '-'} | "
+                            f"{c['cpu_pct_one_core']} | {lat} |")
+        rows.append(f"| {load} | baseline median cycle | | | | | {entry['baseline']['median_cycle_us']} us |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()
