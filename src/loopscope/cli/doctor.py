@@ -47,7 +47,9 @@ def doctor_command(
     if json_out:
         from loopscope.doctor.render import report_json
 
-        emit_json("doctor", report_json(report))
+        options = {"netns": netns, "all_netns": all_netns, "rung": rung, "external": external,
+                   "firewall": not no_firewall, "processes": not no_processes, "hosts_file": hosts_file}  # fmt: skip
+        emit_json("doctor", report_json(report, options))
     else:
         from loopscope.doctor.render import print_report
 

@@ -42,9 +42,15 @@ def _namespace_json(ns: NamespaceReport) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def report_json(report: DoctorReport) -> dict[str, Any]:
-    """The body of ``loopscope doctor --json`` (``emit_json`` adds schema_version and command)."""
+def report_json(report: DoctorReport, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The body of ``loopscope doctor --json`` (``emit_json`` adds schema_version and command).
+
+    Shape: ``{"options", "verdict", "namespaces": [{"netns", "verdict", "rungs": [{"rung", "verdict",
+    "invalidates", "checks": [{"id", "verdict", "evidence", "remedy", "code", "severity", "data"...}]}]}],
+    "findings", "gaps"}``.
+    """
     return {
+        "options": options or {},
         "verdict": max((ns.verdict for ns in report.namespaces), key=_rank, default=Verdict.SKIPPED),
         "namespaces": [_namespace_json(ns) for ns in report.namespaces],
         "findings": report.findings,
