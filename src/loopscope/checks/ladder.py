@@ -75,7 +75,7 @@ def judge_rung1(facts: DoctorFacts) -> list[CheckResult]:
         *(check_echo(e) for e in lf.echoes),
         check_localhost(lf.resolution),
         check_localhost_mismatch(lf.resolution, facts.snapshot.sockets, owners=owners),
-        check_firewall(lf.firewall, listener_probes),
+        check_firewall(lf.firewall, listener_probes, ipv6=v6_on),
         check_route_localnet(lf, ip),
         check_ephemeral(summary),
         check_time_wait(summary, facts.snapshot.sockets),

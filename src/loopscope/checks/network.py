@@ -45,12 +45,15 @@ def parse_firewall(facts: FirewallFacts) -> tuple[fw.Ruleset, list[str]]:
     return fw.merge_rulesets(*parts), errors
 
 
-def check_firewall(facts: FirewallFacts | None, listeners: Sequence[tuple[str, int, int, str]] = ()) -> CheckResult:
+def check_firewall(
+    facts: FirewallFacts | None, listeners: Sequence[tuple[str, int, int, str]] = (), *, ipv6: bool = True
+) -> CheckResult:
     """Rules that drop or reject traffic on lo or to 127/8, ::1.
 
     Args:
         facts: the rulesets read (None: not read).
         listeners: ``(proto, ip_version, port, label)`` of real loopback-reachable listeners to evaluate.
+        ipv6: also try an arbitrary port on ::1 (off when IPv6 is disabled).
 
     fail: a rule (or drop policy) certainly stops a new connection to a real listener over loopback, or
     to an arbitrary loopback port (the whole of lo is blocked); warn: a drop/reject rule aimed at
@@ -69,6 +72,8 @@ def check_firewall(facts: FirewallFacts | None, listeners: Sequence[tuple[str, i
     blocked: list[str] = []
     probes = [(p, v, port, label) for p, v, port, label in listeners]
     probes += [("tcp", 4, 1, "any port on 127.0.0.1"), ("udp", 4, 1, "any UDP port on 127.0.0.1")]
+    if ipv6:
+        probes += [("tcp", 6, 1, "any port on ::1"), ("udp", 6, 1, "any UDP port on ::1")]
     for proto, version, port, label in probes:
         verdict = fw.evaluate(ruleset, fw.Packet(proto=proto, version=version,
                                                  daddr="127.0.0.1" if version == 4 else "::1", dport=port))  # fmt: skip

@@ -58,6 +58,13 @@ def test_firewall_drop_policy_blocks_all_of_lo():
     assert not fail.service_level
 
 
+def test_firewall_ip6_drop_policy_blocks_v6_loopback_only():
+    fail = check_firewall(FirewallFacts(ip6tables_save=POLICY_DROP))
+    assert fail.verdict is Verdict.FAIL and "any port on ::1 blocked by" in fail.evidence
+    assert "127.0.0.1" not in fail.evidence.split("; ", 1)[1]
+    assert check_firewall(FirewallFacts(ip6tables_save=POLICY_DROP), ipv6=False).verdict is Verdict.OK
+
+
 def test_firewall_unreadable_or_not_read():
     assert check_firewall(None).verdict is Verdict.SKIPPED
     skipped = check_firewall(FirewallFacts(errors=("nft: not installed",)))
