@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from typing import Any
@@ -126,7 +127,9 @@ def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, coll
     if "psutil" in collectors:
         procs["psutil"] = start_ready(in_ns(ns, sys.executable, "-c", POLLER, str(port)))
     if "ss" in collectors:
-        ss_proc = subprocess.Popen(in_ns(ns, "stdbuf", "-oL", "ss", "-E", "-t", "-n", "-H"), stdout=subprocess.PIPE, text=True)
+        # to a file, not a pipe: an unread 64 KiB pipe would block ss and lose events
+        ss_out = tempfile.TemporaryFile(mode="w+")
+        ss_proc = subprocess.Popen(in_ns(ns, "stdbuf", "-oL", "ss", "-E", "-t", "-n", "-H"), stdout=ss_out, text=True)
         time.sleep(0.3)
     client = subprocess.Popen(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(count), str(rate)),
                               stdout=subprocess.PIPE, text=True)
@@ -165,7 +168,10 @@ def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, coll
     if ss_proc is not None:
         ps_cpu = _child_cpu(ss_proc.pid)
         ss_proc.send_signal(signal.SIGINT)
-        text, _ = ss_proc.communicate(timeout=10)
+        ss_proc.wait(timeout=10)
+        ss_out.seek(0)
+        text = ss_out.read()
+        ss_out.close()
         server_side = sum(1 for line in text.splitlines()
                           if _ss_local(line) == f"127.0.0.1:{port}" and not line.split()[4].endswith(":*"))
         result["collectors"]["ss -E (count)"] = {

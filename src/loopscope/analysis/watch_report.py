@@ -139,6 +139,8 @@ class WatchReport:
     """Namespace."""
     window_s: float
     """Window length, seconds."""
+    started_ns: int
+    """Window start (every source live), CLOCK_REALTIME ns."""
     apps: tuple[AppStats, ...]
     """Per app."""
     edges: tuple[EdgeStats, ...]
@@ -298,7 +300,7 @@ def summarize_watch(data: WatchData) -> WatchReport:
     ]
     edge_list.sort(key=lambda e: (-e.connections, e.port, e.client))
     return WatchReport(
-        netns_label=data.netns_label, window_s=window_s, apps=tuple(app_stats), edges=tuple(edge_list),
+        netns_label=data.netns_label, window_s=window_s, started_ns=data.started_ns, apps=tuple(app_stats), edges=tuple(edge_list),
         listeners=tuple(_pressure(data, port_app)),
         connections=sum(1 for i in insts if i.established and i.server.port in port_app),
         client_pid_known=sum(1 for i in insts if i.established and i.client_pid is not None),

@@ -103,6 +103,7 @@ class WatchSession:
         first = self._snapshot()
         self.netns_label = first.netns_label
         self._open_sources(first)
+        self.started_ns = time.time_ns()  # the window starts when every source is live
         self._next_snapshot = time.monotonic() + options.snapshot_interval_s
 
     def _status(self, name: str, active: bool, reason: str) -> None:

@@ -99,7 +99,8 @@ def filter_report(report: WatchReport, pids: tuple[int, ...], ports: tuple[int, 
 def watch_json(report: WatchReport, findings: list[Finding]) -> dict[str, Any]:
     """The ``--json`` body (the instances are left out: per-connection detail is large)."""
     return {
-        "netns": report.netns_label, "window_s": round(report.window_s, 3), "sources": report.sources,
+        "netns": report.netns_label, "started_at_ns": report.started_ns, "window_s": round(report.window_s, 3),
+        "sources": report.sources,
         "connections": report.connections, "client_pid_known": report.client_pid_known,
         "refused": report.refused, "client_rst": report.client_rst,
         "apps": [{**{k: getattr(a, k) for k in (

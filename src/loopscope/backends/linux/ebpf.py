@@ -235,6 +235,19 @@ def _port_from_ctx(raw: int) -> int:
     return ((be16 & 0xFF) << 8) | (be16 >> 8) if struct.pack("=H", 1) == b"\x01\x00" else be16
 
 
+_ADDRS: dict[bytes, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+
+
+def _address(raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """Cached address objects: a handful of loopback/host addresses recur in every event."""
+    addr = _ADDRS.get(raw)
+    if addr is None:
+        addr = ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw)
+        if len(_ADDRS) < 4096:
+            _ADDRS[raw] = addr
+    return addr
+
+
 def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
     """Decode one 88-byte queue record.
 
@@ -253,11 +266,9 @@ def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
         raise ParseError(f"sockops record is {len(data)} bytes, want {EVENT.size}", path="bpf")
     ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6, netns = EVENT.unpack(data)
     if family == 2:
-        local_addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(lip4)
-        remote_addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(rip4)
-        fam = Family.INET
+        local_addr, remote_addr, fam = _address(lip4), _address(rip4), Family.INET
     elif family == 10:
-        local_addr, remote_addr, fam = ipaddress.IPv6Address(lip6), ipaddress.IPv6Address(rip6), Family.INET6
+        local_addr, remote_addr, fam = _address(lip6), _address(rip6), Family.INET6
     else:
         raise ParseError(f"unknown family {family} in sockops record", path="bpf", line=data[:32].hex())
     active = op == OP_TCP_CONNECT

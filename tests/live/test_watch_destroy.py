@@ -1,0 +1,44 @@
+"""Live: without eBPF, destroy events alone count every connection from the server side, RST included."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+from loopscope.analysis.watch_report import summarize_watch
+from loopscope.watch.session import WatchOptions, WatchSession
+
+pytestmark = [pytest.mark.linux]
+
+
+def test_destroy_events_count_normal_and_reset_connections() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    port = srv.getsockname()[1]
+    total, resets = 30, 7
+    with WatchSession(WatchOptions(ebpf=False)) as session:
+        for k in range(total):
+            c = socket.create_connection(("127.0.0.1", port))
+            a, _ = srv.accept()
+            c.sendall(b"hello")
+            a.recv(5)
+            if k < resets:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            a.close()
+        time.sleep(0.3)
+        session.poll()
+        data = session.data()
+    srv.close()
+    report = summarize_watch(data)
+    assert {s.name: s.active for s in report.sources}["ebpf_sockops"] is False
+    (app,) = [a for a in report.apps if port in a.ports]
+    insts = [i for i in report.instances if i.server.port == port]
+    assert len(insts) == total and app.external_connections == total
+    assert sum(1 for i in insts if i.client_rst) == resets
+    assert all(i.source == "destroy" and i.client_pid is None for i in insts)
+    assert any("without eBPF" in g.reason for g in report.gaps)
