@@ -31,7 +31,12 @@ from loopscope.checks.network import (
     check_host_echoes,
     check_interfaces,
 )
-from loopscope.checks.ports import check_conntrack, check_ephemeral, check_somaxconn, check_time_wait
+from loopscope.checks.ports import (
+    check_conntrack,
+    check_ephemeral,
+    check_somaxconn,
+    check_time_wait,
+)
 from loopscope.checks.resolution import check_localhost, check_localhost_mismatch
 from loopscope.checks.verdict import CheckResult, RungResult, build_rung, mark_meaningless
 from loopscope.model import Proto
