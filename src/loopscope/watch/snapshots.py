@@ -108,8 +108,11 @@ def scan_owners_in_netns(netns: NetnsId, want: set[int]) -> tuple[dict[int, list
             continue
         try:
             st = os.stat(f"/proc/{pid}/ns/net")
-            if NetnsId(st.st_dev, st.st_ino) != netns:
-                continue
+        except OSError:
+            continue  # exited, or a namespace we may not look at: not ours to count
+        if NetnsId(st.st_dev, st.st_ino) != netns:
+            continue
+        try:
             names = os.listdir(f"/proc/{pid}/fd")
         except PermissionError:
             denied += 1
