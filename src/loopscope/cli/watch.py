@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import typer
-from rich.console import Group
-from rich.live import Live
+from typing import TYPE_CHECKING
 
-from loopscope.analysis.watch_findings import check_watch
-from loopscope.analysis.watch_model import WatchData
-from loopscope.analysis.watch_report import WatchReport, summarize_watch
+import typer
+
 from loopscope.cli.common import (
     FailOnOption,
     JsonOption,
@@ -18,28 +15,30 @@ from loopscope.cli.common import (
     err_console,
     exit_code_for,
 )
-from loopscope.cli.tables import make_table, print_findings, print_gaps, print_table
 from loopscope.errors import UsageError
-from loopscope.watch.session import WatchOptions, run_watch
-from loopscope.watch.view import (
-    APP_FIELDS,
-    SOURCE_FIELDS,
-    WATCH_EDGE_FIELDS,
-    app_rows,
-    edge_rows,
-    filter_report,
-    source_rows,
-    watch_json,
-)
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from loopscope.analysis.watch_model import WatchData
+    from loopscope.analysis.watch_report import WatchReport
 
 __all__ = ["register", "watch_command"]
 
 
 def _report(data: WatchData, pids: tuple[int, ...], ports: tuple[int, ...]) -> WatchReport:
+    from loopscope.analysis.watch_report import summarize_watch
+    from loopscope.watch.view import filter_report
+
     return filter_report(summarize_watch(data), pids, ports)
 
 
 def _live_view(report: WatchReport) -> Group:
+    from rich.console import Group
+
+    from loopscope.cli.tables import make_table
+    from loopscope.watch.view import APP_FIELDS, WATCH_EDGE_FIELDS, app_rows, edge_rows
+
     title = (f"loopscope watch ({report.netns_label}) {report.window_s:.0f} s: {report.connections} connections, "
              f"{sum(1 for e in report.edges if e.self_call)} self-call edges  (Ctrl-C to stop)")
     return Group(
@@ -62,6 +61,21 @@ def watch_command(
     fail_on: str = FailOnOption,
 ) -> None:
     """Every loopback connection over a window: who calls whom, self-calls, amplification, pressure."""
+    from rich.live import Live
+
+    from loopscope.analysis.watch_findings import check_watch
+    from loopscope.cli.tables import make_table, print_findings, print_gaps, print_table
+    from loopscope.watch.session import WatchOptions, run_watch
+    from loopscope.watch.view import (
+        APP_FIELDS,
+        SOURCE_FIELDS,
+        WATCH_EDGE_FIELDS,
+        app_rows,
+        edge_rows,
+        source_rows,
+        watch_json,
+    )
+
     if duration is not None and duration <= 0:
         raise UsageError("--duration must be positive")
     if interval <= 0 or refresh <= 0:
