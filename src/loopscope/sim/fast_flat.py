@@ -67,6 +67,7 @@ def run_flat(
     dl_time = 0.0
     last_timeout = 0.0  # stale timeouts are skipped, but the clock still runs to the last one
     inf = float("inf")
+    all_calls = range(n_remote)
 
     def start(job: list[Any], p: int, t: float) -> None:
         nonlocal started, queued, qwait, busy
@@ -140,7 +141,7 @@ def run_flat(
         job[1] += 1
         token = job[1]
         home = job[7] & ~1
-        indices = range(n_remote) if parallel else (job[10],)
+        indices = all_calls if parallel else (job[10],)
         job[2] = len(indices)
         for i in indices:
             d = dest[i]
@@ -191,7 +192,11 @@ def run_flat(
         if job[8]:
             job[8] = False
             busy += t
-            release(job[7], t)
+            p = job[7]
+            if queues[p]:
+                release(p, t)
+            else:
+                free[p] += 1
         latency = t - job[4]
         if rto is not None and latency > rto:
             timeouts_ext += 1
@@ -237,7 +242,10 @@ def run_flat(
                 p = job[6]
                 if not p & 1:
                     busy += t
-                release(p, t)
+                if queues[p]:
+                    release(p, t)
+                else:
+                    free[p] += 1
                 hops.append((t + hop2, 1, job, 0))
             elif n_remote:
                 job[10] = 0
@@ -247,7 +255,11 @@ def run_flat(
         elif kind == 2:
             _, etype, job, p = hops.popleft()
             if etype == 0:
-                arrive(job, p, t)
+                if free[p] > 0:
+                    free[p] -= 1
+                    start(job, p, t)
+                else:
+                    arrive(job, p, t)
                 continue
             parent = job[1]
             if job[2] != parent[1] or parent[2] == 0:
@@ -270,7 +282,12 @@ def run_flat(
             finish_root(job, t)
         else:
             job = [0, 0, 0, _OK, t, t, 0.0, 0, False, False, 0, 0.0]
-            arrive(job, 2 * pick_instance() if m > 1 else 0, t)
+            p = 2 * pick_instance() if m > 1 else 0
+            if free[p] > 0:
+                free[p] -= 1
+                start(job, p, t)
+            else:
+                arrive(job, p, t)
             i_arr += 1
             next_arr = arrivals[i_arr] if i_arr < n_req else inf
     tr.end_s = horizon if rto is not None else max(t, arrivals[-1], last_timeout)
