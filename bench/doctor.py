@@ -10,11 +10,12 @@ Measured, interleaved round by round, medians of ``--rounds``:
   where the CLI's time goes.
 - anchor ``shell ladder``: the same reads done by hand with the usual tools, one process each:
   ``ip -j link/addr``, ``ip -j route show table local``, ``ip route get`` x3, ``getent ahosts localhost``,
-  ``nft -j list ruleset``, ``iptables-save``, ``ip6tables-save``, ``ss -Htan state time-wait``, ``sysctl`` of
+  ``nft -j list ruleset``, ``iptables-save``, ``ip6tables-save``, ``ss -Htan``, ``ss -Hltnp``, ``sysctl`` of
   the port and loopback knobs (no ping: iputils-ping is not installed here; the doctor's ICMP is extra work).
 
-Two places: the host namespace as it is (its socket count is recorded: other sessions' benchmarks may hold
-~100k sockets), and a fresh netns with lo up (``ip netns add``; deleted at the end).
+Places: the host namespace as it is (its socket count is recorded: other sessions' benchmarks may hold
+~100k sockets), a fresh netns with lo up (``ip netns add``; deleted at the end), and the same netns holding
+``--conns`` established loopback connections (2 sockets each, held by worker processes inside it).
 
 Usage: ``python bench/doctor.py --rounds 7`` -> bench/results/doctor.json
 """
@@ -43,7 +44,8 @@ SHELL_LADDER = [
     ["nft", "-j", "list", "ruleset"],
     ["iptables-save"],
     ["ip6tables-save"],
-    ["ss", "-Htan", "state", "time-wait"],
+    ["ss", "-Htan"],  # every TCP socket: ports in use, TIME_WAIT per destination
+    ["ss", "-Hltnp"],  # listeners with their processes: the localhost-mismatch and firewall evidence
     ["sysctl", "net.ipv4.ip_local_port_range", "net.core.somaxconn", "net.ipv4.tcp_tw_reuse",
      "net.ipv4.conf.all.route_localnet", "net.ipv6.conf.all.disable_ipv6", "net.ipv4.ping_group_range"],
 ]  # fmt: skip
@@ -111,10 +113,45 @@ def bench_place(netns: str | None, rounds: int) -> dict[str, object]:
     return out
 
 
+WORKER = r"""
+import socket, sys
+n = int(sys.argv[1])
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4096)
+keep = []
+for i in range(n):
+    c = socket.socket(); c.connect(srv.getsockname()); keep.append(c); keep.append(srv.accept()[0])
+sys.stdout.write("ready\n"); sys.stdout.flush()
+sys.stdin.read()
+"""
+PER_WORKER = 8000  # 16000 fds per process, under this machine's 20000 open-file limit
+
+
+def start_connections(netns: str, count: int) -> list[subprocess.Popen[str]]:
+    """``count`` established loopback connections (2 sockets each) held by workers inside ``netns``."""
+    workers = []
+    left = count
+    while left > 0:
+        n = min(PER_WORKER, left)
+        proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", WORKER, str(n)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        workers.append(proc)
+        left -= n
+    return workers
+
+
+def stop(workers: list[subprocess.Popen[str]]) -> None:
+    for proc in workers:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "doctor.json"))
+    parser.add_argument("--conns", default="10000", help="also measure the netns holding N loopback connections")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/doctor.py needs root (netns, raw ICMP)")
@@ -129,6 +166,12 @@ def main() -> None:
             "fresh_netns": bench_place(name, args.rounds),
             "host": bench_place(None, args.rounds),
         }
+        for count in [int(x) for x in args.conns.split(",") if x.strip() and int(x) > 0]:
+            workers = start_connections(name, count)
+            try:
+                result[f"netns_{count}_connections"] = bench_place(name, args.rounds)
+            finally:
+                stop(workers)
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
