@@ -105,3 +105,17 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run_loopscope("doctor", *args)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_lo_set_down_after_use_keeps_its_address_but_fails(netns):
+    """`ip link set lo down` on a used namespace: 127.0.0.1/8 stays assigned, the local routes go, and
+    packets to 127.0.0.1 vanish (connect times out instead of failing at once)."""
+    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "down"], check=True)
+    code, doc = _doctor("--netns", netns, "--rung", "1", "--no-processes")
+    checks = _checks(doc)
+    assert code == 1 and checks["lo.link"]["code"] == "LO_DOWN"
+    assert checks["lo.ipv4"]["verdict"] == "ok"
+    assert checks["lo.routes"]["verdict"] == "fail"
+    tcp = checks["echo.tcp.127.0.0.1"]
+    assert tcp["verdict"] == "fail" and "lo.link" in tcp["caused_by"]
