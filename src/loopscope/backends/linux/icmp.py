@@ -86,7 +86,8 @@ def _match(data: bytes, version: int, method: str, ident: int | None, seq: int) 
 def ping(
     target: IPAddress, *, method: str, count: int = 3, timeout_s: float = 0.3, skipped_reason: str | None = None
 ) -> IcmpResult:
-    """Send ``count`` echo requests to ``target`` one after the other and time each reply.
+    """Send up to ``count`` echo requests to ``target`` one after the other and time each reply; stop at
+    the first request left unanswered.
 
     Args:
         target: address to ping.
@@ -136,4 +137,6 @@ def ping(
                     rtts.append((time.perf_counter_ns() - start) / 1e3)
             if not got and error is None:
                 error = f"no echo reply within {timeout_s * 1000:.0f} ms"
+            if not got:
+                break  # one silent request is enough: do not wait count times as long
     return IcmpResult(target=target, method=method, sent=sent, received=len(rtts), rtts_us=tuple(rtts), error=error)
