@@ -22,7 +22,7 @@ from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 from loopscope.errors import LoopscopeError
 from loopscope.model import Gap, ProcessInfo, ProcessKey, Snapshot
 from loopscope.model.events import CloseEvent, ConnectEvent, ConnectKind, HttpEvent, SourceStatus
-from loopscope.watch.snapshots import read_light_snapshot, read_namespace_facts
+from loopscope.watch.snapshots import NamespaceReader, read_light_snapshot, read_namespace_facts
 
 if TYPE_CHECKING:
     from loopscope.backends.linux.destroy import DestroySubscription
@@ -98,6 +98,7 @@ class WatchSession:
         self.state.gaps.extend(fact_gaps)
         self._known: dict[ProcessKey, ProcessInfo] = {}
         self._owner_cache: dict[int, list[ProcessKey]] = {}
+        self._reader = NamespaceReader(self._target)
         self._next_full = 0.0
         self.full_snapshot_s: list[float] = []
         first = self._snapshot()
@@ -159,7 +160,7 @@ class WatchSession:
 
     def _snapshot(self) -> Snapshot:
         full = time.monotonic() >= self._next_full
-        light = read_light_snapshot(self._target, self._addresses, self._stack, self._known, self._owner_cache,
+        light = read_light_snapshot(self._reader, self._addresses, self._stack, self._known, self._owner_cache,
                                     full=full)
         snap = light.snapshot
         if full:
@@ -241,6 +242,7 @@ class WatchSession:
             if src is not None:
                 src.close()
         self._ebpf = self._destroy = self._packet = None
+        self._reader.close()
 
     def __enter__(self) -> WatchSession:
         return self

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 from loopscope.backends.linux import procfs, rtnl
 from loopscope.backends.linux.netlink import KernelTransport, dump
-from loopscope.backends.linux.netns import NetnsTarget, netns_id_of, run_in_netns
+from loopscope.backends.linux.netns import NetnsTarget, run_in_netns
 from loopscope.backends.linux.sock_diag import (
     NETLINK_SOCK_DIAG,
     SOCK_DIAG_BY_FAMILY,
@@ -43,7 +43,7 @@ from loopscope.model import (
     StackFacts,
 )
 
-__all__ = ["LightSnapshot", "read_light_snapshot", "read_namespace_facts", "scan_owners_in_netns"]
+__all__ = ["LightSnapshot", "NamespaceReader", "read_light_snapshot", "read_namespace_facts", "scan_owners_in_netns"]
 
 _LISTEN = 1 << 10  # TCP_LISTEN
 _LISTEN_EST = _LISTEN | (1 << 1)  # TCP_LISTEN, TCP_ESTABLISHED
@@ -73,22 +73,37 @@ def _count_time_wait(transport: KernelTransport, family: int, seq: int) -> Count
     return counts
 
 
-def _read_inside(full: bool) -> tuple[list[SocketRecord], Counter[Endpoint]]:
-    netns = netns_id_of("/proc/thread-self/ns/net")
-    sockets: list[SocketRecord] = []
-    tw: Counter[Endpoint] = Counter()
-    states = _LISTEN_EST if full else _LISTEN
-    with KernelTransport(NETLINK_SOCK_DIAG) as transport:
-        seq = 0
+class NamespaceReader:
+    """A NETLINK_SOCK_DIAG socket opened once inside the target namespace and kept: sockets stay bound
+    to the namespace they were created in, so later dumps need no thread and no setns().
+
+    Raises:
+        BackendUnavailable / NetnsError: the socket cannot be opened there.
+    """
+
+    def __init__(self, target: NetnsTarget) -> None:
+        self.target = target
+        self.transport = run_in_netns(target, lambda: KernelTransport(NETLINK_SOCK_DIAG))
+        self._seq = 0
+
+    def read(self, full: bool) -> tuple[list[SocketRecord], Counter[Endpoint]]:
+        """Listeners (and established sockets and TIME_WAIT counts when ``full``)."""
+        sockets: list[SocketRecord] = []
+        tw: Counter[Endpoint] = Counter()
+        states = _LISTEN_EST if full else _LISTEN
         for family in (socket.AF_INET, socket.AF_INET6):
-            seq += 1
+            self._seq += 1
             req = build_request(family, socket.IPPROTO_TCP, states=states)
-            for payload in dump(transport, SOCK_DIAG_BY_FAMILY, req, seq=seq, what="sock_diag dump"):
-                sockets.append(parse_inet_diag_msg(payload, proto=Proto.TCP, netns=netns))
+            for payload in dump(self.transport, SOCK_DIAG_BY_FAMILY, req, seq=self._seq, what="sock_diag dump"):
+                sockets.append(parse_inet_diag_msg(payload, proto=Proto.TCP, netns=self.target.id))
             if full:
-                seq += 1
-                tw.update(_count_time_wait(transport, family, seq))
-    return sockets, tw
+                self._seq += 1
+                tw.update(_count_time_wait(self.transport, family, self._seq))
+        return sockets, tw
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.transport.close()
 
 
 def scan_owners_in_netns(netns: NetnsId, want: set[int]) -> tuple[dict[int, list[ProcessKey]], int]:
@@ -157,13 +172,13 @@ def read_namespace_facts(target: NetnsTarget) -> tuple[list[InterfaceAddress], S
     return addrs, stack, gaps
 
 
-def read_light_snapshot(target: NetnsTarget, addresses: list[InterfaceAddress], stack: StackFacts,
+def read_light_snapshot(reader: NamespaceReader, addresses: list[InterfaceAddress], stack: StackFacts,
                         known: dict[ProcessKey, ProcessInfo], owner_cache: dict[int, list[ProcessKey]],
                         *, full: bool) -> LightSnapshot:
     """Listeners (always) and, when ``full``, established sockets with owners and TIME_WAIT counts.
 
     Args:
-        target: the namespace.
+        reader: the namespace's kept sock_diag socket.
         addresses: its addresses (from :func:`read_namespace_facts`).
         stack: its sysctls.
         known: process details already read (updated in place).
@@ -176,7 +191,8 @@ def read_light_snapshot(target: NetnsTarget, addresses: list[InterfaceAddress], 
     """
     started_ns = time.time_ns()
     t0 = time.perf_counter_ns()
-    sockets, tw = run_in_netns(target, lambda: _read_inside(full))
+    target = reader.target
+    sockets, tw = reader.read(full)
     denied = 0
     if full:
         owners, denied = scan_owners_in_netns(target.id, {s.inode for s in sockets if s.inode is not None})

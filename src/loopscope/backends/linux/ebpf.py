@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from loopscope.backends.linux._fastrec import positional_constructor
 from loopscope.errors import BackendUnavailable, ParseError
 from loopscope.model import Endpoint, Family
 from loopscope.model.events import ConnectEvent, ConnectKind
@@ -236,6 +237,8 @@ def _port_from_ctx(raw: int) -> int:
 
 
 _ADDRS: dict[bytes, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+_make_event = positional_constructor(ConnectEvent)
+_ACTIVE, _PASSIVE = ConnectKind.ACTIVE, ConnectKind.PASSIVE
 
 
 def _address(raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -272,16 +275,11 @@ def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
     else:
         raise ParseError(f"unknown family {family} in sockops record", path="bpf", line=data[:32].hex())
     active = op == OP_TCP_CONNECT
-    return ConnectEvent(
-        at_ns=ktime + mono_to_real_ns,
-        kind=ConnectKind.ACTIVE if active else ConnectKind.PASSIVE,
-        family=fam,
-        local=Endpoint(local_addr, lport),
-        remote=Endpoint(remote_addr, _port_from_ctx(rport_raw)),
-        cookie=cookie,
-        pid=(pid_tgid >> 32) if active else None,
-        tid=(pid_tgid & 0xFFFFFFFF) if active else None,
-        netns_cookie=netns or None,
+    # positional, in field order: at_ns, kind, family, local, remote, cookie, pid, tid, netns_cookie
+    return _make_event(
+        ktime + mono_to_real_ns, _ACTIVE if active else _PASSIVE, fam, Endpoint(local_addr, lport),
+        Endpoint(remote_addr, _port_from_ctx(rport_raw)), cookie,
+        (pid_tgid >> 32) if active else None, (pid_tgid & 0xFFFFFFFF) if active else None, netns or None,
     )
 
 
