@@ -14,7 +14,6 @@ from loopscope.checks import firewall as fw
 from loopscope.checks.facts import EchoResult, ExternalFacts, FirewallFacts, RouteEntry
 from loopscope.checks.loopback import check_echo
 from loopscope.checks.verdict import CheckResult, Verdict
-from loopscope.errors import ParseError
 from loopscope.model import InterfaceAddress, LinkInfo, Severity
 
 __all__ = [
@@ -30,19 +29,10 @@ __all__ = [
 
 
 def parse_firewall(facts: FirewallFacts) -> tuple[fw.Ruleset, list[str]]:
-    """Merge the readable rulesets; returns the ruleset and the sources that failed to parse."""
-    parts: list[fw.Ruleset] = []
-    errors: list[str] = []
-    sources = ((facts.nft_json, "nft", None), (facts.iptables_save, "iptables", "ip"),
-               (facts.ip6tables_save, "ip6tables", "ip6"))  # fmt: skip
-    for text, name, family in sources:
-        if not text or not text.strip():
-            continue
-        try:
-            parts.append(fw.parse_nft_json(text) if family is None else fw.parse_iptables_save(text, family))
-        except ParseError as exc:
-            errors.append(f"{name}: {exc}")
-    return fw.merge_rulesets(*parts), errors
+    """Merge the readable rulesets (:func:`loopscope.checks.firewall.parse_rulesets`); returns the ruleset
+    and one message per dump that did not parse."""
+    ruleset, errors = fw.parse_rulesets(facts.nft_json or None, facts.iptables_save, facts.ip6tables_save)
+    return ruleset, list(errors)
 
 
 def check_firewall(
