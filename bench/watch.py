@@ -5,8 +5,9 @@ Workload (in a fresh network namespace, so other traffic on the host does not mi
 on 127.0.0.1 (accept, read, reply, close) and a client process making COUNT connect -> request -> reply ->
 close cycles at RATE per second, recording each ephemeral port and each cycle's duration.
 
-Phases per load: ``baseline`` (no collector), ``watch`` (loopscope alone), ``all`` (loopscope, ss -E and
-the psutil poller at once). Scores per connection instance (ports are reused, so per-port multisets):
+Phases per load: ``baseline`` (no collector) and ``watch`` (loopscope alone), interleaved ``--repeats``
+times (medians of the run medians; the worst caught %), then ``all`` (loopscope, ss -E and the psutil
+poller at once). Scores per connection instance (ports are reused, so per-port multisets):
 caught %, client-pid-correct %, server-pid-correct %; collector CPU % of one core (its own rusage over the
 workload's wall time); extra latency = median cycle time minus the baseline median.
 
@@ -59,8 +60,9 @@ WATCH = r"""
 import json, resource, select, sys, time
 from loopscope.watch.session import WatchOptions, WatchSession
 from loopscope.analysis.watch_report import summarize_watch
-ns, port = sys.argv[1], int(sys.argv[2])
-s = WatchSession(WatchOptions(netns=ns, snapshot_interval_s=1.0))
+ns, port, which = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = WatchSession(WatchOptions(netns=ns, snapshot_interval_s=1.0, ebpf=which in ("both", "ebpf"),
+                              destroy=which in ("both", "destroy")))
 print("ready", flush=True)
 r0 = resource.getrusage(resource.RUSAGE_SELF)
 while not select.select([sys.stdin], [], [], 0.1)[0]:
@@ -122,8 +124,9 @@ def multiset_score(truth: Counter[int], seen: Counter[int]) -> int:
 def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, collectors: set[str]) -> dict[str, Any]:
     procs: dict[str, subprocess.Popen[str]] = {}
     ss_proc = None
-    if "watch" in collectors:
-        procs["watch"] = start_ready([sys.executable, "-c", WATCH, ns, str(port)])
+    which = next((c.split(":")[1] for c in collectors if c.startswith("watch:")), "both")
+    if "watch" in collectors or which != "both":
+        procs["watch"] = start_ready([sys.executable, "-c", WATCH, ns, str(port), which])
     if "psutil" in collectors:
         procs["psutil"] = start_ready(in_ns(ns, sys.executable, "-c", POLLER, str(port)))
     if "ss" in collectors:
@@ -200,6 +203,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a tenth of the connections")
     ap.add_argument("--out", default=None, help="write the JSON here (default: stdout only)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved baseline/watch runs per load")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/watch.py needs root (eBPF, netns)")
@@ -216,12 +220,39 @@ def main() -> None:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         for count, rate in loads:
-            entry: dict[str, Any] = {"count": count, "rate": rate}
-            for phase, cols in (("baseline", set()), ("watch", {"watch"}), ("all", {"watch", "ss", "psutil"})):
-                entry[phase] = run_phase(ns, port, server.pid, count, rate, cols)
-                print(f"# {count}@{rate:g}/s {phase}: {json.dumps(entry[phase])[:300]}", file=sys.stderr)
-            base = entry["baseline"]["median_cycle_us"]
-            for phase in ("watch", "all"):
+            entry: dict[str, Any] = {"count": count, "rate": rate, "repeats": args.repeats}
+            runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "watch": [], "ebpf_only": [], "destroy_only": []}
+            phases = (("baseline", set()), ("watch", {"watch"}), ("ebpf_only", {"watch:ebpf"}),
+                      ("destroy_only", {"watch:destroy"}))
+            for _ in range(args.repeats):  # interleaved, so drift on a shared host hits all alike
+                for phase, cols in phases:
+                    runs[phase].append(run_phase(ns, port, server.pid, count, rate, cols))
+                    print(f"# {count}@{rate:g}/s {phase}: {json.dumps(runs[phase][-1])[:240]}", file=sys.stderr)
+            entry["all"] = run_phase(ns, port, server.pid, count, rate, {"watch", "ss", "psutil"})
+            print(f"# {count}@{rate:g}/s all: {json.dumps(entry['all'])[:240]}", file=sys.stderr)
+            base_medians = [r["median_cycle_us"] for r in runs["baseline"]]
+            watch_medians = [r["median_cycle_us"] for r in runs["watch"]]
+            base = statistics.median(base_medians)
+            entry["baseline"] = {"median_cycle_us": base, "run_medians_us": base_medians,
+                                 "achieved_rate": min(r["achieved_rate"] for r in runs["baseline"])}
+            w = [r["collectors"]["loopscope watch"] for r in runs["watch"]]
+            entry["watch"] = {
+                "median_cycle_us": statistics.median(watch_medians), "run_medians_us": watch_medians,
+                "collectors": {"loopscope watch": {
+                    "caught_pct": min(c["caught_pct"] for c in w),
+                    "client_pid_pct": min(c["client_pid_pct"] for c in w),
+                    "server_pid_pct": min(c["server_pid_pct"] for c in w),
+                    "cpu_pct_one_core": statistics.median(c["cpu_pct_one_core"] for c in w),
+                    "cpu_pct_runs": [c["cpu_pct_one_core"] for c in w], "sources": w[-1]["sources"]}},
+            }
+            for phase in ("ebpf_only", "destroy_only"):
+                meds = [r["median_cycle_us"] for r in runs[phase]]
+                col = [r["collectors"]["loopscope watch"] for r in runs[phase]]
+                entry[phase] = {"median_cycle_us": statistics.median(meds), "run_medians_us": meds,
+                                "cpu_pct_one_core": statistics.median(c["cpu_pct_one_core"] for c in col),
+                                "caught_pct": min(c["caught_pct"] for c in col),
+                                "client_pid_pct": min(c["client_pid_pct"] for c in col)}
+            for phase in ("watch", "all", "ebpf_only", "destroy_only"):
                 extra = entry[phase]["median_cycle_us"] - base
                 entry[phase]["extra_latency_us"] = round(extra, 1)
                 entry[phase]["extra_latency_pct"] = round(100 * extra / base, 1) if base else None
@@ -252,7 +283,13 @@ def table(results: dict[str, Any]) -> str:
                 rows.append(f"| {load} | {name} ({phase}) | {c['caught_pct']} | {c['client_pid_pct']} | "
                             f"{c['server_pid_pct'] if c['server_pid_pct'] is not None else '-'} | "
                             f"{c['cpu_pct_one_core']} | {lat} |")
-        rows.append(f"| {load} | baseline median cycle | | | | | {entry['baseline']['median_cycle_us']} us |")
+        for phase in ("ebpf_only", "destroy_only"):
+            ph = entry[phase]
+            rows.append(f"| {load} | loopscope watch, {phase.replace('_', ' ')} | {ph['caught_pct']} | "
+                        f"{ph['client_pid_pct']} | | {ph['cpu_pct_one_core']} | "
+                        f"{ph['extra_latency_us']:+.1f} us ({ph['extra_latency_pct']:+.1f}%) |")
+        runs = ", ".join(f"{m:g}" for m in entry["baseline"]["run_medians_us"])
+        rows.append(f"| {load} | baseline median cycle (runs: {runs}) | | | | | {entry['baseline']['median_cycle_us']} us |")
     return "\n".join(rows)
 
 
