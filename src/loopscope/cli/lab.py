@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
@@ -21,9 +21,11 @@ from loopscope.cli.common import (
 )
 from loopscope.cli.simulate import parse_list
 from loopscope.errors import UsageError
-from loopscope.lab.runner import LAB_DESIGNS, Calibration, LabConfig, LabCurve, calibrate, run_lab
 from loopscope.model import Finding, Severity
 from loopscope.render.jsonable import to_jsonable
+
+if TYPE_CHECKING:  # the runner needs numpy (the sim extra): imported when the command runs
+    from loopscope.lab.runner import Calibration, LabConfig, LabCurve
 
 __all__ = ["check_lab", "default_lab_rates", "lab_command", "register"]
 
@@ -52,7 +54,7 @@ def check_lab(curves: list[LabCurve]) -> list[Finding]:
 
 
 def lab_command(
-    compare: str = typer.Option("selfcall,inprocess", "--compare", help=f"Comma list of {', '.join(LAB_DESIGNS)}."),
+    compare: str = typer.Option("selfcall,inprocess", "--compare", help="Comma list of selfcall, inprocess, pool."),
     rates: str | None = typer.Option(None, "--rates", help="Comma list of offered rates/s (default: 20-95% "
                                      "of the in-process capacity)."),
     server: str = typer.Option("gunicorn", "--server", help="gunicorn (gthread) or waitress."),
@@ -70,6 +72,8 @@ def lab_command(
     fail_on: str = FailOnOption,
 ) -> None:
     """Run designs on real servers at rising rates; compare with the simulation; name the knees."""
+    from loopscope.lab.runner import LabConfig, calibrate, run_lab
+
     designs = tuple(parse_list(compare, str, "design"))
     if threads < 1 or pool_threads < 1 or fanout < 1 or duration_s <= 0 or timeout_s <= 0:
         raise UsageError("threads, fanout, duration and timeout must be positive")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
@@ -24,7 +24,9 @@ from loopscope.errors import UsageError
 from loopscope.render.jsonable import to_jsonable
 from loopscope.sim.result import SimResult
 from loopscope.sim.scenario import DESIGNS, DistKind, Scenario, ServiceDist, make_design
-from loopscope.sim.sweep import SweepCurve, capacity_per_s, check_results, default_rates, run_sweep
+
+if TYPE_CHECKING:  # the engines need numpy (the sim extra): imported when a command runs
+    from loopscope.sim.sweep import SweepCurve
 
 __all__ = ["parse_list", "register", "resolve_hop_s", "result_row", "simulate_command"]
 
@@ -100,6 +102,8 @@ def simulate_command(
     fail_on: str = FailOnOption,
 ) -> None:
     """Simulate M instances x N workers with internal calls: throughput, latency, deadlocks."""
+    from loopscope.sim.sweep import capacity_per_s, check_results, default_rates, run_sweep
+
     if sweep not in (None, "lambda"):
         raise UsageError(f"--sweep takes 'lambda', not {sweep!r}")
     if engine not in ("fast", "simpy"):

@@ -82,7 +82,7 @@ def read_bench_hop_s(path: Path) -> float:
     for wanted in (("http", "new"), ("http", "close"), ("http", "keep"), ("http",), ("tcp", "127")):
         hits = [e for label, e in entries if all(w in label for w in wanted)]
         if hits:  # the smallest payload: a hop of a small internal call
-            best = min(hits, key=lambda e: e.get("size_bytes") if isinstance(e.get("size_bytes"), int) else 0)
+            best = min(hits, key=lambda e: int(e.get("size_bytes") or 0))
             value = _p50_s(best)
             assert value is not None
             return value

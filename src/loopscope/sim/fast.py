@@ -23,11 +23,16 @@ import heapq
 import itertools
 from collections import deque
 
-import numpy as np
-
 from loopscope.sim.fast_flat import run_flat
 from loopscope.sim.result import SimResult, Trace, summarize_trace
-from loopscope.sim.sampling import Sampler, arrival_times, make_int_sampler, make_sampler
+from loopscope.sim.sampling import (
+    Rng,
+    Sampler,
+    arrival_times,
+    make_int_sampler,
+    make_sampler,
+    new_rng,
+)
 from loopscope.sim.scenario import CallKind, FlatNode, Scenario, flatten_node, validate_scenario
 
 __all__ = ["run_fast", "simulate_fast"]
@@ -41,7 +46,7 @@ class _CNode:
 
     __slots__ = ("local_only", "main_only", "nonblocking", "parallel", "remote", "samplers")
 
-    def __init__(self, flat: FlatNode, rng: np.random.Generator, cache: dict[object, Sampler]):
+    def __init__(self, flat: FlatNode, rng: Rng, cache: dict[object, Sampler]):
         self.samplers = [self._sampler(d, rng, cache) for d in flat.works]
         self.remote = [(kind, _CNode(target, rng, cache)) for kind, target in flat.remote]
         self.parallel = flat.parallel
@@ -50,7 +55,7 @@ class _CNode:
         self.main_only = flat.main_only
 
     @staticmethod
-    def _sampler(dist: object, rng: np.random.Generator, cache: dict[object, Sampler]) -> Sampler:
+    def _sampler(dist: object, rng: Rng, cache: dict[object, Sampler]) -> Sampler:
         if dist not in cache:
             cache[dist] = make_sampler(dist, rng)  # type: ignore[arg-type]
         return cache[dist]
@@ -103,7 +108,7 @@ def run_fast(sc: Scenario, *, specialise: bool = True) -> Trace:
         UsageError: invalid scenario.
     """
     validate_scenario(sc)
-    rng = np.random.default_rng(sc.seed)
+    rng = new_rng(sc.seed)
     root = _CNode(flatten_node(sc.root), rng, {})
     m, n, n_pool = sc.instances, sc.workers, sc.pool_workers
     n_req = sc.requests

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-import numpy as np
-
 from loopscope.errors import BackendUnavailable
 from loopscope.sim.result import SimResult, Trace, summarize_trace
-from loopscope.sim.sampling import Sampler, arrival_times, make_int_sampler, make_sampler
+from loopscope.sim.sampling import Sampler, arrival_times, make_int_sampler, make_sampler, new_rng
 from loopscope.sim.scenario import CallKind, FlatNode, Scenario, flatten_node, validate_scenario
 
 __all__ = ["run_simpy", "simulate_simpy"]
@@ -40,7 +38,7 @@ class _Model:
     def __init__(self, sc: Scenario) -> None:
         self.sc = sc
         self.env = simpy.Environment()
-        self.rng = np.random.default_rng(sc.seed)
+        self.rng = new_rng(sc.seed)
         self.samplers: dict[object, Sampler] = {}
         self.pick = make_int_sampler(sc.instances, self.rng)
         self.pools = [

@@ -5,16 +5,32 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-import numpy as np
+from loopscope.errors import BackendUnavailable
+
+try:
+    import numpy as np
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise BackendUnavailable("numpy is missing: pip install 'loopscope[sim]'") from exc
 
 from loopscope.sim.scenario import DistKind, ServiceDist
 
 __all__ = [
+    "Rng",
     "Sampler",
     "arrival_times",
     "make_int_sampler",
     "make_sampler",
+    "new_rng",
 ]
+
+Rng = np.random.Generator
+"""The random generator type the engines share."""
+
+
+def new_rng(seed: int) -> Rng:
+    """A numpy PCG64 generator seeded with ``seed``."""
+    return np.random.default_rng(seed)
+
 
 Sampler = Callable[[], float]
 """Returns the next sample, seconds."""
