@@ -9,12 +9,13 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
-from loopscope.analysis.scope import host_address_set, is_loopback_connection
-from loopscope.model import Finding, Proto, Severity, Snapshot, TcpState
+from loopscope.analysis.scope import classify_address, host_address_set
+from loopscope.model import Endpoint, Finding, IPAddress, Proto, Scope, Severity, Snapshot, TcpState
 
 __all__ = ["StackSummary", "summarize_stack", "check_stack"]
 
 _V4_LOOP = ipaddress.IPv4Network("127.0.0.0/8")
+_LOCAL_SCOPES = (Scope.LOOPBACK, Scope.HOST)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,24 +73,32 @@ def summarize_stack(snapshot: Snapshot) -> StackSummary:
     hosts = host_address_set(snapshot.addresses)
     low, high = stack.ip_local_port_range or (32768, 60999)
     in_use: set[int] = set()
-    by_dest: Counter[str] = Counter()
+    by_dest: Counter[Endpoint] = Counter()
+    local_ok: dict[IPAddress, bool] = {}  # one classification per distinct address, not per socket
     time_wait = tw_loop = loop_conns = listeners = 0
+    tcp, tw_state = Proto.TCP, TcpState.TIME_WAIT
     for sock in snapshot.sockets:
         if sock.is_listener:
             listeners += 1
             continue
-        if sock.proto is not Proto.TCP:
+        if sock.proto is not tcp or not sock.remote.port:
             continue
-        loop = is_loopback_connection(sock, hosts)
-        if sock.state is TcpState.TIME_WAIT:
+        la, ra = sock.local.address, sock.remote.address
+        if la not in local_ok:
+            local_ok[la] = classify_address(la, hosts) in _LOCAL_SCOPES
+        if ra not in local_ok:
+            local_ok[ra] = classify_address(ra, hosts) in _LOCAL_SCOPES
+        loop = local_ok[la] and local_ok[ra]
+        if sock.state is tw_state:
             time_wait += 1
             tw_loop += loop
         elif loop:
             loop_conns += 1
-        if sock.remote.port and low <= sock.local.port <= high:
-            in_use.add(sock.local.port)
+        port = sock.local.port
+        if low <= port <= high:
+            in_use.add(port)
             if loop:
-                by_dest[str(sock.remote)] += 1
+                by_dest[sock.remote] += 1
     return StackSummary(
         lo_present=lo is not None,
         lo_up=bool(lo and lo.up),
@@ -105,7 +114,7 @@ def summarize_stack(snapshot: Snapshot) -> StackSummary:
         ephemeral_range=stack.ip_local_port_range,
         ephemeral_range_size=(high - low + 1) if stack.ip_local_port_range else None,
         ephemeral_in_use=len(in_use),
-        ephemeral_by_destination=dict(by_dest.most_common(10)),
+        ephemeral_by_destination={str(ep): n for ep, n in by_dest.most_common(10)},
         somaxconn=stack.somaxconn,
         tcp_tw_reuse=stack.tcp_tw_reuse,
         source=snapshot.source,
