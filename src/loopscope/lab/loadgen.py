@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import time
 from dataclasses import dataclass, field
 
 from loopscope.errors import UsageError
@@ -143,7 +142,5 @@ def run_load(
     if rate_per_s <= 0 or duration_s <= 0 or timeout_s <= 0:
         raise UsageError("rate, duration and timeout must be > 0")
     count = max(1, min(max_requests, round(rate_per_s * duration_s)))
-    t0 = time.monotonic()
-    result = asyncio.run(_run(host.strip("[]"), port, path, rate_per_s, count, timeout_s))
-    assert time.monotonic() - t0 < duration_s + timeout_s + 30.0
-    return result
+    # bounded: count sends over count / rate seconds, each request cancelled after timeout_s
+    return asyncio.run(_run(host.strip("[]"), port, path, rate_per_s, count, timeout_s))
