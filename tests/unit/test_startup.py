@@ -1,22 +1,37 @@
-"""Start-up contract: `loopscope` runs in loops in scripts, so importing the CLI must stay light.
+"""Start-up contract: `loopscope` runs in loops in scripts, so starting a command must stay light.
 
-Command modules import their heavy machinery (simulation, plotting, watch engines, probes, HTTP) inside
-the command function, not at module level.
+`loopscope.cli.app.main` imports only the invoked command's module; a command module imports its own
+machinery, never another command's heavy one (simulation, plotting, lab, watch engines).
 """
 
 import json
 import subprocess
 import sys
 
-HEAVY = [
-    "numpy", "simpy", "matplotlib", "httpx", "pydantic", "psutil",
-    "loopscope.sim", "loopscope.lab", "loopscope.watch", "loopscope.benchpaths", "loopscope.doctor",
-    "loopscope.probes",
-]  # fmt: skip
+import pytest
+
+HEAVY = ["numpy", "simpy", "matplotlib", "pydantic", "loopscope.sim", "loopscope.lab", "loopscope.watch"]
+OWN = {"watch": "loopscope.watch", "simulate": "loopscope.sim", "lab": "loopscope.lab"}
 
 
-def test_cli_import_does_not_load_heavy_modules():
+def _loaded_by(command: str) -> set[str]:
+    code = ("import sys, json\nfrom loopscope.cli.app import build_app\n"
+            f"build_app([{command!r}])\nprint(json.dumps(sorted(sys.modules)))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out))
+
+
+@pytest.mark.parametrize("command", ["scan", "ports", "map", "doctor", "probe", "bench", "watch"])
+def test_command_start_up_does_not_load_heavy_modules(command):
+    loaded = _loaded_by(command)
+    allowed = OWN.get(command)
+    heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)
+                   and not (allowed and m.startswith(allowed)))  # fmt: skip
+    assert heavy == [], f"`loopscope {command}` imports at start-up: {heavy}"
+
+
+def test_plain_import_of_the_cli_loads_no_command():
     code = "import sys, json, loopscope.cli.app; print(json.dumps(sorted(sys.modules)))"
-    loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout))
-    heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY))
-    assert heavy == [], f"imported at CLI start-up: {heavy}"
+    loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                           check=True).stdout))  # fmt: skip
+    assert not [m for m in loaded if m.startswith("loopscope.cli.") and m not in ("loopscope.cli.app",)]
