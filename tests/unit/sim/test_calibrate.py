@@ -44,3 +44,12 @@ def test_unusable_documents(tmp_path):
         read_bench_hop_s(path)
     with pytest.raises(ParseError):
         read_bench_hop_s(tmp_path / "missing.json")
+
+
+def test_recorded_bench_document():
+    """Recorded with: loopscope bench --paths call,tcp4,http-keepalive,http-newconn --sizes 1
+    --count 300 --no-throughput --json (this host, busy)."""
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "bench-http.json"
+    assert read_bench_hop_s(fixture) == pytest.approx(1_490_943e-9)
