@@ -42,3 +42,32 @@ def test_destroy_events_count_normal_and_reset_connections() -> None:
     assert sum(1 for i in insts if i.client_rst) == resets
     assert all(i.source == "destroy" and i.client_pid is None for i in insts)
     assert any("without eBPF" in g.reason for g in report.gaps)
+
+
+def test_recent_view_and_trim_keep_only_newer_events() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+
+    def burst(n: int) -> None:
+        for _ in range(n):
+            c = socket.create_connection(("127.0.0.1", port))
+            a, _ = srv.accept()
+            c.close()
+            a.close()
+
+    with WatchSession(WatchOptions(ebpf=False)) as session:
+        burst(4)
+        time.sleep(0.2)
+        session.poll()
+        mark = time.time_ns()
+        burst(3)
+        time.sleep(0.2)
+        session.poll()
+        mine = lambda d: [e for e in d.closes if port in (e.local.port, e.remote.port)]  # noqa: E731
+        assert len(mine(session.data())) == 14
+        assert len(mine(session.data(since_ns=mark))) == 6
+        session.trim(mark)
+        assert len(mine(session.data())) == 6 and session.data().started_ns == mark
+    srv.close()

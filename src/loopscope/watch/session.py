@@ -216,9 +216,30 @@ class WatchSession:
             out.append(status)
         return tuple(out)
 
-    def data(self) -> WatchData:
-        """The window so far."""
+    def trim(self, before_ns: int) -> None:
+        """Forget events and samples older than ``before_ns`` (bounds memory in an open-ended watch);
+        the window then starts there."""
         st = self.state
+        if before_ns <= self.started_ns:
+            return
+        st.connects = [e for e in st.connects if e.at_ns >= before_ns]
+        st.closes = [e for e in st.closes if e.at_ns >= before_ns]
+        st.http = [e for e in st.http if e.at_ns >= before_ns]
+        st.samples = [x for x in st.samples if x.at_ns >= before_ns] or st.samples[-1:]
+        self.started_ns = before_ns
+
+    def data(self, since_ns: int | None = None) -> WatchData:
+        """The window so far, or only its part from ``since_ns`` (the live view's recent rates)."""
+        st = self.state
+        if since_ns is not None and since_ns > self.started_ns:
+            recent = [x for x in st.samples if x.at_ns >= since_ns] or st.samples[-1:]
+            return WatchData(
+                started_ns=since_ns, ended_ns=time.time_ns(), netns_label=self.netns_label,
+                connects=tuple(e for e in st.connects if e.at_ns >= since_ns),
+                closes=tuple(e for e in st.closes if e.at_ns >= since_ns),
+                http=tuple(e for e in st.http if e.at_ns >= since_ns), samples=tuple(recent),
+                processes=dict(st.processes), sources=self.sources(), gaps=tuple(st.gaps),
+            )
         gaps = list(st.gaps)
         if st.unresolved_pids:
             gaps.append(Gap(what=f"details of {len(st.unresolved_pids)} client processes",
@@ -251,10 +272,18 @@ class WatchSession:
         self.close()
 
 
+LIVE_WINDOW_S = 10.0
+"""The live view shows the last 10 s (recomputing a long window every refresh would starve the drains)."""
+OPEN_ENDED_KEEP_S = 600.0
+"""An open-ended watch keeps the last 10 minutes of events for its final report."""
+
+
 def run_watch(options: WatchOptions, duration_s: float | None,
               on_refresh: Callable[[WatchData], None] | None = None, refresh_s: float = 1.0) -> WatchData:
-    """Watch for ``duration_s`` seconds (None: until KeyboardInterrupt), calling ``on_refresh`` every
-    ``refresh_s``; returns the window. A final drain runs after the last tick so closes are counted."""
+    """Watch for ``duration_s`` seconds (None: until KeyboardInterrupt, keeping the last
+    :data:`OPEN_ENDED_KEEP_S`), calling ``on_refresh`` every ``refresh_s`` with the last
+    :data:`LIVE_WINDOW_S`; returns the whole window. A final drain runs after the last tick so the
+    closes of the last connections are counted."""
     with WatchSession(options) as session:
         end = None if duration_s is None else time.monotonic() + duration_s
         next_refresh = time.monotonic() + refresh_s
@@ -264,7 +293,9 @@ def run_watch(options: WatchOptions, duration_s: float | None,
                 session.poll()
                 if on_refresh is not None and time.monotonic() >= next_refresh:
                     next_refresh += refresh_s
-                    on_refresh(session.data())
+                    on_refresh(session.data(since_ns=time.time_ns() - int(LIVE_WINDOW_S * 1e9)))
+                if duration_s is None:
+                    session.trim(time.time_ns() - int(OPEN_ENDED_KEEP_S * 1e9))
         except KeyboardInterrupt:
             pass
         time.sleep(0.25)  # closes of the last connections arrive within a few ms
