@@ -27,7 +27,7 @@ from loopscope.watch.session import WatchOptions, WatchSession
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.services]
 
 APP = '''
-import http.client, os, threading, urllib.parse
+import http.client, os, threading, time, urllib.parse
 PORT = int(os.environ["LAB_PORT"])
 _local = threading.local()
 
@@ -48,6 +48,8 @@ def call(host, path, pool):
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
+    if path == "/sleep":
+        time.sleep(0.05)
     if path == "/work":
         q = urllib.parse.parse_qs(environ["QUERY_STRING"])
         pool = q["mode"][0] == "pool"
@@ -249,3 +251,44 @@ def test_nginx_to_backend_chain_is_not_a_self_call() -> None:
     assert not [f for f in check_watch(report) if f.code.startswith("SELF_CALL") and
                 f.subject in (front_app.name, back_app.name)]
     assert gen_pid in next(e for e in report.edges if e.port == front).client_pids
+
+
+RAMP = """
+import http.client, sys, threading, time
+port = int(sys.argv[1])
+def get(path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path, headers={"Connection": "close"}); r = c.getresponse(); r.read(); c.close()
+stop = time.monotonic() + 5.0
+def health():
+    while time.monotonic() < stop:
+        get("/healthz"); time.sleep(0.1)
+def worker(start_at):
+    while time.monotonic() < start_at:
+        time.sleep(0.01)
+    while time.monotonic() < stop:
+        get("/sleep")
+t0 = time.monotonic()
+threads = [threading.Thread(target=health)]
+threads += [threading.Thread(target=worker, args=(t0 + 0.5 * k,)) for k in range(10)]  # load ramps up
+for t in threads: t.start()
+for t in threads: t.join()
+print("done", flush=True)
+"""
+
+
+def test_health_check_slow_under_load() -> None:
+    with gunicorn_app(workers=1, threads=2) as (port, _proc):
+        with WatchSession(WatchOptions(http=True, http_ports=(port,), snapshot_interval_s=0.5)) as session:
+            gen = subprocess.Popen([sys.executable, "-c", RAMP, str(port)], stdout=subprocess.PIPE, text=True)
+            while gen.poll() is None:
+                time.sleep(0.1)
+                session.poll()
+            time.sleep(0.3)
+            session.poll()
+            report = summarize_watch(session.data())
+    app = _app(report, port)
+    lat = app.latency_by_path_ms["/healthz"]
+    assert len(lat) >= 20 and max(lat) > 5 * min(lat)
+    found = [f for f in check_watch(report) if f.code == "HEALTH_CHECK_SLOW_UNDER_LOAD"]
+    assert len(found) == 1 and "/healthz" in found[0].subject

@@ -67,11 +67,17 @@ def _health(app: AppStats) -> list[Finding]:
         if not path.rstrip("/").endswith(HEALTH_PATHS) or len(lats) < HEALTH_MIN_SAMPLES:
             continue
         times = app.latency_times_s.get(path, [])
-        others = sorted(t for p, ts in app.latency_times_s.items() if p != path for t in ts)
-        if not others:
+        # load at each health check: other requests in flight then (started, not yet answered)
+        spans = sorted((t, t + ms / 1000) for p, ts in app.latency_times_s.items() if p != path
+                       for t, ms in zip(ts, app.latency_by_path_ms.get(p, [])))
+        if not spans:
             continue
-        # load at each health sample: other requests within +-0.5 s
-        load = [float(bisect.bisect_right(others, t + 0.5) - bisect.bisect_left(others, t - 0.5)) for t in times]
+        starts = [a for a, _ in spans]
+        longest = max(b - a for a, b in spans)
+        load = []
+        for t in times:
+            lo, hi = bisect.bisect_left(starts, t - longest), bisect.bisect_right(starts, t)
+            load.append(float(sum(1 for a, b in spans[lo:hi] if b >= t)))
         r = correlation(load, lats)
         fast = min(lats)
         slow = max(lats)
