@@ -123,8 +123,11 @@ def scan_owners_in_netns(netns: NetnsId, want: set[int]) -> tuple[dict[int, list
             continue
         try:
             st = os.stat(f"/proc/{pid}/ns/net")
+        except PermissionError:
+            denied += 1  # its namespace is unknown: it may hold sockets of this one
+            continue
         except OSError:
-            continue  # exited, or a namespace we may not look at: not ours to count
+            continue  # exited
         if NetnsId(st.st_dev, st.st_ino) != netns:
             continue
         try:
@@ -214,7 +217,9 @@ def read_light_snapshot(reader: NamespaceReader, addresses: list[InterfaceAddres
         out.append(sock)
     gaps = []
     if denied:
-        gaps.append(Gap(what=f"fd tables of {denied} processes", reason="permission denied: run as root", count=denied))
+        gaps.append(Gap(what=f"fd tables of {denied} processes", count=denied,
+                        reason="permission denied: owners need root with full capabilities (a few "
+                               "processes stay protected even then)"))
     snap = Snapshot(taken_at_ns=started_ns, netns=target.id, netns_label=target.label, source="sock_diag",
                     sockets=tuple(out), processes=procs, addresses=tuple(addresses), stack=stack, gaps=tuple(gaps),
                     duration_ns=time.perf_counter_ns() - t0)
