@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from loopscope.backends.linux.ebpf import SockopsCollector, netns_cookie_of_current
+from loopscope.backends.linux.ebpf import SockopsCollector, count_attached_sockops, netns_cookie_of_current
 from loopscope.errors import BackendUnavailable
 from loopscope.model.events import ConnectKind
 
@@ -102,3 +102,11 @@ def test_namespace_filter_in_the_kernel() -> None:
         srv.close()
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_attached_to_the_cgroup_root_while_open_and_detached_after() -> None:
+    with SockopsCollector() as collector:
+        root = collector.cgroup_path
+        during = count_attached_sockops(root)
+    after = count_attached_sockops(root)
+    assert during == after + 1

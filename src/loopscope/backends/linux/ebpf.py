@@ -46,7 +46,7 @@ __all__ = [
 # --- bpf(2) constants (include/uapi/linux/bpf.h) ---
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_LOAD = 0, 1, 5
-BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_LINK_CREATE = 21, 28
+BPF_PROG_QUERY, BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_LINK_CREATE = 16, 21, 28
 BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_QUEUE = 2, 22
 BPF_PROG_TYPE_SOCK_OPS = 13
 BPF_CGROUP_SOCK_OPS = 3
@@ -293,6 +293,26 @@ def netns_cookie_of_current() -> int | None:
             return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, 71, 8), "little")
     except OSError:
         return None
+
+
+def count_attached_sockops(cgroup_path: str) -> int:
+    """How many sockops programs are attached to ``cgroup_path`` (BPF_PROG_QUERY; root only).
+
+    Raises:
+        BackendUnavailable: the query failed (not root, or no such cgroup).
+    """
+    try:
+        fd = os.open(cgroup_path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise BackendUnavailable(f"cannot open cgroup {cgroup_path}: {exc}") from exc
+    try:
+        attr = _attr((0, "=I", fd), (4, "=I", BPF_CGROUP_SOCK_OPS))  # target_fd, attach_type; prog_ids NULL
+        ret = _Bpf().call(BPF_PROG_QUERY, attr)
+        if ret < 0:
+            raise _fail("BPF_PROG_QUERY", -ret)
+        return int(struct.unpack_from("=I", attr, 24)[0])  # prog_cnt
+    finally:
+        os.close(fd)
 
 
 def find_cgroup2_root(mounts_text: str) -> str | None:
