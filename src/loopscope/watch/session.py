@@ -101,9 +101,13 @@ class WatchSession:
         self._reader = NamespaceReader(self._target)
         self._next_full = 0.0
         self.full_snapshot_s: list[float] = []
-        first = self._snapshot()
-        self.netns_label = first.netns_label
-        self._open_sources(first)
+        try:
+            first = self._snapshot()
+            self.netns_label = first.netns_label
+            self._open_sources(first)
+        except BaseException:
+            self.close()  # detach whatever was already loaded
+            raise
         self.started_ns = time.time_ns()  # the window starts when every source is live
         self._next_snapshot = time.monotonic() + options.snapshot_interval_s
 
@@ -169,9 +173,9 @@ class WatchSession:
             # keep the full reads near 5% of one core: wait 20x what the last one took
             self._next_full = time.monotonic() + max(self.options.full_interval_s, 20 * took_s)
         self.state.samples.append(sample_snapshot(snap, light.time_wait_by_dest, listeners_only=not full))
-        for gap in snap.gaps:
-            if gap not in self.state.gaps and "exited" not in gap.reason:
-                self.state.gaps.append(gap)
+        for gap in snap.gaps:  # the latest count per kind of gap
+            if "exited" not in gap.reason:
+                self.state.gaps[:] = [g for g in self.state.gaps if g.reason != gap.reason] + [gap]
         return snap
 
     def poll(self) -> None:
