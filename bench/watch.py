@@ -62,20 +62,22 @@ from loopscope.watch.session import WatchOptions, WatchSession
 from loopscope.analysis.watch_report import summarize_watch
 ns, port, which = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 s = WatchSession(WatchOptions(netns=ns, snapshot_interval_s=1.0, ebpf=which in ("both", "ebpf"),
-                              destroy=which in ("both", "destroy")))
+                              destroy=which in ("both", "destroy"), ebpf_run_stats=True))
 print("ready", flush=True)
+k0 = s.ebpf_run_stats() or (0, 0)
 r0 = resource.getrusage(resource.RUSAGE_SELF)
 while not select.select([sys.stdin], [], [], 0.1)[0]:
     s.poll()
 time.sleep(0.3); s.poll()
 r1 = resource.getrusage(resource.RUSAGE_SELF)
+k1 = s.ebpf_run_stats() or (0, 0)
 cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 data = s.data(); s.close()
 rep = summarize_watch(data)
 apps = {p: a.pids for a in rep.apps for p in a.ports}
 out = [[i.client.port, i.client_pid, list(apps.get(i.server.port, ()))] for i in rep.instances
        if i.server.port == port and i.established]
-print(json.dumps({"cpu_s": cpu, "instances": out, "sources": [[x.name, x.active, x.events, x.dropped]
+print(json.dumps({"cpu_s": cpu, "kernel_runs": k1[0] - k0[0], "kernel_ns": k1[1] - k0[1], "instances": out, "sources": [[x.name, x.active, x.events, x.dropped]
       for x in data.sources]}), flush=True)
 """
 
@@ -157,6 +159,9 @@ def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, coll
             "client_pid_pct": round(100 * multiset_score(ports, right_client) / n, 2),
             "server_pid_pct": round(100 * multiset_score(ports, right_server) / n, 2),
             "cpu_pct_one_core": round(100 * w["cpu_s"] / wall, 2), "sources": w["sources"],
+            "kernel_runs_per_conn": round(w["kernel_runs"] / n, 2),
+            "kernel_ns_per_run": round(w["kernel_ns"] / w["kernel_runs"], 1) if w["kernel_runs"] else None,
+            "kernel_us_per_conn": round(w["kernel_ns"] / n / 1000, 3),
         }
     if "psutil" in procs:
         p = stop_json(procs["psutil"])
@@ -243,7 +248,10 @@ def main() -> None:
                     "client_pid_pct": min(c["client_pid_pct"] for c in w),
                     "server_pid_pct": min(c["server_pid_pct"] for c in w),
                     "cpu_pct_one_core": statistics.median(c["cpu_pct_one_core"] for c in w),
-                    "cpu_pct_runs": [c["cpu_pct_one_core"] for c in w], "sources": w[-1]["sources"]}},
+                    "cpu_pct_runs": [c["cpu_pct_one_core"] for c in w], "sources": w[-1]["sources"],
+                    "kernel_us_per_conn": statistics.median(c["kernel_us_per_conn"] for c in w),
+                    "kernel_ns_per_run": statistics.median(c["kernel_ns_per_run"] or 0 for c in w),
+                    "kernel_runs_per_conn": w[-1]["kernel_runs_per_conn"]}},
             }
             for phase in ("ebpf_only", "destroy_only"):
                 meds = [r["median_cycle_us"] for r in runs[phase]]
@@ -272,24 +280,27 @@ def main() -> None:
 
 def table(results: dict[str, Any]) -> str:
     """The markdown table for docs/readme/watch.md."""
-    rows = ["| load | collector (phase) | caught % | client pid % | server pid % | CPU % of 1 core | extra latency |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [("| load | collector (phase) | caught % | client pid % | server pid % | CPU % of 1 core | extra latency |"
+             " eBPF in kernel per conn |"),
+            "|---|---|---|---|---|---|---|---|"]
     for entry in results["loads"]:
         load = f"{entry['count']} @ {entry['rate']:g}/s (got {entry['baseline']['achieved_rate']:g}/s)"
         for phase in ("watch", "all"):
             ph = entry[phase]
             for name, c in ph["collectors"].items():
                 lat = f"{ph['extra_latency_us']:+.1f} us ({ph['extra_latency_pct']:+.1f}%)" if name.startswith("loop") else ""
+                kern = (f"{c['kernel_us_per_conn']} us ({c['kernel_runs_per_conn']:g} runs x "
+                        f"{c['kernel_ns_per_run']:g} ns)" if c.get("kernel_ns_per_run") else "")
                 rows.append(f"| {load} | {name} ({phase}) | {c['caught_pct']} | {c['client_pid_pct']} | "
                             f"{c['server_pid_pct'] if c['server_pid_pct'] is not None else '-'} | "
-                            f"{c['cpu_pct_one_core']} | {lat} |")
+                            f"{c['cpu_pct_one_core']} | {lat} | {kern} |")
         for phase in ("ebpf_only", "destroy_only"):
             ph = entry[phase]
             rows.append(f"| {load} | loopscope watch, {phase.replace('_', ' ')} | {ph['caught_pct']} | "
                         f"{ph['client_pid_pct']} | | {ph['cpu_pct_one_core']} | "
-                        f"{ph['extra_latency_us']:+.1f} us ({ph['extra_latency_pct']:+.1f}%) |")
+                        f"{ph['extra_latency_us']:+.1f} us ({ph['extra_latency_pct']:+.1f}%) | |")
         runs = ", ".join(f"{m:g}" for m in entry["baseline"]["run_medians_us"])
-        rows.append(f"| {load} | baseline median cycle (runs: {runs}) | | | | | {entry['baseline']['median_cycle_us']} us |")
+        rows.append(f"| {load} | baseline median cycle (runs: {runs}) | | | | | {entry['baseline']['median_cycle_us']} us | |")
     return "\n".join(rows)
 
 

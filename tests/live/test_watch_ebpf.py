@@ -110,3 +110,22 @@ def test_attached_to_the_cgroup_root_while_open_and_detached_after() -> None:
         during = count_attached_sockops(root)
     after = count_attached_sockops(root)
     assert during == after + 1
+
+
+def test_kernel_run_stats_count_every_program_run() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+    with SockopsCollector(only_netns_cookie=netns_cookie_of_current()) as collector:
+        collector.enable_run_stats()
+        runs0, ns0 = collector.run_stats()
+        for _ in range(10):
+            c = socket.create_connection(("127.0.0.1", port))
+            a, _ = srv.accept()
+            c.close()
+            a.close()
+        runs1, ns1 = collector.run_stats()
+    srv.close()
+    assert runs1 - runs0 >= 20  # at least connect + passive per connection (other callbacks run too)
+    assert 0 < (ns1 - ns0) / (runs1 - runs0) < 100_000  # ns per run

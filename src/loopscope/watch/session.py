@@ -53,6 +53,8 @@ class WatchOptions:
     last full read's duration on busy hosts, so they stay near 5% of a core."""
     drain_interval_s: float = 0.2
     """Seconds between event drains."""
+    ebpf_run_stats: bool = False
+    """Have the kernel time every sockops run (for benchmarks; adds two clock reads per run)."""
 
 
 @dataclass(slots=True)
@@ -125,6 +127,8 @@ class WatchSession:
                 self._netns_cookie = run_in_netns(self._target, netns_cookie_of_current)
                 ebpf = SockopsCollector(only_netns_cookie=self._netns_cookie)
                 self._ebpf = ebpf
+                if opts.ebpf_run_stats:
+                    ebpf.enable_run_stats()
                 if not ebpf.has_netns_cookie:
                     self._netns_cookie = None
                     self.state.gaps.append(Gap(what="namespace of eBPF events", reason="kernel < 5.15 has no "
@@ -202,6 +206,10 @@ class WatchSession:
         if time.monotonic() >= self._next_snapshot:
             self._next_snapshot += self.options.snapshot_interval_s
             self._snapshot()
+
+    def ebpf_run_stats(self) -> tuple[int, int] | None:
+        """``(program runs, total ns in the kernel)`` when eBPF is on (zeros unless ``ebpf_run_stats``)."""
+        return self._ebpf.run_stats() if self._ebpf is not None else None
 
     def sources(self) -> tuple[SourceStatus, ...]:
         """Status of every source with its event and drop counts so far."""

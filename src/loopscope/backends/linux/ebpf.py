@@ -46,7 +46,9 @@ __all__ = [
 # --- bpf(2) constants (include/uapi/linux/bpf.h) ---
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_LOAD = 0, 1, 5
-BPF_PROG_QUERY, BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_LINK_CREATE = 16, 21, 28
+BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_LINK_CREATE = 15, 16, 21, 28
+BPF_ENABLE_STATS, BPF_STATS_RUN_TIME = 32, 0
+_INFO_RUN_TIME_NS, _INFO_RUN_CNT, _INFO_SIZE = 192, 200, 232  # struct bpf_prog_info offsets
 BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_QUEUE = 2, 22
 BPF_PROG_TYPE_SOCK_OPS = 13
 BPF_CGROUP_SOCK_OPS = 3
@@ -460,6 +462,31 @@ class SockopsCollector:
             out.append(parse_event(self._value.raw, mono_to_real_ns=self.mono_to_real_ns))
         self.events_read += len(out)
         return out
+
+    def enable_run_stats(self) -> None:
+        """Ask the kernel to time every program run (BPF_ENABLE_STATS; on while the collector lives).
+
+        Raises:
+            BackendUnavailable: refused (kernel < 5.8, or not root).
+        """
+        fd = self._bpf.call(BPF_ENABLE_STATS, _attr((0, "=I", BPF_STATS_RUN_TIME)))
+        if fd < 0:
+            raise _fail("BPF_ENABLE_STATS", -fd)
+        self._fds.insert(0, fd)  # closed last
+
+    def run_stats(self) -> tuple[int, int]:
+        """``(runs, total_ns)`` of the program in the kernel since stats were enabled (0, 0 when off).
+
+        Raises:
+            BackendUnavailable: BPF_OBJ_GET_INFO_BY_FD failed.
+        """
+        info = ctypes.create_string_buffer(_INFO_SIZE)
+        attr = _attr((0, "=I", self.prog_fd), (4, "=I", _INFO_SIZE), (8, "=Q", ctypes.addressof(info)))
+        ret = self._bpf.call(BPF_OBJ_GET_INFO_BY_FD, attr)
+        if ret < 0:
+            raise _fail("BPF_OBJ_GET_INFO_BY_FD", -ret)
+        run_ns, runs = struct.unpack_from("=QQ", info, _INFO_RUN_TIME_NS)
+        return int(runs), int(run_ns)
 
     def drops(self) -> int:
         """Records the program could not push because the queue was full."""
