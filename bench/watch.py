@@ -57,10 +57,11 @@ print(json.dumps({"ports": ports, "durs_ns": durs, "wall_s": time.monotonic() - 
 """
 
 WATCH = r"""
-import json, resource, select, sys, time
+import json, os, resource, select, sys, time
 from loopscope.watch.session import WatchOptions, WatchSession
 from loopscope.analysis.watch_report import summarize_watch
-ns, port, which = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ns, port, which, nice = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+os.nice(nice)  # as `loopscope watch --nice` does (default 10)
 s = WatchSession(WatchOptions(netns=ns, snapshot_interval_s=1.0, ebpf=which in ("both", "ebpf"),
                               destroy=which in ("both", "destroy"), ebpf_run_stats=True))
 print("ready", flush=True)
@@ -97,6 +98,9 @@ print(json.dumps({"cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_st
 """
 
 
+NICE = 10  # the collector's niceness, as `loopscope watch` (set by --nice)
+
+
 def sh(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
@@ -128,7 +132,7 @@ def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, coll
     ss_proc = None
     which = next((c.split(":")[1] for c in collectors if c.startswith("watch:")), "both")
     if "watch" in collectors or which != "both":
-        procs["watch"] = start_ready([sys.executable, "-c", WATCH, ns, str(port), which])
+        procs["watch"] = start_ready([sys.executable, "-c", WATCH, ns, str(port), which, str(NICE)])
     if "psutil" in collectors:
         procs["psutil"] = start_ready(in_ns(ns, sys.executable, "-c", POLLER, str(port)))
     if "ss" in collectors:
@@ -209,7 +213,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a tenth of the connections")
     ap.add_argument("--out", default=None, help="write the JSON here (default: stdout only)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved baseline/watch runs per load")
+    ap.add_argument("--nice", type=int, default=10, help="collector niceness (loopscope watch --nice; 0: none)")
     args = ap.parse_args()
+    global NICE
+    NICE = args.nice
     if os.geteuid() != 0:
         sys.exit("bench/watch.py needs root (eBPF, netns)")
     loads = [(2000, 300.0), (20000, 3000.0)]
@@ -217,7 +224,7 @@ def main() -> None:
         loads = [(c // 10, r) for c, r in loads]
     ns = f"lsw-bench-{os.getpid()}"
     sh("ip", "netns", "add", ns)
-    results: dict[str, Any] = {"bench": "watch", "loads": []}
+    results: dict[str, Any] = {"bench": "watch", "collector_nice": NICE, "loads": []}
     server = None
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -289,8 +296,8 @@ def table(results: dict[str, Any]) -> str:
             ph = entry[phase]
             for name, c in ph["collectors"].items():
                 lat = f"{ph['extra_latency_us']:+.1f} us ({ph['extra_latency_pct']:+.1f}%)" if name.startswith("loop") else ""
-                kern = (f"{c['kernel_us_per_conn']} us ({c['kernel_runs_per_conn']:g} runs x "
-                        f"{c['kernel_ns_per_run']:g} ns)" if c.get("kernel_ns_per_run") else "")
+                kern = (f"{c['kernel_us_per_conn']:.2f} us ({c['kernel_runs_per_conn']:g} runs x "
+                        f"{c['kernel_ns_per_run']:.0f} ns)" if c.get("kernel_ns_per_run") else "")
                 rows.append(f"| {load} | {name} ({phase}) | {c['caught_pct']} | {c['client_pid_pct']} | "
                             f"{c['server_pid_pct'] if c['server_pid_pct'] is not None else '-'} | "
                             f"{c['cpu_pct_one_core']} | {lat} | {kern} |")

@@ -57,6 +57,8 @@ def watch_command(
     interval: float = typer.Option(1.0, "--interval", help="Seconds between snapshots (listeners, queues, pools)."),
     refresh: float = typer.Option(1.0, "--refresh", help="Seconds between screen refreshes."),
     no_ebpf: bool = typer.Option(False, "--no-ebpf", help="Do not load the eBPF sockops program."),
+    nice: int = typer.Option(10, "--nice", help="Lower the collector's CPU priority by this much (0: keep), so it "
+                             "yields to the apps it watches; kernel buffers hold the events meanwhile."),
     json_out: bool = JsonOption,
     fail_on: str = FailOnOption,
 ) -> None:
@@ -80,6 +82,12 @@ def watch_command(
         raise UsageError("--duration must be positive")
     if interval <= 0 or refresh <= 0:
         raise UsageError("--interval and --refresh must be positive")
+    if nice < 0 or nice > 19:
+        raise UsageError("--nice must be between 0 and 19")
+    if nice:
+        import os
+
+        os.nice(nice)
     options = WatchOptions(netns=netns, ebpf=not no_ebpf, http=http, http_ports=tuple(port) if http else (),
                            snapshot_interval_s=interval)
     pids, ports = tuple(pid), tuple(port)
