@@ -51,7 +51,7 @@ class Edge:
     server: str
     """Server label: the listener owners ``comm[pid,...]`` or ``?``."""
     port: int
-    """Server port."""
+    """Server port; 0 for connections to ports nobody listens on any more (closed, TIME_WAIT)."""
     proto: Proto
     """tcp or udp."""
     connections: int
@@ -87,7 +87,7 @@ def _label(processes: list[ProcessInfo]) -> str:
         return "?"
     names = sorted({p.comm for p in processes})
     pids = sorted({p.pid for p in processes})
-    shown = ",".join(str(p) for p in pids[:3]) + (",..." if len(pids) > 3 else "")
+    shown = ",".join(str(p) for p in pids[:2]) + (",..." if len(pids) > 2 else "")
     return f"{'/'.join(names)}[{shown}]"
 
 
@@ -207,6 +207,14 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
             return []
         return [procs[k] for k in sock.owners if k in procs]
 
+    # A client that owns a listener is shown as that app (nginx master + workers as one client).
+    app_of: dict[ProcessKey, list[ProcessInfo]] = {}
+    for sock in snapshot.sockets:
+        if sock.is_listener and sock.owners:
+            owners = owners_of(sock)
+            for key in sock.owners:
+                if len(owners) > len(app_of.get(key, [])):
+                    app_of[key] = owners
     groups: dict[tuple[str, str, int, Proto], _EdgeAcc] = {}
     ephemeral: Counter[str] = Counter()
     self_calls = 0
@@ -218,7 +226,10 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
             is_same_app(c, server_owners) for c in client_owners
         )
         self_calls += is_self
-        key = (_label(client_owners), _label(server_owners), conn.server.port, conn.proto)
+        client_app = next((app_of[p.key] for p in client_owners if p.key in app_of), client_owners)
+        # Connections to a port nobody listens on any more (TIME_WAIT leftovers) fold into port 0.
+        port = conn.server.port if conn.listener is not None or server_owners else 0
+        key = (_label(client_app), _label(server_owners), port, conn.proto)
         acc = groups.setdefault(key, _EdgeAcc())
         acc.connections += 1
         acc.states[conn.state.value] += 1

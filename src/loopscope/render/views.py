@@ -92,7 +92,7 @@ def edge_rows(edges: Iterable[Edge]) -> list[dict[str, str | int]]:
         {
             "client": e.client,
             "server": e.server,
-            "port": e.port,
+            "port": e.port or "closed",
             "proto": e.proto.value,
             "connections": e.connections,
             "states": " ".join(f"{k}:{v}" for k, v in sorted(e.states.items())),

@@ -37,7 +37,7 @@ def test_self_call_prefork_and_chain():
                           state=TcpState.TIME_WAIT)  # fmt: skip
     talk = build_talk_map(make_snapshot(sockets, [master, worker, nginx]))
     edges = {(e.client, e.server, e.port): e for e in talk.edges}
-    assert edges[("gunicorn[101]", "gunicorn[100,101]", 8000)].self_call
+    assert edges[("gunicorn[100,101]", "gunicorn[100,101]", 8000)].self_call  # the worker, shown as its app
     chain = edges[("nginx[200]", "gunicorn[100,101]", 8000)]
     assert chain.connections == 2 and not chain.self_call
     assert edges[("?", "gunicorn[100,101]", 8000)].states == {"TIME_WAIT": 1}
