@@ -48,7 +48,7 @@ EDGE_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("proto", "Proto", "", "tcp or udp"),
     FieldSpec("connections", "Conns", "connections", "connections on the edge right now", "right"),
     FieldSpec("states", "States", "", "connections by state of the client end"),
-    FieldSpec("self_call", "Self-call", "", "the client is the server app itself"),
+    FieldSpec("self_call", "Self", "", "SELF when the client is the server app itself (a self-call)"),
 )
 
 FINDING_FIELDS: tuple[FieldSpec, ...] = (

@@ -86,6 +86,9 @@ def listener_rows(
     return rows
 
 
+_SHORT_STATES = {"ESTABLISHED": "ESTAB", "CLOSE_WAIT": "CLOSE-WAIT", "TIME_WAIT": "TIME-WAIT"}  # as ss prints
+
+
 def edge_rows(edges: Iterable[Edge]) -> list[dict[str, str | int]]:
     """One row per talk-map edge with the EDGE_FIELDS keys."""
     return [
@@ -95,7 +98,7 @@ def edge_rows(edges: Iterable[Edge]) -> list[dict[str, str | int]]:
             "port": e.port or "closed",
             "proto": e.proto.value,
             "connections": e.connections,
-            "states": " ".join(f"{k}:{v}" for k, v in sorted(e.states.items())),
+            "states": " ".join(f"{_SHORT_STATES.get(k, k)}:{v}" for k, v in sorted(e.states.items())),
             "self_call": "SELF" if e.self_call else "",
         }
         for e in edges
