@@ -122,7 +122,7 @@ def ports_command(
         out = console()
         table_rows = listener_rows(rows, findings, services)
         hidden = {"reach"} | ({"netns"} if len(snapshots) == 1 else set()) | ({"user"} if fingerprint else set())
-        hidden |= {"queue"} if fingerprint and verify_exposure else set()
+        hidden |= {"queue", "scope"} if fingerprint and verify_exposure else set()  # "From outside" is the truth
         fields = tuple(f for f in LISTENER_FIELDS if f.name not in hidden)
         if verify_exposure:
             for row, listener in zip(table_rows, rows):
