@@ -16,7 +16,7 @@ from loopscope.render.fields import GAP_FIELDS, FieldSpec
 __all__ = ["make_table", "print_table", "print_findings", "print_gaps", "status_text", "SEVERITY_STYLE"]
 
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
-_NO_WRAP = {"client", "server", "states", "verdict", "code", "severity", "port", "proto", "scope", "queue", "connections"}
+_NO_WRAP = {"process", "client", "server", "states", "verdict", "code", "severity", "port", "proto", "scope", "queue", "connections"}
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
 
 

@@ -12,10 +12,10 @@ from loopscope.model import Finding, ProcessInfo
 __all__ = ["process_label", "listener_rows", "edge_rows", "finding_rows", "stack_lines", "verdicts_by_listener"]
 
 
-def process_label(owners: Iterable[ProcessInfo], limit: int = 3) -> str:
+def process_label(owners: Iterable[ProcessInfo], limit: int = 2) -> str:
     """``nginx[101,102,...]``; ``-`` when no owner is known.
 
-    Example: two gunicorn workers 10 and 11 -> ``gunicorn[10,11]``.
+    Example: two gunicorn workers 10 and 11 -> ``gunicorn[10,11]``; three -> ``gunicorn[10,11,...]``.
     """
     procs = list(owners)
     if not procs:
