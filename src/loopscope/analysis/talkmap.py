@@ -212,9 +212,9 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
     for sock in snapshot.sockets:
         if sock.is_listener and sock.owners:
             owners = owners_of(sock)
-            for key in sock.owners:
-                if len(owners) > len(app_of.get(key, [])):
-                    app_of[key] = owners
+            for owner_key in sock.owners:
+                if len(owners) > len(app_of.get(owner_key, [])):
+                    app_of[owner_key] = owners
     groups: dict[tuple[str, str, int, Proto], _EdgeAcc] = {}
     ephemeral: Counter[str] = Counter()
     self_calls = 0
