@@ -286,7 +286,7 @@ def main() -> None:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The markdown table for docs/readme/watch.md."""
+    """The markdown table for the README watch section."""
     rows = [("| load | collector (phase) | caught % | client pid % | server pid % | CPU % of 1 core | extra latency |"
              " eBPF in kernel per conn |"),
             "|---|---|---|---|---|---|---|---|"]

@@ -88,13 +88,16 @@ class _FdScanThread:
         from loopscope.backends.linux import procfs
 
         self._out: list[object] = []
+        self.owner_tuples: dict[int, tuple[ProcessKey, ...]] = {}
         self._thread = threading.Thread(target=self._run, args=(procfs.scan_socket_owners,), name="fd-scan",
                                         daemon=True)  # fmt: skip
         self._thread.start()
 
-    def _run(self, scan: Callable[[], object]) -> None:
+    def _run(self, scan: Callable[[], FdScan]) -> None:
         try:
-            self._out.append(scan())
+            result = scan()
+            self.owner_tuples = result.owner_tuples()  # converted here, while the dumps are parsed
+            self._out.append(result)
         except BaseException as exc:  # handed to the caller's thread by result()
             self._out.append(exc)
 
@@ -106,7 +109,7 @@ class _FdScanThread:
         return value  # type: ignore[return-value]
 
 
-def _attach_owners(raws: Sequence[_Raw], owners: Mapping[int, list[ProcessKey]]) -> None:
+def _attach_owners(raws: Sequence[_Raw], owners: Mapping[int, tuple[ProcessKey, ...]]) -> None:
     """Fill ``owners`` of freshly read records (not yet visible outside this module)."""
     from loopscope.backends.linux._fastrec import field_setter
 
@@ -114,10 +117,9 @@ def _attach_owners(raws: Sequence[_Raw], owners: Mapping[int, list[ProcessKey]])
     get = owners.get
     for raw in raws:
         for sock in raw.sockets:
-            if sock.inode is not None:
-                keys = get(sock.inode)
-                if keys:
-                    set_owners(sock, tuple(keys))
+            keys = get(sock.inode)  # type: ignore[arg-type]  # None (no inode) is simply not a key
+            if keys:
+                set_owners(sock, keys)
 
 
 def _owner_gaps(scan: object, vanished: int, unowned: int) -> list[Gap]:
@@ -218,7 +220,7 @@ def take_snapshots(
     scan = None
     if scan_thread is not None:
         scan = scan_thread.result()
-        _attach_owners([raw for _, raw in raws], scan.owners)
+        _attach_owners([raw for _, raw in raws], scan_thread.owner_tuples)
     if attribute:
         processes, vanished = _processes_for(raws)
         unowned = sum(1 for _, raw in raws for s in raw.sockets if s.inode is not None and not s.owners)

@@ -120,17 +120,17 @@ _U64 = struct.Struct("=Q")
 _INET, _INET6 = Family.INET, Family.INET6
 _ntohs = socket.ntohs
 _make_record = positional_constructor(SocketRecord)  # field order of SocketRecord, see model/records.py
-_ADDR_CACHE: dict[bytes, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+_ADDR_CACHE: dict[tuple[int, bytes], ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+_tuple_new = tuple.__new__
 _NO_OWNERS: tuple[ProcessKey, ...] = ()
 
 
 def _cached_address(family: int, raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    key = raw[:4] if family == socket.AF_INET else raw
-    addr = _ADDR_CACHE.get(key)
+    addr = _ADDR_CACHE.get((family, raw))
     if addr is None:
         addr = _address(family, raw)
         if len(_ADDR_CACHE) < 65536:
-            _ADDR_CACHE[key] = addr
+            _ADDR_CACHE[(family, raw)] = addr
     return addr
 
 
@@ -140,6 +140,7 @@ def parse_inet_diag_msg(
     proto: Proto,
     netns: NetnsId,
     owners: Mapping[int, tuple[ProcessKey, ...]] | None = None,
+    endpoints: dict[tuple[bytes, int], Endpoint] | None = None,
 ) -> SocketRecord:
     """Decode one inet_diag_msg (with attributes) into a SocketRecord.
 
@@ -153,6 +154,8 @@ def parse_inet_diag_msg(
         proto: which protocol was dumped (the message does not say for TCP/UDP).
         netns: namespace the dump was read in.
         owners: socket inode -> owning processes (from the /proc fd scan), to fill ``owners``.
+        endpoints: a cache of decoded endpoints shared by the messages of one dump (listener-side
+            endpoints repeat in every connection to them); the caller drops it after the dump.
 
     Example: a message for a listener on 127.0.0.1:8080 with rqueue 0, wqueue 128 ->
     ``SocketRecord(state=LISTEN, local=Endpoint(127.0.0.1, 8080), accept_queue=0, backlog=128, ...)``.
@@ -192,12 +195,20 @@ def parse_inet_diag_msg(
         offset += (length + 3) & ~3
     listening = state is TcpState.LISTEN
     no_owner = state is TcpState.TIME_WAIT or state is TcpState.NEW_SYN_RECV
+    if endpoints is None:
+        endpoints = {}
+    local = endpoints.get((src, sport))
+    if local is None:
+        local = endpoints[(src, sport)] = _tuple_new(Endpoint, (_cached_address(family, src), _ntohs(sport)))
+    remote = endpoints.get((dst, dport))
+    if remote is None:
+        remote = endpoints[(dst, dport)] = _tuple_new(Endpoint, (_cached_address(family, dst), _ntohs(dport)))
     return _make_record(
         proto,
         _INET if family == socket.AF_INET else _INET6,
         state,
-        Endpoint(_cached_address(family, src), _ntohs(sport)),
-        Endpoint(_cached_address(family, dst), _ntohs(dport)),
+        local,
+        remote,
         netns,
         inode or None,
         cookie_lo | (cookie_hi << 32),
@@ -241,6 +252,7 @@ def dump_sockets(
         ParseError: malformed reply.
     """
     wanted = set(protos)
+    endpoints: dict[tuple[bytes, int], Endpoint] = {}  # per call: freed with the dump
     seq = 0
     for family, ipproto, proto in _TARGETS:
         seq += 1
@@ -252,7 +264,7 @@ def dump_sockets(
         req = build_request(family, ipproto, states=states, tcp_info=tcp_info and proto is Proto.TCP)
         what = f"sock_diag {proto}/{'v4' if family == socket.AF_INET else 'v6'} dump"
         for payload in dump(transport, SOCK_DIAG_BY_FAMILY, req, seq=seq, what=what):
-            yield parse_inet_diag_msg(payload, proto=proto, netns=netns, owners=owners)
+            yield parse_inet_diag_msg(payload, proto=proto, netns=netns, owners=owners, endpoints=endpoints)
 
 
 def read_sockets(
