@@ -10,11 +10,13 @@ Source choice (in this one place):
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError, UsageError
@@ -209,6 +211,33 @@ def take_snapshots(
     _check_source(source)
     if source == "psutil" or not sys.platform.startswith("linux"):
         return [_take_psutil()]
+    with _gc_paused():
+        return _take_snapshots(netns, tcp_info=tcp_info, attribute=attribute, source=source, protos=protos,
+                               listening_only=listening_only)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while 100k+ acyclic records are allocated (it otherwise runs
+    repeatedly over the growing heap: 0.1-0.4 s of a 1.1 s snapshot at 100k sockets); restore after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _take_snapshots(
+    netns: Iterable[str | None],
+    *,
+    tcp_info: bool,
+    attribute: bool,
+    source: str,
+    protos: tuple[Proto, ...],
+    listening_only: bool,
+) -> list[Snapshot]:
     from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 
     started_ns = time.time_ns()
