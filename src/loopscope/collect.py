@@ -13,17 +13,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
-import threading
 import time
-from typing import TYPE_CHECKING
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError, UsageError
 from loopscope.model import Gap, InterfaceAddress, LinkInfo, ProcessInfo, ProcessKey, Proto, Snapshot, SocketRecord, StackFacts
-
-if TYPE_CHECKING:
-    from loopscope.backends.linux.procfs import FdScan
 
 __all__ = ["SOURCES", "take_snapshot", "take_snapshots", "take_all_snapshots"]
 
@@ -81,34 +76,6 @@ def _read_inside(
         gaps.append(Gap(what="interfaces and addresses", reason=str(exc)))
     stack = procfs.read_stack_facts(procfs.ProcRoot("/proc"))
     return _Raw(sockets=sockets, links=links, addresses=addresses, stack=stack, source=used, gaps=gaps)
-
-
-class _FdScanThread:
-    """Runs the global /proc fd scan in a thread; :meth:`result` joins and re-raises its error."""
-
-    def __init__(self) -> None:
-        from loopscope.backends.linux import procfs
-
-        self._out: list[object] = []
-        self.owner_tuples: dict[int, tuple[ProcessKey, ...]] = {}
-        self._thread = threading.Thread(target=self._run, args=(procfs.scan_socket_owners,), name="fd-scan",
-                                        daemon=True)  # fmt: skip
-        self._thread.start()
-
-    def _run(self, scan: Callable[[], FdScan]) -> None:
-        try:
-            result = scan()
-            self.owner_tuples = result.owner_tuples()  # converted here, while the dumps are parsed
-            self._out.append(result)
-        except BaseException as exc:  # handed to the caller's thread by result()
-            self._out.append(exc)
-
-    def result(self) -> FdScan:
-        self._thread.join()
-        value = self._out[0]
-        if isinstance(value, BaseException):
-            raise value
-        return value  # type: ignore[return-value]
 
 
 def _attach_owners(raws: Sequence[_Raw], owners: Mapping[int, tuple[ProcessKey, ...]]) -> None:
@@ -243,13 +210,15 @@ def _take_snapshots(
     started_ns = time.time_ns()
     t0 = time.perf_counter_ns()
     targets = [resolve_netns(spec) for spec in netns]
-    scan_thread = _FdScanThread() if attribute else None  # overlaps the netlink dumps (readlink drops the GIL)
+    from loopscope.backends.linux.fdscan import start_owner_scan
+
+    pending = start_owner_scan() if attribute else None  # a forked child: runs beside the dumps
     raws = [(t, run_in_netns(t, lambda: _read_inside(source, protos, tcp_info, None, listening_only)))
             for t in targets]  # fmt: skip
     scan = None
-    if scan_thread is not None:
-        scan = scan_thread.result()
-        _attach_owners([raw for _, raw in raws], scan_thread.owner_tuples)
+    if pending is not None:
+        scan = pending.result()
+        _attach_owners([raw for _, raw in raws], scan.owners)
     if attribute:
         processes, vanished = _processes_for(raws)
         unowned = sum(1 for _, raw in raws for s in raw.sockets if s.inode is not None and not s.owners)

@@ -114,7 +114,9 @@ def _start_ticks(root: ProcRoot, pid: str) -> int | None:
         return None
 
 
-def scan_socket_owners(root: ProcRoot = ProcRoot(), *, want: set[int] | None = None) -> FdScan:
+def scan_socket_owners(
+    root: ProcRoot = ProcRoot(), *, want: set[int] | None = None, skip_pid: int | None = None
+) -> FdScan:
     """One pass over /proc/*/fd: which processes hold which socket inodes.
 
     Each /proc/PID/fd directory is opened once and read with ``os.readlink(name, dir_fd=...)``
@@ -124,6 +126,7 @@ def scan_socket_owners(root: ProcRoot = ProcRoot(), *, want: set[int] | None = N
     Args:
         root: where /proc is.
         want: keep only these inodes (None keeps every socket inode).
+        skip_pid: a process to leave out (a forked scanner holds copies of its parent's fds).
 
     Returns:
         An :class:`FdScan`; processes that exit mid-scan or are unreadable are counted, not raised.
@@ -133,7 +136,10 @@ def scan_socket_owners(root: ProcRoot = ProcRoot(), *, want: set[int] | None = N
         pids = [name for name in os.listdir(root.path) if name.isdigit()]
     except OSError as exc:
         raise ParseError(f"cannot list {root.path}: {exc.strerror}", path=root.path) from exc
+    skip = str(skip_pid) if skip_pid is not None else None
     for pid in pids:
+        if pid == skip:
+            continue
         try:
             dir_fd = os.open(root.join(pid, "fd"), os.O_RDONLY | os.O_DIRECTORY)
         except PermissionError:

@@ -1,0 +1,38 @@
+import os
+import socket
+import struct
+
+import pytest
+
+from loopscope.backends.linux.fdscan import decode_scan, encode_scan, start_owner_scan
+from loopscope.backends.linux.procfs import FdScan, scan_socket_owners
+from loopscope.errors import ParseError
+from loopscope.model import NetnsId, ProcessKey
+
+
+def test_roundtrip_keeps_every_owner_in_order():
+    a, b = ProcessKey(10, 100), ProcessKey(11, 110)
+    scan = FdScan(owners={7: [a, b], 9: [b]}, pid_netns={NetnsId(4, 99): 10}, denied_pids=2, vanished_pids=1)
+    out = decode_scan(encode_scan(scan))
+    assert out.owners == {7: (a, b), 9: (b,)} and isinstance(out.owners[7][0], ProcessKey)
+    assert out.pid_netns == {NetnsId(4, 99): 10} and (out.denied_pids, out.vanished_pids) == (2, 1)
+
+
+def test_decode_rejects_wrong_length():
+    with pytest.raises(ParseError):
+        decode_scan(struct.pack("=qqqqq", 0, 0, 5, 0, 0))
+    with pytest.raises(ParseError):
+        decode_scan(b"\0" * 8)
+
+
+@pytest.mark.linux
+def test_forked_scan_equals_in_process_scan_and_leaves_out_the_child():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    forked = start_owner_scan().result()
+    here = scan_socket_owners()
+    mine = listener.fileno() and os.fstat(listener.fileno()).st_ino
+    assert [k.pid for k in forked.owners[mine]] == [os.getpid()]  # not the scanning child
+    assert forked.owners[mine] == tuple(here.owners[mine])
+    listener.close()
