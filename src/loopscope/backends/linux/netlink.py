@@ -201,25 +201,28 @@ def pack_message(msg_type: int, flags: int, seq: int, payload: bytes) -> bytes:
     return NLMSG_HDR.pack(length, msg_type, flags, seq, 0) + payload + b"\0" * (_align4(length) - length)
 
 
-def parse_messages(data: bytes) -> Iterator[NetlinkMessage]:
-    """Split one datagram into messages.
+def _frames(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
+    """``(type, flags, seq, body)`` of each message of one datagram; shared by :func:`parse_messages`
+    and the :func:`dump` hot path (no per-message object).
 
     Raises:
         ParseError: a header is truncated or its nlmsg_len runs past the datagram or is < 16.
     """
+    unpack = NLMSG_HDR.unpack_from
+    hdr = NLMSG_HDR.size
     offset = 0
     size = len(data)
-    while offset + NLMSG_HDR.size <= size:
-        length, msg_type, flags, seq, _pid = NLMSG_HDR.unpack_from(data, offset)
-        if length < NLMSG_HDR.size or offset + length > size:
+    while offset + hdr <= size:
+        length, msg_type, flags, seq, _pid = unpack(data, offset)
+        if length < hdr or offset + length > size:
             raise ParseError(
                 f"bad nlmsg_len {length} at offset {offset} of {size}",
                 path="netlink",
                 lineno=offset,
                 line=data[offset : offset + 16].hex(),
             )
-        yield NetlinkMessage(msg_type, flags, seq, bytes(data[offset + NLMSG_HDR.size : offset + length]))
-        offset += _align4(length)
+        yield msg_type, flags, seq, data[offset + hdr : offset + length]
+        offset += (length + 3) & ~3
     if offset < size and any(data[offset:]):
         raise ParseError(
             f"{size - offset} trailing bytes after last message",
@@ -227,6 +230,16 @@ def parse_messages(data: bytes) -> Iterator[NetlinkMessage]:
             lineno=offset,
             line=data[offset : offset + 16].hex(),
         )
+
+
+def parse_messages(data: bytes) -> Iterator[NetlinkMessage]:
+    """Split one datagram into messages.
+
+    Raises:
+        ParseError: a header is truncated or its nlmsg_len runs past the datagram or is < 16.
+    """
+    for msg_type, flags, seq, body in _frames(data):
+        yield NetlinkMessage(msg_type, flags, seq, bytes(body))
 
 
 def parse_attributes(data: bytes, offset: int = 0) -> dict[int, bytes]:
@@ -273,23 +286,8 @@ def dump(transport: Transport, msg_type: int, payload: bytes, *, seq: int = 1, w
         ParseError: malformed framing.
     """
     transport.send(pack_message(msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, payload))
-    unpack = NLMSG_HDR.unpack_from
-    hdr = NLMSG_HDR.size
     while True:
-        data = transport.recv()
-        size = len(data)
-        offset = 0
-        while offset + hdr <= size:
-            length, mtype, _flags, mseq, _pid = unpack(data, offset)
-            if length < hdr or offset + length > size:
-                raise ParseError(
-                    f"bad nlmsg_len {length} at offset {offset} of {size}",
-                    path="netlink",
-                    lineno=offset,
-                    line=data[offset : offset + 16].hex(),
-                )
-            body = data[offset + hdr : offset + length]
-            offset += (length + 3) & ~3
+        for mtype, _flags, mseq, body in _frames(transport.recv()):
             if mseq != seq:
                 continue
             if mtype == NLMSG_DONE:
