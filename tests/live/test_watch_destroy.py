@@ -71,3 +71,37 @@ def test_recent_view_and_trim_keep_only_newer_events() -> None:
         session.trim(mark)
         assert len(mine(session.data())) == 6 and session.data().started_ns == mark
     srv.close()
+
+
+def test_pause_stops_counting_and_resume_counts_again() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    port = srv.getsockname()[1]
+
+    def connections(n: int) -> None:
+        for _ in range(n):
+            c = socket.create_connection(("127.0.0.1", port))
+            a, _ = srv.accept()
+            c.close()
+            a.close()
+
+    with WatchSession(WatchOptions(ebpf=False)) as session:
+        connections(4)
+        session.pause()
+        session.pause()  # idempotent
+        assert session.paused
+        connections(6)
+        time.sleep(0.1)
+        session.poll()  # nothing while paused
+        session.resume()
+        connections(3)
+        time.sleep(0.3)
+        session.poll()
+        data = session.data()
+    srv.close()
+    report = summarize_watch(data)
+    insts = [i for i in report.instances if i.server.port == port]
+    assert len(insts) == 4 + 3
+    (gap,) = [g for g in report.gaps if "paused" in g.reason]
+    assert gap.count == 1 and "pauses" in gap.what

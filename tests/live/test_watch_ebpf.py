@@ -27,14 +27,16 @@ for _ in range(n):
 """
 
 
+@pytest.mark.parametrize("transport", ["ringbuf", "queue"])
 @pytest.mark.parametrize(("host", "family"), [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)])
-def test_every_connect_of_a_child_is_seen_with_its_pid(host: str, family: int) -> None:
+def test_every_connect_of_a_child_is_seen_with_its_pid(host: str, family: int, transport: str) -> None:
     n = 50
     srv = socket.socket(family)
     srv.bind((host, 0))
     srv.listen(256)
     port = srv.getsockname()[1]
-    with SockopsCollector() as collector:
+    with SockopsCollector(transport=transport) as collector:
+        assert collector.transport == transport
         child = subprocess.Popen([sys.executable, "-c", _CHILD, str(port), str(n), host], stdout=subprocess.PIPE, text=True)
         accepted = []
         for _ in range(n):
@@ -129,3 +131,48 @@ def test_kernel_run_stats_count_every_program_run() -> None:
     srv.close()
     assert runs1 - runs0 >= 20  # at least connect + passive per connection (other callbacks run too)
     assert 0 < (ns1 - ns0) / (runs1 - runs0) < 100_000  # ns per run
+
+
+def _connect_n(port: int, n: int) -> None:
+    for _ in range(n):
+        socket.create_connection(("127.0.0.1", port)).close()
+
+
+def test_a_full_ring_drops_and_counts_and_the_rest_is_read() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(512)
+    port = srv.getsockname()[1]
+    # 4 KiB holds 42 records of 96 bytes; 100 connects write 100 active + up to 100 passive records
+    with SockopsCollector(ring_bytes=4096, only_netns_cookie=netns_cookie_of_current()) as collector:
+        assert collector.transport == "ringbuf"
+        _connect_n(port, 100)
+        time.sleep(0.05)
+        first = collector.drain()
+        assert len(first) == 4096 // 96 and collector.drops() == 200 - len(first)
+        _connect_n(port, 5)  # space again after the drain
+        time.sleep(0.05)
+        assert len([e for e in collector.drain() if e.kind is ConnectKind.ACTIVE]) == 5
+    srv.close()
+
+
+def test_detach_stops_recording_and_attach_resumes() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    port = srv.getsockname()[1]
+    with SockopsCollector(only_netns_cookie=netns_cookie_of_current()) as collector:
+        root = collector.cgroup_path
+        attached = count_attached_sockops(root)
+        collector.detach()
+        assert not collector.attached and count_attached_sockops(root) == attached - 1
+        _connect_n(port, 3)
+        time.sleep(0.02)
+        assert [e for e in collector.drain() if e.remote.port == port] == []
+        collector.attach()
+        collector.attach()  # idempotent
+        assert collector.attached and count_attached_sockops(root) == attached
+        _connect_n(port, 3)
+        time.sleep(0.02)
+        assert len([e for e in collector.drain() if e.remote.port == port]) == 3
+    srv.close()

@@ -103,6 +103,9 @@ class WatchSession:
         self._reader = NamespaceReader(self._target)
         self._next_full = 0.0
         self.full_snapshot_s: list[float] = []
+        self._paused_at: float | None = None
+        self.paused_s = 0.0
+        self.pauses = 0
         try:
             first = self._snapshot()
             self.netns_label = first.netns_label
@@ -182,8 +185,49 @@ class WatchSession:
                 self.state.gaps[:] = [g for g in self.state.gaps if g.reason != gap.reason] + [gap]
         return snap
 
+    @property
+    def paused(self) -> bool:
+        """Whether :meth:`pause` is in effect."""
+        return self._paused_at is not None
+
+    def pause(self) -> None:
+        """Drain, then stop collecting without closing: the eBPF program is unlinked and the destroy
+        groups are left, so the kernel does no work for the watch until :meth:`resume`; polls do
+        nothing meanwhile. Connections made while paused are not counted (the report says for how
+        long). The HTTP capture, when on, keeps running. No-op when paused.
+
+        Raises:
+            LoopscopeError: a source could not be detached.
+        """
+        if self._paused_at is not None:
+            return
+        self.poll()
+        if self._ebpf is not None:
+            self._ebpf.detach()
+        if self._destroy is not None:
+            self._destroy.leave()
+        self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        """Attach the sources again after :meth:`pause`. No-op when not paused.
+
+        Raises:
+            LoopscopeError: a source could not be attached again.
+        """
+        if self._paused_at is None:
+            return
+        if self._ebpf is not None:
+            self._ebpf.attach()
+        if self._destroy is not None:
+            self._destroy.join()
+        self.paused_s += time.monotonic() - self._paused_at
+        self.pauses += 1
+        self._paused_at = None
+
     def poll(self) -> None:
-        """Drain the event sources; take a snapshot when one is due."""
+        """Drain the event sources; take a snapshot when one is due. Nothing while paused."""
+        if self._paused_at is not None:
+            return
         st = self.state
         if self._ebpf is not None:
             events = self._ebpf.drain()
@@ -253,6 +297,11 @@ class WatchSession:
                 processes=dict(st.processes), sources=self.sources(), gaps=tuple(st.gaps),
             )
         gaps = list(st.gaps)
+        if self.pauses or self._paused_at is not None:
+            paused = self.paused_s + (time.monotonic() - self._paused_at if self._paused_at is not None else 0.0)
+            gaps.append(Gap(what=f"connections during {paused:.1f} s of pauses",
+                            reason="collection was paused (eBPF unlinked, destroy groups left): not counted",
+                            count=self.pauses + (self._paused_at is not None)))
         if st.unresolved_pids:
             gaps.append(Gap(what=f"details of {len(st.unresolved_pids)} client processes",
                             reason="exited before /proc was read; their pid is kept", count=len(st.unresolved_pids)))

@@ -8,8 +8,7 @@ import struct
 import pytest
 
 from loopscope.backends.linux import ebpf
-from loopscope.backends.linux.ebpf import (
-    EVENT,
+from loopscope.backends.linux.bpf import (
     EXIT,
     JA,
     JEQ_K,
@@ -21,6 +20,9 @@ from loopscope.backends.linux.ebpf import (
     Insn,
     Label,
     assemble,
+)
+from loopscope.backends.linux.ebpf import (
+    EVENT,
     build_sockops_program,
     find_cgroup2_root,
     parse_event,
@@ -150,3 +152,14 @@ def test_namespace_filter_skips_other_namespaces_in_the_kernel() -> None:
     assert insns[k].imm == 0x1_0000_0007 and insns[k + 1].code == 0x5D and insns[k + 1].target == "out"
     assert insns[k - 2].imm == 122  # right after bpf_get_netns_cookie and its store
     assert len(code) // 8 == 61 - 1 + 3  # one op test fewer, + ld_imm64 (2 slots) + jne
+
+
+def test_ring_buffer_program_writes_with_no_wakeup_and_counts_failures() -> None:
+    prog = [i for i in build_sockops_program(11, 12, (3, 5), ringbuf=True) if isinstance(i, Insn)]
+    calls = [i.imm for i in prog if i.code == 0x85]
+    assert 130 in calls and 87 not in calls  # bpf_ringbuf_output, not bpf_map_push_elem
+    k = next(n for n, i in enumerate(prog) if i.code == 0x85 and i.imm == 130)
+    assert (prog[k - 2].dst, prog[k - 2].imm) == (3, EVENT.size)  # r3 = record size
+    assert (prog[k - 1].dst, prog[k - 1].imm) == (4, 1)  # r4 = BPF_RB_NO_WAKEUP
+    assert prog[k + 1].code == JEQ_K and prog[k + 1].target == "out"  # 0 = written; else count a drop
+    assert len(assemble(build_sockops_program(11, 12, (3, 5), ringbuf=True))) // 8 == 61 + 1

@@ -39,6 +39,7 @@ SKNLGRP_INET_TCP_DESTROY = 1
 SKNLGRP_INET6_TCP_DESTROY = 3
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_DROP_MEMBERSHIP = 2
 SO_RCVBUFFORCE = 33
 
 
@@ -174,8 +175,37 @@ class DestroySubscription:
 
         self._transport = run_in_netns(target, open_inside)
         self._transport.sock.setblocking(False)
+        self._groups = wanted
+        self.joined = True
         self.overflows = 0
         self.events_read = 0
+
+    def leave(self) -> None:
+        """Leave the multicast groups (NETLINK_DROP_MEMBERSHIP): the kernel stops building messages
+        for this socket; what is queued can still be drained. No-op when not joined.
+
+        Raises:
+            NetlinkError: setsockopt failed.
+        """
+        self._membership(NETLINK_DROP_MEMBERSHIP, joined=False)
+
+    def join(self) -> None:
+        """Join the groups again after :meth:`leave`. No-op when joined.
+
+        Raises:
+            NetlinkError: setsockopt failed.
+        """
+        self._membership(NETLINK_ADD_MEMBERSHIP, joined=True)
+
+    def _membership(self, option: int, *, joined: bool) -> None:
+        if self.joined == joined:
+            return
+        try:
+            for group in self._groups:
+                self._transport.sock.setsockopt(SOL_NETLINK, option, group)
+        except OSError as exc:
+            raise NetlinkError(exc.errno or errno_mod.EIO, "destroy events membership") from exc
+        self.joined = joined
 
     def drain(self, max_datagrams: int = 1 << 20) -> list[CloseEvent]:
         """Read every queued datagram (non-blocking, no thread: one wakeup per drain, not per message).

@@ -1,15 +1,18 @@
 """Pure-Python eBPF sockops collector: the client pid of every TCP connect, through bpf(2) via ctypes.
 
 No compiler, bcc, libbpf or kernel headers at run time. The program (:func:`build_sockops_program`) is
-hand-assembled, documented instruction by instruction, and pushes one 88-byte :data:`EVENT` record per
-``connect()`` (and per passive establishment) into a BPF_MAP_TYPE_QUEUE; Python drains the queue with
-BPF_MAP_LOOKUP_AND_DELETE_ELEM. The program is attached to the root cgroup v2 with BPF_LINK_CREATE, so it
-sees every process of the host in every network namespace; closing the link fd detaches it.
+hand-assembled, documented instruction by instruction, and writes one 88-byte :data:`EVENT` record per
+``connect()`` (and per passive establishment) into a BPF_MAP_TYPE_RINGBUF with BPF_RB_NO_WAKEUP (kernel
+>= 5.8): no wakeup in the connection's path, and Python reads the ring through mmap on its own timer,
+without a syscall per record. Older kernels get a BPF_MAP_TYPE_QUEUE drained with one
+BPF_MAP_LOOKUP_AND_DELETE_ELEM per record. The program is attached to the root cgroup v2 with
+BPF_LINK_CREATE, so it sees every process of the host in every network namespace; closing the link fd
+detaches it.
 
-Sources of truth: include/uapi/linux/bpf.h (``union bpf_attr``, ``struct bpf_sock_ops``, helper ids
-from ``__BPF_FUNC_MAPPER``), Documentation/bpf/standardization/instruction-set.rst (encoding),
-net/core/filter.c ``sock_ops_convert_ctx_access`` (``remote_port`` is the be16 port shifted left by 16
-on little-endian hosts). Needs root (``kernel.unprivileged_bpf_disabled`` is 2 here).
+Sources of truth: include/uapi/linux/bpf.h (``struct bpf_sock_ops``, helper ids from
+``__BPF_FUNC_MAPPER``), net/core/filter.c ``sock_ops_convert_ctx_access`` (``remote_port`` is the be16
+port shifted left by 16 on little-endian hosts). Needs root (``kernel.unprivileged_bpf_disabled`` is 2
+here). The syscall, assembler and ring reader live in :mod:`loopscope.backends.linux.bpf`.
 """
 
 from __future__ import annotations
@@ -18,13 +21,56 @@ import ctypes
 import errno as errno_mod
 import ipaddress
 import os
-import platform
 import struct
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from loopscope.backends.linux._fastrec import positional_constructor
+from loopscope.backends.linux.bpf import (
+    ADD64_K,
+    ATOMIC_DW,
+    BPF_ENABLE_STATS,
+    BPF_LINK_CREATE,
+    BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+    BPF_MAP_LOOKUP_ELEM,
+    BPF_MAP_TYPE_ARRAY,
+    BPF_MAP_TYPE_QUEUE,
+    BPF_MAP_TYPE_RINGBUF,
+    BPF_OBJ_GET_INFO_BY_FD,
+    BPF_PROG_LOAD,
+    BPF_PROG_QUERY,
+    BPF_PSEUDO_MAP_FD,
+    BPF_RB_NO_WAKEUP,
+    BPF_STATS_RUN_TIME,
+    CALL,
+    EXIT,
+    FN_GET_CURRENT_PID_TGID,
+    FN_GET_NETNS_COOKIE,
+    FN_GET_SOCKET_COOKIE,
+    FN_KTIME_GET_NS,
+    FN_MAP_LOOKUP_ELEM,
+    FN_MAP_PUSH_ELEM,
+    FN_RINGBUF_OUTPUT,
+    JA,
+    JEQ_K,
+    JNE_X,
+    LD_IMM64,
+    LDX_W,
+    MOV64_K,
+    MOV64_X,
+    ST_DW,
+    ST_W,
+    STX_DW,
+    STX_W,
+    BpfSyscall,
+    Insn,
+    Label,
+    RingBuffer,
+    assemble,
+    bpf_attr,
+    bpf_failure,
+    create_map,
+)
 from loopscope.errors import BackendUnavailable, ParseError
 from loopscope.model import Endpoint, Family
 from loopscope.model.events import ConnectEvent, ConnectKind
@@ -33,28 +79,16 @@ __all__ = [
     "EVENT",
     "OP_PASSIVE_ESTABLISHED",
     "OP_TCP_CONNECT",
-    "Insn",
-    "Label",
     "SockopsCollector",
-    "assemble",
     "build_sockops_program",
     "find_cgroup2_root",
     "netns_cookie_of_current",
     "parse_event",
 ]
 
-# --- bpf(2) constants (include/uapi/linux/bpf.h) ---
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64le": 361, "s390x": 351}
-BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_LOAD = 0, 1, 5
-BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_LINK_CREATE = 15, 16, 21, 28
-BPF_ENABLE_STATS, BPF_STATS_RUN_TIME = 32, 0
-_INFO_RUN_TIME_NS, _INFO_RUN_CNT, _INFO_SIZE = 192, 200, 232  # struct bpf_prog_info offsets
-BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_QUEUE = 2, 22
+BPF_CGROUP_SOCK_OPS = 3  # attach type
 BPF_PROG_TYPE_SOCK_OPS = 13
-BPF_CGROUP_SOCK_OPS = 3
-BPF_PSEUDO_MAP_FD = 1
-FN_MAP_LOOKUP_ELEM, FN_KTIME_GET_NS, FN_GET_CURRENT_PID_TGID = 1, 5, 14
-FN_GET_SOCKET_COOKIE, FN_MAP_PUSH_ELEM, FN_GET_NETNS_COOKIE = 46, 87, 122
+_INFO_RUN_TIME_NS, _INFO_RUN_CNT, _INFO_SIZE = 192, 200, 232  # struct bpf_prog_info offsets
 OP_TCP_CONNECT = 3  # BPF_SOCK_OPS_TCP_CONNECT_CB: in connect(), local port chosen, caller's context
 OP_PASSIVE_ESTABLISHED = 5  # BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: server side, softirq context
 
@@ -71,90 +105,14 @@ EVENT = struct.Struct("=QQQIIII4s4s16s16sQ")
 _STACK_EVENT = -88  # event lives at r10-88 .. r10-1
 _STACK_KEY = -96  # u32 key 0 for the drop counter lookup
 
-# --- instruction encoding: struct bpf_insn {u8 code; u8 dst:4, src:4; s16 off; s32 imm} ---
-_INSN = struct.Struct("<BBhi")
-# opcode = operation | source | class
-LDX_W, LDX_DW = 0x61, 0x79  # BPF_LDX | BPF_MEM | BPF_W / BPF_DW
-STX_W, STX_DW = 0x63, 0x7B  # BPF_STX | BPF_MEM | size
-ST_W = 0x62  # BPF_ST | BPF_MEM | BPF_W (store immediate)
-MOV64_K, MOV64_X = 0xB7, 0xBF  # BPF_ALU64 | BPF_MOV | BPF_K / BPF_X
-ADD64_K = 0x07  # BPF_ALU64 | BPF_ADD | BPF_K
-JEQ_K, JNE_K, JA = 0x15, 0x55, 0x05  # BPF_JMP | BPF_JEQ / BPF_JNE | BPF_K; BPF_JMP | BPF_JA
-JNE_X = 0x5D  # BPF_JMP | BPF_JNE | BPF_X: if dst != src goto
-CALL, EXIT = 0x85, 0x95  # BPF_JMP | BPF_CALL / BPF_EXIT
-LD_IMM64 = 0x18  # BPF_LD | BPF_DW | BPF_IMM (two slots)
-ATOMIC_DW = 0xDB  # BPF_STX | BPF_ATOMIC | BPF_DW, imm = BPF_ADD (0): lock *(u64 *)(dst + off) += src
-
-
-@dataclass(frozen=True, slots=True)
-class Insn:
-    """One instruction; ``target`` names a :class:`Label` for jumps (``off`` is then computed)."""
-
-    code: int
-    dst: int = 0
-    src: int = 0
-    off: int = 0
-    imm: int = 0
-    target: str | None = None
-    comment: str = ""
-
-    def encode(self, off: int | None = None) -> bytes:
-        """8 bytes, little-endian; ``dst`` in the low nibble of byte 1.
-
-        Example: ``Insn(MOV64_X, dst=6, src=1).encode().hex() == "bf16000000000000"``.
-        """
-        return _INSN.pack(self.code, (self.src << 4) | self.dst, self.off if off is None else off, self.imm)
-
-
-@dataclass(frozen=True, slots=True)
-class Label:
-    """A jump target between instructions."""
-
-    name: str
-
-
-def _slots(item: Insn) -> int:
-    return 2 if item.code == LD_IMM64 else 1
-
-
-def assemble(program: Sequence[Insn | Label]) -> bytes:
-    """Encode a program, resolving label jumps to ``off = target_slot - (slot + 1)``.
-
-    ``LD_IMM64`` takes two slots: the second carries the upper 32 bits of the immediate.
-
-    Raises:
-        ValueError: a jump to an unknown label.
-    """
-    labels: dict[str, int] = {}
-    slot = 0
-    for item in program:
-        if isinstance(item, Label):
-            labels[item.name] = slot
-        else:
-            slot += _slots(item)
-    out = bytearray()
-    slot = 0
-    for item in program:
-        if isinstance(item, Label):
-            continue
-        off = None
-        if item.target is not None:
-            if item.target not in labels:
-                raise ValueError(f"unknown label {item.target}")
-            off = labels[item.target] - (slot + 1)
-        if item.code == LD_IMM64:
-            out += _INSN.pack(item.code, (item.src << 4) | item.dst, 0, item.imm & 0xFFFFFFFF)
-            out += _INSN.pack(0, 0, 0, (item.imm >> 32) & 0xFFFFFFFF)
-        else:
-            out += item.encode(off)
-        slot += _slots(item)
-    return bytes(out)
-
 
 def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
-                          netns_cookie: bool = True, only_netns: int | None = None) -> list[Insn | Label]:
-    """The SOCK_OPS program: on the chosen ``ops``, push an :data:`EVENT` into the queue map; count
-    failed pushes (queue full) in ``drops_fd[0]``. Always returns 1 (allow; no reply).
+                          netns_cookie: bool = True, only_netns: int | None = None,
+                          ringbuf: bool = False) -> list[Insn | Label]:
+    """The SOCK_OPS program: on the chosen ``ops``, write an :data:`EVENT` into the map ``queue_fd``
+    (``bpf_ringbuf_output(.., BPF_RB_NO_WAKEUP)`` into a ring buffer with ``ringbuf``, else
+    ``bpf_map_push_elem`` into a queue); count failed writes (buffer full) in ``drops_fd[0]``.
+    Always returns 1 (allow; no reply).
 
     With ``netns_cookie`` the record carries ``bpf_get_netns_cookie(ctx)`` (kernel >= 5.15), which
     matches ``getsockopt(SO_NETNS_COOKIE)`` of any socket in that namespace; otherwise 0. With
@@ -185,7 +143,7 @@ def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
                 Insn(JNE_X, 0, 1, target="out", comment="another namespace: skip (no queue push)"),
             ]
     else:
-        p.append(Insn(0x7A, 10, 0, ev + 80, 0, comment="ev.netns_cookie = 0 (BPF_ST | BPF_MEM | BPF_DW)"))
+        p.append(Insn(ST_DW, 10, 0, ev + 80, 0, comment="ev.netns_cookie = 0 (BPF_ST | BPF_MEM | BPF_DW)"))
     p += [
         Insn(CALL, imm=FN_KTIME_GET_NS, comment="r0 = bpf_ktime_get_ns()"),
         Insn(STX_DW, 10, 0, ev + 0, comment="ev.ktime_ns = r0"),
@@ -205,12 +163,24 @@ def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
         p.append(Insn(LDX_W, 2, 6, ctx_off, comment=f"r2 = ctx->{name}"))
         p.append(Insn(STX_W, 10, 2, ev + ev_off, comment=f"ev.{name} = r2"))
     p += [
-        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=queue_fd, comment="r1 = &queue (map fd, 2 slots)"),
+        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=queue_fd,
+             comment=f"r1 = &{'ring' if ringbuf else 'queue'} (map fd, 2 slots)"),
         Insn(MOV64_X, 2, 10, comment="r2 = fp"),
         Insn(ADD64_K, 2, imm=ev, comment="r2 = &ev"),
-        Insn(MOV64_K, 3, imm=0, comment="r3 = 0 (flags: fail when full, never overwrite)"),
-        Insn(CALL, imm=FN_MAP_PUSH_ELEM, comment="r0 = bpf_map_push_elem(&queue, &ev, 0)"),
-        Insn(JEQ_K, 0, imm=0, target="out", comment="pushed: done"),
+    ]
+    if ringbuf:
+        p += [
+            Insn(MOV64_K, 3, imm=EVENT.size, comment=f"r3 = {EVENT.size} (record size)"),
+            Insn(MOV64_K, 4, imm=BPF_RB_NO_WAKEUP, comment="r4 = BPF_RB_NO_WAKEUP (no poller wakeup)"),
+            Insn(CALL, imm=FN_RINGBUF_OUTPUT, comment="r0 = bpf_ringbuf_output(&ring, &ev, size, flags)"),
+        ]
+    else:
+        p += [
+            Insn(MOV64_K, 3, imm=0, comment="r3 = 0 (flags: fail when full, never overwrite)"),
+            Insn(CALL, imm=FN_MAP_PUSH_ELEM, comment="r0 = bpf_map_push_elem(&queue, &ev, 0)"),
+        ]
+    p += [
+        Insn(JEQ_K, 0, imm=0, target="out", comment="written: done"),
         Insn(ST_W, 10, 0, _STACK_KEY, 0, comment="key = 0"),
         Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=drops_fd, comment="r1 = &drops (array[1] of u64)"),
         Insn(MOV64_X, 2, 10, comment="r2 = fp"),
@@ -254,7 +224,7 @@ def _address(raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
-    """Decode one 88-byte queue record.
+    """Decode one 88-byte record (ring buffer or queue).
 
     Args:
         data: the record (see :data:`EVENT`).
@@ -269,13 +239,25 @@ def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
     """
     if len(data) != EVENT.size:
         raise ParseError(f"sockops record is {len(data)} bytes, want {EVENT.size}", path="bpf")
-    ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6, netns = EVENT.unpack(data)
+    return _decode(EVENT.unpack(data), mono_to_real_ns)
+
+
+_EventFields = tuple[int, int, int, int, int, int, int, bytes, bytes, bytes, bytes, int]
+
+
+def _decode(fields: _EventFields, mono_to_real_ns: int) -> ConnectEvent:
+    """A ConnectEvent from the unpacked :data:`EVENT` fields.
+
+    Raises:
+        ParseError: an unknown family.
+    """
+    ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6, netns = fields
     if family == 2:
         local_addr, remote_addr, fam = _address(lip4), _address(rip4), Family.INET
     elif family == 10:
         local_addr, remote_addr, fam = _address(lip6), _address(rip6), Family.INET6
     else:
-        raise ParseError(f"unknown family {family} in sockops record", path="bpf", line=data[:32].hex())
+        raise ParseError(f"unknown family {family} in sockops record", path="bpf", line=f"op={op}")
     active = op == OP_TCP_CONNECT
     # positional, in field order: at_ns, kind, family, local, remote, cookie, pid, tid, netns_cookie
     return _make_event(
@@ -308,10 +290,10 @@ def count_attached_sockops(cgroup_path: str) -> int:
     except OSError as exc:
         raise BackendUnavailable(f"cannot open cgroup {cgroup_path}: {exc}") from exc
     try:
-        attr = _attr((0, "=I", fd), (4, "=I", BPF_CGROUP_SOCK_OPS))  # target_fd, attach_type; prog_ids NULL
-        ret = _Bpf().call(BPF_PROG_QUERY, attr)
+        attr = bpf_attr((0, "=I", fd), (4, "=I", BPF_CGROUP_SOCK_OPS))  # target_fd, attach_type; prog_ids NULL
+        ret = BpfSyscall().call(BPF_PROG_QUERY, attr)
         if ret < 0:
-            raise _fail("BPF_PROG_QUERY", -ret)
+            raise bpf_failure("BPF_PROG_QUERY", -ret)
         return int(struct.unpack_from("=I", attr, 24)[0])  # prog_cnt
     finally:
         os.close(fd)
@@ -332,56 +314,31 @@ def find_cgroup2_root(mounts_text: str) -> str | None:
     return found[0] if found else None
 
 
-class _Bpf:
-    """The bpf(2) syscall through libc ``syscall()``."""
-
-    def __init__(self) -> None:
-        nr = _SYS_BPF.get(platform.machine())
-        if nr is None:
-            raise BackendUnavailable(f"bpf(): unknown syscall number on {platform.machine()}")
-        self.nr = nr
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.libc.syscall.restype = ctypes.c_long
-
-    def call(self, cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
-        """Run one command; returns the result or ``-errno``."""
-        ret = self.libc.syscall(ctypes.c_long(self.nr), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
-        return int(ret) if ret >= 0 else -ctypes.get_errno()
-
-
-def _attr(*fields: tuple[int, str, int]) -> ctypes.Array[ctypes.c_char]:
-    buf = ctypes.create_string_buffer(128)
-    for off, fmt, value in fields:
-        struct.pack_into(fmt, buf, off, value)
-    return buf
-
-
-def _fail(what: str, err: int, extra: str = "") -> BackendUnavailable:
-    name = errno_mod.errorcode.get(err, str(err))
-    hint = "; needs root (CAP_BPF + CAP_NET_ADMIN)" if err in (errno_mod.EPERM, errno_mod.EACCES) else ""
-    return BackendUnavailable(f"eBPF sockops: {what} failed: {name}{hint}{extra}")
-
-
 class SockopsCollector:
-    """Loads and attaches the sockops program; :meth:`drain` returns the queued events.
+    """Loads and attaches the sockops program; :meth:`drain` returns the recorded events.
 
     Args:
         cgroup_path: cgroup v2 directory to attach to; the cgroup2 root from /proc/mounts by default.
-        queue_entries: queue capacity (records of 80 bytes); a full queue drops and counts.
+        ring_bytes: ring buffer size (a power of 2; 88-byte records plus an 8-byte header each);
+            a full ring drops and counts (:meth:`drops`).
         ops: sockops callbacks to record (client connect and server establishment by default).
         only_netns_cookie: record only sockets of this namespace (its SO_NETNS_COOKIE); every namespace
             when None, or when the kernel lacks bpf_get_netns_cookie for sockops (``has_netns_cookie``).
+        transport: ``"ringbuf"`` (kernel >= 5.8), ``"queue"``, or ``"auto"`` (ringbuf, else queue);
+            the one in use is in :attr:`transport`.
 
     Raises:
         BackendUnavailable: no cgroup2 mount, not root, or the kernel refused the map/program/link
             (the verifier log is in the message).
     """
 
-    def __init__(self, cgroup_path: str | None = None, *, queue_entries: int = 65536,
+    def __init__(self, cgroup_path: str | None = None, *, ring_bytes: int = 4 << 20,
                  ops: Sequence[int] = (OP_TCP_CONNECT, OP_PASSIVE_ESTABLISHED),
-                 only_netns_cookie: int | None = None) -> None:
+                 only_netns_cookie: int | None = None, transport: str = "auto") -> None:
         self._fds: list[int] = []
-        self._bpf = _Bpf()
+        self._ring: RingBuffer | None = None
+        self.link_fd: int | None = None
+        self._bpf = BpfSyscall()
         if cgroup_path is None:
             with open("/proc/mounts", encoding="utf-8") as fh:
                 cgroup_path = find_cgroup2_root(fh.read())
@@ -389,39 +346,53 @@ class SockopsCollector:
                 raise BackendUnavailable("eBPF sockops: no cgroup2 mount in /proc/mounts")
         self.cgroup_path = cgroup_path
         try:
-            self._load(cgroup_path, queue_entries, ops, only_netns_cookie)
+            self._make_maps(transport, ring_bytes)
+            self._load(ops, only_netns_cookie)
+            self.attach()
         except BaseException:
             self.close()
             raise
         self.mono_to_real_ns = time.time_ns() - time.monotonic_ns()
         self._value = ctypes.create_string_buffer(EVENT.size)
-        self._drain_attr = _attr((0, "=I", self.queue_fd), (8, "=Q", 0), (16, "=Q", ctypes.addressof(self._value)))
+        self._drain_attr = bpf_attr((0, "=I", self.queue_fd), (8, "=Q", 0),
+                                    (16, "=Q", ctypes.addressof(self._value)))
         self.events_read = 0
 
     def _map(self, map_type: int, key_size: int, value_size: int, entries: int, name: bytes) -> int:
-        attr = _attr((0, "=I", map_type), (4, "=I", key_size), (8, "=I", value_size), (12, "=I", entries))
-        struct.pack_into("16s", attr, 28, name)  # map_name[16]
-        fd = self._bpf.call(BPF_MAP_CREATE, attr)
-        if fd < 0:
-            raise _fail(f"BPF_MAP_CREATE({name.decode()})", -fd)
+        fd = create_map(self._bpf, map_type, key_size, value_size, entries, name)
         self._fds.append(fd)
         return fd
 
-    def _load(self, cgroup_path: str, queue_entries: int, ops: Sequence[int], only_netns: int | None) -> None:
-        self.queue_fd = self._map(BPF_MAP_TYPE_QUEUE, 0, EVENT.size, queue_entries, b"ls_connects")
+    def _make_maps(self, transport: str, ring_bytes: int) -> None:
+        if transport not in ("auto", "ringbuf", "queue"):
+            raise ValueError(f"transport must be auto, ringbuf or queue, not {transport!r}")
+        self.transport = "queue"
+        if transport in ("auto", "ringbuf"):
+            try:
+                self.queue_fd = self._map(BPF_MAP_TYPE_RINGBUF, 0, 0, ring_bytes, b"ls_connects")
+                self._ring = RingBuffer(self.queue_fd, ring_bytes)
+                self.transport = "ringbuf"
+            except BackendUnavailable:
+                if transport == "ringbuf":
+                    raise
+        if self.transport == "queue":
+            entries = ring_bytes // (EVENT.size + 8)
+            self.queue_fd = self._map(BPF_MAP_TYPE_QUEUE, 0, EVENT.size, entries, b"ls_connects")
         self.drops_fd = self._map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"ls_drops")
+
+    def _load(self, ops: Sequence[int], only_netns: int | None) -> None:
         license_ = ctypes.create_string_buffer(b"GPL")
         log = ctypes.create_string_buffer(1 << 16)
         attempts = [(True, 0), (False, 0), (False, 1)]  # netns cookie helper first; verifier log last
         for with_netns, log_level in attempts:
             code = assemble(build_sockops_program(self.queue_fd, self.drops_fd, ops, netns_cookie=with_netns,
-                                                  only_netns=only_netns))
+                                                  only_netns=only_netns, ringbuf=self.transport == "ringbuf"))
             insns = ctypes.create_string_buffer(code, len(code))
-            attr = _attr((0, "=I", BPF_PROG_TYPE_SOCK_OPS), (4, "=I", len(code) // 8),
-                         (8, "=Q", ctypes.addressof(insns)), (16, "=Q", ctypes.addressof(license_)),
-                         (24, "=I", log_level), (28, "=I", len(log) if log_level else 0),
-                         (32, "=Q", ctypes.addressof(log) if log_level else 0),
-                         (68, "=I", BPF_CGROUP_SOCK_OPS))
+            attr = bpf_attr((0, "=I", BPF_PROG_TYPE_SOCK_OPS), (4, "=I", len(code) // 8),
+                            (8, "=Q", ctypes.addressof(insns)), (16, "=Q", ctypes.addressof(license_)),
+                            (24, "=I", log_level), (28, "=I", len(log) if log_level else 0),
+                            (32, "=Q", ctypes.addressof(log) if log_level else 0),
+                            (68, "=I", BPF_CGROUP_SOCK_OPS))
             struct.pack_into("16s", attr, 48, b"ls_sockops")  # prog_name[16]
             fd = self._bpf.call(BPF_PROG_LOAD, attr)
             if fd >= 0:
@@ -429,23 +400,46 @@ class SockopsCollector:
                 break
             if log_level == 1 or -fd in (errno_mod.EPERM,):
                 text = log.value.decode(errors="replace").strip().splitlines()[-3:]
-                raise _fail("BPF_PROG_LOAD", -fd, f" (verifier: {' | '.join(text)})" if text else "")
+                raise bpf_failure("BPF_PROG_LOAD", -fd, f" (verifier: {' | '.join(text)})" if text else "")
         self.prog_fd = fd
         self._fds.append(fd)
         try:
-            self.cgroup_fd = os.open(cgroup_path, os.O_RDONLY | os.O_DIRECTORY)
+            self.cgroup_fd = os.open(self.cgroup_path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            raise BackendUnavailable(f"eBPF sockops: cannot open cgroup {cgroup_path}: {exc}") from exc
+            raise BackendUnavailable(f"eBPF sockops: cannot open cgroup {self.cgroup_path}: {exc}") from exc
         self._fds.append(self.cgroup_fd)
-        attr = _attr((0, "=I", self.prog_fd), (4, "=I", self.cgroup_fd), (8, "=I", BPF_CGROUP_SOCK_OPS))
+
+    @property
+    def attached(self) -> bool:
+        """Whether the program is linked to the cgroup (it runs on every socket event)."""
+        return self.link_fd is not None
+
+    def attach(self) -> None:
+        """Link the loaded program to the cgroup (BPF_LINK_CREATE); no-op when attached.
+
+        Raises:
+            BackendUnavailable: the kernel refused, or the collector is closed.
+        """
+        if self.link_fd is not None:
+            return
+        if not self._fds:
+            raise BackendUnavailable("eBPF sockops collector is closed")
+        attr = bpf_attr((0, "=I", self.prog_fd), (4, "=I", self.cgroup_fd), (8, "=I", BPF_CGROUP_SOCK_OPS))
         link = self._bpf.call(BPF_LINK_CREATE, attr)
         if link < 0:
-            raise _fail("BPF_LINK_CREATE", -link)
+            raise bpf_failure("BPF_LINK_CREATE", -link)
         self.link_fd = link
-        self._fds.append(link)
+
+    def detach(self) -> None:
+        """Unlink the program (close the link fd): the kernel stops running it; the program, the
+        buffer and what it holds stay until :meth:`close`. No-op when detached."""
+        if self.link_fd is not None:
+            os.close(self.link_fd)
+            self.link_fd = None
 
     def drain(self, max_events: int = 1 << 20) -> list[ConnectEvent]:
-        """Pop every queued record (one BPF_MAP_LOOKUP_AND_DELETE_ELEM each) until empty.
+        """Every record written so far, oldest first (read from the mmap'ed ring, or popped from the
+        queue with one BPF_MAP_LOOKUP_AND_DELETE_ELEM each).
 
         Raises:
             BackendUnavailable: the collector is closed.
@@ -454,24 +448,35 @@ class SockopsCollector:
         if not self._fds:
             raise BackendUnavailable("eBPF sockops collector is closed")
         out: list[ConnectEvent] = []
-        call, nr, attr, size = self._bpf.libc.syscall, ctypes.c_long(self._bpf.nr), self._drain_attr, ctypes.c_uint(128)
-        cmd = ctypes.c_int(BPF_MAP_LOOKUP_AND_DELETE_ELEM)
-        for _ in range(max_events):
-            if call(nr, cmd, attr, size) < 0:
-                break  # ENOENT: empty
-            out.append(parse_event(self._value.raw, mono_to_real_ns=self.mono_to_real_ns))
+        mono = self.mono_to_real_ns
+        if self._ring is not None:
+            view, unpack = self._ring.view, EVENT.unpack_from
+            for offset, size in self._ring.records():
+                if size != EVENT.size:
+                    raise ParseError(f"sockops record is {size} bytes, want {EVENT.size}", path="bpf")
+                out.append(_decode(unpack(view, offset), mono))
+                if len(out) >= max_events:
+                    break
+        else:
+            call, nr, size_arg = self._bpf.libc.syscall, ctypes.c_long(self._bpf.nr), ctypes.c_uint(128)
+            attr, cmd = self._drain_attr, ctypes.c_int(BPF_MAP_LOOKUP_AND_DELETE_ELEM)
+            for _ in range(max_events):
+                if call(nr, cmd, attr, size_arg) < 0:
+                    break  # ENOENT: empty
+                out.append(parse_event(self._value.raw, mono_to_real_ns=mono))
         self.events_read += len(out)
         return out
 
     def enable_run_stats(self) -> None:
         """Ask the kernel to time every program run (BPF_ENABLE_STATS; on while the collector lives).
+        It adds two clock reads per run: for benchmarks, not for measuring latency.
 
         Raises:
             BackendUnavailable: refused (kernel < 5.8, or not root).
         """
-        fd = self._bpf.call(BPF_ENABLE_STATS, _attr((0, "=I", BPF_STATS_RUN_TIME)))
+        fd = self._bpf.call(BPF_ENABLE_STATS, bpf_attr((0, "=I", BPF_STATS_RUN_TIME)))
         if fd < 0:
-            raise _fail("BPF_ENABLE_STATS", -fd)
+            raise bpf_failure("BPF_ENABLE_STATS", -fd)
         self._fds.insert(0, fd)  # closed last
 
     def run_stats(self) -> tuple[int, int]:
@@ -481,24 +486,31 @@ class SockopsCollector:
             BackendUnavailable: BPF_OBJ_GET_INFO_BY_FD failed.
         """
         info = ctypes.create_string_buffer(_INFO_SIZE)
-        attr = _attr((0, "=I", self.prog_fd), (4, "=I", _INFO_SIZE), (8, "=Q", ctypes.addressof(info)))
+        attr = bpf_attr((0, "=I", self.prog_fd), (4, "=I", _INFO_SIZE), (8, "=Q", ctypes.addressof(info)))
         ret = self._bpf.call(BPF_OBJ_GET_INFO_BY_FD, attr)
         if ret < 0:
-            raise _fail("BPF_OBJ_GET_INFO_BY_FD", -ret)
+            raise bpf_failure("BPF_OBJ_GET_INFO_BY_FD", -ret)
         run_ns, runs = struct.unpack_from("=QQ", info, _INFO_RUN_TIME_NS)
         return int(runs), int(run_ns)
 
     def drops(self) -> int:
-        """Records the program could not push because the queue was full."""
+        """Records the program could not write because the ring (or queue) was full."""
+        if not self._fds:
+            return 0
         value = ctypes.create_string_buffer(8)
         key = ctypes.create_string_buffer(4)
-        attr = _attr((0, "=I", self.drops_fd), (8, "=Q", ctypes.addressof(key)), (16, "=Q", ctypes.addressof(value)))
+        attr = bpf_attr((0, "=I", self.drops_fd), (8, "=Q", ctypes.addressof(key)),
+                        (16, "=Q", ctypes.addressof(value)))
         if self._bpf.call(BPF_MAP_LOOKUP_ELEM, attr) < 0:
             return 0
         return int(struct.unpack("=Q", value.raw)[0])
 
     def close(self) -> None:
-        """Detach (close the link fd) and free the program and maps. Idempotent."""
+        """Detach (close the link fd), unmap the ring, free the program and maps. Idempotent."""
+        self.detach()
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         while self._fds:
             os.close(self._fds.pop())
 
