@@ -40,20 +40,22 @@ while True:
 CLIENT = r"""
 import json, socket, sys, time
 port, count, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-ports, durs = [], []
+ports, durs, starts = [], [], []
+clock = time.monotonic_ns  # CLOCK_MONOTONIC, the clock the toggling collector logs its blocks in
 start = time.monotonic(); deadline = start + count / rate * 3 + 10
 for i in range(count):
     d = start + i / rate - time.monotonic()
     if d > 0:
         time.sleep(d)
-    t0 = time.perf_counter_ns()
+    t0 = clock()
     c = socket.create_connection(("127.0.0.1", port))
     c.sendall(b"ping"); c.recv(64)
     ports.append(c.getsockname()[1]); c.close()
-    durs.append(time.perf_counter_ns() - t0)
+    durs.append(clock() - t0); starts.append(t0)
     if time.monotonic() > deadline:
         break
-print(json.dumps({"ports": ports, "durs_ns": durs, "wall_s": time.monotonic() - start}), flush=True)
+print(json.dumps({"ports": ports, "durs_ns": durs, "starts_ns": starts, "wall_s": time.monotonic() - start}),
+      flush=True)
 """
 
 WATCH = r"""
@@ -62,12 +64,12 @@ from loopscope.watch.session import WatchOptions, WatchSession
 from loopscope.analysis.watch_report import summarize_watch
 ns, port, which, nice = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 os.nice(nice)  # as `loopscope watch --nice` does (default 10)
-s = WatchSession(WatchOptions(netns=ns, snapshot_interval_s=1.0, ebpf=which in ("both", "ebpf"),
-                              destroy=which in ("both", "destroy"), ebpf_run_stats=True))
+s = WatchSession(WatchOptions(netns=ns, ebpf=which in ("both", "ebpf"), destroy=which in ("both", "destroy"),
+                              ebpf_run_stats=True))
 print("ready", flush=True)
 k0 = s.ebpf_run_stats() or (0, 0)
 r0 = resource.getrusage(resource.RUSAGE_SELF)
-while not select.select([sys.stdin], [], [], 0.1)[0]:
+while not select.select([sys.stdin], [], [], s.options.drain_interval_s)[0]:  # the CLI's cadence
     s.poll()
 time.sleep(0.3); s.poll()
 r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -80,6 +82,33 @@ out = [[i.client.port, i.client_pid, list(apps.get(i.server.port, ()))] for i in
        if i.server.port == port and i.established]
 print(json.dumps({"cpu_s": cpu, "kernel_runs": k1[0] - k0[0], "kernel_ns": k1[1] - k0[1], "instances": out, "sources": [[x.name, x.active, x.events, x.dropped]
       for x in data.sources]}), flush=True)
+"""
+
+TOGGLE = r"""
+import json, os, select, sys, time
+from loopscope.watch.session import WatchOptions, WatchSession
+ns, which, nice, block_s = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+os.nice(nice)
+opts = WatchOptions(netns=ns, ebpf=which in ("both", "ebpf"), destroy=which in ("both", "destroy"))
+s = WatchSession(opts)
+s.pause()
+print("ready", flush=True)
+clock, blocks, on = time.monotonic_ns, [], False
+t = clock()
+while not select.select([sys.stdin], [], [], 0)[0]:
+    if on:  # ON: sources linked, drained every drain_interval_s, snapshots when due; pause() drains last
+        s.resume()
+        end = time.monotonic() + block_s
+        while time.monotonic() < end:
+            time.sleep(min(opts.drain_interval_s, max(0.0, end - time.monotonic())))
+            s.poll()
+        s.pause()
+    else:  # OFF: nothing linked, the collector asleep
+        time.sleep(block_s)
+    t2 = clock()
+    blocks.append([on, t, t2]); t, on = t2, not on
+d = s.data(); s.close()
+print(json.dumps({"blocks": blocks, "events": [[x.name, x.events, x.dropped] for x in d.sources]}), flush=True)
 """
 
 POLLER = r"""
@@ -179,7 +208,7 @@ def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, coll
         }
     if ss_proc is not None:
         ps_cpu = _child_cpu(ss_proc.pid)
-        ss_proc.send_signal(signal.SIGINT)
+        ss_proc.send_signal(signal.SIGTERM)  # SIGINT is ignored when started from a background job
         ss_proc.wait(timeout=10)
         ss_out.seek(0)
         text = ss_out.read()
@@ -208,11 +237,62 @@ def _child_cpu(pid: int) -> float:
         return 0.0
 
 
+def run_toggled(ns: str, port: int, count: int, rate: float, which: str, block_s: float) -> dict[str, Any]:
+    """One client run while a collector alternates ON/OFF blocks; cycles classified by block.
+
+    A cycle counts for a block when it starts and ends inside it. ON blocks include the resume and the
+    final drain of pause() (conservative); OFF blocks have nothing linked and the collector asleep.
+    """
+    col = start_ready([sys.executable, "-c", TOGGLE, ns, which, str(NICE), str(block_s)])
+    client = subprocess.Popen(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(count), str(rate)),
+                              stdout=subprocess.PIPE, text=True)
+    out, _ = client.communicate(timeout=count / rate * 3 + 60)
+    truth = json.loads(out)
+    log = stop_json(col)
+    blocks = log["blocks"]
+    per_block: list[list[float]] = [[] for _ in blocks]
+    k = 0
+    for t0, dur in zip(truth["starts_ns"], truth["durs_ns"]):
+        while k < len(blocks) and blocks[k][2] < t0:
+            k += 1
+        if k < len(blocks) and blocks[k][1] <= t0 and t0 + dur <= blocks[k][2]:
+            per_block[k].append(dur / 1000)
+    on = [d for b, ds in zip(blocks, per_block) if b[0] for d in ds]
+    off = [d for b, ds in zip(blocks, per_block) if not b[0] for d in ds]
+    meds = [(b[0], statistics.median(ds)) for b, ds in zip(blocks, per_block) if len(ds) >= 5]
+    paired = []  # each ON block against the mean of the OFF blocks on either side
+    for j, (is_on, med) in enumerate(meds):
+        if is_on:
+            nb = [m for o, m in meds[max(0, j - 1):j + 2] if not o]
+            if nb:
+                paired.append(med / statistics.fmean(nb) - 1)
+    on_med, off_med = statistics.median(on), statistics.median(off)
+    return {"connections": len(truth["ports"]), "achieved_rate": round(len(truth["ports"]) / truth["wall_s"], 1),
+            "on_cycles": len(on), "off_cycles": len(off), "on_median_us": round(on_med, 2),
+            "off_median_us": round(off_med, 2), "extra_pct": round(100 * (on_med / off_med - 1), 2),
+            "paired": paired, "events": log["events"]}
+
+
+def summarize_toggled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled over the runs: per-run extra %, the median of the runs, and the median of every block pair."""
+    paired = [p for r in runs for p in r["paired"]]
+    extra = [r["extra_pct"] for r in runs]
+    return {"extra_pct_runs": extra, "extra_pct": round(statistics.median(extra), 2),
+            "extra_us": round(statistics.median(r["on_median_us"] - r["off_median_us"] for r in runs), 2),
+            "off_median_us": round(statistics.median(r["off_median_us"] for r in runs), 2),
+            "on_median_us": round(statistics.median(r["on_median_us"] for r in runs), 2),
+            "paired_blocks": len(paired),
+            "paired_median_pct": round(100 * statistics.median(paired), 2) if paired else None,
+            "cycles_on_off": [sum(r["on_cycles"] for r in runs), sum(r["off_cycles"] for r in runs)],
+            "events": runs[-1]["events"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a tenth of the connections")
     ap.add_argument("--out", default=None, help="write the JSON here (default: stdout only)")
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved baseline/watch runs per load")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per phase and load")
+    ap.add_argument("--block", type=float, default=0.5, help="seconds per ON/OFF block in the latency runs")
     ap.add_argument("--nice", type=int, default=10, help="collector niceness (loopscope watch --nice; 0: none)")
     args = ap.parse_args()
     global NICE
@@ -224,7 +304,7 @@ def main() -> None:
         loads = [(c // 10, r) for c, r in loads]
     ns = f"lsw-bench-{os.getpid()}"
     sh("ip", "netns", "add", ns)
-    results: dict[str, Any] = {"bench": "watch", "collector_nice": NICE, "loads": []}
+    results: dict[str, Any] = {"bench": "watch", "collector_nice": NICE, "block_s": args.block, "loads": []}
     server = None
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -233,44 +313,30 @@ def main() -> None:
         port = int(server.stdout.readline())
         for count, rate in loads:
             entry: dict[str, Any] = {"count": count, "rate": rate, "repeats": args.repeats}
-            runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "watch": [], "ebpf_only": [], "destroy_only": []}
-            phases = (("baseline", set()), ("watch", {"watch"}), ("ebpf_only", {"watch:ebpf"}),
-                      ("destroy_only", {"watch:destroy"}))
+            score: list[dict[str, Any]] = []
+            toggled: dict[str, list[dict[str, Any]]] = {"both": [], "ebpf": [], "destroy": []}
             for _ in range(args.repeats):  # interleaved, so drift on a shared host hits all alike
-                for phase, cols in phases:
-                    runs[phase].append(run_phase(ns, port, server.pid, count, rate, cols))
-                    print(f"# {count}@{rate:g}/s {phase}: {json.dumps(runs[phase][-1])[:240]}", file=sys.stderr)
+                score.append(run_phase(ns, port, server.pid, count, rate, {"watch"}))
+                print(f"# {count}@{rate:g}/s score: {json.dumps(score[-1])[:240]}", file=sys.stderr)
+                for which in toggled:
+                    toggled[which].append(run_toggled(ns, port, count, rate, which, args.block))
+                    r = toggled[which][-1]
+                    print(f"# {count}@{rate:g}/s toggled {which}: on {r['on_median_us']} off {r['off_median_us']}"
+                          f" us ({r['extra_pct']:+.2f}%), {len(r['paired'])} pairs", file=sys.stderr)
+            w = [r["collectors"]["loopscope watch"] for r in score]
+            entry["score"] = {
+                "caught_pct": min(c["caught_pct"] for c in w), "client_pid_pct": min(c["client_pid_pct"] for c in w),
+                "server_pid_pct": min(c["server_pid_pct"] for c in w),
+                "cpu_pct_one_core": statistics.median(c["cpu_pct_one_core"] for c in w),
+                "cpu_pct_runs": [c["cpu_pct_one_core"] for c in w], "sources": w[-1]["sources"],
+                "kernel_us_per_conn": statistics.median(c["kernel_us_per_conn"] for c in w),
+                "kernel_ns_per_run": statistics.median(c["kernel_ns_per_run"] or 0 for c in w),
+                "kernel_runs_per_conn": w[-1]["kernel_runs_per_conn"],
+                "achieved_rate": min(r["achieved_rate"] for r in score),
+            }
+            entry["latency"] = {which: summarize_toggled(runs) for which, runs in toggled.items()}
             entry["all"] = run_phase(ns, port, server.pid, count, rate, {"watch", "ss", "psutil"})
             print(f"# {count}@{rate:g}/s all: {json.dumps(entry['all'])[:240]}", file=sys.stderr)
-            base_medians = [r["median_cycle_us"] for r in runs["baseline"]]
-            watch_medians = [r["median_cycle_us"] for r in runs["watch"]]
-            base = statistics.median(base_medians)
-            entry["baseline"] = {"median_cycle_us": base, "run_medians_us": base_medians,
-                                 "achieved_rate": min(r["achieved_rate"] for r in runs["baseline"])}
-            w = [r["collectors"]["loopscope watch"] for r in runs["watch"]]
-            entry["watch"] = {
-                "median_cycle_us": statistics.median(watch_medians), "run_medians_us": watch_medians,
-                "collectors": {"loopscope watch": {
-                    "caught_pct": min(c["caught_pct"] for c in w),
-                    "client_pid_pct": min(c["client_pid_pct"] for c in w),
-                    "server_pid_pct": min(c["server_pid_pct"] for c in w),
-                    "cpu_pct_one_core": statistics.median(c["cpu_pct_one_core"] for c in w),
-                    "cpu_pct_runs": [c["cpu_pct_one_core"] for c in w], "sources": w[-1]["sources"],
-                    "kernel_us_per_conn": statistics.median(c["kernel_us_per_conn"] for c in w),
-                    "kernel_ns_per_run": statistics.median(c["kernel_ns_per_run"] or 0 for c in w),
-                    "kernel_runs_per_conn": w[-1]["kernel_runs_per_conn"]}},
-            }
-            for phase in ("ebpf_only", "destroy_only"):
-                meds = [r["median_cycle_us"] for r in runs[phase]]
-                col = [r["collectors"]["loopscope watch"] for r in runs[phase]]
-                entry[phase] = {"median_cycle_us": statistics.median(meds), "run_medians_us": meds,
-                                "cpu_pct_one_core": statistics.median(c["cpu_pct_one_core"] for c in col),
-                                "caught_pct": min(c["caught_pct"] for c in col),
-                                "client_pid_pct": min(c["client_pid_pct"] for c in col)}
-            for phase in ("watch", "all", "ebpf_only", "destroy_only"):
-                extra = entry[phase]["median_cycle_us"] - base
-                entry[phase]["extra_latency_us"] = round(extra, 1)
-                entry[phase]["extra_latency_pct"] = round(100 * extra / base, 1) if base else None
             results["loads"].append(entry)
     finally:
         if server is not None:
@@ -286,28 +352,31 @@ def main() -> None:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The markdown table for the README watch section."""
-    rows = [("| load | collector (phase) | caught % | client pid % | server pid % | CPU % of 1 core | extra latency |"
-             " eBPF in kernel per conn |"),
-            "|---|---|---|---|---|---|---|---|"]
+    """The markdown tables for the README watch section: detection and CPU, then latency."""
+    rows = ["| load | collector | caught % | client pid % | server pid % | CPU % of 1 core | eBPF in kernel per conn |",
+            "|---|---|---|---|---|---|---|"]
     for entry in results["loads"]:
-        load = f"{entry['count']} @ {entry['rate']:g}/s (got {entry['baseline']['achieved_rate']:g}/s)"
-        for phase in ("watch", "all"):
-            ph = entry[phase]
-            for name, c in ph["collectors"].items():
-                lat = f"{ph['extra_latency_us']:+.1f} us ({ph['extra_latency_pct']:+.1f}%)" if name.startswith("loop") else ""
-                kern = (f"{c['kernel_us_per_conn']:.2f} us ({c['kernel_runs_per_conn']:g} runs x "
-                        f"{c['kernel_ns_per_run']:.0f} ns)" if c.get("kernel_ns_per_run") else "")
-                rows.append(f"| {load} | {name} ({phase}) | {c['caught_pct']} | {c['client_pid_pct']} | "
-                            f"{c['server_pid_pct'] if c['server_pid_pct'] is not None else '-'} | "
-                            f"{c['cpu_pct_one_core']} | {lat} | {kern} |")
-        for phase in ("ebpf_only", "destroy_only"):
-            ph = entry[phase]
-            rows.append(f"| {load} | loopscope watch, {phase.replace('_', ' ')} | {ph['caught_pct']} | "
-                        f"{ph['client_pid_pct']} | | {ph['cpu_pct_one_core']} | "
-                        f"{ph['extra_latency_us']:+.1f} us ({ph['extra_latency_pct']:+.1f}%) | |")
-        runs = ", ".join(f"{m:g}" for m in entry["baseline"]["run_medians_us"])
-        rows.append(f"| {load} | baseline median cycle (runs: {runs}) | | | | | {entry['baseline']['median_cycle_us']} us | |")
+        load = f"{entry['count']} @ {entry['rate']:g}/s"
+        sc = entry["score"]
+        kern = (f"{sc['kernel_us_per_conn']:.2f} us ({sc['kernel_runs_per_conn']:g} runs x "
+                f"{sc['kernel_ns_per_run']:.0f} ns)" if sc.get("kernel_ns_per_run") else "")
+        runs = ", ".join(f"{x:g}" for x in sc["cpu_pct_runs"])
+        rows.append(f"| {load} | loopscope watch ({entry['repeats']} runs) | {sc['caught_pct']} | "
+                    f"{sc['client_pid_pct']} | {sc['server_pid_pct']} | {sc['cpu_pct_one_core']} ({runs}) | {kern} |")
+        for name, c in entry["all"]["collectors"].items():
+            rows.append(f"| {load} | {name} (all three at once) | {c['caught_pct']} | {c['client_pid_pct']} | "
+                        f"{c['server_pid_pct'] if c['server_pid_pct'] is not None else '-'} | "
+                        f"{c['cpu_pct_one_core']} | |")
+    rows += ["", "| load | sources on | cycle median OFF -> ON | extra latency (runs) | block pairs: median |",
+             "|---|---|---|---|---|"]
+    for entry in results["loads"]:
+        load = f"{entry['count']} @ {entry['rate']:g}/s"
+        for which, lat in entry["latency"].items():
+            name = {"both": "eBPF + destroy (watch)", "ebpf": "eBPF only", "destroy": "destroy only"}[which]
+            runs = ", ".join(f"{x:+.1f}" for x in lat["extra_pct_runs"])
+            rows.append(f"| {load} | {name} | {lat['off_median_us']} -> {lat['on_median_us']} us | "
+                        f"{lat['extra_us']:+.1f} us ({lat['extra_pct']:+.1f}%; runs {runs}) | "
+                        f"{lat['paired_median_pct']:+.1f}% of {lat['paired_blocks']} |")
     return "\n".join(rows)
 
 

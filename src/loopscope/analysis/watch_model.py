@@ -95,6 +95,7 @@ class WatchData:
 
 
 def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] | None = None, *,
+                    time_wait_other: int = 0,
                     listeners_only: bool = False) -> SnapshotSample:
     """Reduce a snapshot to listeners, established loopback pairs, TIME_WAIT and ephemeral counts.
 
@@ -102,6 +103,8 @@ def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] |
         snapshot: a full snapshot, or a light one (listeners and established sockets only).
         time_wait_by_dest: with a light snapshot, TIME_WAIT counts per remote endpoint; they add to the
             TIME_WAIT total and to the ephemeral ports in use toward local listeners.
+        time_wait_other: with a light snapshot, the TIME_WAIT sockets not toward a listener (counted
+            in the total only).
         listeners_only: the snapshot holds listeners only (TIME_WAIT then is None).
 
     Example: a snapshot with a listener on 127.0.0.1:8080 (accept queue 3 of 128) and 2 TIME_WAIT rows ->
@@ -134,6 +137,7 @@ def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] |
         )
     time_wait = sum(1 for s in snapshot.sockets if s.state is TcpState.TIME_WAIT)
     ephemeral = dict(talk.ephemeral_in_use)
+    time_wait += time_wait_other
     if time_wait_by_dest:
         time_wait += sum(time_wait_by_dest.values())
         local = {Endpoint(unmap(lst.local.address), lst.local.port) for lst in listeners}

@@ -179,7 +179,8 @@ class WatchSession:
             self.full_snapshot_s.append(took_s)
             # keep the full reads near 5% of one core: wait 20x what the last one took
             self._next_full = time.monotonic() + max(self.options.full_interval_s, 20 * took_s)
-        self.state.samples.append(sample_snapshot(snap, light.time_wait_by_dest, listeners_only=not full))
+        self.state.samples.append(sample_snapshot(snap, light.time_wait_by_dest, time_wait_other=light.time_wait_other,
+                                                  listeners_only=not full))
         for gap in snap.gaps:  # the latest count per kind of gap
             if "exited" not in gap.reason:
                 self.state.gaps[:] = [g for g in self.state.gaps if g.reason != gap.reason] + [gap]

@@ -41,6 +41,7 @@ from loopscope.model import (
     Snapshot,
     SocketRecord,
     StackFacts,
+    TcpState,
 )
 
 __all__ = ["LightSnapshot", "NamespaceReader", "read_light_snapshot", "read_namespace_facts", "scan_owners_in_netns"]
@@ -48,7 +49,7 @@ __all__ = ["LightSnapshot", "NamespaceReader", "read_light_snapshot", "read_name
 _LISTEN = 1 << 10  # TCP_LISTEN
 _LISTEN_EST = _LISTEN | (1 << 1)  # TCP_LISTEN, TCP_ESTABLISHED
 _TIME_WAIT = 1 << 6
-_SOCKID_DST = struct.Struct("!2xH4x16s")  # dport, dst (after sport); offsets from byte 4 of inet_diag_msg
+_SOCKID_DST = struct.Struct("!2xH16x16s")  # dport, dst (after sport and the 16-byte src), from byte 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,19 +59,34 @@ class LightSnapshot:
     snapshot: Snapshot
     """Listeners and established TCP sockets with owners."""
     time_wait_by_dest: dict[Endpoint, int]
-    """TIME_WAIT sockets per remote endpoint (the client side of loopback connections)."""
+    """TIME_WAIT sockets per destination listener (client-side TIME_WAIT holding ephemeral ports)."""
+    time_wait_other: int = 0
+    """The other TIME_WAIT sockets (server side, remote destinations): counted only."""
     full: bool
     """False for a listener-only read (no established sockets, no TIME_WAIT counts)."""
 
 
-def _count_time_wait(transport: KernelTransport, family: int, seq: int) -> Counter[Endpoint]:
-    counts: Counter[Endpoint] = Counter()
+def _count_time_wait(transport: KernelTransport, family: int, seq: int) -> Counter[tuple[int, bytes]]:
+    """TIME_WAIT sockets per raw ``(dport, dst)`` (no objects per row: a busy namespace holds 100k)."""
     req = build_request(family, socket.IPPROTO_TCP, states=_TIME_WAIT)
-    for payload in dump(transport, SOCK_DIAG_BY_FAMILY, req, seq=seq, what="sock_diag TIME_WAIT dump"):
-        dport, dst = _SOCKID_DST.unpack_from(payload, 4)
-        addr = ipaddress.IPv4Address(dst[:4]) if family == socket.AF_INET else ipaddress.IPv6Address(dst)
-        counts[Endpoint(addr, dport)] += 1
-    return counts
+    unpack = _SOCKID_DST.unpack_from
+    return Counter(unpack(payload, 4) for payload in dump(transport, SOCK_DIAG_BY_FAMILY, req, seq=seq,
+                                                               what="sock_diag TIME_WAIT dump"))
+
+
+def _by_listener(raw: Counter[tuple[int, bytes]], family: int, ports: set[int]) -> tuple[Counter[Endpoint], int]:
+    """Split raw TIME_WAIT counts into per-destination counts toward listener ports (the ones that hold
+    ephemeral ports of local clients) and the number of the others (server-side TIME_WAIT, remote
+    destinations)."""
+    counts: Counter[Endpoint] = Counter()
+    other = 0
+    for (dport, dst), n in raw.items():
+        if dport in ports:
+            addr = ipaddress.IPv4Address(dst[:4]) if family == socket.AF_INET else ipaddress.IPv6Address(dst)
+            counts[Endpoint(addr, dport)] += n
+        else:
+            other += n
+    return counts, other
 
 
 class NamespaceReader:
@@ -86,10 +102,12 @@ class NamespaceReader:
         self.transport = run_in_netns(target, lambda: KernelTransport(NETLINK_SOCK_DIAG))
         self._seq = 0
 
-    def read(self, full: bool) -> tuple[list[SocketRecord], Counter[Endpoint]]:
-        """Listeners (and established sockets and TIME_WAIT counts when ``full``)."""
+    def read(self, full: bool) -> tuple[list[SocketRecord], Counter[Endpoint], int]:
+        """Listeners (and, when ``full``, established sockets, TIME_WAIT counts per destination
+        listener and the count of the other TIME_WAIT sockets)."""
         sockets: list[SocketRecord] = []
         tw: Counter[Endpoint] = Counter()
+        tw_other = 0
         states = _LISTEN_EST if full else _LISTEN
         for family in (socket.AF_INET, socket.AF_INET6):
             self._seq += 1
@@ -98,8 +116,11 @@ class NamespaceReader:
                 sockets.append(parse_inet_diag_msg(payload, proto=Proto.TCP, netns=self.target.id))
             if full:
                 self._seq += 1
-                tw.update(_count_time_wait(self.transport, family, self._seq))
-        return sockets, tw
+                ports = {s.local.port for s in sockets if s.state is TcpState.LISTEN}
+                counts, other = _by_listener(_count_time_wait(self.transport, family, self._seq), family, ports)
+                tw.update(counts)
+                tw_other += other
+        return sockets, tw, tw_other
 
     def close(self) -> None:
         """Close the socket."""
@@ -195,7 +216,7 @@ def read_light_snapshot(reader: NamespaceReader, addresses: list[InterfaceAddres
     started_ns = time.time_ns()
     t0 = time.perf_counter_ns()
     target = reader.target
-    sockets, tw = reader.read(full)
+    sockets, tw, tw_other = reader.read(full)
     denied = 0
     if full:
         owners, denied = scan_owners_in_netns(target.id, {s.inode for s in sockets if s.inode is not None})
@@ -223,4 +244,4 @@ def read_light_snapshot(reader: NamespaceReader, addresses: list[InterfaceAddres
     snap = Snapshot(taken_at_ns=started_ns, netns=target.id, netns_label=target.label, source="sock_diag",
                     sockets=tuple(out), processes=procs, addresses=tuple(addresses), stack=stack, gaps=tuple(gaps),
                     duration_ns=time.perf_counter_ns() - t0)
-    return LightSnapshot(snapshot=snap, time_wait_by_dest=dict(tw), full=full)
+    return LightSnapshot(snapshot=snap, time_wait_by_dest=dict(tw), time_wait_other=tw_other, full=full)
