@@ -2,10 +2,11 @@
 
 Ground truth by construction, in a fresh network namespace (only its loopback carries traffic):
 
-- nginx (Debian package), ``/ext`` is a static page with three SSI includes; each include is a
-  subrequest to ``/self/`` which ``proxy_pass``-es to nginx's own listener (``/leaf`` answers ``ok``).
-  nginx's upstream default is HTTP/1.0 with ``Connection: close``, so every include is one new TCP
-  connection from an nginx worker to the same port: N = 3 self-calls per external request.
+- nginx (Debian package), ``/ext`` is a static page with three SSI includes (``wait="yes"``: one
+  after the other, like blocking calls); each include is a subrequest to ``/self/`` which
+  ``proxy_pass``-es to nginx's own listener (``/leaf`` answers ``ok``). nginx's upstream default is
+  HTTP/1.0 with ``Connection: close``, so every include is one new TCP connection from an nginx
+  worker to the same port: N = 3 self-calls per external request.
 - An open-loop load generator (raw sockets, HTTP/1.0, a new connection per request) sends exactly E
   requests to ``/ext`` at a fixed rate; it checks every response is ``200`` with the three ``ok``
   bodies and reports its client ports. Total new connections/s = E_rate x (1 + N): 75 ext/s gives
@@ -16,6 +17,15 @@ pair kept inside the namespace, standing in for eth0: an address the namespace o
 goes over ``lo`` and is still loopback; a veth, not a dummy, because some kernels lack the dummy driver);
 and a keep-alive upstream pool (``keepalive 16``), where connections no longer stand for requests
 and the HTTP capture (``--http``) counts requests per pooled connection.
+
+What is asserted exactly: external connections (their client ports and pids are the generator's),
+self-call connections and their client pids (nginx workers), amplification 3.0, every connection
+caught with its client pid, no source dropped an event; and the namespace's own TCP counters
+(ActiveOpens/PassiveOpens in /proc/PID/net/snmp) agree, independently of loopscope. The 127.0.0.1 runs use the default sources
+(eBPF sockops, sock_diag destroy, snapshots: connections stand for requests); the host-address runs
+add the HTTP capture and assert request counts too. The pool at "3,000/s" is 3,000 requests/s
+(750 new external connections/s plus the pooled self-calls); the HTTP capture kept up at both rates
+(no drops), so both rates run for every variant.
 
 Needs root (eBPF sockops, netns, AF_PACKET), iproute2 and nginx (Debian: nginx).
 """
@@ -49,7 +59,7 @@ N = 3
 """Self-calls per external request (SSI includes per page)."""
 BODY = "[ok][ok][ok]\n"
 """What /ext returns when all three includes were answered by /leaf."""
-PAGES = {prefix: "".join(f'[<!--# include virtual="/{prefix}/leaf?i={k}" -->]' for k in range(N)) + "\n"
+PAGES = {prefix: "".join(f'[<!--# include virtual="/{prefix}/leaf?i={k}" wait="yes" -->]' for k in range(N)) + "\n"
          for prefix in ("self", "pool")}
 """/ext includes /self/leaf (a new connection each), /ext-pool includes /pool/leaf (keep-alive pool)."""
 
@@ -174,14 +184,28 @@ class Load:
     pids: set[int]
     ports: list[int]
     wall_s: float
+    active_opens: int
+    """The namespace's TCP ActiveOpens (connect()s that reached SYN_SENT) during the load: the kernel's
+    own count, independent of loopscope."""
+    passive_opens: int
+    """PassiveOpens (connections accepted from LISTEN) during the load."""
 
 
-def _watch_load(ns: str, path: str, external: int, rate: float, clients: int, *, http: bool) -> tuple[
-        WatchReport, Load]:
+def _tcp_opens(pid: int) -> tuple[int, int]:
+    """(ActiveOpens, PassiveOpens) of the namespace ``pid`` lives in, from its /proc/PID/net/snmp."""
+    with open(f"/proc/{pid}/net/snmp") as fh:
+        head, values = [line.split() for line in fh if line.startswith("Tcp:")]
+    row = dict(zip(head[1:], values[1:]))
+    return int(row["ActiveOpens"]), int(row["PassiveOpens"])
+
+
+def _watch_load(ns: str, srv: Nginx, path: str, external: int, rate: float, clients: int, *,
+                http: bool) -> tuple[WatchReport, Load]:
     """Watch ``ns`` (polling every 0.2 s) while ``clients`` generator processes send ``external``
     requests to ``path`` at ``rate`` per second in all, interleaved."""
     client = CLIENT.replace("/ext", path)
     with WatchSession(WatchOptions(netns=ns, http=http, http_ports=(PORT,) if http else ())) as session:
+        opens = _tcp_opens(srv.master.pid)
         start = time.monotonic() + 0.5  # CLOCK_MONOTONIC: one clock for every process
         gens = [subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", client, str(PORT),
                                   str(external // clients), str(rate / clients), repr(start + k / rate), BODY],
@@ -193,6 +217,7 @@ def _watch_load(ns: str, path: str, external: int, rate: float, clients: int, *,
             time.sleep(0.3)  # closes of the last connections
             session.poll()
             data = session.data()
+            active, passive = (b - a for a, b in zip(opens, _tcp_opens(srv.master.pid)))
         finally:
             for g in gens:
                 if g.poll() is None:
@@ -202,7 +227,7 @@ def _watch_load(ns: str, path: str, external: int, rate: float, clients: int, *,
     assert [g.returncode for g in gens] == [0] * clients
     assert sum(o["n_bad"] for o in outs) == 0, [o["bad"] for o in outs]
     load = Load(pids={g.pid for g in gens}, ports=[p for o in outs for p in o["ports"]],
-                wall_s=max(o["end"] for o in outs) - start)
+                wall_s=max(o["end"] for o in outs) - start, active_opens=active, passive_opens=passive)
     assert len(load.ports) == external
     return summarize_watch(data), load
 
@@ -219,19 +244,26 @@ RATES = [pytest.param(600, 75.0, 1, id="300conn/s"),
 @pytest.mark.parametrize("target", ["127.0.0.1", "host"])
 @pytest.mark.parametrize(("external", "rate", "clients"), RATES)
 def test_nginx_new_connection_per_self_call_exact(external: int, rate: float, clients: int, target: str) -> None:
+    http = target == "host"  # the host-address runs also capture HTTP (it keeps up at 3,000/s)
     with netns() as ns, nginx_selfcaller(ns, "127.0.0.1" if target == "127.0.0.1" else HOST_ADDR) as srv:
-        report, load = _watch_load(ns, "/ext", external, rate, clients, http=False)
+        report, load = _watch_load(ns, srv, "/ext", external, rate, clients, http=http)
         nginx_pids = {srv.master.pid} | srv.workers
+    app = _app(report)
     achieved = external * (1 + N) / load.wall_s
-    print(f"\n{target} E={external} caught={report.connections} achieved={achieved:.0f} conn/s "
+    print(f"\n{target} E={external} external={app.external_connections}/{app.external_requests} "
+          f"self={app.self_connections}/{app.self_requests} factor={app.self_factor} caught={report.connections} "
+          f"kernel opens={load.active_opens}/{load.passive_opens} achieved={achieved:.0f} conn/s "
           f"wall={load.wall_s:.2f}s")
     assert achieved > 0.8 * rate * (1 + N), f"load generator too slow: {achieved:.0f} connections/s"
-    app = _app(report)
     assert set(app.pids) == nginx_pids  # master and workers own the listener
     assert app.external_connections == external
     assert app.self_connections == N * external
-    assert app.self_factor == float(N) and app.unit == "connections"
+    assert app.self_factor == float(N) and app.unit == ("requests" if http else "connections")
+    assert app.external_requests == (external if http else None)
+    assert app.self_requests == (N * external if http else None)
+    assert app.per_path_factor == ({"/ext": float(N)} if http else {})
     assert app.outbound_connections == 0
+    assert load.active_opens == load.passive_opens == external * (1 + N)  # the kernel agrees: N per /ext
     assert report.connections == external * (1 + N) == report.client_pid_known
     assert not [s for s in report.sources if s.dropped]
     insts = [i for i in report.instances if i.server.port == PORT and i.established]
@@ -252,18 +284,22 @@ def test_nginx_new_connection_per_self_call_exact(external: int, rate: float, cl
 @pytest.mark.parametrize(("external", "rate", "clients"), RATES)
 def test_nginx_keep_alive_pool_counts_requests(external: int, rate: float, clients: int) -> None:
     with netns() as ns, nginx_selfcaller(ns, "127.0.0.1") as srv:
-        report, load = _watch_load(ns, "/ext-pool", external, rate, clients, http=True)
+        report, load = _watch_load(ns, srv, "/ext-pool", external, rate, clients, http=True)
     app = _app(report)
     own = [i for i in report.instances if i.server.port == PORT and i.client_pid in srv.workers]
     print(f"\npool E={external} self_requests={app.self_requests} self_connections={app.self_connections} "
-          f"per_path={app.per_path_factor} achieved={external * (1 + N) / load.wall_s:.0f} requests/s")
+          f"factor={app.self_factor} per_path={app.per_path_factor} kernel opens={load.active_opens}/"
+          f"{load.passive_opens} achieved={external * (1 + N) / load.wall_s:.0f} requests/s")
+    assert external / load.wall_s > 0.8 * rate, f"load generator too slow: {external / load.wall_s:.0f} requests/s"
     assert not [s for s in report.sources if s.dropped]
+    assert set(app.pids) == {srv.master.pid} | srv.workers
     assert app.unit == "requests"
     assert app.external_requests == app.external_connections == external
     assert app.self_requests == N * external
     assert app.self_factor == float(N)
     assert app.per_path_factor == {"/ext-pool": float(N)}
     assert 1 <= app.self_connections == len(own) < app.self_requests // 10  # pooled: many requests each
+    assert load.active_opens == load.passive_opens == external + app.self_connections  # the kernel agrees
     assert sum(len(i.requests) for i in own) == N * external
     assert {i.client_pid for i in own} <= srv.workers
     ext = [i for i in report.instances if i.server.port == PORT and i.client_pid in load.pids]
