@@ -61,6 +61,7 @@ def _address(family: int, raw: bytes) -> IPAddress:
 
 
 _NLMSG = struct.Struct("=IHHII")
+_NLMSG_HEAD = struct.Struct("=IH")  # nlmsg_len, nlmsg_type
 _NLA = struct.Struct("=HH")
 _make_close = positional_constructor(CloseEvent)
 _make_info = positional_constructor(TcpInfo)
@@ -68,8 +69,9 @@ _INET = Family.INET
 _INET6 = Family.INET6
 
 
-def _find_info(payload: bytes, offset: int, end: int) -> bytes | None:
-    """The INET_DIAG_INFO attribute's payload in ``payload[offset:end]``, without building a dict.
+def _find_info(payload: bytes, offset: int, end: int) -> tuple[int, int]:
+    """``(start, length)`` of the INET_DIAG_INFO attribute's payload in ``payload[offset:end]``
+    (``(-1, 0)`` when absent), without building a dict or copying.
 
     Raises:
         ParseError: an attribute length is < 4 or runs past the message.
@@ -80,9 +82,23 @@ def _find_info(payload: bytes, offset: int, end: int) -> bytes | None:
             raise ParseError(f"bad attribute length {length} at offset {offset}", path="netlink",
                              line=payload[offset:offset + 8].hex())
         if kind & 0x3FFF == INET_DIAG_INFO:
-            return payload[offset + 4:offset + length]
+            return offset + 4, length - 4
         offset += (length + 3) & ~3
-    return None
+    return -1, 0
+
+
+_ENDPOINTS: dict[tuple[int, bytes, int], Endpoint] = {}
+
+
+def _endpoint(family: int, raw: bytes, port: int) -> Endpoint:
+    """Cached endpoints: listener ends recur in every message, client ends whenever a port is reused."""
+    key = (family, raw, port)
+    ep = _ENDPOINTS.get(key)
+    if ep is None:
+        if len(_ENDPOINTS) >= 1 << 16:
+            _ENDPOINTS.clear()
+        ep = _ENDPOINTS[key] = Endpoint(_address(family, raw), port)
+    return ep
 
 
 def parse_destroy_message(payload: bytes, *, netns: NetnsId, at_ns: int, offset: int = 0,
@@ -106,17 +122,16 @@ def parse_destroy_message(payload: bytes, *, netns: NetnsId, at_ns: int, offset:
     family = payload[offset]
     sport, dport, src, dst = _SOCKID.unpack_from(payload, offset + 4)
     lo, hi = _COOKIE.unpack_from(payload, offset + 44)
-    info = _find_info(payload, offset + 72, end)
+    start, size = _find_info(payload, offset + 72, end)
     tcp_info = None
-    if info is not None and len(info) >= 136:
-        acked, received = _TCPI_BYTES.unpack_from(info, 120)
-        sent = _TCPI_SENT.unpack_from(info, 200)[0] if len(info) >= 208 else None
+    if size >= 136:
+        acked, received = _TCPI_BYTES.unpack_from(payload, start + 120)
+        sent = _TCPI_SENT.unpack_from(payload, start + 200)[0] if size >= 208 else None
         # field order of TcpInfo: rtt, rttvar, min_rtt, total_retrans, bytes_acked, bytes_received,
         # bytes_sent, segs_in, segs_out, last_data_recv_ms, snd_cwnd
         tcp_info = _make_info(None, None, None, None, acked, received, sent, None, None, None, None)
-    return _make_close(at_ns, _INET if family == socket.AF_INET else _INET6,
-                       Endpoint(_address(family, src), sport), Endpoint(_address(family, dst), dport),
-                       lo | (hi << 32), netns, tcp_info)
+    return _make_close(at_ns, _INET if family == socket.AF_INET else _INET6, _endpoint(family, src, sport),
+                       _endpoint(family, dst, dport), lo | (hi << 32), netns, tcp_info)
 
 
 def parse_destroy_datagram(data: bytes, *, netns: NetnsId, at_ns: int) -> list[CloseEvent]:
@@ -229,7 +244,11 @@ class DestroySubscription:
                     self.overflows += 1  # the kernel dropped messages: a stated gap
                     continue
                 raise NetlinkError(exc.errno or errno_mod.EIO, "destroy events recv") from exc
-            out.extend(parse_destroy_datagram(data, netns=self.netns, at_ns=time.time_ns()))
+            # each destroy is its own datagram: parse the one message directly (framing checked)
+            if len(data) >= 88 and _NLMSG_HEAD.unpack_from(data) == (len(data), SOCK_DIAG_BY_FAMILY):
+                out.append(parse_destroy_message(data, netns=self.netns, at_ns=time.time_ns(), offset=16))
+            else:
+                out.extend(parse_destroy_datagram(data, netns=self.netns, at_ns=time.time_ns()))
         self.events_read += len(out)
         return out
 

@@ -196,21 +196,22 @@ def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
     return p
 
 
+_LITTLE_ENDIAN = struct.pack("=H", 1) == b"\x01\x00"
+
+
 def _port_from_ctx(raw: int) -> int:
     """``remote_port`` ctx value -> port: the be16 port sits in the upper 16 bits (little-endian host).
 
     Example: ``_port_from_ctx(0x901F0000) == 8080`` (0x1F90 = 8080 in network order read as LE u16).
     """
-    if raw > 0xFFFF:
-        be16 = raw >> 16
-    else:  # big-endian hosts keep the port in the low half
-        be16 = raw
-    return ((be16 & 0xFF) << 8) | (be16 >> 8) if struct.pack("=H", 1) == b"\x01\x00" else be16
+    be16 = raw >> 16 if raw > 0xFFFF else raw  # big-endian hosts keep the port in the low half
+    return ((be16 & 0xFF) << 8) | (be16 >> 8) if _LITTLE_ENDIAN else be16
 
 
 _ADDRS: dict[bytes, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
 _make_event = positional_constructor(ConnectEvent)
 _ACTIVE, _PASSIVE = ConnectKind.ACTIVE, ConnectKind.PASSIVE
+_INET, _INET6 = Family.INET, Family.INET6
 
 
 def _address(raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -221,6 +222,20 @@ def _address(raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         if len(_ADDRS) < 4096:
             _ADDRS[raw] = addr
     return addr
+
+
+_ENDPOINTS: dict[tuple[bytes, int], Endpoint] = {}
+
+
+def _endpoint(raw: bytes, port: int) -> Endpoint:
+    """Cached endpoints (keyed by raw address and port): server ends recur in every record."""
+    key = (raw, port)
+    ep = _ENDPOINTS.get(key)
+    if ep is None:
+        if len(_ENDPOINTS) >= 1 << 16:
+            _ENDPOINTS.clear()
+        ep = _ENDPOINTS[key] = Endpoint(_address(raw), port)
+    return ep
 
 
 def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
@@ -253,18 +268,16 @@ def _decode(fields: _EventFields, mono_to_real_ns: int) -> ConnectEvent:
     """
     ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6, netns = fields
     if family == 2:
-        local_addr, remote_addr, fam = _address(lip4), _address(rip4), Family.INET
+        local, remote, fam = _endpoint(lip4, lport), _endpoint(rip4, _port_from_ctx(rport_raw)), _INET
     elif family == 10:
-        local_addr, remote_addr, fam = _address(lip6), _address(rip6), Family.INET6
+        local, remote, fam = _endpoint(lip6, lport), _endpoint(rip6, _port_from_ctx(rport_raw)), _INET6
     else:
         raise ParseError(f"unknown family {family} in sockops record", path="bpf", line=f"op={op}")
-    active = op == OP_TCP_CONNECT
-    # positional, in field order: at_ns, kind, family, local, remote, cookie, pid, tid, netns_cookie
-    return _make_event(
-        ktime + mono_to_real_ns, _ACTIVE if active else _PASSIVE, fam, Endpoint(local_addr, lport),
-        Endpoint(remote_addr, _port_from_ctx(rport_raw)), cookie,
-        (pid_tgid >> 32) if active else None, (pid_tgid & 0xFFFFFFFF) if active else None, netns or None,
-    )
+    if op == OP_TCP_CONNECT:
+        # positional, in field order: at_ns, kind, family, local, remote, cookie, pid, tid, netns_cookie
+        return _make_event(ktime + mono_to_real_ns, _ACTIVE, fam, local, remote, cookie, pid_tgid >> 32,
+                           pid_tgid & 0xFFFFFFFF, netns or None)
+    return _make_event(ktime + mono_to_real_ns, _PASSIVE, fam, local, remote, cookie, None, None, netns or None)
 
 
 def netns_cookie_of_current() -> int | None:
