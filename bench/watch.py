@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -277,7 +278,12 @@ def summarize_toggled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Pooled over the runs: per-run extra %, the median of the runs, and the median of every block pair."""
     paired = [p for r in runs for p in r["paired"]]
     extra = [r["extra_pct"] for r in runs]
+    # 95% interval of the block-pair median: 2,000 bootstrap resamples of the pairs (fixed seed)
+    rng = random.Random(1)
+    boot = sorted(statistics.median(rng.choices(paired, k=len(paired))) for _ in range(2000)) if paired else []
     return {"extra_pct_runs": extra, "extra_pct": round(statistics.median(extra), 2),
+            "paired_ci95_pct": [round(100 * boot[49], 2), round(100 * boot[1949], 2)] if boot else None,
+            "paired_pct": [round(100 * p, 2) for p in paired],
             "extra_us": round(statistics.median(r["on_median_us"] - r["off_median_us"] for r in runs), 2),
             "off_median_us": round(statistics.median(r["off_median_us"] for r in runs), 2),
             "on_median_us": round(statistics.median(r["on_median_us"] for r in runs), 2),
@@ -367,7 +373,7 @@ def table(results: dict[str, Any]) -> str:
             rows.append(f"| {load} | {name} (all three at once) | {c['caught_pct']} | {c['client_pid_pct']} | "
                         f"{c['server_pid_pct'] if c['server_pid_pct'] is not None else '-'} | "
                         f"{c['cpu_pct_one_core']} | |")
-    rows += ["", "| load | sources on | cycle median OFF -> ON | extra latency (runs) | block pairs: median |",
+    rows += ["", "| load | sources on | cycle median OFF -> ON | extra latency (runs) | block pairs: median (95% CI) |",
              "|---|---|---|---|---|"]
     for entry in results["loads"]:
         load = f"{entry['count']} @ {entry['rate']:g}/s"
@@ -376,7 +382,8 @@ def table(results: dict[str, Any]) -> str:
             runs = ", ".join(f"{x:+.1f}" for x in lat["extra_pct_runs"])
             rows.append(f"| {load} | {name} | {lat['off_median_us']} -> {lat['on_median_us']} us | "
                         f"{lat['extra_us']:+.1f} us ({lat['extra_pct']:+.1f}%; runs {runs}) | "
-                        f"{lat['paired_median_pct']:+.1f}% of {lat['paired_blocks']} |")
+                        f"{lat['paired_median_pct']:+.1f}% of {lat['paired_blocks']} "
+                        f"(95% CI {lat['paired_ci95_pct'][0]:+.1f} .. {lat['paired_ci95_pct'][1]:+.1f}) |")
     return "\n".join(rows)
 
 
