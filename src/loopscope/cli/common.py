@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,10 +49,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def console() -> Console:
-    """The stdout console; 100 columns when not a terminal so tables stay readable in pipes."""
+    """The stdout console; 100 columns when not a terminal so tables stay readable in pipes, unless
+    ``COLUMNS`` says otherwise."""
     from rich.console import Console
 
-    if sys.stdout.isatty():
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
         return Console()
     return Console(width=100)
 
