@@ -6,10 +6,11 @@ import json
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-__all__ = ["python_child", "run_loopscope"]
+__all__ = ["python_child", "run_loopscope", "stop_process"]
 
 
 @contextmanager
@@ -36,3 +37,15 @@ def run_loopscope(*args: str, prefix: list[str] | None = None, timeout_s: float 
     """Run the real CLI (``python -m loopscope``) and capture its output."""
     return subprocess.run([*(prefix or []), sys.executable, "-m", "loopscope", *args], capture_output=True,
                           text=True, timeout=timeout_s)  # fmt: skip
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; reaps the process. No-op when it has exited."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
+from procs import stop_process
 
 __all__ = [
     "Server",
@@ -134,13 +135,7 @@ def _process(name: str, argv: list[str], binds: tuple[str, ...], port: int, tmpd
         wait_listening(srv.host, port, proc=proc, log=srv.log())
         yield srv
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)
         logf.close()
 
 

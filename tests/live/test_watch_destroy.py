@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -44,10 +45,11 @@ def test_destroy_events_count_normal_and_reset_connections() -> None:
     assert any("without eBPF" in g.reason for g in report.gaps)
 
 
-def test_recent_view_and_trim_keep_only_newer_events() -> None:
+def _listener() -> tuple[socket.socket, Callable[[int], None]]:
+    """A listener on 127.0.0.1 and a function making ``n`` connections to it (accepted, both ends closed)."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
+    srv.listen(64)
     port = srv.getsockname()[1]
 
     def burst(n: int) -> None:
@@ -57,6 +59,12 @@ def test_recent_view_and_trim_keep_only_newer_events() -> None:
             c.close()
             a.close()
 
+    return srv, burst
+
+
+def test_recent_view_and_trim_keep_only_newer_events() -> None:
+    srv, burst = _listener()
+    port = srv.getsockname()[1]
     with WatchSession(WatchOptions(ebpf=False)) as session:
         burst(4)
         time.sleep(0.2)
@@ -74,18 +82,8 @@ def test_recent_view_and_trim_keep_only_newer_events() -> None:
 
 
 def test_pause_stops_counting_and_resume_counts_again() -> None:
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
+    srv, connections = _listener()
     port = srv.getsockname()[1]
-
-    def connections(n: int) -> None:
-        for _ in range(n):
-            c = socket.create_connection(("127.0.0.1", port))
-            a, _ = srv.accept()
-            c.close()
-            a.close()
-
     with WatchSession(WatchOptions(ebpf=False)) as session:
         connections(4)
         session.pause()

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import psutil
 import pytest
+from procs import stop_process
 
 from loopscope.analysis.watch_report import AppStats, WatchReport, summarize_watch
 from loopscope.watch.session import WatchOptions, WatchSession
@@ -165,12 +166,7 @@ def nginx_selfcaller(ns: str, target: str) -> Iterator[Nginx]:
         assert proc.poll() is None and len(srv.workers) == 2, srv.log()
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         for w in workers:  # a killed master leaves its workers behind
             if w.is_running():
                 w.kill()

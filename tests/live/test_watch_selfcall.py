@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import psutil
 import pytest
+from procs import stop_process
 
 from loopscope.analysis.watch_findings import check_watch
 from loopscope.analysis.watch_report import WatchReport, summarize_watch
@@ -126,12 +127,7 @@ def gunicorn_app(workers: int = 2, threads: int = 8) -> Iterator[tuple[int, subp
         time.sleep(0.5)
         yield port, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -230,8 +226,7 @@ def nginx_proxy(back: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
         _wait(front)
         yield front, proc
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
         shutil.rmtree(d, ignore_errors=True)
 
 
