@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,11 +48,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def console() -> Console:
-    """The stdout console; 100 columns when not a terminal so tables stay readable in pipes, unless
-    ``COLUMNS`` says otherwise."""
+    """The stdout console; 100 columns when not a terminal so tables stay readable in pipes."""
     from rich.console import Console
 
-    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
+    if sys.stdout.isatty():
         return Console()
     return Console(width=100)
 
