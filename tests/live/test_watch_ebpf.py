@@ -9,7 +9,11 @@ import time
 
 import pytest
 
-from loopscope.backends.linux.ebpf import SockopsCollector, count_attached_sockops, netns_cookie_of_current
+from loopscope.backends.linux.ebpf import (
+    SockopsCollector,
+    count_attached_sockops,
+    netns_cookie_of_current,
+)
 from loopscope.errors import BackendUnavailable
 from loopscope.model.events import ConnectKind
 
