@@ -339,11 +339,11 @@ class SockopsCollector:
         if self._ring is not None:
             view, unpack = self._ring.view, EVENT.unpack_from
             for offset, size in self._ring.records():
+                if len(out) >= max_events:
+                    break  # this record is not consumed: the next drain starts with it
                 if size != EVENT.size:
                     raise ParseError(f"sockops record is {size} bytes, want {EVENT.size}", path="bpf")
                 out.append(_decode(unpack(view, offset), mono))
-                if len(out) >= max_events:
-                    break
         else:
             call, nr, size_arg = self._bpf.libc.syscall, ctypes.c_long(self._bpf.nr), ctypes.c_uint(128)
             attr, cmd = self._drain_attr, ctypes.c_int(BPF_MAP_LOOKUP_AND_DELETE_ELEM)
