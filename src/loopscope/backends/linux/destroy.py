@@ -12,13 +12,12 @@ Sources of truth: include/uapi/linux/sock_diag.h (groups), net/ipv4/inet_diag.c.
 from __future__ import annotations
 
 import errno as errno_mod
-import ipaddress
 import socket
 import struct
 import time
 from collections.abc import Iterable
 
-from loopscope.backends.linux._fastrec import positional_constructor
+from loopscope.backends.linux._fastrec import cached_endpoint, positional_constructor
 from loopscope.backends.linux.netlink import KernelTransport
 from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 from loopscope.backends.linux.sock_diag import (
@@ -27,7 +26,7 @@ from loopscope.backends.linux.sock_diag import (
     SOCK_DIAG_BY_FAMILY,
 )
 from loopscope.errors import BackendUnavailable, NetlinkError, ParseError
-from loopscope.model import Endpoint, Family, IPAddress, NetnsId, TcpInfo
+from loopscope.model import Family, NetnsId, TcpInfo
 from loopscope.model.events import CloseEvent
 
 __all__ = [
@@ -47,19 +46,6 @@ _SOCKID = struct.Struct("!HH16s16s")  # sport, dport, src, dst (network order), 
 _COOKIE = struct.Struct("=II")  # cookie[0], cookie[1] at offset 44
 _TCPI_BYTES = struct.Struct("=QQ")  # tcpi_bytes_acked, tcpi_bytes_received at offset 120
 _TCPI_SENT = struct.Struct("=Q")  # tcpi_bytes_sent at offset 200
-_ADDRS: dict[bytes, IPAddress] = {}
-
-
-def _address(family: int, raw: bytes) -> IPAddress:
-    key = raw[:4] if family == socket.AF_INET else raw
-    addr = _ADDRS.get(key)
-    if addr is None:
-        addr = ipaddress.IPv4Address(key) if len(key) == 4 else ipaddress.IPv6Address(key)
-        if len(_ADDRS) < 4096:
-            _ADDRS[key] = addr
-    return addr
-
-
 _NLMSG = struct.Struct("=IHHII")
 _NLMSG_HEAD = struct.Struct("=IH")  # nlmsg_len, nlmsg_type
 _NLA = struct.Struct("=HH")
@@ -85,20 +71,6 @@ def _find_info(payload: bytes, offset: int, end: int) -> tuple[int, int]:
             return offset + 4, length - 4
         offset += (length + 3) & ~3
     return -1, 0
-
-
-_ENDPOINTS: dict[tuple[int, bytes, int], Endpoint] = {}
-
-
-def _endpoint(family: int, raw: bytes, port: int) -> Endpoint:
-    """Cached endpoints: listener ends recur in every message, client ends whenever a port is reused."""
-    key = (family, raw, port)
-    ep = _ENDPOINTS.get(key)
-    if ep is None:
-        if len(_ENDPOINTS) >= 1 << 16:
-            _ENDPOINTS.clear()
-        ep = _ENDPOINTS[key] = Endpoint(_address(family, raw), port)
-    return ep
 
 
 def parse_destroy_message(payload: bytes, *, netns: NetnsId, at_ns: int, offset: int = 0,
@@ -130,8 +102,11 @@ def parse_destroy_message(payload: bytes, *, netns: NetnsId, at_ns: int, offset:
         # field order of TcpInfo: rtt, rttvar, min_rtt, total_retrans, bytes_acked, bytes_received,
         # bytes_sent, segs_in, segs_out, last_data_recv_ms, snd_cwnd
         tcp_info = _make_info(None, None, None, None, acked, received, sent, None, None, None, None)
-    return _make_close(at_ns, _INET if family == socket.AF_INET else _INET6, _endpoint(family, src, sport),
-                       _endpoint(family, dst, dport), lo | (hi << 32), netns, tcp_info)
+    if family == socket.AF_INET:
+        return _make_close(at_ns, _INET, cached_endpoint(src[:4], sport), cached_endpoint(dst[:4], dport),
+                           lo | (hi << 32), netns, tcp_info)
+    return _make_close(at_ns, _INET6, cached_endpoint(src, sport), cached_endpoint(dst, dport), lo | (hi << 32),
+                       netns, tcp_info)
 
 
 def parse_destroy_datagram(data: bytes, *, netns: NetnsId, at_ns: int) -> list[CloseEvent]:
@@ -140,8 +115,12 @@ def parse_destroy_datagram(data: bytes, *, netns: NetnsId, at_ns: int) -> list[C
     Raises:
         ParseError: malformed framing or message.
     """
+    size = len(data)
+    if size >= 88 and _NLMSG_HEAD.unpack_from(data) == (size, SOCK_DIAG_BY_FAMILY):
+        # the kernel sends each destroy in its own datagram: one message filling it exactly
+        return [parse_destroy_message(data, netns=netns, at_ns=at_ns, offset=16)]
     out: list[CloseEvent] = []
-    offset, size = 0, len(data)
+    offset = 0
     while offset + 16 <= size:
         length, kind, _flags, _seq, _pid = _NLMSG.unpack_from(data, offset)
         if length < 16 or offset + length > size:
@@ -244,11 +223,7 @@ class DestroySubscription:
                     self.overflows += 1  # the kernel dropped messages: a stated gap
                     continue
                 raise NetlinkError(exc.errno or errno_mod.EIO, "destroy events recv") from exc
-            # each destroy is its own datagram: parse the one message directly (framing checked)
-            if len(data) >= 88 and _NLMSG_HEAD.unpack_from(data) == (len(data), SOCK_DIAG_BY_FAMILY):
-                out.append(parse_destroy_message(data, netns=self.netns, at_ns=time.time_ns(), offset=16))
-            else:
-                out.extend(parse_destroy_datagram(data, netns=self.netns, at_ns=time.time_ns()))
+            out.extend(parse_destroy_datagram(data, netns=self.netns, at_ns=time.time_ns()))
         self.events_read += len(out)
         return out
 

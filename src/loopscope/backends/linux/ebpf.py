@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_mod
-import ipaddress
 import os
 import struct
 import time
 from collections.abc import Sequence
 
-from loopscope.backends.linux._fastrec import positional_constructor
+from loopscope.backends.linux._fastrec import cached_endpoint, positional_constructor
 from loopscope.backends.linux.bpf import (
     BPF_ENABLE_STATS,
     BPF_LINK_CREATE,
@@ -53,7 +52,7 @@ from loopscope.backends.linux.sockops_program import (
     build_sockops_program,
 )
 from loopscope.errors import BackendUnavailable, ParseError
-from loopscope.model import Endpoint, Family
+from loopscope.model import Family
 from loopscope.model.events import ConnectEvent, ConnectKind
 
 __all__ = [
@@ -82,34 +81,9 @@ def _port_from_ctx(raw: int) -> int:
     return ((be16 & 0xFF) << 8) | (be16 >> 8) if _LITTLE_ENDIAN else be16
 
 
-_ADDRS: dict[bytes, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
 _make_event = positional_constructor(ConnectEvent)
 _ACTIVE, _PASSIVE = ConnectKind.ACTIVE, ConnectKind.PASSIVE
 _INET, _INET6 = Family.INET, Family.INET6
-
-
-def _address(raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """Cached address objects: a handful of loopback/host addresses recur in every event."""
-    addr = _ADDRS.get(raw)
-    if addr is None:
-        addr = ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw)
-        if len(_ADDRS) < 4096:
-            _ADDRS[raw] = addr
-    return addr
-
-
-_ENDPOINTS: dict[tuple[bytes, int], Endpoint] = {}
-
-
-def _endpoint(raw: bytes, port: int) -> Endpoint:
-    """Cached endpoints (keyed by raw address and port): server ends recur in every record."""
-    key = (raw, port)
-    ep = _ENDPOINTS.get(key)
-    if ep is None:
-        if len(_ENDPOINTS) >= 1 << 16:
-            _ENDPOINTS.clear()
-        ep = _ENDPOINTS[key] = Endpoint(_address(raw), port)
-    return ep
 
 
 def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
@@ -142,9 +116,9 @@ def _decode(fields: _EventFields, mono_to_real_ns: int) -> ConnectEvent:
     """
     ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6, netns = fields
     if family == 2:
-        local, remote, fam = _endpoint(lip4, lport), _endpoint(rip4, _port_from_ctx(rport_raw)), _INET
+        local, remote, fam = cached_endpoint(lip4, lport), cached_endpoint(rip4, _port_from_ctx(rport_raw)), _INET
     elif family == 10:
-        local, remote, fam = _endpoint(lip6, lport), _endpoint(rip6, _port_from_ctx(rport_raw)), _INET6
+        local, remote, fam = cached_endpoint(lip6, lport), cached_endpoint(rip6, _port_from_ctx(rport_raw)), _INET6
     else:
         raise ParseError(f"unknown family {family} in sockops record", path="bpf", line=f"op={op}")
     if op == OP_TCP_CONNECT:
