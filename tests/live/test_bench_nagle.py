@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from loopscope.benchpaths.nagle import NAGLE_CODE, find_nagle_stall
-from loopscope.benchpaths.server import ServerProcess
+from loopscope.analysis.bench.nagle import NAGLE_CODE, find_nagle_stall
+from loopscope.bench.server import ServerProcess
 
 pytestmark = pytest.mark.linux
 

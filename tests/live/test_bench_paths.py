@@ -5,10 +5,10 @@ import socket
 
 import pytest
 
-from loopscope.benchpaths.paths import PATHS, find_host_address, open_round_trip
-from loopscope.benchpaths.results import BenchConfig, PinMode
-from loopscope.benchpaths.runner import measure_round_trips, run_bench
-from loopscope.benchpaths.server import SMALL_MESSAGE_BYTES, BenchError, ServerProcess
+from loopscope.bench.paths import PATHS, find_host_address, open_round_trip
+from loopscope.analysis.bench.results import BenchConfig, PinMode
+from loopscope.bench.runner import measure_round_trips, run_bench
+from loopscope.bench.server import SMALL_MESSAGE_BYTES, BenchError, ServerProcess
 
 pytestmark = pytest.mark.linux
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2

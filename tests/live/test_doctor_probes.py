@@ -152,7 +152,7 @@ def _unprivileged_rung1(netns_path: str | None = None) -> dict[str, tuple[str, s
     import os
     import pickle
 
-    from loopscope.checks.ladder import judge
+    from loopscope.analysis.doctor.ladder import judge
     from loopscope.doctor.gather import DoctorOptions, gather
 
     libc = ctypes.CDLL(None, use_errno=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from loopscope.analysis.watch_report import summarize_watch
+from loopscope.analysis.watch.report import summarize_watch
 from loopscope.watch.session import WatchOptions, WatchSession
 
 pytestmark = [pytest.mark.linux]

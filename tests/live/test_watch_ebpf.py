@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from loopscope.backends.linux.ebpf import (
+from loopscope.backends.linux.bpf.sockops import (
     SockopsCollector,
     count_attached_sockops,
     netns_cookie_of_current,

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from loopscope.backends.linux.packet import HttpCapture
+from loopscope.backends.linux.http_capture import HttpCapture
 from loopscope.model.events import HttpKind
 
 pytestmark = [pytest.mark.linux, pytest.mark.root]

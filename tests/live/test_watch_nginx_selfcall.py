@@ -47,7 +47,7 @@ import psutil
 import pytest
 from procs import stop_process
 
-from loopscope.analysis.watch_report import AppStats, WatchReport, summarize_watch
+from loopscope.analysis.watch.report import AppStats, WatchReport, summarize_watch
 from loopscope.watch.session import WatchOptions, WatchSession
 
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.netns, pytest.mark.services]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from loopscope.analysis.watch_report import summarize_watch
+from loopscope.analysis.watch.report import summarize_watch
 from loopscope.watch.session import WatchOptions, WatchSession
 
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.netns, pytest.mark.slow]

@@ -21,8 +21,8 @@ import psutil
 import pytest
 from procs import stop_process
 
-from loopscope.analysis.watch_findings import check_watch
-from loopscope.analysis.watch_report import WatchReport, summarize_watch
+from loopscope.analysis.watch.findings import check_watch
+from loopscope.analysis.watch.report import WatchReport, summarize_watch
 from loopscope.watch.session import WatchOptions, WatchSession
 
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.services]

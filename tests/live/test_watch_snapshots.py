@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from loopscope.analysis.watch_model import sample_snapshot
+from loopscope.analysis.watch.model import sample_snapshot
 from loopscope.backends.linux.netns import resolve_netns
 from loopscope.model import Endpoint
 from loopscope.watch.snapshots import NamespaceReader, read_light_snapshot, read_namespace_facts

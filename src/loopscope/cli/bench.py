@@ -9,10 +9,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from loopscope.benchpaths.compare import CompareResult, run_compare
-from loopscope.benchpaths.paths import PATHS
-from loopscope.benchpaths.results import BenchConfig, BenchReport, PinMode
-from loopscope.benchpaths.runner import run_bench, validate_config
+from loopscope.bench.compare import CompareResult, run_compare
+from loopscope.bench.paths import PATHS
+from loopscope.analysis.bench.results import BenchConfig, BenchReport, PinMode
+from loopscope.bench.runner import run_bench, validate_config
 from loopscope.cli.common import (
     FailOnOption,
     JsonOption,
@@ -178,7 +178,7 @@ def bench_command(
         raise UsageError("--compare-s must be >= 1")
     validate_config(config)
     if plot is not None:
-        from loopscope.benchpaths.plot import check_plot_target
+        from loopscope.bench.plot import check_plot_target
 
         check_plot_target(plot)
     report = _run_with_progress(config, quiet=json_out)
@@ -189,7 +189,7 @@ def bench_command(
                                      rr_duration_s=compare_s, stream_duration_s=compare_s)  # fmt: skip
     plot_path = None
     if plot is not None:
-        from loopscope.benchpaths.plot import write_plot
+        from loopscope.bench.plot import write_plot
 
         plot_path = str(write_plot(report, plot))
     if json_out:

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from loopscope.benchpaths.stats import summarize_latencies
+from loopscope.analysis.bench.stats import summarize_latencies
 from loopscope.cli.common import (
     FailOnOption,
     JsonOption,
@@ -17,8 +17,8 @@ from loopscope.cli.common import (
 )
 from loopscope.cli.tables import print_findings, print_gaps, print_table
 from loopscope.errors import UsageError
-from loopscope.probes.expect import parse_expectations
-from loopscope.probes.model import AddressResult, Attempt
+from loopscope.analysis.probe.expect import parse_expectations
+from loopscope.model.probe import AddressResult, Attempt
 from loopscope.probes.run import ProbeReport, run_probe
 from loopscope.probes.target import parse_target
 from loopscope.render.fields import FieldSpec

@@ -20,14 +20,14 @@ from loopscope.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Group
 
-    from loopscope.analysis.watch_model import WatchData
-    from loopscope.analysis.watch_report import WatchReport
+    from loopscope.analysis.watch.model import WatchData
+    from loopscope.analysis.watch.report import WatchReport
 
 __all__ = ["register", "watch_command"]
 
 
 def _report(data: WatchData, pids: tuple[int, ...], ports: tuple[int, ...]) -> WatchReport:
-    from loopscope.analysis.watch_report import summarize_watch
+    from loopscope.analysis.watch.report import summarize_watch
     from loopscope.watch.view import filter_report
 
     return filter_report(summarize_watch(data), pids, ports)
@@ -65,7 +65,7 @@ def watch_command(
     """Every loopback connection over a window: who calls whom, self-calls, amplification, pressure."""
     from rich.live import Live
 
-    from loopscope.analysis.watch_findings import check_watch
+    from loopscope.analysis.watch.findings import check_watch
     from loopscope.cli.tables import make_table, print_findings, print_gaps, print_table
     from loopscope.watch.session import WatchOptions, run_watch
     from loopscope.watch.view import (

@@ -25,7 +25,7 @@ from loopscope.backends.linux.netns import (
     resolve_netns,
     run_in_netns,
 )
-from loopscope.checks.facts import (
+from loopscope.analysis.doctor.facts import (
     DoctorFacts,
     EchoResult,
     ExternalFacts,
@@ -38,7 +38,7 @@ from loopscope.checks.facts import (
     RouteLookup,
     Sysctls,
 )
-from loopscope.checks.resolution import order_from_hosts, parse_hosts
+from loopscope.analysis.doctor.resolution import order_from_hosts, parse_hosts
 from loopscope.collect import take_snapshots
 from loopscope.doctor import probes
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError

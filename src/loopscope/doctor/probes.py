@@ -14,7 +14,7 @@ import socket
 import struct
 import time
 
-from loopscope.checks.facts import EchoResult, ExternalFacts
+from loopscope.analysis.doctor.facts import EchoResult, ExternalFacts
 from loopscope.model import IPAddress
 
 __all__ = ["connect_external", "resolve", "tcp_echo", "udp_echo"]

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from loopscope.checks.verdict import CheckResult, RungResult, Verdict
+from loopscope.analysis.doctor.verdict import CheckResult, RungResult, Verdict
 from loopscope.doctor.runner import DoctorReport, NamespaceReport
 
 __all__ = ["print_report", "report_json"]

@@ -6,9 +6,9 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from loopscope.checks.facts import DoctorFacts
-from loopscope.checks.ladder import judge
-from loopscope.checks.verdict import RungResult, Verdict, findings_of, worst
+from loopscope.analysis.doctor.facts import DoctorFacts
+from loopscope.analysis.doctor.ladder import judge
+from loopscope.analysis.doctor.verdict import RungResult, Verdict, findings_of, worst
 from loopscope.doctor.gather import DoctorOptions, gather, gather_all
 from loopscope.errors import UsageError
 from loopscope.model import Finding, Gap

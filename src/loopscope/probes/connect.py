@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 
-from loopscope.probes.model import Attempt, HttpInfo, TlsInfo
+from loopscope.model.probe import Attempt, HttpInfo, TlsInfo
 
 __all__ = ["MAX_BODY_BYTES", "connect_tcp", "describe_error", "probe_series", "tls_wrap"]
 

@@ -33,7 +33,7 @@ from loopscope.analysis.scope import unmap
 from loopscope.errors import BackendUnavailable
 from loopscope.model import Proto
 from loopscope.probes.connect import connect_tcp, describe_error
-from loopscope.probes.model import ExposureResult
+from loopscope.model.probe import ExposureResult
 
 __all__ = ["OutsideView", "outside_netns", "pick_link_net", "verify_exposure"]
 
@@ -179,8 +179,8 @@ def verify_exposure(listeners: Sequence[Listener], *, timeout_s: float = 1.0) ->
         BackendUnavailable: not root, or the namespace/veth could not be made.
     """
     from loopscope.backends.linux.netns import resolve_netns, run_in_netns
-    from loopscope.checks.firewall import Packet, evaluate
-    from loopscope.probes.rulesets import read_ruleset
+    from loopscope.analysis.firewall.evaluate import Packet, evaluate
+    from loopscope.backends.linux.firewall import read_ruleset
 
     ruleset = read_ruleset().ruleset
     results: list[ExposureResult] = []

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from loopscope.probes.model import Fingerprint
+from loopscope.model.probe import Fingerprint
 
 __all__ = [
     "PG_SSL_REQUEST",

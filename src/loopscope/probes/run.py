@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from loopscope.errors import LoopscopeError
 from loopscope.model import Finding, Gap, InterfaceAddress, Severity
 from loopscope.probes.connect import probe_series
-from loopscope.probes.diagnose import diagnose
-from loopscope.probes.expect import CheckResult, Expectation, check_results
-from loopscope.probes.model import AddressResult, Candidate, Fingerprint, ProbeTarget
+from loopscope.analysis.probe.diagnose import diagnose
+from loopscope.analysis.probe.expect import CheckResult, Expectation, check_results
+from loopscope.model.probe import AddressResult, Candidate, Fingerprint, ProbeTarget
 from loopscope.probes.target import candidates_for
 
 __all__ = ["HTTPS_PORTS", "NON_HTTP_PORTS", "ProbeReport", "choose_mode", "run_probe"]
@@ -101,7 +101,7 @@ def _diagnosis_inputs(port: int) -> tuple[list, list, object, list[Gap]]:  # typ
     """Listeners here and elsewhere, the firewall, gaps (I/O: snapshots and rulesets)."""
     from loopscope.analysis.listeners import find_listeners
     from loopscope.collect import take_all_snapshots, take_snapshot
-    from loopscope.probes.rulesets import read_ruleset
+    from loopscope.backends.linux.firewall import read_ruleset
 
     gaps: list[Gap] = []
     snap = take_snapshot(attribute=True)

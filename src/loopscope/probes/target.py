@@ -8,7 +8,7 @@ import socket
 
 from loopscope.errors import UsageError
 from loopscope.model import InterfaceAddress
-from loopscope.probes.model import Candidate, ProbeTarget
+from loopscope.model.probe import Candidate, ProbeTarget
 
 __all__ = ["candidates_for", "local_candidates", "parse_target", "resolve_candidates"]
 

@@ -1,5 +1,5 @@
 """The watch collector: opens the event sources that work here, drains them on a tick, takes periodic
-snapshots, and hands a :class:`~loopscope.analysis.watch_model.WatchData` to the pure analysis.
+snapshots, and hands a :class:`~loopscope.analysis.watch.model.WatchData` to the pure analysis.
 
 Source choice (this one place), best first, each reported as a SourceStatus and a Gap when off:
 1. eBPF sockops on the root cgroup v2 (root): every connect with the client pid.
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from loopscope.analysis.watch_model import SnapshotSample, WatchData, sample_snapshot
+from loopscope.analysis.watch.model import SnapshotSample, WatchData, sample_snapshot
 from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 from loopscope.errors import LoopscopeError
 from loopscope.model import Gap, ProcessInfo, ProcessKey, Snapshot
@@ -25,9 +25,9 @@ from loopscope.model.events import CloseEvent, ConnectEvent, ConnectKind, HttpEv
 from loopscope.watch.snapshots import NamespaceReader, read_light_snapshot, read_namespace_facts
 
 if TYPE_CHECKING:
-    from loopscope.backends.linux.destroy import DestroySubscription
-    from loopscope.backends.linux.ebpf import SockopsCollector
-    from loopscope.backends.linux.packet import HttpCapture
+    from loopscope.backends.linux.sock_diag_destroy import DestroySubscription
+    from loopscope.backends.linux.bpf.sockops import SockopsCollector
+    from loopscope.backends.linux.http_capture import HttpCapture
 
 __all__ = ["WatchOptions", "WatchSession", "run_watch"]
 
@@ -125,7 +125,7 @@ class WatchSession:
         opts = self.options
         if opts.ebpf:
             try:
-                from loopscope.backends.linux.ebpf import SockopsCollector, netns_cookie_of_current
+                from loopscope.backends.linux.bpf.sockops import SockopsCollector, netns_cookie_of_current
 
                 self._netns_cookie = run_in_netns(self._target, netns_cookie_of_current)
                 ebpf = SockopsCollector(only_netns_cookie=self._netns_cookie)
@@ -143,7 +143,7 @@ class WatchSession:
             self._status("ebpf_sockops", False, "turned off (--no-ebpf); short-lived connections have no client pid")
         if opts.destroy:
             try:
-                from loopscope.backends.linux.destroy import DestroySubscription
+                from loopscope.backends.linux.sock_diag_destroy import DestroySubscription
 
                 destroy = DestroySubscription(opts.netns)
                 self._destroy = destroy
@@ -156,7 +156,7 @@ class WatchSession:
         if opts.http:
             ports = opts.http_ports or tuple(sorted({s.local.port for s in first.sockets if s.state.value == "LISTEN"}))
             try:
-                from loopscope.backends.linux.packet import HttpCapture
+                from loopscope.backends.linux.http_capture import HttpCapture
 
                 self._packet = HttpCapture(ports, netns=opts.netns)
                 self._status("http_capture", True, f"HTTP/1.x lines on lo for {len(ports)} ports; TLS and "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopscope.analysis.watch_report import AppStats, EdgeStats, WatchReport
+from loopscope.analysis.watch.report import AppStats, EdgeStats, WatchReport
 from loopscope.model import Finding
 from loopscope.render.fields import FieldSpec
 

@@ -8,7 +8,7 @@ import pytest
 
 from loopscope.errors import UsageError
 from loopscope.model import InterfaceAddress
-from loopscope.probes.model import ProbeTarget
+from loopscope.model.probe import ProbeTarget
 from loopscope.probes.run import choose_mode
 from loopscope.probes.target import candidates_for, local_candidates, parse_target
 

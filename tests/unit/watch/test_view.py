@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from loopscope.analysis.watch_findings import check_watch
-from loopscope.analysis.watch_report import summarize_watch
+from loopscope.analysis.watch.findings import check_watch
+from loopscope.analysis.watch.report import summarize_watch
 from loopscope.render.jsonable import json_document
 from loopscope.watch.view import (
     APP_FIELDS,
@@ -18,11 +18,11 @@ from loopscope.watch.view import (
 
 
 def _load_builders():  # type: ignore[no-untyped-def]
-    """The event builders of test_watch_report.py (tests run with --import-mode=importlib)."""
+    """The event builders of tests/unit/analysis/watch/test_report.py (tests run with --import-mode=importlib)."""
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("_watch_builders", Path(__file__).with_name("test_watch_report.py"))
+    spec = importlib.util.spec_from_file_location("_watch_builders", Path(__file__).parents[1] / "analysis" / "watch" / "test_report.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

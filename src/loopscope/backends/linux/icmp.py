@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from loopscope.checks.facts import IcmpResult
+from loopscope.analysis.doctor.facts import IcmpResult
 from loopscope.model import IPAddress
 
 __all__ = ["build_echo", "checksum", "icmp_method", "ping"]

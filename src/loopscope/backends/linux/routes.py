@@ -26,7 +26,7 @@ from loopscope.backends.linux.netlink import (
     parse_attributes,
     parse_messages,
 )
-from loopscope.checks.facts import RouteEntry, RouteLookup
+from loopscope.analysis.doctor.facts import RouteEntry, RouteLookup
 from loopscope.errors import NetlinkError, ParseError
 from loopscope.model import IPAddress
 

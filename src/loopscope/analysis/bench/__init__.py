@@ -1,0 +1,1 @@
+"""Path benchmark analysis (pure): latency histograms and summaries, Nagle stalls, report records."""

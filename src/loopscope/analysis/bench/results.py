@@ -1,0 +1,146 @@
+"""Records of a path benchmark run (pure: values only, no I/O)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from loopscope.analysis.bench.stats import LatencySummary
+from loopscope.model import Finding
+
+__all__ = [
+    "BenchConfig",
+    "BenchReport",
+    "CellResult",
+    "PinMode",
+    "ThroughputResult",
+    "ratio_to_call",
+]
+
+
+class PinMode(str, enum.Enum):
+    """Where client and server processes run."""
+
+    SAME = "same"
+    """Both on one CPU: the scheduler hands the CPU over on each message."""
+    DIFFERENT = "different"
+    """On two different CPUs: each message wakes the other CPU."""
+    NONE = "none"
+    """No pinning: the scheduler decides."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchConfig:
+    """What to measure and the bounds of the run."""
+
+    paths: tuple[str, ...]
+    """Path names (see ``loopscope.bench.paths.PATHS``), in table order."""
+    sizes_bytes: tuple[int, ...]
+    """Request and response payload sizes; each path runs each size."""
+    count: int = 2000
+    """Measured round trips per path and size (after the warm-up)."""
+    warmup: int = 50
+    """Round trips run and discarded before measuring, per path and size."""
+    duration_s: float = 2.0
+    """Time cap per path and size; a cell stops early (``truncated``) when it is reached."""
+    pin: PinMode = PinMode.NONE
+    """CPU placement of client and server."""
+    throughput: bool = True
+    """Also measure stream throughput on the stream paths."""
+    throughput_s: float = 1.0
+    """Duration of each stream throughput test."""
+    throughput_chunk_bytes: int = 128 * 1024
+    """Size of each send in the throughput test (iperf3's default for TCP)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CellResult:
+    """Round-trip latency of one path at one payload size."""
+
+    path: str
+    """Path name, e.g. ``"tcp4"``."""
+    label: str
+    """Human label, e.g. ``"TCP 127.0.0.1"``."""
+    size_bytes: int
+    """Request and response payload size."""
+    summary: LatencySummary | None = None
+    """Percentiles in ns; None when skipped."""
+    ratio_to_call: float | None = None
+    """p50 of this cell / p50 of the in-process call at the same size; None without a call cell."""
+    truncated: bool = False
+    """The duration cap stopped the cell before ``count`` round trips."""
+    skipped_reason: str | None = None
+    """Why the cell did not run (e.g. no host address, UDP payload too large); None when it ran."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThroughputResult:
+    """One-way stream throughput of one path."""
+
+    path: str
+    """Path name."""
+    label: str
+    """Human label."""
+    total_bytes: int
+    """Bytes the receiver counted."""
+    elapsed_ns: int
+    """From the first send until the receiver's byte count arrived."""
+    bytes_per_s: float
+    """``total_bytes / elapsed``."""
+    chunk_bytes: int
+    """Size of each send."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchReport:
+    """Everything one ``loopscope bench`` run measured."""
+
+    config: BenchConfig
+    """The configuration that ran."""
+    client_cpu: int | None
+    """CPU the client was pinned to, None when unpinned."""
+    server_cpu: int | None
+    """CPU the server process was pinned to, None when unpinned."""
+    host_address: str | None
+    """The non-loopback host address used by ``tcp-host``; None when absent."""
+    timer_overhead_ns: int
+    """Smallest back-to-back ``perf_counter_ns`` difference: included in every latency."""
+    cells: tuple[CellResult, ...] = ()
+    """One per path and size, in config order."""
+    throughput: tuple[ThroughputResult, ...] = ()
+    """One per stream path."""
+    findings: tuple[Finding, ...] = ()
+    """E.g. a Nagle + delayed-ACK stall seen in a cell."""
+
+
+def ratio_to_call(cells: Sequence[CellResult]) -> tuple[CellResult, ...]:
+    """Fill ``ratio_to_call`` of every measured cell from the ``call`` cell of the same size.
+
+    Example: call p50 100 ns and tcp4 p50 15_000 ns at 1 byte -> tcp4's ratio 150.0.
+    """
+    base = {
+        c.size_bytes: c.summary.p50_ns
+        for c in cells
+        if c.path == "call" and c.summary is not None and c.summary.p50_ns > 0
+    }
+    out = []
+    for c in cells:
+        ratio = None
+        if c.summary is not None and c.size_bytes in base:
+            ratio = c.summary.p50_ns / base[c.size_bytes]
+        out.append(
+            CellResult(
+                path=c.path,
+                label=c.label,
+                size_bytes=c.size_bytes,
+                summary=c.summary,
+                ratio_to_call=ratio,
+                truncated=c.truncated,
+                skipped_reason=c.skipped_reason,
+            )
+        )
+    return tuple(out)

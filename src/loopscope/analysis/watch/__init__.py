@@ -1,0 +1,1 @@
+"""Watch analysis (pure): inputs, apps and connections, the report and its findings."""

@@ -1,0 +1,347 @@
+"""The watch report: per-app rates, self-calls, amplification, call graph and pressure (pure).
+
+Definitions (per app A, over the window):
+- **external** inbound: connections/requests to A's listeners whose client is not A (a remote host or
+  another local process, e.g. a load balancer or a load generator).
+- **self-call**: a connection from a process of A to a listener of A (same process, process group or
+  service cgroup; see :mod:`loopscope.analysis.talkmap`).
+- **amplification factor**: internal requests A makes over loopback per external request A receives;
+  ``self_factor`` counts only calls to itself. Requests come from the HTTP capture (``--http``); without
+  it connections stand in for requests (exact for one request per connection) and ``unit`` says so.
+- **per external path**: an internal request at time t is shared equally between the external requests
+  to A in flight at t (request line seen, status line not yet).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from loopscope.analysis.scope import is_loopback
+from loopscope.analysis.watch.connections import (
+    App,
+    Instance,
+    app_of_process,
+    build_instances,
+    find_apps,
+)
+from loopscope.analysis.watch.model import WatchData
+from loopscope.model import Gap, IPAddress, TcpInfo
+from loopscope.model.events import SourceStatus
+
+__all__ = ["AppStats", "EdgeStats", "ListenerPressure", "WatchReport", "summarize_watch"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeStats:
+    """Client -> server app over loopback, aggregated over the window."""
+
+    client: str
+    """Client app name, ``pid N comm`` for a process that owns no listener, ``external`` or ``?``."""
+    server: str
+    """Server app name."""
+    port: int
+    """Server port."""
+    connections: int
+    """Connections opened (or seen) in the window."""
+    requests: int | None
+    """HTTP requests (None without ``--http``)."""
+    bytes_to_server: int
+    """Bytes client -> server (tcp_info at close; 0 when no close was seen)."""
+    bytes_to_client: int
+    """Bytes server -> client."""
+    self_call: bool
+    """Client app is the server app."""
+    client_pids: tuple[int, ...]
+    """Client pids seen."""
+    refused: int = 0
+    """connect() attempts that got no server side (eBPF only)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppStats:
+    """One app over the window."""
+
+    name: str
+    """``comm[pid,...]``."""
+    pids: tuple[int, ...]
+    """Listener owner pids."""
+    ports: tuple[int, ...]
+    """Listening ports."""
+    external_connections: int
+    """Inbound connections from clients that are not this app."""
+    external_requests: int | None
+    """Inbound HTTP requests from clients that are not this app (None without --http)."""
+    self_connections: int
+    """Connections from this app to itself."""
+    self_requests: int | None
+    """HTTP requests from this app to itself."""
+    outbound_connections: int
+    """Loopback connections from this app to other local apps."""
+    outbound_requests: int | None
+    """HTTP requests from this app to other local apps."""
+    self_factor: float | None
+    """Self-call requests (or connections) per external request; None with no external traffic."""
+    total_factor: float | None
+    """All internal loopback requests (self + other apps) per external request."""
+    unit: str
+    """``requests`` (HTTP capture) or ``connections`` (stand-in)."""
+    window_s: float
+    """Window length, seconds."""
+    per_path_factor: dict[str, float] = field(default_factory=dict)
+    """External path -> self-call requests per external request on that path (``--http`` only)."""
+    external_paths: dict[str, int] = field(default_factory=dict)
+    """External requests per path."""
+    statuses: dict[int, int] = field(default_factory=dict)
+    """Response status counts on inbound connections."""
+    latency_by_path_ms: dict[str, list[float]] = field(default_factory=dict)
+    """Response latencies per inbound path, ms, with their request times in ``latency_times_s``."""
+    latency_times_s: dict[str, list[float]] = field(default_factory=dict)
+    """Seconds from window start of each latency sample, per path."""
+
+    @property
+    def external_per_s(self) -> float:
+        """External connections per second."""
+        return self.external_connections / self.window_s if self.window_s else 0.0
+
+    @property
+    def self_per_s(self) -> float:
+        """Self-call connections per second."""
+        return self.self_connections / self.window_s if self.window_s else 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerPressure:
+    """Accept queue of one listener over the window."""
+
+    listener: str
+    """``app addr:port``."""
+    port: int
+    """Port."""
+    backlog: int | None
+    """Accept queue limit."""
+    max_accept_queue: int
+    """Highest accept queue length seen."""
+    samples: int
+    """Snapshots seen."""
+    saturated_samples: int
+    """Snapshots with the queue at the limit."""
+    series: tuple[tuple[float, int], ...] = ()
+    """(seconds from start, accept queue) per snapshot."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchReport:
+    """Everything ``loopscope watch`` reports for one window."""
+
+    netns_label: str
+    """Namespace."""
+    window_s: float
+    """Window length, seconds."""
+    started_ns: int
+    """Window start (every source live), CLOCK_REALTIME ns."""
+    apps: tuple[AppStats, ...]
+    """Per app."""
+    edges: tuple[EdgeStats, ...]
+    """Call graph, busiest first; self-loops have ``self_call``."""
+    listeners: tuple[ListenerPressure, ...]
+    """Accept queue per listener."""
+    connections: int
+    """Connections to local listeners seen in the window."""
+    client_pid_known: int
+    """Of those, how many have a client pid (external ones never do)."""
+    refused: int
+    """connect() attempts to local addresses with no server side."""
+    client_rst: int
+    """Connections whose client closed with RST."""
+    max_time_wait: int
+    """Highest TIME_WAIT count in a snapshot."""
+    max_ephemeral: dict[str, int]
+    """Highest client-port count toward each destination."""
+    ephemeral_range_size: int | None
+    """Size of ip_local_port_range."""
+    sources: tuple[SourceStatus, ...]
+    """Which sources answered."""
+    gaps: tuple[Gap, ...]
+    """What could not be seen."""
+    instances: tuple[Instance, ...] = ()
+    """The joined connection instances (for tests and JSON detail)."""
+
+
+def _payload(sender: TcpInfo | None, receiver: TcpInfo | None) -> int:
+    """Payload bytes one way: the sender's tcpi_bytes_sent, else the receiver's tcpi_bytes_received less
+    one for the FIN it counts (the SYN is not counted; after a reset there is no FIN, so 1 byte low)."""
+    if sender is not None and sender.bytes_sent is not None:
+        return sender.bytes_sent
+    if receiver is not None and receiver.bytes_received is not None:
+        return max(receiver.bytes_received - 1, 0)
+    return 0
+
+
+def _client_name(inst: Instance, client_app: App | None, external: bool) -> str:
+    if client_app is not None:
+        return client_app.name
+    if external:
+        return "external"
+    if inst.client_process is not None:
+        return f"{inst.client_process.comm}[{inst.client_process.pid}]"
+    if inst.client_pid is not None:
+        return f"pid {inst.client_pid}"
+    return "?"
+
+
+def _per_path(app_insts: list[tuple[Instance, bool]], internal_times: list[int]) -> dict[str, float]:
+    """Share each internal request among the external requests in flight at its time."""
+    intervals: list[tuple[int, int, str]] = []
+    for inst, external in app_insts:
+        if not external:
+            continue
+        resp = sorted(r.at_ns for r in inst.responses)
+        for k, req in enumerate(sorted(inst.requests, key=lambda r: r.at_ns)):
+            end = resp[k] if k < len(resp) else req.at_ns
+            intervals.append((req.at_ns, end, req.path or "?"))
+    if not intervals:
+        return {}
+    intervals.sort()
+    starts = [iv[0] for iv in intervals]
+    longest = max(iv[1] - iv[0] for iv in intervals)
+    counts = Counter(iv[2] for iv in intervals)
+    shares: dict[str, float] = defaultdict(float)
+    for t in internal_times:
+        hi = bisect.bisect_right(starts, t)
+        lo = bisect.bisect_left(starts, t - longest)
+        live = [iv[2] for iv in intervals[lo:hi] if iv[1] >= t]
+        for path in live:
+            shares[path] += 1.0 / len(live)
+    return {path: round(shares.get(path, 0.0) / n, 3) for path, n in counts.items()}
+
+
+def summarize_watch(data: WatchData) -> WatchReport:
+    """Join the events of a window and compute per-app rates, amplification, edges and pressure."""
+    window_s = max((data.ended_ns - data.started_ns) / 1e9, 1e-9)
+    http = any(s.name == "http_capture" and s.active for s in data.sources)
+    unit = "requests" if http else "connections"
+    apps = find_apps(data)
+    insts = build_instances(data, apps)
+    port_app = {p: a for a in apps for p in a.ports}
+    hosts: frozenset[IPAddress] = frozenset().union(*(s.host_addresses for s in data.samples))
+
+    per_app: dict[str, list[tuple[Instance, bool]]] = defaultdict(list)
+    outbound: dict[str, list[Instance]] = defaultdict(list)
+    edges: dict[tuple[str, str, int], dict[str, object]] = {}
+    for inst in insts:
+        server_app = port_app.get(inst.server.port)
+        if server_app is None:
+            continue
+        local_client = is_loopback(inst.client.address) or inst.client.address in hosts
+        client_app = app_of_process(inst.client_process, inst.client_pid, apps) if local_client else None
+        external = client_app is not server_app
+        per_app[server_app.name].append((inst, external))
+        if client_app is not None and client_app is not server_app:
+            outbound[client_app.name].append(inst)
+        key = (_client_name(inst, client_app, not local_client), server_app.name, inst.server.port)
+        e = edges.setdefault(key, {"n": 0, "req": 0, "up": 0, "down": 0, "pids": set(), "refused": 0,
+                                   "self": client_app is server_app})
+        if not inst.established:
+            e["refused"] = int(e["refused"]) + 1  # type: ignore[call-overload]
+            continue
+        e["n"] = int(e["n"]) + 1  # type: ignore[call-overload]
+        e["req"] = int(e["req"]) + len(inst.requests)  # type: ignore[call-overload]
+        info, sinfo = inst.tcp_info, inst.server_tcp_info
+        e["up"] = int(e["up"]) + _payload(info, sinfo)  # type: ignore[call-overload]
+        e["down"] = int(e["down"]) + _payload(sinfo, info)  # type: ignore[call-overload]
+        if inst.client_pid is not None:
+            e["pids"].add(inst.client_pid)  # type: ignore[attr-defined]
+    app_stats = []
+    for app in apps:
+        rows = [(i, ext) for i, ext in per_app.get(app.name, []) if i.established]
+        ext_conns = sum(1 for _, ext in rows if ext)
+        self_rows = [i for i, ext in rows if not ext]
+        out_rows = [i for i in outbound.get(app.name, []) if i.established]
+        ext_req = sum(len(i.requests) for i, ext in rows if ext) if http else None
+        self_req = sum(len(i.requests) for i in self_rows) if http else None
+        out_req = sum(len(i.requests) for i in out_rows) if http else None
+        denom = ext_req if http else ext_conns
+        num_self = self_req if http else len(self_rows)
+        num_out = out_req if http else len(out_rows)
+        self_factor = round(num_self / denom, 3) if denom and num_self is not None else None
+        total_factor = round((num_self or 0) / denom + (num_out or 0) / denom, 3) if denom else None
+        paths: Counter[str] = Counter()
+        statuses: Counter[int] = Counter()
+        lat: dict[str, list[float]] = defaultdict(list)
+        lat_t: dict[str, list[float]] = defaultdict(list)
+        for inst, ext in rows:
+            statuses.update(r.status for r in inst.responses if r.status is not None)
+            reqs = sorted(inst.requests, key=lambda r: r.at_ns)
+            resps = sorted(r.at_ns for r in inst.responses)
+            for k, req in enumerate(reqs):
+                if ext:
+                    paths[req.path or "?"] += 1
+                if k < len(resps):
+                    lat[req.path or "?"].append(round((resps[k] - req.at_ns) / 1e6, 3))
+                    lat_t[req.path or "?"].append(round((req.at_ns - data.started_ns) / 1e9, 3))
+        internal_times = [r.at_ns for i in self_rows for r in i.requests]
+        app_stats.append(AppStats(
+            name=app.name, pids=app.pids, ports=app.ports, external_connections=ext_conns,
+            external_requests=ext_req, self_connections=len(self_rows), self_requests=self_req,
+            outbound_connections=len(out_rows), outbound_requests=out_req, self_factor=self_factor,
+            total_factor=total_factor, unit=unit, window_s=window_s,
+            per_path_factor=_per_path(rows, internal_times) if http else {},
+            external_paths=dict(paths), statuses=dict(statuses), latency_by_path_ms=dict(lat),
+            latency_times_s=dict(lat_t),
+        ))
+    edge_list = [
+        EdgeStats(client=k[0], server=k[1], port=k[2], connections=int(v["n"]),  # type: ignore[call-overload]
+                  requests=int(v["req"]) if http else None, bytes_to_server=int(v["up"]),  # type: ignore[call-overload]
+                  bytes_to_client=int(v["down"]), self_call=bool(v["self"]),  # type: ignore[call-overload]
+                  client_pids=tuple(sorted(v["pids"])), refused=int(v["refused"]))  # type: ignore[call-overload]
+        for k, v in edges.items()
+    ]
+    edge_list.sort(key=lambda e: (-e.connections, e.port, e.client))
+    return WatchReport(
+        netns_label=data.netns_label, window_s=window_s, started_ns=data.started_ns, apps=tuple(app_stats), edges=tuple(edge_list),
+        listeners=tuple(_pressure(data, port_app)),
+        connections=sum(1 for i in insts if i.established and i.server.port in port_app),
+        client_pid_known=sum(1 for i in insts if i.established and i.client_pid is not None),
+        refused=sum(1 for i in insts if not i.established), client_rst=sum(1 for i in insts if i.client_rst),
+        max_time_wait=max((s.time_wait for s in data.samples if s.time_wait is not None), default=0),
+        max_ephemeral=_max_ephemeral(data), ephemeral_range_size=_range_size(data),
+        sources=data.sources, gaps=data.gaps, instances=tuple(insts),
+    )
+
+
+def _pressure(data: WatchData, port_app: dict[int, App]) -> list[ListenerPressure]:
+    series: dict[str, list[tuple[float, int, int | None]]] = defaultdict(list)
+    ports: dict[str, int] = {}
+    for s in data.samples:
+        for lst in s.listeners:
+            app = port_app.get(lst.local.port)
+            key = f"{app.name if app else '?'} {lst.local}"
+            ports[key] = lst.local.port
+            series[key].append(((s.at_ns - data.started_ns) / 1e9, lst.accept_queue or 0, lst.backlog))
+    out = []
+    for key, pts in series.items():
+        backlog = pts[-1][2]
+        out.append(ListenerPressure(
+            listener=key, port=ports[key], backlog=backlog, max_accept_queue=max(p[1] for p in pts),
+            samples=len(pts), saturated_samples=sum(1 for p in pts if p[2] and p[1] >= p[2]),
+            series=tuple((round(t, 3), q) for t, q, _ in pts),
+        ))
+    out.sort(key=lambda p: p.port)
+    return out
+
+
+def _max_ephemeral(data: WatchData) -> dict[str, int]:
+    best: dict[str, int] = {}
+    for s in data.samples:
+        for dest, n in s.ephemeral_in_use.items():
+            best[dest] = max(best.get(dest, 0), n)
+    return best
+
+
+def _range_size(data: WatchData) -> int | None:
+    for s in reversed(data.samples):
+        if s.ephemeral_range is not None:
+            return s.ephemeral_range[1] - s.ephemeral_range[0] + 1
+    return None

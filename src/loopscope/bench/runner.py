@@ -1,0 +1,246 @@
+"""Run a path benchmark: start the servers, time each path and size the same way, collect a report.
+
+The method, identical for every path: warm up, then for each round trip
+``t0 = perf_counter_ns(); round_trip(); t1 = perf_counter_ns()`` and record ``t1 - t0`` into an
+HDR-style histogram (:mod:`loopscope.analysis.bench.stats`). A round trip is a Python callable made by
+:func:`loopscope.bench.paths.open_round_trip`; for the in-process path it calls a function that
+returns a ready response, so the ratio to it shows what the transport adds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from loopscope.analysis.bench.nagle import find_nagle_stall
+from loopscope.bench.paths import (
+    PATH_LABELS,
+    PATHS,
+    STREAM_PATHS,
+    UDP_MAX_PAYLOAD_BYTES,
+    RoundTrip,
+    find_host_address,
+    measure_stream_throughput,
+    open_round_trip,
+)
+from loopscope.analysis.bench.results import (
+    BenchConfig,
+    BenchReport,
+    CellResult,
+    PinMode,
+    ThroughputResult,
+    ratio_to_call,
+)
+from loopscope.bench.server import MAX_MESSAGE_BYTES, ServerProcess, pin_current_process
+from loopscope.analysis.bench.stats import summarize_latencies, throughput_bytes_per_s
+from loopscope.errors import UsageError
+from loopscope.model import Finding
+
+__all__ = [
+    "MAX_SIZE_BYTES",
+    "choose_cpus",
+    "measure_round_trips",
+    "measure_timer_overhead_ns",
+    "run_bench",
+    "validate_config",
+]
+
+MAX_SIZE_BYTES = MAX_MESSAGE_BYTES
+"""Largest payload accepted (each round trip holds it in memory twice)."""
+Progress = Callable[[str], None]
+
+
+def choose_cpus(pin: PinMode) -> tuple[int | None, int | None]:
+    """(client CPU, server CPU) for a pin mode, from the CPUs this process may use.
+
+    Raises:
+        UsageError: ``different`` on a single-CPU affinity set.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if pin is PinMode.SAME:
+        return cpus[0], cpus[0]
+    if pin is PinMode.DIFFERENT:
+        if len(cpus) < 2:
+            raise UsageError("--pin different needs two CPUs; this process may use one")
+        return cpus[0], cpus[1]
+    return None, None
+
+
+def validate_config(config: BenchConfig) -> None:
+    """Check bounds and names before anything starts.
+
+    Raises:
+        UsageError: unknown path, size out of 1..64 MiB, non-positive count or durations.
+    """
+    unknown = [p for p in config.paths if p not in PATHS]
+    if unknown:
+        raise UsageError(f"unknown path {unknown[0]!r}; known: {', '.join(PATHS)}")
+    if not config.paths or not config.sizes_bytes:
+        raise UsageError("need at least one path and one size")
+    for s in config.sizes_bytes:
+        if not 1 <= s <= MAX_SIZE_BYTES:
+            raise UsageError(f"size {s} out of range 1..{MAX_SIZE_BYTES} bytes")
+    if config.count < 1 or config.warmup < 0:
+        raise UsageError("--count must be >= 1")
+    if config.duration_s <= 0 or config.throughput_s <= 0:
+        raise UsageError("durations must be > 0 seconds")
+
+
+def measure_timer_overhead_ns(samples: int = 1000) -> int:
+    """Smallest difference of two back-to-back ``perf_counter_ns`` calls, in ns."""
+    pc = time.perf_counter_ns
+    best = None
+    for _ in range(samples):
+        d = -pc() + pc()
+        best = d if best is None or d < best else best
+    return best or 0
+
+
+def measure_round_trips(
+    round_trip: RoundTrip, *, count: int, warmup: int, duration_s: float
+) -> tuple[list[int], bool]:
+    """Time ``count`` calls of ``round_trip`` after ``warmup`` untimed ones, within ``duration_s``.
+
+    Returns:
+        (latencies in ns, in call order; True when the time cap stopped the loop before ``count``).
+    """
+    pc = time.perf_counter_ns
+    end = pc() + int(duration_s * 1e9)
+    for _ in range(warmup):
+        round_trip()
+        if pc() > end:
+            break
+    end = pc() + int(duration_s * 1e9)
+    out: list[int] = []
+    append = out.append
+    for _ in range(count):
+        t0 = pc()
+        round_trip()
+        t1 = pc()
+        append(t1 - t0)
+        if t1 > end:
+            break
+    return out, len(out) < count
+
+
+def _skip_reason(path: str, size: int, host_address: str | None) -> str | None:
+    if path == "tcp-host" and host_address is None:
+        return "no non-loopback address on this host"
+    if path == "udp4" and size > UDP_MAX_PAYLOAD_BYTES:
+        return f"UDP payload max {UDP_MAX_PAYLOAD_BYTES} bytes"
+    return None
+
+
+def _server_kinds(paths: tuple[str, ...], host_address: str | None) -> list[str]:
+    kinds: list[str] = []
+    for p in paths:
+        kind = "http" if p.startswith("http") else p
+        if kind == "call" or kind in kinds or (kind == "tcp-host" and host_address is None):
+            continue
+        kinds.append(kind)
+    return kinds
+
+
+def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> BenchReport:
+    """Measure every path and size of ``config``; the client runs in this process.
+
+    Args:
+        config: what to run (validated first).
+        progress: called with a short description before each cell.
+
+    Returns:
+        The report with percentiles, ratios to the in-process call, throughput and findings.
+
+    Raises:
+        UsageError: bad configuration or pinning impossible here.
+        BenchError: a server failed to start or a peer closed mid-run.
+    """
+    validate_config(config)
+    client_cpu, server_cpu = choose_cpus(config.pin)
+    host = find_host_address() if "tcp-host" in config.paths else None
+    kinds = _server_kinds(config.paths, host)
+    saved = os.sched_getaffinity(0)
+    cells: list[CellResult] = []
+    findings: list[Finding] = []
+    thr: list[ThroughputResult] = []
+    pin_current_process(client_cpu)
+    try:
+        timer_ns = measure_timer_overhead_ns()
+        with ServerProcess(kinds, cpu=server_cpu, host_address=host) as server:
+            for path in config.paths:
+                for size in config.sizes_bytes:
+                    cells.append(_run_cell(config, path, size, host, server, findings, progress))
+            if config.throughput:
+                for path in config.paths:
+                    if path not in STREAM_PATHS or _skip_reason(path, 1, host):
+                        continue
+                    if progress:
+                        progress(f"{PATH_LABELS[path]} stream throughput")
+                    total, elapsed = measure_stream_throughput(
+                        path,
+                        server,
+                        duration_s=config.throughput_s,
+                        max_bytes=1 << 40,
+                        chunk_bytes=config.throughput_chunk_bytes,
+                    )
+                    thr.append(
+                        ThroughputResult(
+                            path=path,
+                            label=PATH_LABELS[path],
+                            total_bytes=total,
+                            elapsed_ns=elapsed,
+                            bytes_per_s=throughput_bytes_per_s(total, elapsed),
+                            chunk_bytes=config.throughput_chunk_bytes,
+                        )
+                    )
+    finally:
+        os.sched_setaffinity(0, saved)
+    return BenchReport(
+        config=config,
+        client_cpu=client_cpu,
+        server_cpu=server_cpu,
+        host_address=host,
+        timer_overhead_ns=timer_ns,
+        cells=ratio_to_call(cells),
+        throughput=tuple(thr),
+        findings=tuple(findings),
+    )
+
+
+def _run_cell(
+    config: BenchConfig,
+    path: str,
+    size: int,
+    host: str | None,
+    server: ServerProcess,
+    findings: list[Finding],
+    progress: Progress | None,
+) -> CellResult:
+    label = PATH_LABELS[path]
+    reason = _skip_reason(path, size, host)
+    if reason is not None:
+        return CellResult(path=path, label=label, size_bytes=size, skipped_reason=reason)
+    if progress:
+        progress(f"{label}, {size} B")
+    rt, close = open_round_trip(path, size, server)
+    try:
+        lat, truncated = measure_round_trips(
+            rt, count=config.count, warmup=config.warmup, duration_s=config.duration_s
+        )
+    finally:
+        close()
+    stall = find_nagle_stall(
+        lat,
+        split_sends=True if path.startswith("http") else None,
+        subject=f"{label} {size} B round trips",
+    )
+    if stall is not None:
+        findings.append(stall)
+    return CellResult(
+        path=path,
+        label=label,
+        size_bytes=size,
+        summary=summarize_latencies(lat),
+        truncated=truncated,
+    )

@@ -1,0 +1,41 @@
+"""ratio_to_call, CLI argument parsers, and the purity of the bench analysis modules."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import loopscope.bench as bp
+from loopscope.analysis.bench.results import CellResult, ratio_to_call
+from loopscope.analysis.bench.stats import summarize_latencies
+from loopscope.cli.bench import format_size, parse_paths, parse_sizes
+from loopscope.errors import UsageError
+
+
+def _cell(path, size, p50):
+    return CellResult(path=path, label=path, size_bytes=size, summary=summarize_latencies([p50]))
+
+
+def test_ratio_to_call_per_size():
+    cells = [_cell("call", 1, 100), _cell("tcp4", 1, 15_000), _cell("call", 1024, 200),
+             _cell("tcp4", 1024, 20_000), _cell("tcp4", 65536, 50_000),
+             CellResult(path="udp4", label="udp", size_bytes=1, skipped_reason="x")]
+    out = ratio_to_call(cells)
+    assert [c.ratio_to_call for c in out] == [1.0, 150.0, 1.0, 100.0, None, None]
+    assert out[5].skipped_reason == "x"
+
+
+def test_parse_sizes_and_format():
+    assert parse_sizes("1,1024,65536,1048576") == (1, 1024, 65536, 1048576)
+    assert parse_sizes("1, 1k,64KiB,1m") == (1, 1024, 65536, 1048576)
+    for bad in ("0", "x", "1g", "-5", ""):
+        with pytest.raises(UsageError):
+            parse_sizes(bad)
+    assert [format_size(v) for v in (1, 1500, 65536, 1048576)] == ["1 B", "1500 B", "64 KiB", "1 MiB"]
+
+
+def test_parse_paths():
+    assert parse_paths("tcp4, unix") == ("tcp4", "unix")
+    assert "http-newconn" in parse_paths(None) and parse_paths("all") == parse_paths(None)
+    with pytest.raises(UsageError, match="unknown path"):
+        parse_paths("tcp5")

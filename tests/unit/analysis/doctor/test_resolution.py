@@ -1,0 +1,84 @@
+"""localhost resolution checks and the family mismatch against the listener table (recorded facts)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+
+from loopscope.analysis.doctor.facts import HostsEntry, ResolutionFacts
+from loopscope.analysis.doctor.resolution import (
+    check_localhost,
+    check_localhost_mismatch,
+    listener_families,
+    order_from_hosts,
+    parse_hosts,
+)
+from loopscope.analysis.doctor.verdict import Verdict
+
+A = ipaddress.ip_address
+HOSTS = "127.0.0.1 localhost  # v4\n\n# comment\n::1 localhost ip6-localhost\n  192.0.2.2\tvm vm.example\nbad\n"
+
+
+def test_parse_hosts_golden():
+    assert parse_hosts(HOSTS) == [
+        HostsEntry(address="127.0.0.1", names=("localhost",), lineno=1),
+        HostsEntry(address="::1", names=("localhost", "ip6-localhost"), lineno=4),
+        HostsEntry(address="192.0.2.2", names=("vm", "vm.example"), lineno=5),
+    ]
+
+
+def test_localhost_ok_and_failures():
+    entries = tuple(e for e in parse_hosts(HOSTS) if "localhost" in e.names)
+    ok = check_localhost(ResolutionFacts(hosts_entries=entries, order=(A("::1"), A("127.0.0.1")), duration_us=1500))
+    assert ok.verdict is Verdict.OK and ok.evidence == "localhost -> ::1, 127.0.0.1 (getaddrinfo in 1.5 ms); /etc/hosts: line 1 127.0.0.1, line 4 ::1"
+    none = check_localhost(ResolutionFacts(error="Name or service not known"))
+    assert none.verdict is Verdict.FAIL and none.code == "LOCALHOST_UNRESOLVED"
+    remote = check_localhost(ResolutionFacts(hosts_entries=entries, order=(A("192.0.2.2"),)))
+    assert remote.verdict is Verdict.FAIL and remote.code == "LOCALHOST_NOT_LOOPBACK" and "192.0.2.2" in remote.remedy
+    synthesised = check_localhost(ResolutionFacts(order=(A("127.0.0.1"),)))
+    assert synthesised.verdict is Verdict.WARN and synthesised.code == "LOCALHOST_NOT_IN_HOSTS"
+
+
+def test_listener_families_by_bind_address(mk_listener):
+    socks = [mk_listener("127.0.0.1", 8080), mk_listener("::1", 8081), mk_listener("::", 8082, v6only=False),
+             mk_listener("::", 8083, v6only=True), mk_listener("0.0.0.0", 8084), mk_listener("192.0.2.2", 8085),
+             mk_listener("::ffff:127.0.0.1", 8086)]  # fmt: skip
+    assert listener_families(socks) == {8080: {4}, 8081: {6}, 8082: {4, 6}, 8083: {6}, 8084: {4}, 8086: {4}}
+
+
+V6_FIRST = ResolutionFacts(order=(A("::1"), A("127.0.0.1")))
+V6_ONLY = ResolutionFacts(order=(A("::1"),))
+V4_ONLY = ResolutionFacts(order=(A("127.0.0.1"),))
+
+
+def test_mismatch_ok_when_listener_accepts_first_family(mk_listener):
+    ok = check_localhost_mismatch(V6_FIRST, [mk_listener("::", 8080, v6only=False), mk_listener("::1", 9090)])
+    assert ok.verdict is Verdict.OK
+
+
+def test_mismatch_v6_first_listener_v4_only_warns_with_fallback(mk_listener):
+    warn = check_localhost_mismatch(V6_FIRST, [mk_listener("127.0.0.1", 8080)], owners={8080: "node"})
+    assert warn.verdict is Verdict.WARN and warn.code == "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY"
+    assert "8080 (node) listens on 127.0.0.1 only" in warn.evidence
+
+
+def test_mismatch_fails_when_the_other_family_is_absent(mk_listener):
+    fail = check_localhost_mismatch(V6_ONLY, [mk_listener("127.0.0.1", 8080)])
+    assert fail.verdict is Verdict.FAIL and "every localhost client fails" in fail.evidence
+    reverse = check_localhost_mismatch(V4_ONLY, [mk_listener("::1", 8080)])
+    assert reverse.verdict is Verdict.FAIL and reverse.code == "LOCALHOST_V4_FIRST_LISTENER_V6_ONLY"
+
+
+def test_mismatch_skips_own_ports_and_udp_and_unresolved(mk_listener):
+    assert check_localhost_mismatch(V6_ONLY, [mk_listener("127.0.0.1", 8080)], skip_ports=(8080,)).verdict is Verdict.OK
+    from loopscope.model import Proto
+
+    assert check_localhost_mismatch(V6_ONLY, [mk_listener("127.0.0.1", 53, proto=Proto.UDP)]).verdict is Verdict.OK
+    assert check_localhost_mismatch(replace(V6_ONLY, order=()), []).verdict is Verdict.SKIPPED
+
+
+def test_order_from_hosts_follows_rfc6724_precedence():
+    entries = parse_hosts("127.0.0.1 localhost\n::1 localhost\nnot-an-ip localhost\n127.0.0.1 localhost\n")
+    assert order_from_hosts(entries) == (A("::1"), A("127.0.0.1"))
+    assert order_from_hosts(parse_hosts("127.0.0.1 localhost\n")) == (A("127.0.0.1"),)
+    assert order_from_hosts(parse_hosts("fd00::2 x\n127.0.0.1 x\n::1 x\n")) == (A("::1"), A("fd00::2"), A("127.0.0.1"))
