@@ -45,10 +45,20 @@ SHELL_LADDER = [
     ["iptables-save"],
     ["ip6tables-save"],
     ["ss", "-Htan"],  # every TCP socket: ports in use, TIME_WAIT per destination
-    ["ss", "-Hltnp"],  # listeners with their processes: the localhost-mismatch and firewall evidence
-    ["sysctl", "net.ipv4.ip_local_port_range", "net.core.somaxconn", "net.ipv4.tcp_tw_reuse",
-     "net.ipv4.conf.all.route_localnet", "net.ipv6.conf.all.disable_ipv6", "net.ipv4.ping_group_range"],
-]  # fmt: skip
+    [
+        "ss",
+        "-Hltnp",
+    ],  # listeners with their processes: the localhost-mismatch and firewall evidence
+    [
+        "sysctl",
+        "net.ipv4.ip_local_port_range",
+        "net.core.somaxconn",
+        "net.ipv4.tcp_tw_reuse",
+        "net.ipv4.conf.all.route_localnet",
+        "net.ipv6.conf.all.disable_ipv6",
+        "net.ipv4.ping_group_range",
+    ],
+]
 
 
 def shell_ladder(prefix: list[str]) -> float:
@@ -59,7 +69,17 @@ def shell_ladder(prefix: list[str]) -> float:
 
 
 def cli(netns: str | None) -> float:
-    argv = [sys.executable, "-m", "loopscope", "doctor", "--rung", "1", "--json", "--fail-on", "never"]
+    argv = [
+        sys.executable,
+        "-m",
+        "loopscope",
+        "doctor",
+        "--rung",
+        "1",
+        "--json",
+        "--fail-on",
+        "never",
+    ]
     if netns:
         argv += ["--netns", netns]
     t0 = time.perf_counter()
@@ -92,8 +112,14 @@ def med(xs: list[float]) -> float:
 
 def bench_place(netns: str | None, rounds: int) -> dict[str, object]:
     prefix = ["ip", "netns", "exec", netns] if netns else []
-    rows: dict[str, list[float]] = {"in_process_s": [], "snapshot_s": [], "cli_s": [], "shell_ladder_s": [],
-                                    "cli_app_import_s": [], "python_pass_s": []}  # fmt: skip
+    rows: dict[str, list[float]] = {
+        "in_process_s": [],
+        "snapshot_s": [],
+        "cli_s": [],
+        "shell_ladder_s": [],
+        "cli_app_import_s": [],
+        "python_pass_s": [],
+    }
     sockets = 0
     for _ in range(rounds):
         total, snap_s, sockets = in_process(netns)
@@ -104,9 +130,13 @@ def bench_place(netns: str | None, rounds: int) -> dict[str, object]:
         rows["cli_app_import_s"].append(process([sys.executable, "-c", "import loopscope.cli.app"]))
         rows["python_pass_s"].append(process([sys.executable, "-c", "pass"]))
     out: dict[str, object] = {k + "_median": med(v) for k, v in rows.items()}
-    out["probes_and_readers_s_median"] = med([a - b for a, b in zip(rows["in_process_s"], rows["snapshot_s"])])
+    out["probes_and_readers_s_median"] = med(
+        [a - b for a, b in zip(rows["in_process_s"], rows["snapshot_s"], strict=False)]
+    )
     out["cli_vs_shell_ladder_ratio"] = round(med(rows["cli_s"]) / med(rows["shell_ladder_s"]), 2)
-    out["in_process_vs_shell_ladder_ratio"] = round(med(rows["in_process_s"]) / med(rows["shell_ladder_s"]), 2)
+    out["in_process_vs_shell_ladder_ratio"] = round(
+        med(rows["in_process_s"]) / med(rows["shell_ladder_s"]), 2
+    )
     out["goal_rung1_under_1s"] = med(rows["in_process_s"]) < 1.0 and med(rows["cli_s"]) < 1.0
     out["sockets_in_namespace"] = sockets
     out["raw"] = {k: [round(x, 4) for x in v] for k, v in rows.items()}
@@ -132,8 +162,12 @@ def start_connections(netns: str, count: int) -> list[subprocess.Popen[str]]:
     left = count
     while left > 0:
         n = min(PER_WORKER, left)
-        proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", WORKER, str(n)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", WORKER, str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         workers.append(proc)
         left -= n
@@ -151,7 +185,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "doctor.json"))
-    parser.add_argument("--conns", default="10000", help="also measure the netns holding N loopback connections")
+    parser.add_argument(
+        "--conns", default="10000", help="also measure the netns holding N loopback connections"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("perf/doctor.py needs root (netns, raw ICMP)")
@@ -162,7 +198,11 @@ def main() -> None:
         result = {
             "benchmark": "doctor rung 1",
             "rounds": args.rounds,
-            "machine": {"kernel": platform.release(), "python": platform.python_version(), "cpus": os.cpu_count()},
+            "machine": {
+                "kernel": platform.release(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+            },
             "fresh_netns": bench_place(name, args.rounds),
             "host": bench_place(None, args.rounds),
         }
@@ -176,8 +216,15 @@ def main() -> None:
         subprocess.run(["ip", "netns", "del", name], check=False)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "raw"}
-                      for k, v in result.items()}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                k: v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "raw"}
+                for k, v in result.items()
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

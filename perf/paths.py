@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loopscope.analysis.bench.results import BenchConfig, PinMode
 from loopscope.bench.compare import run_compare
 from loopscope.bench.paths import PATHS
-from loopscope.analysis.bench.results import BenchConfig, PinMode
 from loopscope.bench.runner import choose_cpus, run_bench
 from loopscope.render.jsonable import to_jsonable
 
@@ -40,9 +40,11 @@ GOALS = {"tcp_rr_p50_us": ("<=", 1.10), "tcp_stream_bytes_per_s": (">=", 0.95)}
 def _round(pin: PinMode, seconds: int) -> dict[str, Any]:
     client_cpu, server_cpu = choose_cpus(pin)
     results, notes = run_compare(
-        client_cpu=client_cpu, server_cpu=server_cpu, rr_duration_s=seconds,
+        client_cpu=client_cpu,
+        server_cpu=server_cpu,
+        rr_duration_s=seconds,
         stream_duration_s=seconds,
-    )  # fmt: skip
+    )
     return {
         "pin": pin.value,
         "client_cpu": client_cpu,
@@ -81,8 +83,14 @@ def _summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _paths_table(pin: PinMode, count: int) -> dict[str, Any]:
-    cfg = BenchConfig(paths=PATHS, sizes_bytes=(1, 1024, 65536, 1048576), count=count,
-                      duration_s=2.0, pin=pin, throughput_s=1.0)  # fmt: skip
+    cfg = BenchConfig(
+        paths=PATHS,
+        sizes_bytes=(1, 1024, 65536, 1048576),
+        count=count,
+        duration_s=2.0,
+        pin=pin,
+        throughput_s=1.0,
+    )
     report = run_bench(cfg)
     return to_jsonable(report)  # type: ignore[no-any-return]
 
@@ -109,12 +117,16 @@ def main() -> int:
     summary = _summarize(rounds)
     doc: dict[str, Any] = {
         "benchmark": "paths",
-        "host": {"kernel": platform.release(), "python": platform.python_version(),
-                 "cpus": sorted(os.sched_getaffinity(0)), "loadavg": os.getloadavg()},
+        "host": {
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "cpus": sorted(os.sched_getaffinity(0)),
+            "loadavg": os.getloadavg(),
+        },
         "settings": vars(args),
         "summary": summary,
         "rounds": rounds,
-    }  # fmt: skip
+    }
     if args.paths_table:
         doc["paths_table"] = {pin.value: _paths_table(pin, args.count) for pin in pins}
     doc["elapsed_s"] = round(time.time() - started, 1)
@@ -123,9 +135,15 @@ def main() -> int:
     out.write_text(json.dumps(doc, indent=2) + "\n")
     for pin, metrics in summary.items():
         for metric, e in metrics.items():
-            goal = f"  goal {e['goal']}: {'met' if e['meets_goal'] else 'MISSED'}" if "goal" in e else ""
-            print(f"pin {pin:9} {metric:24} loopscope {e['loopscope_median']:.4g}  "
-                  f"{e['tool']} {e['tool_median']:.4g}  ratio {e['ratio_median']:.3f}{goal}")  # fmt: skip
+            goal = (
+                f"  goal {e['goal']}: {'met' if e['meets_goal'] else 'MISSED'}"
+                if "goal" in e
+                else ""
+            )
+            print(
+                f"pin {pin:9} {metric:24} loopscope {e['loopscope_median']:.4g}  "
+                f"{e['tool']} {e['tool_median']:.4g}  ratio {e['ratio_median']:.3f}{goal}"
+            )
     print(f"wrote {out}")
     return 0
 

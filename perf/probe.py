@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from loopscope.probes.run import run_probe
-from loopscope.probes.target import local_candidates, parse_target
+from loopscope.probes.run import run_probe  # noqa: E402  (after the sys.path line)
+from loopscope.probes.target import local_candidates, parse_target  # noqa: E402  (after the sys.path line)
 
 SERVER = r"""
 import http.server, json, socket, sys, time
@@ -87,8 +87,13 @@ def main() -> None:
                 raise SystemExit(f"probe failed on {bad}")
 
         def cli() -> None:
-            subprocess.run([sys.executable, "-m", "loopscope", "probe", f":{port}", "--json"], check=True,
-                           capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "loopscope", "probe", f":{port}", "--json"],
+                check=True,
+                capture_output=True,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            )
 
         def stdlib() -> None:
             for a in addrs:
@@ -100,10 +105,15 @@ def main() -> None:
         def curl() -> None:
             for a in addrs:
                 host = f"[{a}]" if ":" in a else a
-                subprocess.run(["curl", "-s", "-o", "/dev/null", "-g", f"http://{host}:{port}/"], check=True)
+                subprocess.run(
+                    ["curl", "-s", "-o", "/dev/null", "-g", f"http://{host}:{port}/"], check=True
+                )
 
-        series: dict[str, list[float]] = {"probe (library)": [], "probe (CLI process)": [],
-                                          "http.client sequential": []}  # fmt: skip
+        series: dict[str, list[float]] = {
+            "probe (library)": [],
+            "probe (CLI process)": [],
+            "http.client sequential": [],
+        }
         if shutil.which("curl"):
             series["curl sequential"] = []
         lib()  # warm-up: imports, first rtnl read
@@ -114,7 +124,12 @@ def main() -> None:
             if "curl sequential" in series:
                 series["curl sequential"].append(_time(curl))
         med = {k: statistics.median(v) for k, v in series.items()}
-        ratios = [a / b for a, b in zip(series["probe (library)"], series["http.client sequential"])]
+        ratios = [
+            a / b
+            for a, b in zip(
+                series["probe (library)"], series["http.client sequential"], strict=False
+            )
+        ]
         doc = {
             "benchmark": "probe over every local address of one port, service answering in 1 ms",
             "goal_s": 0.050,
@@ -124,7 +139,11 @@ def main() -> None:
             "all_s": {k: [round(x, 5) for x in v] for k, v in series.items()},
             "median_ratio_library_vs_http_client_sequential": round(statistics.median(ratios), 3),
             "goal_met_library": med["probe (library)"] < 0.050,
-            "machine": {"python": platform.python_version(), "kernel": platform.release(), "cpus": os.cpu_count()},
+            "machine": {
+                "python": platform.python_version(),
+                "kernel": platform.release(),
+                "cpus": os.cpu_count(),
+            },
         }
     finally:
         srv.kill()

@@ -35,8 +35,18 @@ def scenario(design: str, requests: int) -> Scenario:
     root = make_design(design, fanout=2, work=ServiceDist(mean_s=0.010))
     ref = make_design("inprocess", fanout=2, work=ServiceDist(mean_s=0.010))
     rate = LOAD[design] * capacity_per_s(ref, 8, 2)
-    return Scenario(root=root, instances=2, workers=8, pool_workers=8, arrival_rate_per_s=rate,
-                    requests=requests, call_timeout_s=1.0, request_timeout_s=2.0, hop_s=0.0003, seed=1)
+    return Scenario(
+        root=root,
+        instances=2,
+        workers=8,
+        pool_workers=8,
+        arrival_rate_per_s=rate,
+        requests=requests,
+        call_timeout_s=1.0,
+        request_timeout_s=2.0,
+        hop_s=0.0003,
+        seed=1,
+    )
 
 
 def timed(fn: Callable[[Scenario], SimResult], sc: Scenario) -> tuple[float, float, SimResult]:
@@ -58,8 +68,11 @@ def main() -> int:
     doc: dict[str, Any] = {
         "schema_version": 1,
         "bench": "simulate",
-        "host": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                 "loadavg_start": os.getloadavg()},
+        "host": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_start": os.getloadavg(),
+        },
         "goal": f"{args.requests} external requests, fan-out 2, in <= {GOAL_S} s",
         "big_runs": [],
         "anchor": [],
@@ -70,14 +83,27 @@ def main() -> int:
         wall = statistics.median(r[0] for r in rounds)
         cpu = statistics.median(r[1] for r in rounds)
         res = rounds[0][2]
-        doc["big_runs"].append({
-            "design": design, "requests": args.requests, "fanout": 2, "instances": 2, "workers": 8,
-            "rate_per_s": round(sc.arrival_rate_per_s, 1), "engine": "fast",
-            "wall_s_median": round(wall, 2), "cpu_s_median": round(cpu, 2), "rounds": args.rounds,
-            "external_per_wall_s": round(args.requests / wall), "goal_met_wall": wall <= GOAL_S,
-            "goal_met_cpu": cpu <= GOAL_S, "ok": res.ok, "p99_ms": round(1000 * (res.latency.p99_s or 0), 2),
-            "utilisation_pct": round(res.utilisation_pct, 1), "deadlock_episodes": res.deadlock_episodes,
-        })
+        doc["big_runs"].append(
+            {
+                "design": design,
+                "requests": args.requests,
+                "fanout": 2,
+                "instances": 2,
+                "workers": 8,
+                "rate_per_s": round(sc.arrival_rate_per_s, 1),
+                "engine": "fast",
+                "wall_s_median": round(wall, 2),
+                "cpu_s_median": round(cpu, 2),
+                "rounds": args.rounds,
+                "external_per_wall_s": round(args.requests / wall),
+                "goal_met_wall": wall <= GOAL_S,
+                "goal_met_cpu": cpu <= GOAL_S,
+                "ok": res.ok,
+                "p99_ms": round(1000 * (res.latency.p99_s or 0), 2),
+                "utilisation_pct": round(res.utilisation_pct, 1),
+                "deadlock_episodes": res.deadlock_episodes,
+            }
+        )
         print(f"{design}: 1M in {wall:.2f} s wall, {cpu:.2f} s cpu", file=sys.stderr)
     for design in designs:
         sc = scenario(design, args.anchor_requests)
@@ -88,14 +114,18 @@ def main() -> int:
         f_cpu = statistics.median(r[1] for r in fast_runs)
         s_cpu = statistics.median(r[1] for r in simpy_runs)
         f_res, s_res = fast_runs[0][2], simpy_runs[0][2]
-        doc["anchor"].append({
-            "design": design, "requests": args.anchor_requests,
-            "fast_cpu_s_median": round(f_cpu, 3), "simpy_cpu_s_median": round(s_cpu, 3),
-            "speedup": round(s_cpu / f_cpu, 2),
-            "same_result": f_res.ok == s_res.ok and f_res.latency == s_res.latency,
-            "p99_ms_fast": round(1000 * (f_res.latency.p99_s or 0), 3),
-            "p99_ms_simpy": round(1000 * (s_res.latency.p99_s or 0), 3),
-        })
+        doc["anchor"].append(
+            {
+                "design": design,
+                "requests": args.anchor_requests,
+                "fast_cpu_s_median": round(f_cpu, 3),
+                "simpy_cpu_s_median": round(s_cpu, 3),
+                "speedup": round(s_cpu / f_cpu, 2),
+                "same_result": f_res.ok == s_res.ok and f_res.latency == s_res.latency,
+                "p99_ms_fast": round(1000 * (f_res.latency.p99_s or 0), 3),
+                "p99_ms_simpy": round(1000 * (s_res.latency.p99_s or 0), 3),
+            }
+        )
         print(f"{design}: simpy/fast = {s_cpu / f_cpu:.1f}x", file=sys.stderr)
     doc["host"]["loadavg_end"] = os.getloadavg()
     text = json.dumps(doc, indent=2)

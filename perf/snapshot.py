@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,11 +48,27 @@ sys.stdin.read()
 """
 
 COMMANDS = {
-    "loopscope snapshot": [sys.executable, "-c", "from loopscope.collect import take_snapshot; take_snapshot()"],
-    "loopscope ports --json": [sys.executable, "-m", "loopscope", "ports", "--json", "--fail-on", "never"],
+    "loopscope snapshot": [
+        sys.executable,
+        "-c",
+        "from loopscope.collect import take_snapshot; take_snapshot()",
+    ],
+    "loopscope ports --json": [
+        sys.executable,
+        "-m",
+        "loopscope",
+        "ports",
+        "--json",
+        "--fail-on",
+        "never",
+    ],
     "ss -tanp": ["ss", "-tanp"],
     "ss -tan": ["ss", "-tan"],
-    "psutil.net_connections": [sys.executable, "-c", "import psutil; psutil.net_connections('tcp')"],
+    "psutil.net_connections": [
+        sys.executable,
+        "-c",
+        "import psutil; psutil.net_connections('tcp')",
+    ],
 }
 
 
@@ -63,8 +78,14 @@ def start_workers(n: int) -> list[subprocess.Popen[str]]:
     left = n
     while left > 0:
         k = min(PER_WORKER, left)
-        workers.append(subprocess.Popen([sys.executable, "-c", WORKER, str(k)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True))  # fmt: skip
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(k)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
         left -= k
     for w in workers:
         assert w.stdout is not None
@@ -128,19 +149,40 @@ def main() -> int:
             med = row["median_s"]
             row["ratios"] = {
                 "snapshot / ss -tanp": round(med["loopscope snapshot"] / med["ss -tanp"], 3),
-                "snapshot / psutil": round(med["loopscope snapshot"] / med["psutil.net_connections"], 3),
-                "ports --json / ss -tanp": round(med["loopscope ports --json"] / med["ss -tanp"], 3),
+                "snapshot / psutil": round(
+                    med["loopscope snapshot"] / med["psutil.net_connections"], 3
+                ),
+                "ports --json / ss -tanp": round(
+                    med["loopscope ports --json"] / med["ss -tanp"], 3
+                ),
             }
             results.append(row)
-            print(json.dumps({k: row[k] for k in ("connections", "tcp_sockets", "median_s", "ratios", "peak_rss_mib")}),
-                  flush=True)  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        k: row[k]
+                        for k in (
+                            "connections",
+                            "tcp_sockets",
+                            "median_s",
+                            "ratios",
+                            "peak_rss_mib",
+                        )
+                    }
+                ),
+                flush=True,
+            )
         finally:
             stop_workers(workers)
         time.sleep(1)
     doc = {
         "benchmark": "snapshot",
-        "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                 "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)},  # fmt: skip
+        "host": {
+            "kernel": platform.release(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+        },
         "rounds": args.rounds,
         "results": results,
     }

@@ -157,7 +157,9 @@ def multiset_score(truth: Counter[int], seen: Counter[int]) -> int:
     return sum(min(n, seen.get(p, 0)) for p, n in truth.items())
 
 
-def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, collectors: set[str]) -> dict[str, Any]:
+def run_phase(
+    ns: str, port: int, server_pid: int, count: int, rate: float, collectors: set[str]
+) -> dict[str, Any]:
     procs: dict[str, subprocess.Popen[str]] = {}
     ss_proc = None
     which = next((c.split(":")[1] for c in collectors if c.startswith("watch:")), "both")
@@ -168,17 +170,24 @@ def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, coll
     if "ss" in collectors:
         # to a file, not a pipe: an unread 64 KiB pipe would block ss and lose events
         ss_out = tempfile.TemporaryFile(mode="w+")
-        ss_proc = subprocess.Popen(in_ns(ns, "stdbuf", "-oL", "ss", "-E", "-t", "-n", "-H"), stdout=ss_out, text=True)
+        ss_proc = subprocess.Popen(
+            in_ns(ns, "stdbuf", "-oL", "ss", "-E", "-t", "-n", "-H"), stdout=ss_out, text=True
+        )
         time.sleep(0.3)
-    client = subprocess.Popen(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(count), str(rate)),
-                              stdout=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(count), str(rate)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out, _ = client.communicate(timeout=count / rate * 3 + 60)
     truth = json.loads(out)
     time.sleep(0.5)
     result: dict[str, Any] = {
-        "connections": len(truth["ports"]), "achieved_rate": round(len(truth["ports"]) / truth["wall_s"], 1),
+        "connections": len(truth["ports"]),
+        "achieved_rate": round(len(truth["ports"]) / truth["wall_s"], 1),
         "median_cycle_us": round(statistics.median(truth["durs_ns"]) / 1000, 1),
-        "p99_cycle_us": round(statistics.quantiles(truth["durs_ns"], n=100)[98] / 1000, 1), "collectors": {},
+        "p99_cycle_us": round(statistics.quantiles(truth["durs_ns"], n=100)[98] / 1000, 1),
+        "collectors": {},
     }
     wall = truth["wall_s"]
     ports = Counter(truth["ports"])
@@ -192,9 +201,12 @@ def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, coll
             "caught_pct": round(100 * multiset_score(ports, caught) / n, 2),
             "client_pid_pct": round(100 * multiset_score(ports, right_client) / n, 2),
             "server_pid_pct": round(100 * multiset_score(ports, right_server) / n, 2),
-            "cpu_pct_one_core": round(100 * w["cpu_s"] / wall, 2), "sources": w["sources"],
+            "cpu_pct_one_core": round(100 * w["cpu_s"] / wall, 2),
+            "sources": w["sources"],
             "kernel_runs_per_conn": round(w["kernel_runs"] / n, 2),
-            "kernel_ns_per_run": round(w["kernel_ns"] / w["kernel_runs"], 1) if w["kernel_runs"] else None,
+            "kernel_ns_per_run": round(w["kernel_ns"] / w["kernel_runs"], 1)
+            if w["kernel_runs"]
+            else None,
             "kernel_us_per_conn": round(w["kernel_ns"] / n / 1000, 3),
         }
     if "psutil" in procs:
@@ -204,7 +216,8 @@ def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, coll
         result["collectors"]["psutil 10 Hz"] = {
             "caught_pct": round(100 * multiset_score(ports, seen) / n, 2),
             "client_pid_pct": round(100 * multiset_score(ports, good) / n, 2),
-            "server_pid_pct": None, "cpu_pct_one_core": round(100 * p["cpu_s"] / wall, 2),
+            "server_pid_pct": None,
+            "cpu_pct_one_core": round(100 * p["cpu_s"] / wall, 2),
             "note": "distinct client ports seen (a reused port counts once)",
         }
     if ss_proc is not None:
@@ -214,11 +227,17 @@ def run_phase(ns: str, port: int, server_pid: int, count: int, rate: float, coll
         ss_out.seek(0)
         text = ss_out.read()
         ss_out.close()
-        server_side = sum(1 for line in text.splitlines()
-                          if _ss_local(line) == f"127.0.0.1:{port}" and not line.split()[4].endswith(":*"))
+        server_side = sum(
+            1
+            for line in text.splitlines()
+            if _ss_local(line) == f"127.0.0.1:{port}" and not line.split()[4].endswith(":*")
+        )
         result["collectors"]["ss -E (count)"] = {
-            "caught_pct": round(100 * min(server_side, n) / n, 2), "client_pid_pct": 0.0, "server_pid_pct": 0.0,
-            "cpu_pct_one_core": round(100 * ps_cpu / wall, 2), "lines": len(text.splitlines()),
+            "caught_pct": round(100 * min(server_side, n) / n, 2),
+            "client_pid_pct": 0.0,
+            "server_pid_pct": 0.0,
+            "cpu_pct_one_core": round(100 * ps_cpu / wall, 2),
+            "lines": len(text.splitlines()),
         }
     return result
 
@@ -238,40 +257,56 @@ def _child_cpu(pid: int) -> float:
         return 0.0
 
 
-def run_toggled(ns: str, port: int, count: int, rate: float, which: str, block_s: float) -> dict[str, Any]:
+def run_toggled(
+    ns: str, port: int, count: int, rate: float, which: str, block_s: float
+) -> dict[str, Any]:
     """One client run while a collector alternates ON/OFF blocks; cycles classified by block.
 
     A cycle counts for a block when it starts and ends inside it. ON blocks include the resume and the
     final drain of pause() (conservative); OFF blocks have nothing linked and the collector asleep.
     """
     col = start_ready([sys.executable, "-c", TOGGLE, ns, which, str(NICE), str(block_s)])
-    client = subprocess.Popen(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(count), str(rate)),
-                              stdout=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(count), str(rate)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out, _ = client.communicate(timeout=count / rate * 3 + 60)
     truth = json.loads(out)
     log = stop_json(col)
     blocks = log["blocks"]
     per_block: list[list[float]] = [[] for _ in blocks]
     k = 0
-    for t0, dur in zip(truth["starts_ns"], truth["durs_ns"]):
+    for t0, dur in zip(truth["starts_ns"], truth["durs_ns"], strict=False):
         while k < len(blocks) and blocks[k][2] < t0:
             k += 1
         if k < len(blocks) and blocks[k][1] <= t0 and t0 + dur <= blocks[k][2]:
             per_block[k].append(dur / 1000)
-    on = [d for b, ds in zip(blocks, per_block) if b[0] for d in ds]
-    off = [d for b, ds in zip(blocks, per_block) if not b[0] for d in ds]
-    meds = [(b[0], statistics.median(ds)) for b, ds in zip(blocks, per_block) if len(ds) >= 5]
+    on = [d for b, ds in zip(blocks, per_block, strict=False) if b[0] for d in ds]
+    off = [d for b, ds in zip(blocks, per_block, strict=False) if not b[0] for d in ds]
+    meds = [
+        (b[0], statistics.median(ds))
+        for b, ds in zip(blocks, per_block, strict=False)
+        if len(ds) >= 5
+    ]
     paired = []  # each ON block against the mean of the OFF blocks on either side
     for j, (is_on, med) in enumerate(meds):
         if is_on:
-            nb = [m for o, m in meds[max(0, j - 1):j + 2] if not o]
+            nb = [m for o, m in meds[max(0, j - 1) : j + 2] if not o]
             if nb:
                 paired.append(med / statistics.fmean(nb) - 1)
     on_med, off_med = statistics.median(on), statistics.median(off)
-    return {"connections": len(truth["ports"]), "achieved_rate": round(len(truth["ports"]) / truth["wall_s"], 1),
-            "on_cycles": len(on), "off_cycles": len(off), "on_median_us": round(on_med, 2),
-            "off_median_us": round(off_med, 2), "extra_pct": round(100 * (on_med / off_med - 1), 2),
-            "paired": paired, "events": log["events"]}
+    return {
+        "connections": len(truth["ports"]),
+        "achieved_rate": round(len(truth["ports"]) / truth["wall_s"], 1),
+        "on_cycles": len(on),
+        "off_cycles": len(off),
+        "on_median_us": round(on_med, 2),
+        "off_median_us": round(off_med, 2),
+        "extra_pct": round(100 * (on_med / off_med - 1), 2),
+        "paired": paired,
+        "events": log["events"],
+    }
 
 
 def summarize_toggled(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -280,17 +315,26 @@ def summarize_toggled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     extra = [r["extra_pct"] for r in runs]
     # 95% interval of the block-pair median: 2,000 bootstrap resamples of the pairs (fixed seed)
     rng = random.Random(1)
-    boot = sorted(statistics.median(rng.choices(paired, k=len(paired))) for _ in range(2000)) if paired else []
-    return {"extra_pct_runs": extra, "extra_pct": round(statistics.median(extra), 2),
-            "paired_ci95_pct": [round(100 * boot[49], 2), round(100 * boot[1949], 2)] if boot else None,
-            "paired_pct": [round(100 * p, 2) for p in paired],
-            "extra_us": round(statistics.median(r["on_median_us"] - r["off_median_us"] for r in runs), 2),
-            "off_median_us": round(statistics.median(r["off_median_us"] for r in runs), 2),
-            "on_median_us": round(statistics.median(r["on_median_us"] for r in runs), 2),
-            "paired_blocks": len(paired),
-            "paired_median_pct": round(100 * statistics.median(paired), 2) if paired else None,
-            "cycles_on_off": [sum(r["on_cycles"] for r in runs), sum(r["off_cycles"] for r in runs)],
-            "events": runs[-1]["events"]}
+    boot = (
+        sorted(statistics.median(rng.choices(paired, k=len(paired))) for _ in range(2000))
+        if paired
+        else []
+    )
+    return {
+        "extra_pct_runs": extra,
+        "extra_pct": round(statistics.median(extra), 2),
+        "paired_ci95_pct": [round(100 * boot[49], 2), round(100 * boot[1949], 2)] if boot else None,
+        "paired_pct": [round(100 * p, 2) for p in paired],
+        "extra_us": round(
+            statistics.median(r["on_median_us"] - r["off_median_us"] for r in runs), 2
+        ),
+        "off_median_us": round(statistics.median(r["off_median_us"] for r in runs), 2),
+        "on_median_us": round(statistics.median(r["on_median_us"] for r in runs), 2),
+        "paired_blocks": len(paired),
+        "paired_median_pct": round(100 * statistics.median(paired), 2) if paired else None,
+        "cycles_on_off": [sum(r["on_cycles"] for r in runs), sum(r["off_cycles"] for r in runs)],
+        "events": runs[-1]["events"],
+    }
 
 
 def main() -> None:
@@ -298,8 +342,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a tenth of the connections")
     ap.add_argument("--out", default=None, help="write the JSON here (default: stdout only)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per phase and load")
-    ap.add_argument("--block", type=float, default=0.5, help="seconds per ON/OFF block in the latency runs")
-    ap.add_argument("--nice", type=int, default=10, help="collector niceness (loopscope watch --nice; 0: none)")
+    ap.add_argument(
+        "--block", type=float, default=0.5, help="seconds per ON/OFF block in the latency runs"
+    )
+    ap.add_argument(
+        "--nice", type=int, default=10, help="collector niceness (loopscope watch --nice; 0: none)"
+    )
     args = ap.parse_args()
     global NICE
     NICE = args.nice
@@ -310,11 +358,18 @@ def main() -> None:
         loads = [(c // 10, r) for c, r in loads]
     ns = f"lsw-bench-{os.getpid()}"
     sh("ip", "netns", "add", ns)
-    results: dict[str, Any] = {"bench": "watch", "collector_nice": NICE, "block_s": args.block, "loads": []}
+    results: dict[str, Any] = {
+        "bench": "watch",
+        "collector_nice": NICE,
+        "block_s": args.block,
+        "loads": [],
+    }
     server = None
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        server = subprocess.Popen(in_ns(ns, sys.executable, "-c", SERVER), stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            in_ns(ns, sys.executable, "-c", SERVER), stdout=subprocess.PIPE, text=True
+        )
         assert server.stdout is not None
         port = int(server.stdout.readline())
         for count, rate in loads:
@@ -327,14 +382,19 @@ def main() -> None:
                 for which in toggled:
                     toggled[which].append(run_toggled(ns, port, count, rate, which, args.block))
                     r = toggled[which][-1]
-                    print(f"# {count}@{rate:g}/s toggled {which}: on {r['on_median_us']} off {r['off_median_us']}"
-                          f" us ({r['extra_pct']:+.2f}%), {len(r['paired'])} pairs", file=sys.stderr)
+                    print(
+                        f"# {count}@{rate:g}/s toggled {which}: on {r['on_median_us']} off {r['off_median_us']}"
+                        f" us ({r['extra_pct']:+.2f}%), {len(r['paired'])} pairs",
+                        file=sys.stderr,
+                    )
             w = [r["collectors"]["loopscope watch"] for r in score]
             entry["score"] = {
-                "caught_pct": min(c["caught_pct"] for c in w), "client_pid_pct": min(c["client_pid_pct"] for c in w),
+                "caught_pct": min(c["caught_pct"] for c in w),
+                "client_pid_pct": min(c["client_pid_pct"] for c in w),
                 "server_pid_pct": min(c["server_pid_pct"] for c in w),
                 "cpu_pct_one_core": statistics.median(c["cpu_pct_one_core"] for c in w),
-                "cpu_pct_runs": [c["cpu_pct_one_core"] for c in w], "sources": w[-1]["sources"],
+                "cpu_pct_runs": [c["cpu_pct_one_core"] for c in w],
+                "sources": w[-1]["sources"],
                 "kernel_us_per_conn": statistics.median(c["kernel_us_per_conn"] for c in w),
                 "kernel_ns_per_run": statistics.median(c["kernel_ns_per_run"] or 0 for c in w),
                 "kernel_runs_per_conn": w[-1]["kernel_runs_per_conn"],
@@ -359,31 +419,50 @@ def main() -> None:
 
 def table(results: dict[str, Any]) -> str:
     """The markdown tables for the README watch section: detection and CPU, then latency."""
-    rows = ["| load | collector | caught % | client pid % | server pid % | CPU % of 1 core | eBPF in kernel per conn |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| load | collector | caught % | client pid % | server pid % | CPU % of 1 core | eBPF in kernel per conn |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for entry in results["loads"]:
         load = f"{entry['count']} @ {entry['rate']:g}/s"
         sc = entry["score"]
-        kern = (f"{sc['kernel_us_per_conn']:.2f} us ({sc['kernel_runs_per_conn']:g} runs x "
-                f"{sc['kernel_ns_per_run']:.0f} ns)" if sc.get("kernel_ns_per_run") else "")
+        kern = (
+            f"{sc['kernel_us_per_conn']:.2f} us ({sc['kernel_runs_per_conn']:g} runs x "
+            f"{sc['kernel_ns_per_run']:.0f} ns)"
+            if sc.get("kernel_ns_per_run")
+            else ""
+        )
         runs = ", ".join(f"{x:g}" for x in sc["cpu_pct_runs"])
-        rows.append(f"| {load} | loopscope watch ({entry['repeats']} runs) | {sc['caught_pct']} | "
-                    f"{sc['client_pid_pct']} | {sc['server_pid_pct']} | {sc['cpu_pct_one_core']} ({runs}) | {kern} |")
+        rows.append(
+            f"| {load} | loopscope watch ({entry['repeats']} runs) | {sc['caught_pct']} | "
+            f"{sc['client_pid_pct']} | {sc['server_pid_pct']} | {sc['cpu_pct_one_core']} ({runs}) | {kern} |"
+        )
         for name, c in entry["all"]["collectors"].items():
-            rows.append(f"| {load} | {name} (all three at once) | {c['caught_pct']} | {c['client_pid_pct']} | "
-                        f"{c['server_pid_pct'] if c['server_pid_pct'] is not None else '-'} | "
-                        f"{c['cpu_pct_one_core']} | |")
-    rows += ["", "| load | sources on | cycle median OFF -> ON | extra latency (runs) | block pairs: median (95% CI) |",
-             "|---|---|---|---|---|"]
+            rows.append(
+                f"| {load} | {name} (all three at once) | {c['caught_pct']} | {c['client_pid_pct']} | "
+                f"{c['server_pid_pct'] if c['server_pid_pct'] is not None else '-'} | "
+                f"{c['cpu_pct_one_core']} | |"
+            )
+    rows += [
+        "",
+        "| load | sources on | cycle median OFF -> ON | extra latency (runs) | block pairs: median (95% CI) |",
+        "|---|---|---|---|---|",
+    ]
     for entry in results["loads"]:
         load = f"{entry['count']} @ {entry['rate']:g}/s"
         for which, lat in entry["latency"].items():
-            name = {"both": "eBPF + destroy (watch)", "ebpf": "eBPF only", "destroy": "destroy only"}[which]
+            name = {
+                "both": "eBPF + destroy (watch)",
+                "ebpf": "eBPF only",
+                "destroy": "destroy only",
+            }[which]
             runs = ", ".join(f"{x:+.1f}" for x in lat["extra_pct_runs"])
-            rows.append(f"| {load} | {name} | {lat['off_median_us']} -> {lat['on_median_us']} us | "
-                        f"{lat['extra_us']:+.1f} us ({lat['extra_pct']:+.1f}%; runs {runs}) | "
-                        f"{lat['paired_median_pct']:+.1f}% of {lat['paired_blocks']} "
-                        f"(95% CI {lat['paired_ci95_pct'][0]:+.1f} .. {lat['paired_ci95_pct'][1]:+.1f}) |")
+            rows.append(
+                f"| {load} | {name} | {lat['off_median_us']} -> {lat['on_median_us']} us | "
+                f"{lat['extra_us']:+.1f} us ({lat['extra_pct']:+.1f}%; runs {runs}) | "
+                f"{lat['paired_median_pct']:+.1f}% of {lat['paired_blocks']} "
+                f"(95% CI {lat['paired_ci95_pct'][0]:+.1f} .. {lat['paired_ci95_pct'][1]:+.1f}) |"
+            )
     return "\n".join(rows)
 
 

@@ -5,4 +5,4 @@ from __future__ import annotations
 __version__ = "0.1.0"
 SCHEMA_VERSION = 1
 
-__all__ = ["__version__", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "__version__"]

@@ -18,9 +18,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError, UsageError
-from loopscope.model import Gap, InterfaceAddress, LinkInfo, ProcessInfo, ProcessKey, Proto, Snapshot, SocketRecord, StackFacts
+from loopscope.model import (
+    Gap,
+    InterfaceAddress,
+    LinkInfo,
+    ProcessInfo,
+    ProcessKey,
+    Proto,
+    Snapshot,
+    SocketRecord,
+    StackFacts,
+)
 
-__all__ = ["SOURCES", "take_snapshot", "take_snapshots", "take_all_snapshots"]
+__all__ = ["SOURCES", "take_all_snapshots", "take_snapshot", "take_snapshots"]
 
 SOURCES = ("auto", "sock_diag", "procfs", "psutil")
 
@@ -55,27 +65,45 @@ def _read_inside(
     used = source
     if source in ("auto", "sock_diag"):
         try:
-            sockets = sock_diag.read_sockets(netns=netns, protos=protos, tcp_info=tcp_info, owners=owners,
-                                             listening_only=listening_only)  # fmt: skip
+            sockets = sock_diag.read_sockets(
+                netns=netns,
+                protos=protos,
+                tcp_info=tcp_info,
+                owners=owners,
+                listening_only=listening_only,
+            )
             used = "sock_diag"
         except (BackendUnavailable, NetlinkError) as exc:
             if source == "sock_diag":
                 raise
-            gaps.append(Gap(what="sock_diag", reason=f"{exc}; fell back to /proc/net (no backlog, cookie, tcp_info)"))
+            gaps.append(
+                Gap(
+                    what="sock_diag",
+                    reason=f"{exc}; fell back to /proc/net (no backlog, cookie, tcp_info)",
+                )
+            )
     if sockets is None:
-        sockets = procfs.read_proc_net(netns=netns, root=procfs.ProcRoot("/proc/thread-self"), protos=protos)
+        sockets = procfs.read_proc_net(
+            netns=netns, root=procfs.ProcRoot("/proc/thread-self"), protos=protos
+        )
         if listening_only:
             sockets = [s for s in sockets if s.is_listener]
         used = "procfs"
-        gaps.append(Gap(what="backlog, socket cookie, tcp_info, IPV6_V6ONLY",
-                        reason="/proc/net tables do not carry them (source procfs)"))  # fmt: skip
+        gaps.append(
+            Gap(
+                what="backlog, socket cookie, tcp_info, IPV6_V6ONLY",
+                reason="/proc/net tables do not carry them (source procfs)",
+            )
+        )
     try:
         links, addresses = rtnl.read_addresses()
     except (BackendUnavailable, NetlinkError) as exc:
         links, addresses = [], []
         gaps.append(Gap(what="interfaces and addresses", reason=str(exc)))
     stack = procfs.read_stack_facts(procfs.ProcRoot("/proc"))
-    return _Raw(sockets=sockets, links=links, addresses=addresses, stack=stack, source=used, gaps=gaps)
+    return _Raw(
+        sockets=sockets, links=links, addresses=addresses, stack=stack, source=used, gaps=gaps
+    )
 
 
 def _attach_owners(raws: Sequence[_Raw], owners: Mapping[int, tuple[ProcessKey, ...]]) -> None:
@@ -95,18 +123,32 @@ def _owner_gaps(scan: object, vanished: int, unowned: int) -> list[Gap]:
     gaps: list[Gap] = []
     denied = getattr(scan, "denied_pids", 0)
     if denied:
-        gaps.append(Gap(what=f"fd tables of {denied} processes",
-                        reason="permission denied on /proc/PID/fd: run as root for the full view", count=denied))  # fmt: skip
+        gaps.append(
+            Gap(
+                what=f"fd tables of {denied} processes",
+                reason="permission denied on /proc/PID/fd: run as root for the full view",
+                count=denied,
+            )
+        )
     if vanished:
-        gaps.append(Gap(what=f"{vanished} processes", reason="exited during the scan", count=vanished))
+        gaps.append(
+            Gap(what=f"{vanished} processes", reason="exited during the scan", count=vanished)
+        )
     if unowned:
-        gaps.append(Gap(what=f"owner of {unowned} sockets",
-                        reason="no readable process holds them (other users' processes need root, "
-                        "processes in another pid namespace, or closed mid-scan)", count=unowned))  # fmt: skip
+        gaps.append(
+            Gap(
+                what=f"owner of {unowned} sockets",
+                reason="no readable process holds them (other users' processes need root, "
+                "processes in another pid namespace, or closed mid-scan)",
+                count=unowned,
+            )
+        )
     return gaps
 
 
-def _processes_for(raws: Sequence[tuple[object, _Raw]]) -> tuple[dict[ProcessKey, ProcessInfo], int]:
+def _processes_for(
+    raws: Sequence[tuple[object, _Raw]],
+) -> tuple[dict[ProcessKey, ProcessInfo], int]:
     from loopscope.backends.linux import procfs
 
     processes: dict[ProcessKey, ProcessInfo] = {}
@@ -124,8 +166,14 @@ def _processes_for(raws: Sequence[tuple[object, _Raw]]) -> tuple[dict[ProcessKey
     return processes, len(missing)
 
 
-def _snapshot(target: object, raw: _Raw, processes: dict[ProcessKey, ProcessInfo],
-              gaps: list[Gap], started_ns: int, duration_ns: int) -> Snapshot:
+def _snapshot(
+    target: object,
+    raw: _Raw,
+    processes: dict[ProcessKey, ProcessInfo],
+    gaps: list[Gap],
+    started_ns: int,
+    duration_ns: int,
+) -> Snapshot:
     from loopscope.backends.linux.netns import NetnsTarget
 
     assert isinstance(target, NetnsTarget)
@@ -179,8 +227,14 @@ def take_snapshots(
     if source == "psutil" or not sys.platform.startswith("linux"):
         return [_take_psutil()]
     with _gc_paused():
-        return _take_snapshots(netns, tcp_info=tcp_info, attribute=attribute, source=source, protos=protos,
-                               listening_only=listening_only)  # fmt: skip
+        return _take_snapshots(
+            netns,
+            tcp_info=tcp_info,
+            attribute=attribute,
+            source=source,
+            protos=protos,
+            listening_only=listening_only,
+        )
 
 
 @contextlib.contextmanager
@@ -213,15 +267,19 @@ def _take_snapshots(
     from loopscope.backends.linux.fdscan import start_owner_scan
 
     pending = start_owner_scan() if attribute else None  # a forked child: runs beside the dumps
-    raws = [(t, run_in_netns(t, lambda: _read_inside(source, protos, tcp_info, None, listening_only)))
-            for t in targets]  # fmt: skip
+    raws = [
+        (t, run_in_netns(t, lambda: _read_inside(source, protos, tcp_info, None, listening_only)))
+        for t in targets
+    ]
     scan = None
     if pending is not None:
         scan = pending.result()
         _attach_owners([raw for _, raw in raws], scan.owners)
     if attribute:
         processes, vanished = _processes_for(raws)
-        unowned = sum(1 for _, raw in raws for s in raw.sockets if s.inode is not None and not s.owners)
+        unowned = sum(
+            1 for _, raw in raws for s in raw.sockets if s.inode is not None and not s.owners
+        )
         gaps = _owner_gaps(scan, vanished + (scan.vanished_pids if scan else 0), unowned)
     else:
         processes, gaps = {}, [Gap(what="process owners", reason="not asked (--no-processes)")]
@@ -239,12 +297,22 @@ def take_snapshot(
     listening_only: bool = False,
 ) -> Snapshot:
     """One namespace's sockets with owners, links, addresses and sysctls. See :func:`take_snapshots`."""
-    return take_snapshots((netns,), tcp_info=tcp_info, attribute=attribute, source=source, protos=protos,
-                          listening_only=listening_only)[0]  # fmt: skip
+    return take_snapshots(
+        (netns,),
+        tcp_info=tcp_info,
+        attribute=attribute,
+        source=source,
+        protos=protos,
+        listening_only=listening_only,
+    )[0]
 
 
 def take_all_snapshots(
-    *, tcp_info: bool = False, attribute: bool = True, source: str = "auto", listening_only: bool = False
+    *,
+    tcp_info: bool = False,
+    attribute: bool = True,
+    source: str = "auto",
+    listening_only: bool = False,
 ) -> list[Snapshot]:
     """Every distinct network namespace: this one, /run/netns names, and those seen only through a
     process (containers). A namespace that cannot be entered is left out with a gap on the first
@@ -271,15 +339,20 @@ def take_all_snapshots(
             good.append(spec)
         except LoopscopeError as exc:
             skipped.append(Gap(what=f"netns {spec}", reason=str(exc)))
-    snapshots = take_snapshots(good, tcp_info=tcp_info, attribute=attribute, source=source,
-                               listening_only=listening_only)  # fmt: skip
+    snapshots = take_snapshots(
+        good, tcp_info=tcp_info, attribute=attribute, source=source, listening_only=listening_only
+    )
     if skipped and snapshots:
         snapshots[0] = replace(snapshots[0], gaps=snapshots[0].gaps + tuple(skipped))
     return snapshots
 
 
 def _take_psutil() -> Snapshot:
-    from loopscope.backends.portable.psutil_backend import CANNOT_SEE, read_psutil, read_psutil_interfaces
+    from loopscope.backends.portable.psutil_backend import (
+        CANNOT_SEE,
+        read_psutil,
+        read_psutil_interfaces,
+    )
     from loopscope.model import NetnsId
 
     started_ns = time.time_ns()

@@ -7,13 +7,13 @@ top of a command, and turn it into a one-line message and exit code 2.
 from __future__ import annotations
 
 __all__ = [
-    "LoopscopeError",
     "BackendUnavailable",
-    "ParseError",
+    "LoopscopeError",
     "NetlinkError",
+    "NetnsError",
+    "ParseError",
     "ProbeError",
     "UsageError",
-    "NetnsError",
 ]
 
 
@@ -61,7 +61,9 @@ class NetlinkError(LoopscopeError):
 
         self.errno = errno
         self.request = request
-        super().__init__(f"netlink {request or 'request'} failed: {_os.strerror(errno)} (errno {errno})")
+        super().__init__(
+            f"netlink {request or 'request'} failed: {_os.strerror(errno)} (errno {errno})"
+        )
 
 
 class ProbeError(LoopscopeError):

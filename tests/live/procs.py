@@ -14,12 +14,18 @@ __all__ = ["python_child", "run_loopscope", "stop_process"]
 
 
 @contextmanager
-def python_child(code: str, *, prefix: list[str] | None = None, timeout_s: float = 10) -> Iterator[tuple[subprocess.Popen[str], dict]]:
+def python_child(
+    code: str, *, prefix: list[str] | None = None, timeout_s: float = 10
+) -> Iterator[tuple[subprocess.Popen[str], dict]]:
     """Run ``code`` in a new Python process; it must print one JSON line when its sockets are ready,
     then it blocks on stdin until the test ends (its stdin is closed and it is killed)."""
     body = textwrap.dedent(code) + "\nimport sys as _s\n_s.stdin.read()\n"
-    proc = subprocess.Popen([*(prefix or []), sys.executable, "-c", body], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*(prefix or []), sys.executable, "-c", body],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -33,10 +39,16 @@ def python_child(code: str, *, prefix: list[str] | None = None, timeout_s: float
         proc.wait(timeout_s)
 
 
-def run_loopscope(*args: str, prefix: list[str] | None = None, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+def run_loopscope(
+    *args: str, prefix: list[str] | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI (``python -m loopscope``) and capture its output."""
-    return subprocess.run([*(prefix or []), sys.executable, "-m", "loopscope", *args], capture_output=True,
-                          text=True, timeout=timeout_s)  # fmt: skip
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-m", "loopscope", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def stop_process(proc: subprocess.Popen[Any]) -> None:

@@ -44,7 +44,7 @@ __all__ = [
     "redis_server",
     "sshd_server",
     "wait_listening",
-]  # fmt: skip
+]
 
 Bind = str | Sequence[str]
 
@@ -100,8 +100,13 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def wait_listening(host: str, port: int, timeout_s: float = 15.0, proc: subprocess.Popen[bytes] | None = None,
-                   log: str = "") -> None:
+def wait_listening(
+    host: str,
+    port: int,
+    timeout_s: float = 15.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: str = "",
+) -> None:
     """Poll-connect until the port accepts (or the process died / time ran out)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -123,13 +128,26 @@ def _need(binary: str, package: str) -> str:
 
 
 @contextmanager
-def _process(name: str, argv: list[str], binds: tuple[str, ...], port: int, tmpdir: str,
-             env: dict[str, str] | None = None, user: str | None = None) -> Iterator[Server]:
+def _process(
+    name: str,
+    argv: list[str],
+    binds: tuple[str, ...],
+    port: int,
+    tmpdir: str,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+) -> Iterator[Server]:
     logf = open(os.path.join(tmpdir, "server.log"), "ab")
     if user is not None and os.geteuid() == 0:
         argv = ["runuser", "-u", user, "--", *argv]
-    proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})}, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        argv,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
     srv = Server(name=name, binds=binds, port=port, tmpdir=tmpdir, proc=proc)
     try:
         wait_listening(srv.host, port, proc=proc, log=srv.log())
@@ -150,14 +168,37 @@ def _tmpdir(prefix: str, owner: str | None = None) -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def make_self_signed_cert(directory: str, common_name: str = "localhost", days: int = 30) -> tuple[str, str]:
+def make_self_signed_cert(
+    directory: str, common_name: str = "localhost", days: int = 30
+) -> tuple[str, str]:
     """A self-signed EC certificate and key made with the openssl CLI; returns (cert path, key path)."""
     openssl = _need("openssl", "openssl")
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", str(days), "-subj", f"/CN={common_name}",
-                    "-addext", f"subjectAltName=DNS:{common_name},IP:127.0.0.1,IP:::1"],
-                   check=True, capture_output=True, timeout=30)  # fmt: skip
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            str(days),
+            "-subj",
+            f"/CN={common_name}",
+            "-addext",
+            f"subjectAltName=DNS:{common_name},IP:127.0.0.1,IP:::1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return cert, key
 
 
@@ -167,8 +208,23 @@ def redis_server(bind: Bind = "127.0.0.1", port: int | None = None) -> Iterator[
     exe = _need("redis-server", "redis-server")
     binds, port = _binds(bind), port or free_port()
     with _tmpdir("redis") as d:
-        argv = [exe, "--port", str(port), "--bind", *binds, "--save", "", "--appendonly", "no", "--dir", d,
-                "--protected-mode", "no", "--daemonize", "no"]  # fmt: skip
+        argv = [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            *binds,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            d,
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+        ]
         with _process("redis", argv, binds, port, d) as srv:
             yield srv
 
@@ -176,27 +232,63 @@ def redis_server(bind: Bind = "127.0.0.1", port: int | None = None) -> Iterator[
 @contextmanager
 def postgres_server(bind: Bind = "127.0.0.1", port: int | None = None) -> Iterator[Server]:
     """A throwaway PostgreSQL cluster (initdb as the postgres user, trust auth) in a temp dir."""
-    bindir = next((f"/usr/lib/postgresql/{v}/bin" for v in ("17", "16", "15", "14", "13")
-                   if os.path.isdir(f"/usr/lib/postgresql/{v}/bin")), None)  # fmt: skip
+    bindir = next(
+        (
+            f"/usr/lib/postgresql/{v}/bin"
+            for v in ("17", "16", "15", "14", "13")
+            if os.path.isdir(f"/usr/lib/postgresql/{v}/bin")
+        ),
+        None,
+    )
     if bindir is None:
         raise ServerUnavailable("PostgreSQL binaries not found: apt-get install postgresql")
     binds, port = _binds(bind), port or free_port()
     user = "postgres" if os.geteuid() == 0 else None
     with _tmpdir("pg", owner=user) as d:
         data = os.path.join(d, "data")
-        init = [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]
+        init = [
+            f"{bindir}/initdb",
+            "-D",
+            data,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ]
         if user:
             init = ["runuser", "-u", user, "--", *init]
         subprocess.run(init, check=True, capture_output=True, timeout=120)
-        argv = [f"{bindir}/postgres", "-D", data, "-p", str(port), "-c", f"listen_addresses={','.join(binds)}",
-                "-c", f"unix_socket_directories={d}", "-c", "fsync=off", "-c", "shared_buffers=16MB"]  # fmt: skip
+        argv = [
+            f"{bindir}/postgres",
+            "-D",
+            data,
+            "-p",
+            str(port),
+            "-c",
+            f"listen_addresses={','.join(binds)}",
+            "-c",
+            f"unix_socket_directories={d}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "shared_buffers=16MB",
+        ]
         with _process("postgresql", argv, binds, port, d, user=user) as srv:
             yield srv
 
 
 @contextmanager
-def nginx_server(bind: Bind = "127.0.0.1", port: int | None = None, *, tls: bool = True,
-                 body: str = "hello from nginx\n", cert_days: int = 30) -> Iterator[Server]:
+def nginx_server(
+    bind: Bind = "127.0.0.1",
+    port: int | None = None,
+    *,
+    tls: bool = True,
+    body: str = "hello from nginx\n",
+    cert_days: int = 30,
+) -> Iterator[Server]:
     """nginx serving ``body`` on every path (``/json`` returns ``{"status": "ok", "n": 3}``), with a
     self-signed certificate for CN=localhost valid ``cert_days`` days when ``tls``."""
     exe = _need("nginx", "nginx")
@@ -211,7 +303,9 @@ def nginx_server(bind: Bind = "127.0.0.1", port: int | None = None, *, tls: bool
             f"listen {'[' + b + ']' if ':' in b else b}:{port}{' ssl' if tls else ''}{' ipv6only=on' if b == '::' else ''};"
             for b in binds
         )
-        temps = " ".join(f"{k}_temp_path {d}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        temps = " ".join(
+            f"{k}_temp_path {d}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         conf = f"""daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log warn;
 events {{ worker_connections 64; }}
 http {{ access_log off; {temps}
@@ -222,7 +316,9 @@ http {{ access_log off; {temps}
         path = os.path.join(d, "nginx.conf")
         with open(path, "w") as fh:
             fh.write(conf)
-        with _process("nginx", [exe, "-c", path, "-p", d, "-e", f"{d}/error.log"], binds, port, d) as srv:
+        with _process(
+            "nginx", [exe, "-c", path, "-p", d, "-e", f"{d}/error.log"], binds, port, d
+        ) as srv:
             srv.extra["tls"] = tls
             yield srv
 
@@ -236,9 +332,18 @@ def sshd_server(bind: Bind = "127.0.0.1", port: int | None = None) -> Iterator[S
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir sshd insists on
     with _tmpdir("sshd") as d:
         key = os.path.join(d, "host_ed25519")
-        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", key], check=True, capture_output=True)
-        lines = [f"Port {port}", *(f"ListenAddress {b}" for b in binds), f"HostKey {key}",
-                 f"PidFile {d}/sshd.pid", "UsePAM no", "PasswordAuthentication no", "KbdInteractiveAuthentication no"]  # fmt: skip
+        subprocess.run(
+            [keygen, "-q", "-t", "ed25519", "-N", "", "-f", key], check=True, capture_output=True
+        )
+        lines = [
+            f"Port {port}",
+            *(f"ListenAddress {b}" for b in binds),
+            f"HostKey {key}",
+            f"PidFile {d}/sshd.pid",
+            "UsePAM no",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+        ]
         cfg = os.path.join(d, "sshd_config")
         with open(cfg, "w") as fh:
             fh.write("\n".join(lines) + "\n")
@@ -279,8 +384,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def python_http_server(bind: str = "127.0.0.1", port: int = 0, *, nodelay: bool = True,
-                       split_sends: bool = False, body: bytes | None = None) -> Iterator[Server]:
+def python_http_server(
+    bind: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    nodelay: bool = True,
+    split_sends: bool = False,
+    body: bytes | None = None,
+) -> Iterator[Server]:
     """A keep-alive HTTP/1.1 server in a thread of this process (stdlib http.server).
 
     ``nodelay=False, split_sends=True`` reproduces the Nagle + delayed-ACK stall: headers and body leave
@@ -292,12 +403,20 @@ def python_http_server(bind: str = "127.0.0.1", port: int = 0, *, nodelay: bool 
     if body is not None:
         attrs["body"] = body
     handler = type("Handler", (_Handler,), attrs)
-    server_cls = type("Srv", (http.server.ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})
+    server_cls = type(
+        "Srv",
+        (http.server.ThreadingHTTPServer,),
+        {"address_family": family, "daemon_threads": True},
+    )
     httpd = server_cls((bind, port), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
-        yield Server(name="python-http", binds=(bind,), port=int(httpd.server_address[1]), tmpdir="")
+        yield Server(
+            name="python-http", binds=(bind,), port=int(httpd.server_address[1]), tmpdir=""
+        )
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -14,8 +14,13 @@ SMALL = ["--count", "40", "--warmup", "2", "--sizes", "1,1k", "--throughput-s", 
 
 def _run(*args, timeout=60):
     """The real CLI in a subprocess (entry point, interpreter start-up, exit code)."""
-    return subprocess.run([sys.executable, "-m", "loopscope", "bench", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "loopscope", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _invoke(*args):
@@ -58,13 +63,16 @@ def test_table_from_the_real_entry_point():
     assert all(len(line) <= 100 for line in r.stdout.splitlines())
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--sizes", "1,zero"], "bad size"),
-    (["--paths", "tcp5"], "unknown path"),
-    (["--count", "0"], "--count"),
-    (["--sizes", "128m"], "out of range"),
-    (["--plot", "/tmp/x.gif", "--paths", "call", "--count", "5"], ".png or .svg"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sizes", "1,zero"], "bad size"),
+        (["--paths", "tcp5"], "unknown path"),
+        (["--count", "0"], "--count"),
+        (["--sizes", "128m"], "out of range"),
+        (["--plot", "/tmp/x.gif", "--paths", "call", "--count", "5"], ".png or .svg"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_before_running(args, message):
     r = _invoke(*args)
     assert r.exit_code == 2
@@ -74,16 +82,35 @@ def test_bad_input_is_one_line_exit_2_before_running(args, message):
 
 @pytest.mark.slow
 @pytest.mark.services
-@pytest.mark.skipif(not (shutil.which("sockperf") and shutil.which("iperf3")),
-                    reason="needs sockperf and iperf3 (Debian packages)")
+@pytest.mark.skipif(
+    not (shutil.which("sockperf") and shutil.which("iperf3")),
+    reason="needs sockperf and iperf3 (Debian packages)",
+)
 def test_compare_runs_sockperf_and_iperf3_on_the_same_path():
-    r = _run("--paths", "tcp4", "--count", "50", "--sizes", "14", "--no-throughput", "--compare",
-             "--compare-s", "1", "--pin", "same", "--json", timeout=120)
+    r = _run(
+        "--paths",
+        "tcp4",
+        "--count",
+        "50",
+        "--sizes",
+        "14",
+        "--no-throughput",
+        "--compare",
+        "--compare-s",
+        "1",
+        "--pin",
+        "same",
+        "--json",
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     got = {(c["metric"], c["tool"]): c for c in doc["compare"]}
-    assert set(got) == {("tcp_rr_p50_us", "sockperf"), ("tcp_rr_p99_us", "sockperf"),
-                        ("tcp_stream_bytes_per_s", "iperf3")}
+    assert set(got) == {
+        ("tcp_rr_p50_us", "sockperf"),
+        ("tcp_rr_p99_us", "sockperf"),
+        ("tcp_stream_bytes_per_s", "iperf3"),
+    }
     rr = got[("tcp_rr_p50_us", "sockperf")]
     assert 1 < rr["tool_value"] < 10_000 and 0.2 < rr["ratio"] < 5
     st = got[("tcp_stream_bytes_per_s", "iperf3")]

@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from loopscope.bench.paths import PATHS, find_host_address, open_round_trip
 from loopscope.analysis.bench.results import BenchConfig, PinMode
+from loopscope.bench.paths import PATHS, find_host_address, open_round_trip
 from loopscope.bench.runner import measure_round_trips, run_bench
 from loopscope.bench.server import SMALL_MESSAGE_BYTES, BenchError, ServerProcess
 
@@ -15,8 +15,9 @@ TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
 
 
 def test_every_path_measures_count_round_trips_and_skips_with_reasons():
-    cfg = BenchConfig(paths=PATHS, sizes_bytes=(1, 70_000), count=30, warmup=3, duration_s=2.0,
-                      throughput_s=0.1)
+    cfg = BenchConfig(
+        paths=PATHS, sizes_bytes=(1, 70_000), count=30, warmup=3, duration_s=2.0, throughput_s=0.1
+    )
     report = run_bench(cfg)
     by = {(c.path, c.size_bytes): c for c in report.cells}
     assert len(by) == len(PATHS) * 2
@@ -86,8 +87,16 @@ def test_server_process_is_pinned_and_stopped():
 @pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs")
 def test_run_bench_pins_and_restores_client_affinity():
     before = os.sched_getaffinity(0)
-    report = run_bench(BenchConfig(paths=("tcp4",), sizes_bytes=(1,), count=20, warmup=0,
-                                   pin=PinMode.DIFFERENT, throughput=False))
+    report = run_bench(
+        BenchConfig(
+            paths=("tcp4",),
+            sizes_bytes=(1,),
+            count=20,
+            warmup=0,
+            pin=PinMode.DIFFERENT,
+            throughput=False,
+        )
+    )
     assert report.client_cpu != report.server_cpu
     assert os.sched_getaffinity(0) == before
 

@@ -35,7 +35,9 @@ def netns():  # type: ignore[no-untyped-def]
 
 
 def _nft(netns: str, script: str) -> None:
-    subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=script, text=True, check=True)
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "-f", "-"], input=script, text=True, check=True
+    )
 
 
 def _firewall_check(netns: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -67,11 +69,14 @@ def test_rule_dropping_a_loopback_port_with_a_listener_fails(netns):
     with python_child(LISTEN, prefix=["ip", "netns", "exec", netns]) as (_, child):
         port = child["port"]
         assert not _connect_times_out(netns, port)
-        _nft(netns, f"""table inet lsdoc {{
+        _nft(
+            netns,
+            f"""table inet lsdoc {{
   chain input {{ type filter hook input priority 0; policy accept;
     iifname "lo" tcp dport {port} drop
   }}
-}}""")
+}}""",
+        )
         assert _connect_times_out(netns, port)  # the kernel agrees the rule bites
         code, checks = _firewall_check(netns)
     fw = checks["firewall.loopback"]
@@ -83,25 +88,37 @@ def test_rule_dropping_a_loopback_port_with_a_listener_fails(netns):
 
 
 def test_rule_without_listener_warns(netns):
-    _nft(netns, """table inet lsdoc {
+    _nft(
+        netns,
+        """table inet lsdoc {
   chain input { type filter hook input priority 0; policy accept;
     ip daddr 127.0.0.0/8 tcp dport 6553 reject
   }
-}""")
+}""",
+    )
     code, checks = _firewall_check(netns)
     assert code == 0 and checks["firewall.loopback"]["verdict"] == "warn"
     assert "6553" in checks["firewall.loopback"]["evidence"]
 
 
 def test_drop_policy_on_input_breaks_the_echo_probes_and_is_named(netns):
-    _nft(netns, """table inet lsdoc {
+    _nft(
+        netns,
+        """table inet lsdoc {
   chain input { type filter hook input priority 0; policy drop;
     tcp dport 22 accept
   }
-}""")
+}""",
+    )
     code, checks = _firewall_check(netns)
     assert code == 1
     assert checks["firewall.loopback"]["verdict"] == "fail"
-    assert "any port on 127.0.0.1 blocked by nft inet lsdoc input: policy drop" in checks["firewall.loopback"]["evidence"]
-    assert checks["echo.tcp.127.0.0.1"]["verdict"] == "fail" and "timed out" in checks["echo.tcp.127.0.0.1"]["evidence"]
+    assert (
+        "any port on 127.0.0.1 blocked by nft inet lsdoc input: policy drop"
+        in checks["firewall.loopback"]["evidence"]
+    )
+    assert (
+        checks["echo.tcp.127.0.0.1"]["verdict"] == "fail"
+        and "timed out" in checks["echo.tcp.127.0.0.1"]["evidence"]
+    )
     assert checks["icmp.127.0.0.1"]["verdict"] == "fail"

@@ -45,9 +45,14 @@ def test_fresh_netns_fails_rung1_and_says_how_to_fix_then_passes(netns):
     assert rung1["verdict"] == "fail"
     checks = _checks(doc)
     link = checks["lo.link"]
-    assert link["verdict"] == "fail" and link["code"] == "LO_DOWN" and link["severity"] == "critical"
+    assert (
+        link["verdict"] == "fail" and link["code"] == "LO_DOWN" and link["severity"] == "critical"
+    )
     assert link["remedy"] == f"ip -n {netns} link set lo up"
-    assert checks["echo.tcp.127.0.0.1"]["verdict"] == "fail" and "lo.link" in checks["echo.tcp.127.0.0.1"]["caused_by"]
+    assert (
+        checks["echo.tcp.127.0.0.1"]["verdict"] == "fail"
+        and "lo.link" in checks["echo.tcp.127.0.0.1"]["caused_by"]
+    )
     assert "Network is unreachable" in checks["echo.tcp.127.0.0.1"]["evidence"]
     assert checks["lo.routes"]["verdict"] == "fail"
     assert any(f["code"] == "LO_DOWN" for f in doc["findings"])
@@ -77,7 +82,9 @@ def test_netns_by_pid_and_all_netns(netns):
         code, doc = _doctor("--netns", str(child["pid"]), "--rung", "1")
         assert code == 1
         assert doc["namespaces"][0]["netns"] == f"pid {child['pid']}"
-        assert _checks(doc)["lo.link"]["remedy"] == f"nsenter -t {child['pid']} -n ip link set lo up"
+        assert (
+            _checks(doc)["lo.link"]["remedy"] == f"nsenter -t {child['pid']} -n ip link set lo up"
+        )
     code, doc = _doctor("--all-netns", "--rung", "1", "--no-processes")
     labels = [ns["netns"] for ns in doc["namespaces"]]
     assert labels[0] == "host" and netns in labels and code == 1
@@ -94,13 +101,16 @@ def test_text_output_names_the_fix(netns):
     assert max(len(line) for line in result.stdout.splitlines()) <= 100
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--external", "nohost"], "expected HOST:PORT"),
-    (["--external", "::1:80"], "write IPv6 as [ADDR]:PORT"),
-    (["--rung", "7"], "--rung must be 1, 2 or 3"),
-    (["--netns", "no-such-ns-doc"], "no network namespace 'no-such-ns-doc'"),
-    (["--netns", "x", "--all-netns"], "not both"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--external", "nohost"], "expected HOST:PORT"),
+        (["--external", "::1:80"], "write IPv6 as [ADDR]:PORT"),
+        (["--rung", "7"], "--rung must be 1, 2 or 3"),
+        (["--netns", "no-such-ns-doc"], "no network namespace 'no-such-ns-doc'"),
+        (["--netns", "x", "--all-netns"], "not both"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run_loopscope("doctor", *args)
     assert result.returncode == 2 and message in result.stderr

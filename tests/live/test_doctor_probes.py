@@ -42,9 +42,15 @@ def test_local_table_matches_ip_route():
     mine = {(r.type, r.dst, r.dev) for r in got if r.table == routes.RT_TABLE_LOCAL}
     theirs = set()
     for fam, flag in ((4, "-4"), (6, "-6")):
-        out = subprocess.run(["ip", flag, "-j", "route", "show", "table", "local"], capture_output=True, text=True,
-                             check=True).stdout  # fmt: skip
-        theirs |= {(r.get("type", "unicast"), _norm(r["dst"], fam), r.get("dev")) for r in json.loads(out)}
+        out = subprocess.run(
+            ["ip", flag, "-j", "route", "show", "table", "local"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        theirs |= {
+            (r.get("type", "unicast"), _norm(r["dst"], fam), r.get("dev")) for r in json.loads(out)
+        }
     assert mine == theirs
     assert [(x.type, x.dev) for x in lookups] == [("local", "lo"), ("local", "lo")]
 
@@ -61,12 +67,16 @@ def test_route_get_in_lo_down_netns_is_unreachable(netns):
 @pytest.mark.parametrize("target", ["127.0.0.1", "::1", "127.0.0.2"])
 def test_raw_ping(target):
     res = icmp.ping(A(target), method="raw", count=3)
-    assert (res.sent, res.received, res.error) == (3, 3, None) and all(0 < r < 300_000 for r in res.rtts_us)
+    assert (res.sent, res.received, res.error) == (3, 3, None) and all(
+        0 < r < 300_000 for r in res.rtts_us
+    )
 
 
 def test_dgram_ping_where_ping_group_range_allows(netns):
     subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
-    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 0"], check=True)
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 0"], check=True
+    )
 
     def inside():  # type: ignore[no-untyped-def]
         return [icmp.ping(A(t), method="dgram", count=2) for t in ("127.0.0.1", "::1")]
@@ -97,7 +107,11 @@ def test_echo_probes_pass(addr):
 
 def test_echo_probes_fail_with_lo_down(netns):
     def inside():  # type: ignore[no-untyped-def]
-        return probes.tcp_echo(A("127.0.0.1")), probes.udp_echo(A("127.0.0.1")), probes.tcp_echo(A("::1"))
+        return (
+            probes.tcp_echo(A("127.0.0.1")),
+            probes.udp_echo(A("127.0.0.1")),
+            probes.tcp_echo(A("::1")),
+        )
 
     tcp, udp, v6 = run_in_netns(resolve_netns(netns), inside)
     assert tcp.phase == "connect" and "ENETUNREACH" in (tcp.error or "")
@@ -107,13 +121,20 @@ def test_echo_probes_fail_with_lo_down(netns):
 
 def test_tcp_echo_leaves_no_time_wait():
     res = probes.tcp_echo(A("127.0.0.2"), rounds=1)
-    out = subprocess.run(["ss", "-Htan", "state", "time-wait", f"( sport = :{res.port} or dport = :{res.port} )"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["ss", "-Htan", "state", "time-wait", f"( sport = :{res.port} or dport = :{res.port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip() == ""
 
 
 def test_sysctl_reader_sees_the_namespace(netns):
-    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.conf.lo.route_localnet=1"], check=True)
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.conf.lo.route_localnet=1"],
+        check=True,
+    )
 
     def inside():  # type: ignore[no-untyped-def]
         return read_sysctls(read_links())
@@ -133,12 +154,21 @@ def test_external_rung_against_a_local_listener():
     rung3 = doc["namespaces"][0]["rungs"][2]
     checks = {c["id"]: c for c in rung3["checks"]}
     assert rung3["rung"] == 3 and checks["ext.dns"]["verdict"] == "ok"
-    assert checks["ext.connect"]["verdict"] == "ok" and checks["ext.connect"]["data"]["attempts"][0]["connect_us"] > 0
+    assert (
+        checks["ext.connect"]["verdict"] == "ok"
+        and checks["ext.connect"]["data"]["attempts"][0]["connect_us"] > 0
+    )
     # the port is closed now: connection refused, rung 3 fails
-    closed = json.loads(run_loopscope("doctor", "--json", "--no-processes", "--rung", "1",
-                                      "--external", f"127.0.0.1:{port}").stdout)  # fmt: skip
+    closed = json.loads(
+        run_loopscope(
+            "doctor", "--json", "--no-processes", "--rung", "1", "--external", f"127.0.0.1:{port}"
+        ).stdout
+    )
     last = {c["id"]: c for c in closed["namespaces"][0]["rungs"][-1]["checks"]}
-    assert last["ext.connect"]["verdict"] == "fail" and "ECONNREFUSED" in last["ext.connect"]["evidence"]
+    assert (
+        last["ext.connect"]["verdict"] == "fail"
+        and "ECONNREFUSED" in last["ext.connect"]["evidence"]
+    )
     assert last["ext.dns"]["verdict"] == "skipped"
 
 
@@ -170,7 +200,7 @@ def _unprivileged_rung1(netns_path: str | None = None) -> dict[str, tuple[str, s
             os.setuid(65534)
             rungs = judge(gather([None], DoctorOptions(max_rung=1, attribute=False))[0])
             out: object = {c.id: (c.verdict.value, c.evidence) for c in rungs[0].checks}
-        except BaseException as exc:  # noqa: BLE001  (report it to the parent)
+        except BaseException as exc:
             out = repr(exc)
         try:
             os.write(w, pickle.dumps(out))
@@ -195,22 +225,32 @@ def test_unprivileged_doctor_skips_icmp_and_firewall_with_reasons():
     if low <= 65534 <= high:
         pytest.skip("ping_group_range allows gid 65534 here")
     checks = _unprivileged_rung1()
-    assert checks["icmp.127.0.0.1"][0] == "skipped" and "ping_group_range" in checks["icmp.127.0.0.1"][1]
-    assert checks["firewall.loopback"][0] == "skipped" and "run as root" in checks["firewall.loopback"][1]
+    assert (
+        checks["icmp.127.0.0.1"][0] == "skipped"
+        and "ping_group_range" in checks["icmp.127.0.0.1"][1]
+    )
+    assert (
+        checks["firewall.loopback"][0] == "skipped"
+        and "run as root" in checks["firewall.loopback"][1]
+    )
     assert checks["echo.tcp.127.0.0.1"][0] == "ok" and checks["lo.routes"][0] == "ok"
 
 
 def test_unprivileged_doctor_uses_the_icmp_datagram_socket_where_allowed(netns):
     subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
-    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"],
+        check=True,
+    )
     checks = _unprivileged_rung1(f"/run/netns/{netns}")
     for target in ("127.0.0.1", "::1"):
         verdict, evidence = checks[f"icmp.{target}"]
         assert verdict == "ok" and evidence.startswith("dgram socket: 3/3 replies")
 
 
-def _rtmsg(family: int, dst_len: int, table: int, rtype: int, attrs: list[tuple[int, bytes]]) -> bytes:
+def _rtmsg(
+    family: int, dst_len: int, table: int, rtype: int, attrs: list[tuple[int, bytes]]
+) -> bytes:
     import struct
 
     body = struct.pack("=BBBBBBBBI", family, dst_len, 0, 0, table, 2, 254, rtype, 0)
@@ -223,15 +263,37 @@ def _rtmsg(family: int, dst_len: int, table: int, rtype: int, attrs: list[tuple[
 def test_parse_route_golden():
     import struct
 
-    payload = _rtmsg(socket.AF_INET, 8, 255, 2, [(15, struct.pack("=I", 255)), (1, bytes([127, 0, 0, 0])),
-                                                 (7, bytes([127, 0, 0, 1])), (4, struct.pack("=i", 1))])  # fmt: skip
+    payload = _rtmsg(
+        socket.AF_INET,
+        8,
+        255,
+        2,
+        [
+            (15, struct.pack("=I", 255)),
+            (1, bytes([127, 0, 0, 0])),
+            (7, bytes([127, 0, 0, 1])),
+            (4, struct.pack("=i", 1)),
+        ],
+    )
     route = routes.parse_route(payload, {1: "lo"})
     assert route is not None
     assert (route.family, route.table, route.type, route.dst, route.dev, route.prefsrc) == (
-        4, 255, "local", "127.0.0.0/8", "lo", A("127.0.0.1"))
-    default = routes.parse_route(_rtmsg(socket.AF_INET6, 0, 254, 1, [(5, A("fd00::1").packed), (4, struct.pack("=i", 2))]),
-                                 {1: "lo"})  # fmt: skip
-    assert default is not None and (default.dst, default.gateway, default.dev) == ("default", A("fd00::1"), "if2")
+        4,
+        255,
+        "local",
+        "127.0.0.0/8",
+        "lo",
+        A("127.0.0.1"),
+    )
+    default = routes.parse_route(
+        _rtmsg(socket.AF_INET6, 0, 254, 1, [(5, A("fd00::1").packed), (4, struct.pack("=i", 2))]),
+        {1: "lo"},
+    )
+    assert default is not None and (default.dst, default.gateway, default.dev) == (
+        "default",
+        A("fd00::1"),
+        "if2",
+    )
     # RTA_TABLE (u32) wins over the u8 rtm_table, for tables above 255
     big = routes.parse_route(_rtmsg(socket.AF_INET, 0, 252, 1, [(15, struct.pack("=I", 1000))]), {})
     assert big is not None and big.table == 1000

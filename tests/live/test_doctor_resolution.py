@@ -53,12 +53,19 @@ def _hosts(netns: str, text: str) -> None:
 
 
 def _listener(netns: str, family: str, addr: str):  # type: ignore[no-untyped-def]
-    return python_child(LISTEN.format(fam=f"socket.{family}", addr=addr), prefix=["ip", "netns", "exec", netns])
+    return python_child(
+        LISTEN.format(fam=f"socket.{family}", addr=addr), prefix=["ip", "netns", "exec", netns]
+    )
 
 
 def _first_only_client(netns: str, port: int) -> str:
-    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", FIRST_ONLY_CLIENT, str(port)],
-                         capture_output=True, text=True, timeout=10, check=True)  # fmt: skip
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", FIRST_ONLY_CLIENT, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -81,7 +88,10 @@ def test_v6_first_with_listener_on_127_only_warns(netns):
     assert res["verdict"] == "ok" and res["data"]["order"] == ["::1", "127.0.0.1"]
     mm = checks["resolve.mismatch"]
     assert mm["verdict"] == "warn" and mm["code"] == "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY"
-    assert f"{child['port']} (python" in mm["evidence"] and "listens on 127.0.0.1 only" in mm["evidence"]
+    assert (
+        f"{child['port']} (python" in mm["evidence"]
+        and "listens on 127.0.0.1 only" in mm["evidence"]
+    )
 
 
 def test_v6_only_name_with_v4_listener_fails(netns):
@@ -116,10 +126,14 @@ def test_dual_stack_listener_passes(netns):
 def test_hosts_file_option_on_the_host(tmp_path):
     bad = tmp_path / "hosts"
     bad.write_text("192.0.2.2 localhost\n")
-    result = run_loopscope("doctor", "--rung", "1", "--json", "--hosts-file", str(bad), "--no-processes")
+    result = run_loopscope(
+        "doctor", "--rung", "1", "--json", "--hosts-file", str(bad), "--no-processes"
+    )
     doc = json.loads(result.stdout)
     checks = {c["id"]: c for r in doc["namespaces"][0]["rungs"] for c in r["checks"]}
-    assert checks["resolve.localhost"]["code"] == "LOCALHOST_NOT_LOOPBACK" and result.returncode == 1
+    assert (
+        checks["resolve.localhost"]["code"] == "LOCALHOST_NOT_LOOPBACK" and result.returncode == 1
+    )
     assert doc["namespaces"][0]["resolver"] == "hosts file, RFC 6724 order"
 
 
@@ -130,7 +144,10 @@ def test_container_like_process_with_its_own_hosts_file(netns, tmp_path):
     hosts.write_text("::1 localhost\n")
     shell = 'mount --bind "$0" /etc/hosts && exec ip netns exec ' + netns + ' "$@"'
     prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c", shell, str(hosts)]
-    with python_child(LISTEN.format(fam="socket.AF_INET", addr="127.0.0.1"), prefix=prefix) as (_, child):
+    with python_child(LISTEN.format(fam="socket.AF_INET", addr="127.0.0.1"), prefix=prefix) as (
+        _,
+        child,
+    ):
         result = run_loopscope("doctor", "--netns", str(child["pid"]), "--rung", "1", "--json")
     ns = json.loads(result.stdout)["namespaces"][0]
     checks = {c["id"]: c for r in ns["rungs"] for c in r["checks"]}

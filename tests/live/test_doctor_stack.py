@@ -35,7 +35,9 @@ def _sysctl(netns: str, setting: str) -> None:
 def _checks(netns: str, *args: str) -> tuple[int, dict[str, dict]]:  # type: ignore[type-arg]
     result = run_loopscope("doctor", "--netns", netns, "--json", "--no-processes", *args)
     doc = json.loads(result.stdout)
-    return result.returncode, {c["id"]: c for r in doc["namespaces"][0]["rungs"] for c in r["checks"]}
+    return result.returncode, {
+        c["id"]: c for r in doc["namespaces"][0]["rungs"] for c in r["checks"]
+    }
 
 
 def test_ipv6_disabled_is_ok_and_named(netns):
@@ -43,7 +45,10 @@ def test_ipv6_disabled_is_ok_and_named(netns):
     code, checks = _checks(netns, "--rung", "1")
     assert checks["lo.ipv6"]["verdict"] == "ok"
     assert "net.ipv6.conf.all.disable_ipv6=1" in checks["lo.ipv6"]["evidence"]
-    assert checks["echo.tcp.::1"]["verdict"] == "skipped" and checks["icmp.::1"]["verdict"] == "skipped"
+    assert (
+        checks["echo.tcp.::1"]["verdict"] == "skipped"
+        and checks["icmp.::1"]["verdict"] == "skipped"
+    )
     assert code == 0
 
 
@@ -57,7 +62,10 @@ def test_missing_v6_loopback_with_ipv6_on_fails(netns):
 def test_route_localnet_warns(netns):
     _sysctl(netns, "net.ipv4.conf.all.route_localnet=1")
     _code, checks = _checks(netns, "--rung", "1")
-    assert checks["lo.localnet"]["verdict"] == "warn" and "conf.all.route_localnet=1" in checks["lo.localnet"]["evidence"]
+    assert (
+        checks["lo.localnet"]["verdict"] == "warn"
+        and "conf.all.route_localnet=1" in checks["lo.localnet"]["evidence"]
+    )
 
 
 def test_small_lo_mtu_warns(netns):
@@ -141,7 +149,11 @@ def test_somaxconn_and_full_accept_queue(netns):
     try:
         _code, checks = _checks(netns, "--rung", "1")
         som = checks["ports.somaxconn"]
-        assert som["verdict"] == "warn" and som["code"] == "ACCEPT_QUEUE_FULL" and "(2/1)" in som["evidence"]
+        assert (
+            som["verdict"] == "warn"
+            and som["code"] == "ACCEPT_QUEUE_FULL"
+            and "(2/1)" in som["evidence"]
+        )
     finally:
         for s in keep:
             s.close()
@@ -157,14 +169,26 @@ def test_rung2_through_a_veth_pair(netns):
     subprocess.run([*ip, "link", "set", "lsv0", "up"], check=True)
     subprocess.run([*ip, "route", "add", "default", "via", "10.213.0.2"], check=True)
     code, checks = _checks(netns)
-    assert checks["net.interfaces"]["verdict"] == "ok" and checks["net.default_route"]["verdict"] == "ok"
+    assert (
+        checks["net.interfaces"]["verdict"] == "ok"
+        and checks["net.default_route"]["verdict"] == "ok"
+    )
     assert checks["echo.tcp.10.213.0.1"]["verdict"] == "ok" and code == 0
     # a host firewall rule on the host address: rung 2's echo catches it
-    subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], check=True, text=True, input=(
-        "table inet lsdoc {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
-        "  ip daddr 10.213.0.1 tcp flags syn drop\n }\n}\n"))  # fmt: skip
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "-f", "-"],
+        check=True,
+        text=True,
+        input=(
+            "table inet lsdoc {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
+            "  ip daddr 10.213.0.1 tcp flags syn drop\n }\n}\n"
+        ),
+    )
     code, checks = _checks(netns)
-    assert checks["echo.tcp.10.213.0.1"]["verdict"] == "fail" and "timed out" in checks["echo.tcp.10.213.0.1"]["evidence"]
+    assert (
+        checks["echo.tcp.10.213.0.1"]["verdict"] == "fail"
+        and "timed out" in checks["echo.tcp.10.213.0.1"]["evidence"]
+    )
     assert code == 1
     # every non-loopback interface down: rung 2 fails
     subprocess.run([*ip, "link", "set", "lsv0", "down"], check=True)
@@ -177,6 +201,13 @@ def test_icmp_echo_ignored_by_sysctl(netns):
     _sysctl(netns, "net.ipv4.icmp_echo_ignore_all=1")
     code, checks = _checks(netns, "--rung", "1")
     icmp = checks["icmp.127.0.0.1"]
-    assert icmp["verdict"] == "warn" and icmp["code"] == "ICMP_ECHO_IGNORED" and "0/1 replies" in icmp["evidence"]
-    assert checks["icmp.::1"]["verdict"] == "ok" and checks["echo.tcp.127.0.0.1"]["verdict"] == "ok" and code == 0
-
+    assert (
+        icmp["verdict"] == "warn"
+        and icmp["code"] == "ICMP_ECHO_IGNORED"
+        and "0/1 replies" in icmp["evidence"]
+    )
+    assert (
+        checks["icmp.::1"]["verdict"] == "ok"
+        and checks["echo.tcp.127.0.0.1"]["verdict"] == "ok"
+        and code == 0
+    )

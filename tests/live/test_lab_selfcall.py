@@ -27,8 +27,16 @@ def _alive(pid: int) -> bool:
 
 def test_selfcall_p99_above_inprocess_at_same_rate():
     # N=4 threads, 20 ms + 20 ms: in-process capacity ~95/s, self-call capacity ~60/s.
-    cfg = LabConfig(designs=("selfcall", "inprocess"), rates_per_s=(70.0,), threads=4, work_ms=20,
-                    child_ms=20, duration_s=2.5, request_timeout_s=1.5, call_timeout_ms=700)
+    cfg = LabConfig(
+        designs=("selfcall", "inprocess"),
+        rates_per_s=(70.0,),
+        threads=4,
+        work_ms=20,
+        child_ms=20,
+        duration_s=2.5,
+        request_timeout_s=1.5,
+        call_timeout_ms=700,
+    )
     cal = Calibration(hop_s=0.0008, work_s=0.021, child_s=0.021)
     curves = {c.design: c for c in run_lab(cfg, cal)}
     self_pt, inproc_pt = curves["selfcall"].points[0], curves["inprocess"].points[0]
@@ -47,8 +55,13 @@ def test_selfcall_p99_above_inprocess_at_same_rate():
 def test_server_answers_and_is_stopped(kind):
     with LabServer(kind=kind, threads=2) as srv:
         pid = srv._proc.pid
-        res = run_load(srv.hostport, "/selfcall?work_ms=2&child_ms=2&fanout=2", rate_per_s=40,
-                       duration_s=0.5, timeout_s=2.0)
+        res = run_load(
+            srv.hostport,
+            "/selfcall?work_ms=2&child_ms=2&fanout=2",
+            rate_per_s=40,
+            duration_s=0.5,
+            timeout_s=2.0,
+        )
         assert res.sent == 20 and res.ok == 20
         assert res.latency.p50_s is not None and res.latency.p50_s >= 0.004
         assert _alive(pid)
@@ -59,8 +72,15 @@ def test_server_answers_and_is_stopped(kind):
 
 
 def test_pool_design_uses_second_server():
-    cfg = LabConfig(designs=("pool",), rates_per_s=(30.0,), threads=2, pool_threads=2, work_ms=5,
-                    child_ms=5, duration_s=1.0)
+    cfg = LabConfig(
+        designs=("pool",),
+        rates_per_s=(30.0,),
+        threads=2,
+        pool_threads=2,
+        work_ms=5,
+        child_ms=5,
+        duration_s=1.0,
+    )
     cal = calibrate(cfg)
     assert 0 < cal.hop_s < 0.05 and 0.004 < cal.work_s < 0.05
     (curve,) = run_lab(cfg, cal)
@@ -74,9 +94,27 @@ def test_loadgen_refuses_non_loopback():
 
 def test_lab_cli_json_and_plot(tmp_path):
     out = tmp_path / "lab.svg"
-    res = CliRunner().invoke(app, ["lab", "--compare", "inprocess", "--rates", "20", "--duration", "1",
-                                   "--threads", "2", "--work-ms", "5", "--child-ms", "5", "--json",
-                                   "--plot", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "lab",
+            "--compare",
+            "inprocess",
+            "--rates",
+            "20",
+            "--duration",
+            "1",
+            "--threads",
+            "2",
+            "--work-ms",
+            "5",
+            "--child-ms",
+            "5",
+            "--json",
+            "--plot",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     (curve,) = doc["curves"]

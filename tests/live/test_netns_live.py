@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 
 import pytest
+from procs import python_child, run_loopscope
 
 from loopscope.collect import take_all_snapshots, take_snapshot
-
-from procs import python_child, run_loopscope
 
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.netns]
 
@@ -54,8 +52,11 @@ def test_netns_listener_seen_only_with_netns(netns):
     assert inside.netns_label == netns and inside.netns != host.netns
     ls = [s for s in inside.sockets if s.state.value == "LISTEN" and s.local.port == child["port"]]
     assert len(ls) == 1 and [k.pid for k in ls[0].owners] == [child["pid"]]
-    assert not [s for s in host.sockets if s.state.value == "LISTEN" and s.local.port == child["port"]
-                and s.inode == ls[0].inode]  # fmt: skip
+    assert not [
+        s
+        for s in host.sockets
+        if s.state.value == "LISTEN" and s.local.port == child["port"] and s.inode == ls[0].inode
+    ]
     labels = {s.netns_label for s in every}
     assert "host" in labels and netns in labels
     for result in (cli, by_pid):

@@ -7,11 +7,9 @@ nginx (master + worker both holding the listener) on [::1] only.
 from __future__ import annotations
 
 import json
-import socket
 from contextlib import ExitStack
 
 import pytest
-
 from procs import python_child, run_loopscope
 from servers import ServerUnavailable, memcached_server, nginx_server, postgres_server, redis_server
 
@@ -48,7 +46,11 @@ def test_ports_reports_scope_owner_and_exposure(services):
 
     (pg,) = _rows(doc, services["postgres"].port)
     assert (pg["address"], pg["scope"], pg["family"]) == ("::", "wildcard", "inet6")
-    assert pg["processes"] and pg["processes"][0]["comm"] == "postgres" and pg["processes"][0]["user"] == "postgres"
+    assert (
+        pg["processes"]
+        and pg["processes"][0]["comm"] == "postgres"
+        and pg["processes"][0]["user"] == "postgres"
+    )
 
     (mc,) = _rows(doc, services["memcached"].port)
     assert (mc["address"], mc["scope"], mc["reach"]) == ("127.0.0.1", "loopback", "this host only")
@@ -56,7 +58,9 @@ def test_ports_reports_scope_owner_and_exposure(services):
 
     (ngx,) = _rows(doc, services["nginx"].port)
     assert (ngx["address"], ngx["scope"]) == ("::1", "loopback")
-    assert len(ngx["processes"]) == 2 and {p["comm"] for p in ngx["processes"]} == {"nginx"}  # master + worker
+    assert len(ngx["processes"]) == 2 and {p["comm"] for p in ngx["processes"]} == {
+        "nginx"
+    }  # master + worker
 
     by_code: dict[str, set[str]] = {}
     for f in doc["findings"]:
@@ -85,9 +89,9 @@ def test_ports_filters_and_fail_on(services):
 def test_map_edges_to_real_servers(services):
     code = f"""
 import json, os, socket
-r = [socket.create_connection(("127.0.0.1", {services['redis'].port})) for _ in range(2)]
-m = socket.create_connection(("127.0.0.1", {services['memcached'].port}))
-n = socket.create_connection(("::1", {services['nginx'].port}))
+r = [socket.create_connection(("127.0.0.1", {services["redis"].port})) for _ in range(2)]
+m = socket.create_connection(("127.0.0.1", {services["memcached"].port}))
+n = socket.create_connection(("::1", {services["nginx"].port}))
 print(json.dumps({{"pid": os.getpid()}}), flush=True)
 """
     with python_child(code) as (_, child):
@@ -102,7 +106,9 @@ print(json.dumps({{"pid": os.getpid()}}), flush=True)
 
 
 def test_ports_fingerprint_and_verify_exposure(services):
-    result = run_loopscope("ports", "--fingerprint", "--verify-exposure", "--json", "--fail-on", "never")
+    result = run_loopscope(
+        "ports", "--fingerprint", "--verify-exposure", "--json", "--fail-on", "never"
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     service = {r["port"]: r["service"] for r in doc["listeners"] if r["proto"] == "tcp"}

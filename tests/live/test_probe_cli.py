@@ -40,21 +40,40 @@ def test_tls_http_details_side_by_side(web: Server) -> None:
         att = row["attempts"][0]
         assert att["tls"]["subject"] == "CN=localhost" and att["tls"]["self_signed"] is True
         assert att["tls"]["expires_in_s"] > 86400 * 25
-        assert att["http"]["status"] == 200 and att["http"]["body_bytes"] == len('{"status": "ok", "n": 3}')
-        assert ["server", "nginx/1.22.1"] in att["http"]["headers"] or any(h[0] == "server" for h in att["http"]["headers"])
+        assert att["http"]["status"] == 200 and att["http"]["body_bytes"] == len(
+            '{"status": "ok", "n": 3}'
+        )
+        assert ["server", "nginx/1.22.1"] in att["http"]["headers"] or any(
+            h[0] == "server" for h in att["http"]["headers"]
+        )
     assert code == 0
 
 
 def test_expectations_pass(web: Server) -> None:
-    code, doc = _probe(f"127.0.0.1:{web.port}/json", "--expect-status", "2xx", "--expect-header", "X-Probe: yes",
-                       "--expect-body", r'"n":\s*3', "--expect-json", "status=ok", "--expect-json", "n=3")
+    code, doc = _probe(
+        f"127.0.0.1:{web.port}/json",
+        "--expect-status",
+        "2xx",
+        "--expect-header",
+        "X-Probe: yes",
+        "--expect-body",
+        r'"n":\s*3',
+        "--expect-json",
+        "status=ok",
+        "--expect-json",
+        "n=3",
+    )
     assert code == 0 and doc["checks"] and all(c["ok"] for c in doc["checks"])
 
 
 @pytest.mark.parametrize(
     "flag",
-    [["--expect-status", "404"], ["--expect-header", "X-Missing"], ["--expect-body", "^nope$"],
-     ["--expect-json", "status=down"]],
+    [
+        ["--expect-status", "404"],
+        ["--expect-header", "X-Missing"],
+        ["--expect-body", "^nope$"],
+        ["--expect-json", "status=down"],
+    ],
 )
 def test_expectations_fail_exit_1(web: Server, flag: list[str]) -> None:
     code, doc = _probe(f"127.0.0.1:{web.port}/json", *flag)
@@ -70,8 +89,16 @@ def test_table_output_fits_100_columns(web: Server) -> None:
     assert max(len(line) for line in res.stdout.splitlines()) <= 100
 
 
-@pytest.mark.parametrize("args", [["ftp://x"], [":99999"], [":80", "--count", "0"], [":80", "--expect-status", "abc"],
-                                  ["no-such-host.invalid:80"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ftp://x"],
+        [":99999"],
+        [":80", "--count", "0"],
+        [":80", "--expect-status", "abc"],
+        ["no-such-host.invalid:80"],
+    ],
+)
 def test_bad_input_one_line_exit_2(args: list[str]) -> None:
     res = run_loopscope("probe", *args)
     assert res.returncode == 2

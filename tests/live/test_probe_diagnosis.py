@@ -24,7 +24,10 @@ pytestmark = [pytest.mark.linux]
 def _host_v4() -> InterfaceAddress | None:
     from loopscope.backends.linux.rtnl import read_addresses
 
-    return next((a for a in read_addresses()[1] if a.address.version == 4 and not a.address.is_loopback), None)
+    return next(
+        (a for a in read_addresses()[1] if a.address.version == 4 and not a.address.is_loopback),
+        None,
+    )
 
 
 def _codes(report) -> set[str]:  # type: ignore[no-untyped-def]
@@ -39,14 +42,25 @@ def host_v4() -> InterfaceAddress:
     return addr
 
 
-def test_loopback_only_listener_fails_on_host_address_and_is_diagnosed(host_v4: InterfaceAddress) -> None:
+def test_loopback_only_listener_fails_on_host_address_and_is_diagnosed(
+    host_v4: InterfaceAddress,
+) -> None:
     with python_http_server("127.0.0.1") as srv:
         report = run_probe(parse_target(f":{srv.port}"), addresses=[host_v4], timeout_s=1.0)
     by_addr = {r.candidate.address: r for r in report.results}
     assert by_addr["127.0.0.1"].ok
-    assert not by_addr[str(host_v4.address)].ok and by_addr[str(host_v4.address)].first.error == "ECONNREFUSED"
-    finding = next(f for f in report.findings if f.code == "PROBE_NOT_BOUND_TO_ADDRESS" and str(host_v4.address) in f.evidence)
-    assert "127.0.0.1" in finding.evidence and "bind to 0.0.0.0 or the host address" in finding.remedy
+    assert (
+        not by_addr[str(host_v4.address)].ok
+        and by_addr[str(host_v4.address)].first.error == "ECONNREFUSED"
+    )
+    finding = next(
+        f
+        for f in report.findings
+        if f.code == "PROBE_NOT_BOUND_TO_ADDRESS" and str(host_v4.address) in f.evidence
+    )
+    assert (
+        "127.0.0.1" in finding.evidence and "bind to 0.0.0.0 or the host address" in finding.remedy
+    )
 
 
 def test_wildcard_listener_passes_on_host_address(host_v4: InterfaceAddress) -> None:
@@ -115,7 +129,9 @@ def test_listener_in_other_netns_is_found(netns: str) -> None:
         f = next(f for f in report.findings if f.code == "PROBE_LISTENER_IN_OTHER_NETNS")
         assert netns in f.evidence and f"127.0.0.1:{port}" in f.evidence
         # the same port probed inside that namespace works: no diagnosis there
-        res = run_loopscope("probe", f"127.0.0.1:{port}", "--json", prefix=["ip", "netns", "exec", netns])
+        res = run_loopscope(
+            "probe", f"127.0.0.1:{port}", "--json", prefix=["ip", "netns", "exec", netns]
+        )
         doc = json.loads(res.stdout)
         assert res.returncode == 0 and doc["addresses"][0]["ok"] and doc["findings"] == []
 
@@ -125,14 +141,30 @@ def test_listener_in_other_netns_is_found(netns: str) -> None:
 def test_nft_rule_dropping_loopback_port_is_found(netns: str) -> None:
     port = free_port()
     with python_child(SERVE.replace("PORT", str(port)), prefix=["ip", "netns", "exec", netns]):
-        before = run_loopscope("probe", f"127.0.0.1:{port}", "--timeout", "0.5", "--json",
-                               prefix=["ip", "netns", "exec", netns])  # fmt: skip
+        before = run_loopscope(
+            "probe",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "0.5",
+            "--json",
+            prefix=["ip", "netns", "exec", netns],
+        )
         assert json.loads(before.stdout)["addresses"][0]["ok"], before.stderr
-        rules = (f"table inet lsprobe {{\n chain input {{\n type filter hook input priority 0; policy accept;\n"
-                 f" iifname \"lo\" tcp dport {port} drop\n }}\n}}\n")  # fmt: skip
-        subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=rules, text=True, check=True)
-        after = run_loopscope("probe", f"127.0.0.1:{port}", "--timeout", "0.5", "--json",
-                              prefix=["ip", "netns", "exec", netns])  # fmt: skip
+        rules = (
+            f"table inet lsprobe {{\n chain input {{\n type filter hook input priority 0; policy accept;\n"
+            f' iifname "lo" tcp dport {port} drop\n }}\n}}\n'
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", netns, "nft", "-f", "-"], input=rules, text=True, check=True
+        )
+        after = run_loopscope(
+            "probe",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "0.5",
+            "--json",
+            prefix=["ip", "netns", "exec", netns],
+        )
     doc = json.loads(after.stdout)
     assert after.returncode == 1, after.stderr
     assert doc["addresses"][0]["attempts"][0]["error"] == "ETIMEDOUT"
@@ -171,13 +203,17 @@ def test_accept_queue_full_is_diagnosed() -> None:
 
 def test_accept_queue_with_room_connects_and_is_not_flagged() -> None:
     with python_child(IDLE_QUEUE) as (_, info):
-        report = run_probe(parse_target(f"tcp://127.0.0.1:{info['port']}"), timeout_s=0.5, addresses=[])
+        report = run_probe(
+            parse_target(f"tcp://127.0.0.1:{info['port']}"), timeout_s=0.5, addresses=[]
+        )
     assert report.results[0].ok and "PROBE_ACCEPT_QUEUE_FULL" not in _codes(report)
 
 
 def test_nagle_stall_found_on_split_sends_without_nodelay() -> None:
     with python_http_server("127.0.0.1", nodelay=False, split_sends=True) as srv:
-        report = run_probe(parse_target(f"127.0.0.1:{srv.port}/"), count=12, timeout_s=2.0, addresses=[])
+        report = run_probe(
+            parse_target(f"127.0.0.1:{srv.port}/"), count=12, timeout_s=2.0, addresses=[]
+        )
     totals = [a.http.total_s for a in report.results[0].attempts if a.http]
     assert sum(1 for t in totals if t > 0.035) >= 5, totals
     assert "NAGLE_DELAYED_ACK_STALL" in _codes(report)
@@ -185,7 +221,9 @@ def test_nagle_stall_found_on_split_sends_without_nodelay() -> None:
 
 def test_no_nagle_stall_with_nodelay() -> None:
     with python_http_server("127.0.0.1", nodelay=True, split_sends=True) as srv:
-        report = run_probe(parse_target(f"127.0.0.1:{srv.port}/"), count=12, timeout_s=2.0, addresses=[])
+        report = run_probe(
+            parse_target(f"127.0.0.1:{srv.port}/"), count=12, timeout_s=2.0, addresses=[]
+        )
     assert report.results[0].ok and "NAGLE_DELAYED_ACK_STALL" not in _codes(report)
     assert all(a.reused_connection for a in report.results[0].attempts[1:])
 
@@ -202,6 +240,10 @@ def test_tls_certificate_expiry_real_nginx(days: int, code: str | None) -> None:
         pytest.skip(str(exc))
     assert report.mode == "https" and report.results[0].ok
     tls = report.results[0].first.tls
-    assert tls is not None and tls.expires_in_s is not None and abs(tls.expires_in_s - days * 86400) < 600
+    assert (
+        tls is not None
+        and tls.expires_in_s is not None
+        and abs(tls.expires_in_s - days * 86400) < 600
+    )
     found = {f.code for f in report.findings if f.code.startswith("PROBE_TLS")}
     assert found == ({code} if code else set())

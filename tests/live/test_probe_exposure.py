@@ -25,8 +25,9 @@ def _listeners(*ports: int) -> list[Listener]:
 def _leftovers() -> tuple[str, str]:
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-    return "\n".join(x for x in ns.splitlines() if x.startswith("lsx-")), \
-        "\n".join(x for x in links.splitlines() if x.startswith("lsx"))
+    return "\n".join(x for x in ns.splitlines() if x.startswith("lsx-")), "\n".join(
+        x for x in links.splitlines() if x.startswith("lsx")
+    )
 
 
 @pytest.fixture
@@ -38,8 +39,11 @@ def drop_table() -> Iterator[str]:
 
 def test_wildcard_reachable_loopback_not_and_cleanup() -> None:
     before = _leftovers()
-    with python_http_server("0.0.0.0") as wild, python_http_server("127.0.0.1") as loop, \
-            python_http_server("::1") as loop6:
+    with (
+        python_http_server("0.0.0.0") as wild,
+        python_http_server("127.0.0.1") as loop,
+        python_http_server("::1") as loop6,
+    ):
         results = verify_exposure(_listeners(wild.port, loop.port, loop6.port), timeout_s=0.5)
     by_port = {r.port: r for r in results}
     assert by_port[wild.port].reachable is True and by_port[wild.port].outcome == "connected"
@@ -50,21 +54,29 @@ def test_wildcard_reachable_loopback_not_and_cleanup() -> None:
 
 def test_host_firewall_drop_is_seen_from_outside(drop_table: str) -> None:
     with python_http_server("0.0.0.0") as blocked, python_http_server("0.0.0.0") as open_:
-        rules = (f"table inet {drop_table} {{\n chain input {{\n type filter hook input priority 0; policy accept;\n"
-                 f" iifname \"lsxh*\" tcp dport {blocked.port} drop\n }}\n}}\n")  # fmt: skip
+        rules = (
+            f"table inet {drop_table} {{\n chain input {{\n type filter hook input priority 0; policy accept;\n"
+            f' iifname "lsxh*" tcp dport {blocked.port} drop\n }}\n}}\n'
+        )
         subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
         results = verify_exposure(_listeners(blocked.port, open_.port), timeout_s=0.5)
     by_port = {r.port: r for r in results}
     assert by_port[open_.port].reachable is True
     assert by_port[blocked.port].reachable is False and by_port[blocked.port].outcome == "timeout"
-    assert by_port[blocked.port].firewall is not None and f"dport {blocked.port} drop" in by_port[blocked.port].firewall
+    assert (
+        by_port[blocked.port].firewall is not None
+        and f"dport {blocked.port} drop" in by_port[blocked.port].firewall
+    )
 
 
 def test_cleanup_on_interrupt() -> None:
     before = _leftovers()
     with pytest.raises(KeyboardInterrupt):
         with outside_netns() as view:
-            assert view.netns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            assert (
+                view.netns
+                in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            )
             raise KeyboardInterrupt
     assert _leftovers() == before
 
@@ -84,12 +96,17 @@ def test_cleanup_on_real_signals() -> None:
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         before = _leftovers()
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         try:
             assert proc.stdout is not None
             name = proc.stdout.readline().strip()
             assert name.startswith("lsx-")
-            assert name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            assert (
+                name
+                in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            )
             time.sleep(0.1)
             proc.send_signal(sig)
             proc.wait(15)

@@ -73,12 +73,20 @@ def test_fingerprint_identifies_real_server(fleet: dict[str, Server], name: str)
 
 
 def test_fingerprint_versions_match_the_installed_packages(fleet: dict[str, Server]) -> None:
-    fps = dict(zip(fleet, fingerprint_listeners([(s.host, s.port) for s in fleet.values()])))
+    fps = dict(
+        zip(fleet, fingerprint_listeners([(s.host, s.port) for s in fleet.values()]), strict=False)
+    )
     redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
     assert f"v={fps['redis'].version} " in redis_v
-    mc_v = subprocess.run(["memcached", "--version"], capture_output=True, text=True).stdout.split()[-1]
+    mc_v = subprocess.run(
+        ["memcached", "--version"], capture_output=True, text=True
+    ).stdout.split()[-1]
     assert fps["memcached"].version == mc_v
-    ng_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
+    ng_v = (
+        subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+        .stderr.strip()
+        .split("/")[-1]
+    )
     assert fps["nginx"].version == ng_v and fps["nginx-tls"].version == ng_v
     ssh_v = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr
     assert fps["sshd"].version and f"OpenSSH_{fps['sshd'].version}" in ssh_v
@@ -134,8 +142,11 @@ def test_unknown_protocol_is_not_claimed() -> None:
 def _nmap_services(ports: list[int]) -> dict[int, dict[str, str]]:
     xml = subprocess.run(
         ["nmap", "-sV", "-Pn", "-n", "-p", ",".join(map(str, ports)), "-oX", "-", "127.0.0.1"],
-        capture_output=True, text=True, timeout=240, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    ).stdout
     out: dict[int, dict[str, str]] = {}
     for port in ET.fromstring(xml).iter("port"):
         svc = port.find("service")
@@ -167,14 +178,33 @@ def test_fingerprints_agree_with_nmap(fleet: dict[str, Server]) -> None:
     theirs = _nmap_services(ports)
     t2 = time.perf_counter()
     rows = []
-    for name, port, fp in zip(names, ports, ours):
+    for name, port, fp in zip(names, ports, ours, strict=False):
         nm = theirs.get(port, {})
-        rows.append({"server": name, "port": port, "loopscope": fp.label, "nmap": " ".join(
-            v for v in (nm.get("tunnel"), nm.get("name"), nm.get("product"), nm.get("version")) if v),
-            "agree": _agrees(fp.service, nm), "loopscope_ms": round((fp.elapsed_s or 0) * 1e3, 1)})
+        rows.append(
+            {
+                "server": name,
+                "port": port,
+                "loopscope": fp.label,
+                "nmap": " ".join(
+                    v
+                    for v in (
+                        nm.get("tunnel"),
+                        nm.get("name"),
+                        nm.get("product"),
+                        nm.get("version"),
+                    )
+                    if v
+                ),
+                "agree": _agrees(fp.service, nm),
+                "loopscope_ms": round((fp.elapsed_s or 0) * 1e3, 1),
+            }
+        )
     report = os.environ.get("LOOPSCOPE_NMAP_REPORT", "/tmp/loopscope-nmap-agreement.json")
     with open(report, "w") as fh:
-        json.dump({"rows": rows, "loopscope_wall_s": round(t1 - t0, 3), "nmap_wall_s": round(t2 - t1, 3)}, fh,
-                  indent=2)
+        json.dump(
+            {"rows": rows, "loopscope_wall_s": round(t1 - t0, 3), "nmap_wall_s": round(t2 - t1, 3)},
+            fh,
+            indent=2,
+        )
     print(json.dumps(rows, indent=2))
     assert all(r["agree"] for r in rows), rows

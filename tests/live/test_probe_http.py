@@ -77,12 +77,16 @@ def test_ttfb_is_time_to_first_byte_not_to_last() -> None:
 def test_chunked_body_and_keep_alive_reuse() -> None:
     def chunked(conn: socket.socket) -> None:
         while _read_request(conn):
-            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
-                         b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            )
 
     with raw_server(chunked) as port:
         atts = probe_series("127.0.0.1", port, mode="http", count=5, timeout_s=2)
-    assert all(a.ok and a.http and a.http.body_bytes == 11 and a.http.header("x-a") == "1" for a in atts)
+    assert all(
+        a.ok and a.http and a.http.body_bytes == 11 and a.http.header("x-a") == "1" for a in atts
+    )
     assert [a.reused_connection for a in atts] == [False, True, True, True, True]
     assert atts[0].connect_s is not None and all(a.connect_s is None for a in atts[1:])
 
@@ -109,7 +113,12 @@ def test_non_http_banner_and_tls_alert_are_recognised() -> None:
 
     with raw_server(ssh_like) as port:
         (att,) = probe_series("127.0.0.1", port, mode="http", timeout_s=1)
-    assert not att.ok and att.error == "not HTTP" and att.banner is not None and att.banner.startswith(b"SSH-2.0")
+    assert (
+        not att.ok
+        and att.error == "not HTTP"
+        and att.banner is not None
+        and att.banner.startswith(b"SSH-2.0")
+    )
     with raw_server(tls_alert) as port:
         (att,) = probe_series("127.0.0.1", port, mode="http", timeout_s=1)
     assert att.error == "server speaks TLS"
@@ -122,4 +131,9 @@ def test_read_timeout_is_reported_as_such() -> None:
 
     with raw_server(silent) as port:
         (att,) = probe_series("127.0.0.1", port, mode="http", timeout_s=0.2)
-    assert not att.ok and att.phase == "read" and att.error == "ETIMEDOUT" and att.connect_s is not None
+    assert (
+        not att.ok
+        and att.phase == "read"
+        and att.error == "ETIMEDOUT"
+        and att.connect_s is not None
+    )

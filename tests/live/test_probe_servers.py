@@ -5,11 +5,6 @@
 from __future__ import annotations
 
 import pytest
-
-from loopscope.analysis.listeners import find_listeners
-from loopscope.collect import take_snapshot
-from loopscope.probes.fingerprint import fingerprint_listener
-
 from servers import (
     ServerUnavailable,
     memcached_server,
@@ -19,6 +14,10 @@ from servers import (
     redis_server,
     sshd_server,
 )
+
+from loopscope.analysis.listeners import find_listeners
+from loopscope.collect import take_snapshot
+from loopscope.probes.fingerprint import fingerprint_listener
 
 pytestmark = [pytest.mark.linux, pytest.mark.services]
 
@@ -38,8 +37,11 @@ def test_starter_binds_exactly_and_is_identified(name: str, bind: str) -> None:
     starter, service = STARTERS[name]
     try:
         with starter(bind=bind) as srv:  # type: ignore[operator]
-            rows = [li for li in find_listeners(take_snapshot(attribute=False))
-                    if li.local.port == srv.port and li.proto.value == "tcp"]
+            rows = [
+                li
+                for li in find_listeners(take_snapshot(attribute=False))
+                if li.local.port == srv.port and li.proto.value == "tcp"
+            ]
             fp = fingerprint_listener((bind, srv.port), timeout_s=1.0)
     except ServerUnavailable as exc:
         pytest.skip(str(exc))
@@ -50,8 +52,11 @@ def test_starter_binds_exactly_and_is_identified(name: str, bind: str) -> None:
 def test_two_binds_on_one_port() -> None:
     try:
         with redis_server(bind=["127.0.0.1", "::1"]) as srv:
-            rows = sorted(str(li.local.address) for li in find_listeners(take_snapshot(attribute=False))
-                          if li.local.port == srv.port)
+            rows = sorted(
+                str(li.local.address)
+                for li in find_listeners(take_snapshot(attribute=False))
+                if li.local.port == srv.port
+            )
     except ServerUnavailable as exc:
         pytest.skip(str(exc))
     assert rows == ["127.0.0.1", "::1"]

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
-
-from loopscope.collect import take_snapshot
-from loopscope.analysis.talkmap import build_talk_map
-
 from procs import python_child, run_loopscope
+
+from loopscope.analysis.talkmap import build_talk_map
+from loopscope.collect import take_snapshot
 
 pytestmark = pytest.mark.linux
 
@@ -77,15 +74,30 @@ def test_listeners_and_connections_equal_ss(tmp_path):
         snap = take_snapshot()
         ss = _ss_rows()
     # listeners on our ports: same sockets, same pids
-    ls_ss = {(p, _ss_endpoint(loc)): pids for p, st, loc, _, pids in ss if st == "LISTEN" and _ss_endpoint(loc)[1] in ours}
-    ls_me = {(s.proto.value, (str(s.local.address), s.local.port)): frozenset(k.pid for k in s.owners)
-             for s in snap.sockets if s.state.value == "LISTEN" and s.local.port in ours}  # fmt: skip
+    ls_ss = {
+        (p, _ss_endpoint(loc)): pids
+        for p, st, loc, _, pids in ss
+        if st == "LISTEN" and _ss_endpoint(loc)[1] in ours
+    }
+    ls_me = {
+        (s.proto.value, (str(s.local.address), s.local.port)): frozenset(k.pid for k in s.owners)
+        for s in snap.sockets
+        if s.state.value == "LISTEN" and s.local.port in ours
+    }
     assert ls_me == ls_ss and len(ls_me) == 2
     # established 4-tuples touching our ports: same set, same pids
-    est_ss = {(_ss_endpoint(loc), _ss_endpoint(peer)): pids for p, st, loc, peer, pids in ss
-              if st == "ESTAB" and (_ss_endpoint(loc)[1] in ours or _ss_endpoint(peer)[1] in ours)}  # fmt: skip
-    est_me = {((str(s.local.address), s.local.port), (str(s.remote.address), s.remote.port)): frozenset(k.pid for k in s.owners)
-              for s in snap.sockets if s.state.value == "ESTABLISHED" and (s.local.port in ours or s.remote.port in ours)}  # fmt: skip
+    est_ss = {
+        (_ss_endpoint(loc), _ss_endpoint(peer)): pids
+        for p, st, loc, peer, pids in ss
+        if st == "ESTAB" and (_ss_endpoint(loc)[1] in ours or _ss_endpoint(peer)[1] in ours)
+    }
+    est_me = {
+        ((str(s.local.address), s.local.port), (str(s.remote.address), s.remote.port)): frozenset(
+            k.pid for k in s.owners
+        )
+        for s in snap.sockets
+        if s.state.value == "ESTABLISHED" and (s.local.port in ours or s.remote.port in ours)
+    }
     assert est_me == est_ss
     assert len(est_me) == 2 * (3 + 2 + 1)  # both ends of 5 client connections and the self-call
     client_ends = [k for k, pids in est_me.items() if pids == frozenset({cli["pid"]})]
@@ -106,7 +118,10 @@ def test_map_finds_self_call_and_client_pids():
     doc = json.loads(result.stdout)
     assert doc["schema_version"] == 1 and doc["command"] == "map"
     edges = [e for ns in doc["namespaces"] for e in ns["edges"] if e["port"] == srv["v4"]]
-    assert {(tuple(e["client_pids"]), e["self_call"]) for e in edges} == {((srv["pid"],), True), ((cli["pid"],), False)}
+    assert {(tuple(e["client_pids"]), e["self_call"]) for e in edges} == {
+        ((srv["pid"],), True),
+        ((cli["pid"],), False),
+    }
     assert any(f["code"] == "SELF_CALL" for f in doc["findings"])
 
 
@@ -126,13 +141,16 @@ print(json.dumps({"pid": os.getpid(), "port": s.getsockname()[1]}), flush=True)
     assert row["backlog"] == 5 and row["accept_queue"] == 0
 
 
-@pytest.mark.parametrize("args,message", [
-    (["ports", "--netns", "no-such-ns-xyz"], "no network namespace 'no-such-ns-xyz'"),
-    (["ports", "--port", "70000"], "out of range"),
-    (["ports", "--source", "bogus"], "unknown source"),
-    (["scan", "--netns", "x", "--all-netns"], "not both"),
-    (["ports", "--fail-on", "loud"], "unknown severity"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["ports", "--netns", "no-such-ns-xyz"], "no network namespace 'no-such-ns-xyz'"),
+        (["ports", "--port", "70000"], "out of range"),
+        (["ports", "--source", "bogus"], "unknown source"),
+        (["scan", "--netns", "x", "--all-netns"], "not both"),
+        (["ports", "--fail-on", "loud"], "unknown severity"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(args, message):
     result = run_loopscope(*args)
     assert result.returncode == 2
@@ -144,7 +162,9 @@ def test_scan_text_and_sources():
         result = run_loopscope("scan", "--source", source, "--fail-on", "never")
         assert result.returncode == 0, result.stderr
         assert "loopscope scan" in result.stdout and "Listeners" in result.stdout
-        doc = json.loads(run_loopscope("scan", "--source", source, "--json", "--fail-on", "never").stdout)
+        doc = json.loads(
+            run_loopscope("scan", "--source", source, "--json", "--fail-on", "never").stdout
+        )
         assert doc["namespaces"][0]["source"] == source
 
 
@@ -169,8 +189,12 @@ def test_unprivileged_run_reports_gaps():
     import sys
 
     with python_child(SERVER) as (_, srv):
-        result = subprocess.run([sys.executable, "-c", DROP_TO_NOBODY, str(srv["v4"])],
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-c", DROP_TO_NOBODY, str(srv["v4"])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["source"] == "sock_diag"  # netlink dumps need no privilege

@@ -33,13 +33,32 @@ SELF_CALLER = textwrap.dedent("""
 
 def test_watch_json_reports_self_calls_with_rates() -> None:
     n = 40
-    app = subprocess.Popen([sys.executable, "-c", SELF_CALLER, str(n)], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, text=True)
+    app = subprocess.Popen(
+        [sys.executable, "-c", SELF_CALLER, str(n)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert app.stdout is not None and app.stdin is not None
         port = int(app.stdout.readline())
-        watch = subprocess.Popen([sys.executable, "-m", "loopscope", "watch", "--duration", "6", "--json",
-                                  "--port", str(port), "--fail-on", "never"], stdout=subprocess.PIPE, text=True)
+        watch = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "loopscope",
+                "watch",
+                "--duration",
+                "6",
+                "--json",
+                "--port",
+                str(port),
+                "--fail-on",
+                "never",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(3)  # the session is up (checked below against the window start)
         app.stdin.write("go\n")
         app.stdin.flush()
@@ -63,9 +82,15 @@ def test_watch_json_reports_self_calls_with_rates() -> None:
     assert edge["self_call"] and edge["client_pids"] == [app.pid] and edge["connections"] == n
 
 
-@pytest.mark.parametrize("args", [["--duration", "-1"], ["--netns", "no-such-netns-x"], ["--interval", "0"]])
+@pytest.mark.parametrize(
+    "args", [["--duration", "-1"], ["--netns", "no-such-netns-x"], ["--interval", "0"]]
+)
 def test_bad_input_is_one_line_and_exit_2(args: list[str]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "loopscope", "watch", "--json", *args], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "loopscope", "watch", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -73,7 +73,10 @@ def test_recent_view_and_trim_keep_only_newer_events() -> None:
         burst(3)
         time.sleep(0.2)
         session.poll()
-        mine = lambda d: [e for e in d.closes if port in (e.local.port, e.remote.port)]
+
+        def mine(d):
+            return [e for e in d.closes if port in (e.local.port, e.remote.port)]
+
         assert len(mine(session.data())) == 14
         assert len(mine(session.data(since_ns=mark))) == 6
         session.trim(mark)

@@ -32,8 +32,12 @@ for _ in range(n):
 
 
 @pytest.mark.parametrize("transport", ["ringbuf", "queue"])
-@pytest.mark.parametrize(("host", "family"), [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)])
-def test_every_connect_of_a_child_is_seen_with_its_pid(host: str, family: int, transport: str) -> None:
+@pytest.mark.parametrize(
+    ("host", "family"), [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)]
+)
+def test_every_connect_of_a_child_is_seen_with_its_pid(
+    host: str, family: int, transport: str
+) -> None:
     n = 50
     srv = socket.socket(family)
     srv.bind((host, 0))
@@ -41,7 +45,11 @@ def test_every_connect_of_a_child_is_seen_with_its_pid(host: str, family: int, t
     port = srv.getsockname()[1]
     with SockopsCollector(transport=transport) as collector:
         assert collector.transport == transport
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(port), str(n), host], stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(port), str(n), host],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         accepted = []
         for _ in range(n):
             conn, _ = srv.accept()
@@ -97,8 +105,10 @@ def test_namespace_filter_in_the_kernel() -> None:
         srv.bind(("127.0.0.1", 0))
         srv.listen(8)
         port = srv.getsockname()[1]
-        with SockopsCollector(only_netns_cookie=other) as elsewhere, \
-                SockopsCollector(only_netns_cookie=netns_cookie_of_current()) as here:
+        with (
+            SockopsCollector(only_netns_cookie=other) as elsewhere,
+            SockopsCollector(only_netns_cookie=netns_cookie_of_current()) as here,
+        ):
             for _ in range(3):
                 socket.create_connection(("127.0.0.1", port)).close()
             time.sleep(0.05)
@@ -133,7 +143,9 @@ def test_kernel_run_stats_count_every_program_run() -> None:
             a.close()
         runs1, ns1 = collector.run_stats()
     srv.close()
-    assert runs1 - runs0 >= 20  # at least connect + passive per connection (other callbacks run too)
+    assert (
+        runs1 - runs0 >= 20
+    )  # at least connect + passive per connection (other callbacks run too)
     assert 0 < (ns1 - ns0) / (runs1 - runs0) < 100_000  # ns per run
 
 
@@ -148,7 +160,9 @@ def test_a_full_ring_drops_and_counts_and_the_rest_is_read() -> None:
     srv.listen(512)
     port = srv.getsockname()[1]
     # 4 KiB holds 42 records of 96 bytes; 100 connects write 100 active + up to 100 passive records
-    with SockopsCollector(ring_bytes=4096, only_netns_cookie=netns_cookie_of_current()) as collector:
+    with SockopsCollector(
+        ring_bytes=4096, only_netns_cookie=netns_cookie_of_current()
+    ) as collector:
         assert collector.transport == "ringbuf"
         _connect_n(port, 100)
         time.sleep(0.05)

@@ -26,7 +26,9 @@ def _server(sock: socket.socket) -> None:
         conn.close()
 
 
-@pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+@pytest.mark.parametrize(
+    ("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+)
 def test_capture_sees_each_request_and_response_once(family: int, host: str) -> None:
     srv = socket.socket(family)
     srv.bind((host, 0))
@@ -49,7 +51,9 @@ def test_capture_sees_each_request_and_response_once(family: int, host: str) -> 
         srv.close()
     reqs = [e for e in events if e.kind is HttpKind.REQUEST]
     resps = [e for e in events if e.kind is HttpKind.RESPONSE]
-    assert sorted(e.path or "" for e in reqs) == sorted(f"/c{c}/r{k}" for c in range(3) for k in range(4))
+    assert sorted(e.path or "" for e in reqs) == sorted(
+        f"/c{c}/r{k}" for c in range(3) for k in range(4)
+    )
     assert [e.status for e in resps] == [204] * 12
     # SYN, ACK, FIN segments and the outgoing copies never reach Python: 24 data segments only
     assert packets == 24

@@ -60,8 +60,13 @@ N = 3
 """Self-calls per external request (SSI includes per page)."""
 BODY = "[ok][ok][ok]\n"
 """What /ext returns when all three includes were answered by /leaf."""
-PAGES = {prefix: "".join(f'[<!--# include virtual="/{prefix}/leaf?i={k}" wait="yes" -->]' for k in range(N)) + "\n"
-         for prefix in ("self", "pool")}
+PAGES = {
+    prefix: "".join(
+        f'[<!--# include virtual="/{prefix}/leaf?i={k}" wait="yes" -->]' for k in range(N)
+    )
+    + "\n"
+    for prefix in ("self", "pool")
+}
 """/ext includes /self/leaf (a new connection each), /ext-pool includes /pool/leaf (keep-alive pool)."""
 
 NGINX_CONF = """daemon off; worker_processes 2; user root; pid {d}/nginx.pid; error_log {d}/error.log warn;
@@ -142,19 +147,28 @@ class Nginx:
 @contextmanager
 def nginx_selfcaller(ns: str, target: str) -> Iterator[Nginx]:
     """nginx in ``ns`` on :data:`PORT` whose /ext calls ``target``:PORT (its own listener) N times."""
-    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    exe = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
     if exe is None:
         pytest.skip("nginx not installed: apt-get install nginx")
     d = tempfile.mkdtemp(prefix="ls-watch-nginx-self-")
-    temps = " ".join(f"{k}_temp_path {d}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    listen = f"127.0.0.1:{PORT}" if target == "127.0.0.1" else f"{PORT}"  # 0.0.0.0 for the host address
+    temps = " ".join(
+        f"{k}_temp_path {d}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    listen = (
+        f"127.0.0.1:{PORT}" if target == "127.0.0.1" else f"{PORT}"
+    )  # 0.0.0.0 for the host address
     with open(os.path.join(d, "nginx.conf"), "w") as fh:
         fh.write(NGINX_CONF.format(d=d, temps=temps, target=target, port=PORT, listen=listen))
     for prefix, page in PAGES.items():
         with open(os.path.join(d, f"{prefix}.html"), "w") as fh:
             fh.write(page)
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, exe, "-c", f"{d}/nginx.conf", "-p", d, "-e",
-                             f"{d}/error.log"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns, exe, "-c", f"{d}/nginx.conf", "-p", d, "-e", f"{d}/error.log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     workers: list[psutil.Process] = []
     try:
         master = psutil.Process(proc.pid)  # ip netns exec execs nginx: same pid
@@ -191,21 +205,42 @@ def _tcp_opens(pid: int) -> tuple[int, int]:
     """(ActiveOpens, PassiveOpens) of the namespace ``pid`` lives in, from its /proc/PID/net/snmp."""
     with open(f"/proc/{pid}/net/snmp") as fh:
         head, values = [line.split() for line in fh if line.startswith("Tcp:")]
-    row = dict(zip(head[1:], values[1:]))
+    row = dict(zip(head[1:], values[1:], strict=False))
     return int(row["ActiveOpens"]), int(row["PassiveOpens"])
 
 
-def _watch_load(ns: str, srv: Nginx, path: str, external: int, rate: float, clients: int, *,
-                http: bool) -> tuple[WatchReport, Load]:
+def _watch_load(
+    ns: str, srv: Nginx, path: str, external: int, rate: float, clients: int, *, http: bool
+) -> tuple[WatchReport, Load]:
     """Watch ``ns`` (polling every 0.2 s) while ``clients`` generator processes send ``external``
     requests to ``path`` at ``rate`` per second in all, interleaved."""
     client = CLIENT.replace("/ext", path)
-    with WatchSession(WatchOptions(netns=ns, http=http, http_ports=(PORT,) if http else ())) as session:
+    with WatchSession(
+        WatchOptions(netns=ns, http=http, http_ports=(PORT,) if http else ())
+    ) as session:
         opens = _tcp_opens(srv.master.pid)
         start = time.monotonic() + 0.5  # CLOCK_MONOTONIC: one clock for every process
-        gens = [subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", client, str(PORT),
-                                  str(external // clients), str(rate / clients), repr(start + k / rate), BODY],
-                                 stdout=subprocess.PIPE, text=True) for k in range(clients)]
+        gens = [
+            subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    sys.executable,
+                    "-c",
+                    client,
+                    str(PORT),
+                    str(external // clients),
+                    str(rate / clients),
+                    repr(start + k / rate),
+                    BODY,
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for k in range(clients)
+        ]
         try:
             while any(g.poll() is None for g in gens):
                 time.sleep(0.2)
@@ -213,7 +248,9 @@ def _watch_load(ns: str, srv: Nginx, path: str, external: int, rate: float, clie
             time.sleep(0.3)  # closes of the last connections
             session.poll()
             data = session.data()
-            active, passive = (b - a for a, b in zip(opens, _tcp_opens(srv.master.pid)))
+            active, passive = (
+                b - a for a, b in zip(opens, _tcp_opens(srv.master.pid), strict=False)
+            )
         finally:
             for g in gens:
                 if g.poll() is None:
@@ -222,8 +259,13 @@ def _watch_load(ns: str, srv: Nginx, path: str, external: int, rate: float, clie
     outs = [json.loads(g.stdout.read() if g.stdout else "{}") for g in gens]
     assert [g.returncode for g in gens] == [0] * clients
     assert sum(o["n_bad"] for o in outs) == 0, [o["bad"] for o in outs]
-    load = Load(pids={g.pid for g in gens}, ports=[p for o in outs for p in o["ports"]],
-                wall_s=max(o["end"] for o in outs) - start, active_opens=active, passive_opens=passive)
+    load = Load(
+        pids={g.pid for g in gens},
+        ports=[p for o in outs for p in o["ports"]],
+        wall_s=max(o["end"] for o in outs) - start,
+        active_opens=active,
+        passive_opens=passive,
+    )
     assert len(load.ports) == external
     return summarize_watch(data), load
 
@@ -233,23 +275,32 @@ def _app(report: WatchReport) -> AppStats:
     return app
 
 
-RATES = [pytest.param(600, 75.0, 1, id="300conn/s"),
-         pytest.param(4500, 750.0, 3, id="3000conn/s", marks=pytest.mark.slow)]
+RATES = [
+    pytest.param(600, 75.0, 1, id="300conn/s"),
+    pytest.param(4500, 750.0, 3, id="3000conn/s", marks=pytest.mark.slow),
+]
 
 
 @pytest.mark.parametrize("target", ["127.0.0.1", "host"])
 @pytest.mark.parametrize(("external", "rate", "clients"), RATES)
-def test_nginx_new_connection_per_self_call_exact(external: int, rate: float, clients: int, target: str) -> None:
+def test_nginx_new_connection_per_self_call_exact(
+    external: int, rate: float, clients: int, target: str
+) -> None:
     http = target == "host"  # the host-address runs also capture HTTP (it keeps up at 3,000/s)
-    with netns() as ns, nginx_selfcaller(ns, "127.0.0.1" if target == "127.0.0.1" else HOST_ADDR) as srv:
+    with (
+        netns() as ns,
+        nginx_selfcaller(ns, "127.0.0.1" if target == "127.0.0.1" else HOST_ADDR) as srv,
+    ):
         report, load = _watch_load(ns, srv, "/ext", external, rate, clients, http=http)
         nginx_pids = {srv.master.pid} | srv.workers
     app = _app(report)
     achieved = external * (1 + N) / load.wall_s
-    print(f"\n{target} E={external} external={app.external_connections}/{app.external_requests} "
-          f"self={app.self_connections}/{app.self_requests} factor={app.self_factor} caught={report.connections} "
-          f"kernel opens={load.active_opens}/{load.passive_opens} achieved={achieved:.0f} conn/s "
-          f"wall={load.wall_s:.2f}s")
+    print(
+        f"\n{target} E={external} external={app.external_connections}/{app.external_requests} "
+        f"self={app.self_connections}/{app.self_requests} factor={app.self_factor} caught={report.connections} "
+        f"kernel opens={load.active_opens}/{load.passive_opens} achieved={achieved:.0f} conn/s "
+        f"wall={load.wall_s:.2f}s"
+    )
     assert achieved > 0.8 * rate * (1 + N), f"load generator too slow: {achieved:.0f} connections/s"
     assert set(app.pids) == nginx_pids  # master and workers own the listener
     assert app.external_connections == external
@@ -259,7 +310,9 @@ def test_nginx_new_connection_per_self_call_exact(external: int, rate: float, cl
     assert app.self_requests == (N * external if http else None)
     assert app.per_path_factor == ({"/ext": float(N)} if http else {})
     assert app.outbound_connections == 0
-    assert load.active_opens == load.passive_opens == external * (1 + N)  # the kernel agrees: N per /ext
+    assert (
+        load.active_opens == load.passive_opens == external * (1 + N)
+    )  # the kernel agrees: N per /ext
     assert report.connections == external * (1 + N) == report.client_pid_known
     assert not [s for s in report.sources if s.dropped]
     insts = [i for i in report.instances if i.server.port == PORT and i.established]
@@ -269,7 +322,9 @@ def test_nginx_new_connection_per_self_call_exact(external: int, rate: float, cl
     assert sorted(i.client.port for i in ext) == sorted(load.ports)
     assert {i.client_pid for i in ext} == load.pids
     assert {str(i.server.address) for i in ext} == {"127.0.0.1"}
-    assert {str(i.server.address) for i in own} == {"127.0.0.1" if target == "127.0.0.1" else HOST_ADDR}
+    assert {str(i.server.address) for i in own} == {
+        "127.0.0.1" if target == "127.0.0.1" else HOST_ADDR
+    }
     (self_edge,) = [e for e in report.edges if e.self_call and e.port == PORT]
     assert self_edge.connections == N * external and set(self_edge.client_pids) <= srv.workers
     gen_edges = [e for e in report.edges if e.port == PORT and not e.self_call]
@@ -283,10 +338,14 @@ def test_nginx_keep_alive_pool_counts_requests(external: int, rate: float, clien
         report, load = _watch_load(ns, srv, "/ext-pool", external, rate, clients, http=True)
     app = _app(report)
     own = [i for i in report.instances if i.server.port == PORT and i.client_pid in srv.workers]
-    print(f"\npool E={external} self_requests={app.self_requests} self_connections={app.self_connections} "
-          f"factor={app.self_factor} per_path={app.per_path_factor} kernel opens={load.active_opens}/"
-          f"{load.passive_opens} achieved={external * (1 + N) / load.wall_s:.0f} requests/s")
-    assert external / load.wall_s > 0.8 * rate, f"load generator too slow: {external / load.wall_s:.0f} requests/s"
+    print(
+        f"\npool E={external} self_requests={app.self_requests} self_connections={app.self_connections} "
+        f"factor={app.self_factor} per_path={app.per_path_factor} kernel opens={load.active_opens}/"
+        f"{load.passive_opens} achieved={external * (1 + N) / load.wall_s:.0f} requests/s"
+    )
+    assert external / load.wall_s > 0.8 * rate, (
+        f"load generator too slow: {external / load.wall_s:.0f} requests/s"
+    )
     assert not [s for s in report.sources if s.dropped]
     assert set(app.pids) == {srv.master.pid} | srv.workers
     assert app.unit == "requests"
@@ -294,8 +353,12 @@ def test_nginx_keep_alive_pool_counts_requests(external: int, rate: float, clien
     assert app.self_requests == N * external
     assert app.self_factor == float(N)
     assert app.per_path_factor == {"/ext-pool": float(N)}
-    assert 1 <= app.self_connections == len(own) < app.self_requests // 10  # pooled: many requests each
-    assert load.active_opens == load.passive_opens == external + app.self_connections  # the kernel agrees
+    assert (
+        1 <= app.self_connections == len(own) < app.self_requests // 10
+    )  # pooled: many requests each
+    assert (
+        load.active_opens == load.passive_opens == external + app.self_connections
+    )  # the kernel agrees
     assert sum(len(i.requests) for i in own) == N * external
     assert {i.client_pid for i in own} <= srv.workers
     ext = [i for i in report.instances if i.server.port == PORT and i.client_pid in load.pids]

@@ -39,16 +39,52 @@ def netns() -> object:
 
 
 def test_accept_queue_saturated_in_a_namespace(netns: str) -> None:
-    app = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", STUCK], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, text=True)
+    app = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", STUCK],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert app.stdout is not None
         port = int(app.stdout.readline())
-        js = subprocess.run([sys.executable, "-m", "loopscope", "watch", "--netns", netns, "--duration", "2",
-                             "--interval", "0.5", "--json", "--fail-on", "high"], capture_output=True, text=True,
-                            timeout=60)
-        text = subprocess.run([sys.executable, "-m", "loopscope", "watch", "--netns", netns, "--duration", "1.5",
-                               "--fail-on", "never"], capture_output=True, text=True, timeout=60)
+        js = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "loopscope",
+                "watch",
+                "--netns",
+                netns,
+                "--duration",
+                "2",
+                "--interval",
+                "0.5",
+                "--json",
+                "--fail-on",
+                "high",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        text = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "loopscope",
+                "watch",
+                "--netns",
+                netns,
+                "--duration",
+                "1.5",
+                "--fail-on",
+                "never",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         app.kill()
         app.wait()

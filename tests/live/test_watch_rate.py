@@ -42,13 +42,30 @@ def test_every_short_connection_caught_with_client_pid(count: int, rate: float) 
     server = None
     try:
         subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER],
-                                  stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert server.stdout is not None
         port = int(server.stdout.readline())
         with WatchSession(WatchOptions(netns=ns)) as session:
-            client = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", CLIENT, str(port),
-                                       str(count), str(rate)], stdout=subprocess.PIPE, text=True)
+            client = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    sys.executable,
+                    "-c",
+                    CLIENT,
+                    str(port),
+                    str(count),
+                    str(rate),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             while client.poll() is None:
                 time.sleep(0.2)
                 session.poll()

@@ -27,7 +27,7 @@ from loopscope.watch.session import WatchOptions, WatchSession
 
 pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.services]
 
-APP = '''
+APP = """
 import http.client, os, threading, time, urllib.parse
 PORT = int(os.environ["LAB_PORT"])
 _local = threading.local()
@@ -59,9 +59,9 @@ def app(environ, start_response):
     body = b"ok"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
-'''
+"""
 
-LOADGEN = '''
+LOADGEN = """
 import http.client, sys, time
 host, port, path, count, rate = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
 start = time.monotonic()
@@ -76,7 +76,7 @@ for i in range(count):
     assert resp.status == 200, resp.status
     conn.close()
 print("done", flush=True)
-'''
+"""
 
 
 def _host_address() -> str | None:
@@ -99,7 +99,9 @@ def _wait(port: int, host: str = "127.0.0.1", timeout_s: float = 20) -> None:
 
 
 @contextmanager
-def gunicorn_app(workers: int = 2, threads: int = 8) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def gunicorn_app(
+    workers: int = 2, threads: int = 8
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """The self-calling app under gunicorn gthread on 0.0.0.0:<ephemeral> (listener passed as an fd)."""
     if shutil.which("gunicorn") is None:
         pytest.skip("gunicorn not installed: pip install 'loopscope[lab]'")
@@ -114,9 +116,28 @@ def gunicorn_app(workers: int = 2, threads: int = 8) -> Iterator[tuple[int, subp
     os.set_inheritable(fd, True)
     env = {**os.environ, "LAB_PORT": str(port), "PYTHONPATH": d}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers), "--threads", str(threads),
-         "--keep-alive", "60", "--bind", f"fd://{fd}", "--chdir", d, "labapp:app"],
-        pass_fds=(fd,), env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "log"), "wb"),
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gthread",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--keep-alive",
+            "60",
+            "--bind",
+            f"fd://{fd}",
+            "--chdir",
+            d,
+            "labapp:app",
+        ],
+        pass_fds=(fd,),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(d, "log"), "wb"),
     )
     lst.close()
     try:
@@ -137,8 +158,12 @@ def _watch_while(argv: list[str], *, http: bool, ports: tuple[int, ...]) -> tupl
     HTTP capture is limited to the test's ports (as ``watch --http --port``): other HTTP traffic on a
     busy host would otherwise compete for the capture buffer.
     """
-    with WatchSession(WatchOptions(http=http, http_ports=ports, snapshot_interval_s=0.5)) as session:
-        gen = subprocess.Popen([sys.executable, "-c", LOADGEN, *argv], stdout=subprocess.PIPE, text=True)
+    with WatchSession(
+        WatchOptions(http=http, http_ports=ports, snapshot_interval_s=0.5)
+    ) as session:
+        gen = subprocess.Popen(
+            [sys.executable, "-c", LOADGEN, *argv], stdout=subprocess.PIPE, text=True
+        )
         while gen.poll() is None:
             time.sleep(0.1)
             session.poll()
@@ -163,8 +188,11 @@ def test_new_connection_per_call_exact_counts_and_client_pids(target: str) -> No
     external, n, rate = 60, 3, 75.0  # 75 requests/s x (1 + 3) connections = 300 new connections/s
     with gunicorn_app() as (port, proc):
         workers = {c.pid for c in psutil.Process(proc.pid).children()}
-        report, gen_pid = _watch_while(["127.0.0.1", str(port), f"/work?n={n}&host={host}&mode=new",
-                                        str(external), str(rate)], http=True, ports=(port,))
+        report, gen_pid = _watch_while(
+            ["127.0.0.1", str(port), f"/work?n={n}&host={host}&mode=new", str(external), str(rate)],
+            http=True,
+            ports=(port,),
+        )
     app = _app(report, port)
     assert app.external_connections == external
     assert app.external_requests == external
@@ -176,7 +204,9 @@ def test_new_connection_per_call_exact_counts_and_client_pids(target: str) -> No
     assert len(self_edges) == 1 and self_edges[0].connections == external * n
     assert set(self_edges[0].client_pids) <= workers and self_edges[0].client_pids
     gen_edges = [e for e in report.edges if e.port == port and gen_pid in e.client_pids]
-    assert len(gen_edges) == 1 and gen_edges[0].connections == external and not gen_edges[0].self_call
+    assert (
+        len(gen_edges) == 1 and gen_edges[0].connections == external and not gen_edges[0].self_call
+    )
     insts = [i for i in report.instances if i.server.port == port]
     assert all(i.client_pid is not None for i in insts)
     if target == "host":
@@ -190,8 +220,11 @@ def test_keep_alive_pool_counts_requests_not_connections() -> None:
     host = _host_address() or "127.0.0.1"
     external, n = 40, 4
     with gunicorn_app(workers=1, threads=4) as (port, _proc):
-        report, _ = _watch_while(["127.0.0.1", str(port), f"/work?n={n}&host={host}&mode=pool",
-                                  str(external), "40"], http=True, ports=(port,))
+        report, _ = _watch_while(
+            ["127.0.0.1", str(port), f"/work?n={n}&host={host}&mode=pool", str(external), "40"],
+            http=True,
+            ports=(port,),
+        )
     app = _app(report, port)
     assert app.external_requests == external
     assert app.self_requests == external * n
@@ -210,18 +243,25 @@ http {{ access_log off; {temps}
 
 @contextmanager
 def nginx_proxy(back: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    exe = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
     if exe is None:
         pytest.skip("nginx not installed: apt-get install nginx")
     d = tempfile.mkdtemp(prefix="ls-watch-nginx-")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         front = probe.getsockname()[1]
-    temps = " ".join(f"{k}_temp_path {d}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temps = " ".join(
+        f"{k}_temp_path {d}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     with open(os.path.join(d, "nginx.conf"), "w") as fh:
         fh.write(NGINX_CONF.format(d=d, temps=temps, front=front, back=back))
-    proc = subprocess.Popen([exe, "-c", f"{d}/nginx.conf", "-p", d, "-e", f"{d}/error.log"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-c", f"{d}/nginx.conf", "-p", d, "-e", f"{d}/error.log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait(front)
         yield front, proc
@@ -232,9 +272,13 @@ def nginx_proxy(back: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
 
 def test_nginx_to_backend_chain_is_not_a_self_call() -> None:
     external = 60
-    with gunicorn_app(workers=1, threads=4) as (back, _app_proc), nginx_proxy(back) as (front, nginx):
-        report, gen_pid = _watch_while(["127.0.0.1", str(front), "/leaf", str(external), "60"], http=True,
-                                       ports=(front, back))
+    with (
+        gunicorn_app(workers=1, threads=4) as (back, _app_proc),
+        nginx_proxy(back) as (front, nginx),
+    ):
+        report, gen_pid = _watch_while(
+            ["127.0.0.1", str(front), "/leaf", str(external), "60"], http=True, ports=(front, back)
+        )
         nginx_pids = {nginx.pid} | {c.pid for c in psutil.Process(nginx.pid).children()}
     front_app, back_app = _app(report, front), _app(report, back)
     assert front_app.external_requests == external and front_app.external_connections == external
@@ -243,8 +287,11 @@ def test_nginx_to_backend_chain_is_not_a_self_call() -> None:
     chain = [e for e in report.edges if e.port == back and e.connections]
     assert len(chain) == 1 and not chain[0].self_call and set(chain[0].client_pids) <= nginx_pids
     assert not [e for e in report.edges if e.self_call and e.port in (front, back)]
-    assert not [f for f in check_watch(report) if f.code.startswith("SELF_CALL") and
-                f.subject in (front_app.name, back_app.name)]
+    assert not [
+        f
+        for f in check_watch(report)
+        if f.code.startswith("SELF_CALL") and f.subject in (front_app.name, back_app.name)
+    ]
     assert gen_pid in next(e for e in report.edges if e.port == front).client_pids
 
 
@@ -274,8 +321,12 @@ print("done", flush=True)
 
 def test_health_check_slow_under_load() -> None:
     with gunicorn_app(workers=1, threads=2) as (port, _proc):
-        with WatchSession(WatchOptions(http=True, http_ports=(port,), snapshot_interval_s=0.5)) as session:
-            gen = subprocess.Popen([sys.executable, "-c", RAMP, str(port)], stdout=subprocess.PIPE, text=True)
+        with WatchSession(
+            WatchOptions(http=True, http_ports=(port,), snapshot_interval_s=0.5)
+        ) as session:
+            gen = subprocess.Popen(
+                [sys.executable, "-c", RAMP, str(port)], stdout=subprocess.PIPE, text=True
+            )
             while gen.poll() is None:
                 time.sleep(0.1)
                 session.poll()

@@ -45,6 +45,8 @@ def test_time_wait_toward_a_listener_is_counted_apart_from_server_side_time_wait
     assert not listeners_only.time_wait_by_dest and listeners_only.time_wait_other == 0
     assert any(s.local == srv_addr for s in light.snapshot.sockets)
     # the TIME_WAIT toward the listener holds ephemeral ports: watch's pressure signal counts them
-    sample = sample_snapshot(light.snapshot, light.time_wait_by_dest, time_wait_other=light.time_wait_other)
+    sample = sample_snapshot(
+        light.snapshot, light.time_wait_by_dest, time_wait_other=light.time_wait_other
+    )
     assert sample.ephemeral_in_use.get(f"127.0.0.1:{port}/tcp", 0) >= client_first
     assert sample.time_wait is not None and sample.time_wait >= client_first + server_first

@@ -11,7 +11,19 @@ import loopscope
 
 SRC = Path(loopscope.__file__).parent
 PURE = ["model", "analysis", "checks", "render"]
-FORBIDDEN = {"socket", "subprocess", "os", "time", "rich", "typer", "shutil", "select", "ctypes", "threading", "psutil"}
+FORBIDDEN = {
+    "socket",
+    "subprocess",
+    "os",
+    "time",
+    "rich",
+    "typer",
+    "shutil",
+    "select",
+    "ctypes",
+    "threading",
+    "psutil",
+}
 
 
 def _imports(path: Path):
@@ -22,7 +34,9 @@ def _imports(path: Path):
                 yield alias.name.split(".")[0], node.lineno
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             yield node.module.split(".")[0], node.lineno
-            if node.module.startswith("loopscope.backends") or node.module.startswith("loopscope.collect"):
+            if node.module.startswith("loopscope.backends") or node.module.startswith(
+                "loopscope.collect"
+            ):
                 yield "loopscope.backends", node.lineno
 
 

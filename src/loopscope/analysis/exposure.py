@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from loopscope.analysis.listeners import Listener, find_listeners
 from loopscope.model import Family, Finding, Proto, Scope, Severity, Snapshot
 
-__all__ = ["SensitiveService", "SENSITIVE_PORTS", "SENSITIVE_PROCESSES", "sensitive_service_of", "check_exposure"]
+__all__ = [
+    "SENSITIVE_PORTS",
+    "SENSITIVE_PROCESSES",
+    "SensitiveService",
+    "check_exposure",
+    "sensitive_service_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +42,9 @@ class SensitiveService:
 _DB = Severity.HIGH
 _CRIT = Severity.CRITICAL
 SENSITIVE_PORTS: dict[tuple[Proto, int], SensitiveService] = {
-    (Proto.TCP, 6379): SensitiveService("Redis", _DB, "often no auth; CONFIG SET leads to code execution"),
+    (Proto.TCP, 6379): SensitiveService(
+        "Redis", _DB, "often no auth; CONFIG SET leads to code execution"
+    ),
     (Proto.TCP, 5432): SensitiveService("PostgreSQL", _DB, "database"),
     (Proto.TCP, 3306): SensitiveService("MySQL/MariaDB", _DB, "database"),
     (Proto.TCP, 27017): SensitiveService("MongoDB", _DB, "database, often no auth"),
@@ -63,7 +71,9 @@ SENSITIVE_PORTS: dict[tuple[Proto, int], SensitiveService] = {
     (Proto.TCP, 4369): SensitiveService("Erlang epmd", _DB, "Erlang distribution"),
     (Proto.TCP, 5900): SensitiveService("VNC", _DB, "remote desktop"),
     (Proto.TCP, 111): SensitiveService("rpcbind", Severity.MEDIUM, "RPC port mapper"),
-    (Proto.TCP, 9090): SensitiveService("Prometheus / admin UI", Severity.MEDIUM, "metrics and admin API"),
+    (Proto.TCP, 9090): SensitiveService(
+        "Prometheus / admin UI", Severity.MEDIUM, "metrics and admin API"
+    ),
 }
 
 SENSITIVE_PROCESSES: dict[str, SensitiveService] = {
@@ -161,7 +171,10 @@ def check_exposure(snapshot: Snapshot, listeners: list[Listener] | None = None) 
             only_loop = {s for f, s in scopes if f is loop_family} == {Scope.LOOPBACK}
             other_open = {s for f, s in scopes if f is other_family} & {Scope.WILDCARD, Scope.HOST}
             if only_loop and other_open:
-                names = ",".join(sorted({n for r in group for n in r.process_names})) or "unknown process"
+                names = (
+                    ",".join(sorted({n for r in group for n in r.process_names}))
+                    or "unknown process"
+                )
                 binds = ", ".join(str(r.local) for r in group)
                 findings.append(
                     Finding(

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loopscope.analysis.scope import classify_address, host_address_set
-from loopscope.model import Endpoint, Family, NetnsId, ProcessInfo, Proto, Scope, Snapshot, SocketRecord
+from loopscope.model import (
+    Endpoint,
+    Family,
+    NetnsId,
+    ProcessInfo,
+    Proto,
+    Scope,
+    Snapshot,
+    SocketRecord,
+)
 
 __all__ = ["Listener", "find_listeners", "reach_of"]
 
@@ -103,5 +112,12 @@ def find_listeners(snapshot: Snapshot) -> list[Listener]:
                 socket=sock,
             )
         )
-    out.sort(key=lambda item: (item.local.port, item.proto.value, item.family.value, int(item.local.address)))
+    out.sort(
+        key=lambda item: (
+            item.local.port,
+            item.proto.value,
+            item.family.value,
+            int(item.local.address),
+        )
+    )
     return out

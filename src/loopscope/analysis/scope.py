@@ -12,7 +12,14 @@ from collections.abc import Iterable
 
 from loopscope.model import IPAddress, Scope, SocketRecord
 
-__all__ = ["unmap", "is_loopback", "is_wildcard", "classify_address", "host_address_set", "is_loopback_connection"]
+__all__ = [
+    "classify_address",
+    "host_address_set",
+    "is_loopback",
+    "is_loopback_connection",
+    "is_wildcard",
+    "unmap",
+]
 
 _V4_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
@@ -75,5 +82,8 @@ def is_loopback_connection(sock: SocketRecord, host_addresses: frozenset[IPAddre
     if sock.remote.port == 0 or is_wildcard(sock.remote.address):
         return False
     local_ok = classify_address(sock.local.address, host_addresses) in (Scope.LOOPBACK, Scope.HOST)
-    remote_ok = classify_address(sock.remote.address, host_addresses) in (Scope.LOOPBACK, Scope.HOST)
+    remote_ok = classify_address(sock.remote.address, host_addresses) in (
+        Scope.LOOPBACK,
+        Scope.HOST,
+    )
     return local_ok and remote_ok

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from loopscope.analysis.scope import classify_address, host_address_set
 from loopscope.model import Endpoint, Finding, IPAddress, Proto, Scope, Severity, Snapshot, TcpState
 
-__all__ = ["StackSummary", "summarize_stack", "check_stack"]
+__all__ = ["StackSummary", "check_stack", "summarize_stack"]
 
 _V4_LOOP = ipaddress.IPv4Network("127.0.0.0/8")
 _LOCAL_SCOPES = (Scope.LOOPBACK, Scope.HOST)
@@ -130,31 +130,61 @@ def check_stack(summary: StackSummary, *, netns_label: str = "host") -> list[Fin
     out: list[Finding] = []
     where = f"netns {netns_label}"
     if not summary.lo_present:
-        out.append(Finding(code="LO_MISSING", severity=Severity.CRITICAL, subject=where,
-                           evidence="no loopback interface", remedy="create it: ip link add lo type loopback"))  # fmt: skip
+        out.append(
+            Finding(
+                code="LO_MISSING",
+                severity=Severity.CRITICAL,
+                subject=where,
+                evidence="no loopback interface",
+                remedy="create it: ip link add lo type loopback",
+            )
+        )
     elif not summary.lo_up:
-        fix = "ip link set lo up" if netns_label == "host" else f"ip -n {netns_label} link set lo up"
-        out.append(Finding(code="LO_DOWN", severity=Severity.CRITICAL, subject=where,
-                           evidence="lo is administratively DOWN: 127.0.0.1 and ::1 are unreachable",
-                           remedy=fix))  # fmt: skip
+        fix = (
+            "ip link set lo up" if netns_label == "host" else f"ip -n {netns_label} link set lo up"
+        )
+        out.append(
+            Finding(
+                code="LO_DOWN",
+                severity=Severity.CRITICAL,
+                subject=where,
+                evidence="lo is administratively DOWN: 127.0.0.1 and ::1 are unreachable",
+                remedy=fix,
+            )
+        )
     elif not summary.has_127_8:
-        out.append(Finding(code="LO_NO_IPV4", severity=Severity.HIGH, subject=where,
-                           evidence="127.0.0.1/8 is not assigned to lo",
-                           remedy="ip addr add 127.0.0.1/8 dev lo"))  # fmt: skip
+        out.append(
+            Finding(
+                code="LO_NO_IPV4",
+                severity=Severity.HIGH,
+                subject=where,
+                evidence="127.0.0.1/8 is not assigned to lo",
+                remedy="ip addr add 127.0.0.1/8 dev lo",
+            )
+        )
     if summary.lo_up and not summary.has_v6_loopback and summary.ipv6_disabled_by is None:
-        out.append(Finding(code="LO_NO_IPV6", severity=Severity.MEDIUM, subject=where,
-                           evidence="IPv6 is enabled but ::1 is not assigned to lo",
-                           remedy="ip -6 addr add ::1/128 dev lo"))  # fmt: skip
+        out.append(
+            Finding(
+                code="LO_NO_IPV6",
+                severity=Severity.MEDIUM,
+                subject=where,
+                evidence="IPv6 is enabled but ::1 is not assigned to lo",
+                remedy="ip -6 addr add ::1/128 dev lo",
+            )
+        )
     size = summary.ephemeral_range_size
     if size:
         for dest, count in summary.ephemeral_by_destination.items():
             share = count / size
             if share >= 0.2:
-                out.append(Finding(
-                    code="EPHEMERAL_PORT_PRESSURE", severity=Severity.HIGH if share >= 0.5 else Severity.MEDIUM,
-                    subject=f"{where} -> {dest}",
-                    evidence=f"{count} of {size} ephemeral ports ({share:.0%}) in use toward {dest}",
-                    remedy="reuse connections (keep-alive pools) instead of a new connection per call; "
-                    "widen net.ipv4.ip_local_port_range; spread over more 127/8 addresses",
-                ))  # fmt: skip
+                out.append(
+                    Finding(
+                        code="EPHEMERAL_PORT_PRESSURE",
+                        severity=Severity.HIGH if share >= 0.5 else Severity.MEDIUM,
+                        subject=f"{where} -> {dest}",
+                        evidence=f"{count} of {size} ephemeral ports ({share:.0%}) in use toward {dest}",
+                        remedy="reuse connections (keep-alive pools) instead of a new connection per call; "
+                        "widen net.ipv4.ip_local_port_range; spread over more 127/8 addresses",
+                    )
+                )
     return out

@@ -17,9 +17,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from loopscope.analysis.scope import host_address_set, is_loopback_connection, is_wildcard, unmap
-from loopscope.model import Endpoint, ProcessInfo, ProcessKey, Proto, Snapshot, SocketRecord, TcpState
+from loopscope.model import (
+    Endpoint,
+    ProcessInfo,
+    ProcessKey,
+    Proto,
+    Snapshot,
+    SocketRecord,
+    TcpState,
+)
 
-__all__ = ["LoopbackConnection", "Edge", "TalkMap", "pair_connections", "is_same_app", "build_talk_map"]
+__all__ = [
+    "Edge",
+    "LoopbackConnection",
+    "TalkMap",
+    "build_talk_map",
+    "is_same_app",
+    "pair_connections",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,8 +160,11 @@ def pair_connections(snapshot: Snapshot) -> tuple[list[LoopbackConnection], int]
         if sock.is_listener or sock.state is TcpState.LISTEN:
             continue
         if is_loopback_connection(sock, hosts):
-            key = (sock.proto, Endpoint(unmap(sock.local.address), sock.local.port),
-                   Endpoint(unmap(sock.remote.address), sock.remote.port))  # fmt: skip
+            key = (
+                sock.proto,
+                Endpoint(unmap(sock.local.address), sock.local.port),
+                Endpoint(unmap(sock.remote.address), sock.remote.port),
+            )
             ends[key] = sock
     done: set[tuple[Proto, Endpoint, Endpoint]] = set()
     out: list[LoopbackConnection] = []
@@ -180,9 +198,14 @@ def pair_connections(snapshot: Snapshot) -> tuple[list[LoopbackConnection], int]
         state = (client_sock or server_sock or sock).state
         out.append(
             LoopbackConnection(
-                proto=proto, client=client_ep, server=server_ep, client_socket=client_sock,
-                server_socket=server_sock, listener=listener, state=state,
-            )  # fmt: skip
+                proto=proto,
+                client=client_ep,
+                server=server_ep,
+                client_socket=client_sock,
+                server_socket=server_sock,
+                listener=listener,
+                state=state,
+            )
         )
     out.sort(key=lambda c: (c.server.port, c.client.port))
     return out, unpaired
@@ -222,8 +245,10 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
         server_owners = owners_of(conn.listener) or owners_of(conn.server_socket)
         client_owners = owners_of(conn.client_socket)
         # The listener's owners include every worker; the accepting process is one of them.
-        is_self = bool(client_owners) and bool(server_owners) and any(
-            is_same_app(c, server_owners) for c in client_owners
+        is_self = (
+            bool(client_owners)
+            and bool(server_owners)
+            and any(is_same_app(c, server_owners) for c in client_owners)
         )
         self_calls += is_self
         client_app = next((app_of[p.key] for p in client_owners if p.key in app_of), client_owners)
@@ -239,9 +264,17 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
         if conn.listener is not None:
             ephemeral[f"{conn.server}/{conn.proto}"] += 1
     edges = [
-        Edge(client=k[0], server=k[1], port=k[2], proto=k[3], connections=acc.connections,
-             states=dict(acc.states), self_call=acc.self_call, client_pids=tuple(sorted(acc.client_pids)),
-             server_pids=tuple(sorted(acc.server_pids)))  # fmt: skip
+        Edge(
+            client=k[0],
+            server=k[1],
+            port=k[2],
+            proto=k[3],
+            connections=acc.connections,
+            states=dict(acc.states),
+            self_call=acc.self_call,
+            client_pids=tuple(sorted(acc.client_pids)),
+            server_pids=tuple(sorted(acc.server_pids)),
+        )
         for k, acc in groups.items()
     ]
     edges.sort(key=lambda e: (-e.connections, e.port, e.client))

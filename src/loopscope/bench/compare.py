@@ -21,10 +21,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from loopscope.analysis.bench.stats import summarize_latencies, throughput_bytes_per_s
 from loopscope.bench.paths import measure_stream_throughput, open_round_trip
 from loopscope.bench.runner import measure_round_trips
 from loopscope.bench.server import BenchError, ServerProcess, pin_current_process
-from loopscope.analysis.bench.stats import summarize_latencies, throughput_bytes_per_s
 from loopscope.errors import ParseError
 
 __all__ = [
@@ -41,7 +41,9 @@ __all__ = [
 
 SOCKPERF_MIN_MSG_BYTES = 14
 """sockperf's smallest message (its own header)."""
-NETPERF_NOTE = "netperf not run: it is not packaged in Debian (non-free); sockperf measures the same"
+NETPERF_NOTE = (
+    "netperf not run: it is not packaged in Debian (non-free); sockperf measures the same"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,9 +178,13 @@ def _pinned(cmd: list[str], cpu: int | None) -> list[str]:
 
 
 def _with_server(
-    server_cmd: list[str], client_cmd: list[str], port: int, server_cpu: int | None,
-    client_cpu: int | None, timeout_s: float,
-) -> str:  # fmt: skip
+    server_cmd: list[str],
+    client_cmd: list[str],
+    port: int,
+    server_cpu: int | None,
+    client_cpu: int | None,
+    timeout_s: float,
+) -> str:
     tool = server_cmd[0]
     srv = subprocess.Popen(
         _pinned(server_cmd, server_cpu), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -191,9 +197,12 @@ def _with_server(
             time.sleep(0.02)
         try:
             done = subprocess.run(
-                _pinned(client_cmd, client_cpu), capture_output=True, text=True,
-                timeout=timeout_s, check=False,
-            )  # fmt: skip
+                _pinned(client_cmd, client_cpu),
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             raise BenchError(f"{tool} client did not finish in {timeout_s:g} s") from exc
         return done.stdout + done.stderr
@@ -207,9 +216,13 @@ def _with_server(
 
 
 def run_sockperf_pingpong(
-    *, address: str = "127.0.0.1", msg_bytes: int = SOCKPERF_MIN_MSG_BYTES,
-    duration_s: int = 2, client_cpu: int | None = None, server_cpu: int | None = None,
-) -> SockperfResult:  # fmt: skip
+    *,
+    address: str = "127.0.0.1",
+    msg_bytes: int = SOCKPERF_MIN_MSG_BYTES,
+    duration_s: int = 2,
+    client_cpu: int | None = None,
+    server_cpu: int | None = None,
+) -> SockperfResult:
     """Run ``sockperf server`` and ``sockperf ping-pong --tcp --full-rtt`` on ``address``.
 
     Raises:
@@ -221,17 +234,32 @@ def run_sockperf_pingpong(
     common = ["-i", address, "-p", str(port), "--tcp"]
     out = _with_server(
         ["sockperf", "server", *common],
-        ["sockperf", "ping-pong", *common, "-m", str(msg_bytes), "-t", str(duration_s),
-         "--full-rtt"],
-        port, server_cpu, client_cpu, duration_s + 15.0,
-    )  # fmt: skip
+        [
+            "sockperf",
+            "ping-pong",
+            *common,
+            "-m",
+            str(msg_bytes),
+            "-t",
+            str(duration_s),
+            "--full-rtt",
+        ],
+        port,
+        server_cpu,
+        client_cpu,
+        duration_s + 15.0,
+    )
     return parse_sockperf_output(out)
 
 
 def run_iperf3(
-    *, address: str = "127.0.0.1", duration_s: int = 2, chunk_bytes: int = 128 * 1024,
-    client_cpu: int | None = None, server_cpu: int | None = None,
-) -> Iperf3Result:  # fmt: skip
+    *,
+    address: str = "127.0.0.1",
+    duration_s: int = 2,
+    chunk_bytes: int = 128 * 1024,
+    client_cpu: int | None = None,
+    server_cpu: int | None = None,
+) -> Iperf3Result:
     """Run a one-off ``iperf3 -s`` and ``iperf3 -c -J`` on ``address``.
 
     Raises:
@@ -242,17 +270,34 @@ def run_iperf3(
     port = _free_port(address)
     out = _with_server(
         ["iperf3", "-s", "-1", "-B", address, "-p", str(port)],
-        ["iperf3", "-c", address, "-p", str(port), "-t", str(duration_s), "-J",
-         "-l", str(chunk_bytes)],
-        port, server_cpu, client_cpu, duration_s + 15.0,
-    )  # fmt: skip
+        [
+            "iperf3",
+            "-c",
+            address,
+            "-p",
+            str(port),
+            "-t",
+            str(duration_s),
+            "-J",
+            "-l",
+            str(chunk_bytes),
+        ],
+        port,
+        server_cpu,
+        client_cpu,
+        duration_s + 15.0,
+    )
     return parse_iperf3_json(out[out.find("{") :])
 
 
 def run_compare(
-    *, client_cpu: int | None, server_cpu: int | None, rr_duration_s: int = 2,
-    stream_duration_s: int = 2, rr_count: int = 200_000,
-) -> tuple[list[CompareResult], list[str]]:  # fmt: skip
+    *,
+    client_cpu: int | None,
+    server_cpu: int | None,
+    rr_duration_s: int = 2,
+    stream_duration_s: int = 2,
+    rr_count: int = 200_000,
+) -> tuple[list[CompareResult], list[str]]:
     """loopscope vs sockperf (TCP RR) and vs iperf3 (TCP stream) on 127.0.0.1, side by side.
 
     The client side of loopscope runs in this process, pinned to ``client_cpu`` for the duration.
@@ -292,9 +337,10 @@ def run_compare(
                 )
                 rate = throughput_bytes_per_s(total, elapsed)
                 results.append(
-                    _cmp("tcp_stream_bytes_per_s", "iperf3", rate, ip.received_bytes_per_s,
-                         ">= 0.95")
-                )  # fmt: skip
+                    _cmp(
+                        "tcp_stream_bytes_per_s", "iperf3", rate, ip.received_bytes_per_s, ">= 0.95"
+                    )
+                )
             else:
                 notes.append("iperf3 not installed: apt install iperf3")
     finally:
@@ -309,6 +355,12 @@ def _cmp(metric: str, tool: str, ours: float, theirs: float, goal: str | None) -
         op, limit = goal.split()
         meets = ratio <= float(limit) if op == "<=" else ratio >= float(limit)
     return CompareResult(
-        metric=metric, path="tcp4", tool=tool, loopscope_value=ours, tool_value=theirs,
-        ratio=ratio, goal=goal, meets_goal=meets,
-    )  # fmt: skip
+        metric=metric,
+        path="tcp4",
+        tool=tool,
+        loopscope_value=ours,
+        tool_value=theirs,
+        ratio=ratio,
+        goal=goal,
+        meets_goal=meets,
+    )

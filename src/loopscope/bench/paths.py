@@ -43,8 +43,16 @@ __all__ = [
 ]
 
 PATHS: tuple[str, ...] = (
-    "call", "socketpair", "unix", "tcp4", "tcp6", "tcp-host", "udp4", "http-keepalive", "http-newconn",
-)  # fmt: skip
+    "call",
+    "socketpair",
+    "unix",
+    "tcp4",
+    "tcp6",
+    "tcp-host",
+    "udp4",
+    "http-keepalive",
+    "http-newconn",
+)
 PATH_LABELS: dict[str, str] = {
     "call": "in-process call",
     "socketpair": "socketpair",
@@ -163,9 +171,7 @@ def open_round_trip(
         def stream_rt() -> None:
             sendall(payload)
             got = recv_into(view)
-            if got != size_bytes and not (
-                got and recv_exact(sock, view[got:], size_bytes - got)
-            ):
+            if got != size_bytes and not (got and recv_exact(sock, view[got:], size_bytes - got)):
                 raise BenchError(f"{path}: server closed the connection")
 
         return stream_rt, sock.close

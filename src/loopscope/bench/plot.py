@@ -51,9 +51,7 @@ def write_plot(report: BenchReport, path: str | Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise UsageError(
-            "--plot needs matplotlib: pip install 'loopscope[plot]'"
-        ) from exc
+        raise UsageError("--plot needs matplotlib: pip install 'loopscope[plot]'") from exc
     series: dict[str, list[tuple[int, float, float]]] = {}
     for cell in report.cells:
         if cell.summary is None:
@@ -68,8 +66,9 @@ def write_plot(report: BenchReport, path: str | Path) -> Path:
     return out
 
 
-def _draw(plt: Any, report: BenchReport, series: dict[str, list[tuple[int, float, float]]],
-          out: Path) -> None:  # fmt: skip
+def _draw(
+    plt: Any, report: BenchReport, series: dict[str, list[tuple[int, float, float]]], out: Path
+) -> None:
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
     try:
         for label, pts in series.items():

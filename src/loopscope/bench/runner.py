@@ -14,6 +14,15 @@ import time
 from collections.abc import Callable
 
 from loopscope.analysis.bench.nagle import find_nagle_stall
+from loopscope.analysis.bench.results import (
+    BenchConfig,
+    BenchReport,
+    CellResult,
+    PinMode,
+    ThroughputResult,
+    ratio_to_call,
+)
+from loopscope.analysis.bench.stats import summarize_latencies, throughput_bytes_per_s
 from loopscope.bench.paths import (
     PATH_LABELS,
     PATHS,
@@ -24,16 +33,7 @@ from loopscope.bench.paths import (
     measure_stream_throughput,
     open_round_trip,
 )
-from loopscope.analysis.bench.results import (
-    BenchConfig,
-    BenchReport,
-    CellResult,
-    PinMode,
-    ThroughputResult,
-    ratio_to_call,
-)
 from loopscope.bench.server import MAX_MESSAGE_BYTES, ServerProcess, pin_current_process
-from loopscope.analysis.bench.stats import summarize_latencies, throughput_bytes_per_s
 from loopscope.errors import UsageError
 from loopscope.model import Finding
 

@@ -31,8 +31,8 @@ from loopscope.errors import LoopscopeError
 __all__ = [
     "COUNT",
     "HELLO",
-    "MODE_ECHO",
     "MAX_MESSAGE_BYTES",
+    "MODE_ECHO",
     "MODE_SINK",
     "SINK_BUFFER_BYTES",
     "SMALL_MESSAGE_BYTES",
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bool(cfg.get("http_single_send", False)),
             cfg["unix_dir"],
         )
-    except Exception as exc:  # noqa: BLE001 (process boundary: one line to the parent)
+    except Exception as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         return 2
     for fn, s in loops:

@@ -9,9 +9,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from loopscope.analysis.bench.results import BenchConfig, BenchReport, PinMode
 from loopscope.bench.compare import CompareResult, run_compare
 from loopscope.bench.paths import PATHS
-from loopscope.analysis.bench.results import BenchConfig, BenchReport, PinMode
 from loopscope.bench.runner import run_bench, validate_config
 from loopscope.cli.common import (
     FailOnOption,
@@ -35,7 +35,16 @@ __all__ = [
     "register",
 ]
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+}
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -101,8 +110,16 @@ def format_latency_table(report: BenchReport) -> Table:
         if c.path == "call":
             ratio = "1"
         n = f"{s.count}" + ("*" if c.truncated else "")
-        t.add_row(c.label, format_size(c.size_bytes), n, _us(s.p50_ns), _us(s.p90_ns),
-                  _us(s.p99_ns), _us(s.p999_ns), ratio)  # fmt: skip
+        t.add_row(
+            c.label,
+            format_size(c.size_bytes),
+            n,
+            _us(s.p50_ns),
+            _us(s.p90_ns),
+            _us(s.p99_ns),
+            _us(s.p999_ns),
+            ratio,
+        )
     return t
 
 
@@ -113,15 +130,21 @@ def format_throughput_table(report: BenchReport) -> Table:
     for head in ("GB/s", "bytes", "seconds", "send size"):
         t.add_column(head, justify="right", no_wrap=True)
     for r in report.throughput:
-        t.add_row(r.label, f"{r.bytes_per_s / 1e9:.2f}", f"{r.total_bytes:,}",
-                  f"{r.elapsed_ns / 1e9:.2f}", format_size(r.chunk_bytes))  # fmt: skip
+        t.add_row(
+            r.label,
+            f"{r.bytes_per_s / 1e9:.2f}",
+            f"{r.total_bytes:,}",
+            f"{r.elapsed_ns / 1e9:.2f}",
+            format_size(r.chunk_bytes),
+        )
     return t
 
 
 def format_compare_table(results: list[CompareResult]) -> Table:
     """loopscope vs the reference tool on the same path, with the ratio and the goal."""
-    t = Table(title="[bold]Same path, reference tools[/bold]", box=box.SIMPLE_HEAD,
-              title_justify="left")  # fmt: skip
+    t = Table(
+        title="[bold]Same path, reference tools[/bold]", box=box.SIMPLE_HEAD, title_justify="left"
+    )
     for head in ("metric", "loopscope", "tool", "tool value", "ratio", "goal"):
         t.add_column(head, justify="left" if head in ("metric", "tool") else "right", no_wrap=True)
     for r in results:
@@ -133,8 +156,9 @@ def format_compare_table(results: list[CompareResult]) -> Table:
     return t
 
 
-def _print_report(out: Console, report: BenchReport, compare: list[CompareResult],
-                  notes: list[str]) -> None:  # fmt: skip
+def _print_report(
+    out: Console, report: BenchReport, compare: list[CompareResult], notes: list[str]
+) -> None:
     from loopscope.cli.tables import print_findings
 
     out.print(format_latency_table(report))
@@ -155,15 +179,29 @@ def _print_report(out: Console, report: BenchReport, compare: list[CompareResult
 
 @cli_errors
 def bench_command(
-    paths: str | None = typer.Option(None, "--paths", help=f"Comma list or all: {','.join(PATHS)}."),
-    sizes: str = typer.Option("1,1024,65536,1048576", "--sizes", help="Payload bytes each way (k/m ok)."),
+    paths: str | None = typer.Option(
+        None, "--paths", help=f"Comma list or all: {','.join(PATHS)}."
+    ),
+    sizes: str = typer.Option(
+        "1,1024,65536,1048576", "--sizes", help="Payload bytes each way (k/m ok)."
+    ),
     count: int = typer.Option(2000, "--count", help="Round trips per path and size."),
-    warmup: int = typer.Option(50, "--warmup", help="Untimed round trips first, per path and size."),
-    duration_s: float = typer.Option(2.0, "--duration-s", help="Time cap per path and size, seconds."),
-    pin: PinMode = typer.Option(PinMode.NONE, "--pin", help="Client and server CPUs: same, different, none."),
-    throughput: bool = typer.Option(True, "--throughput/--no-throughput", help="Stream throughput too."),
+    warmup: int = typer.Option(
+        50, "--warmup", help="Untimed round trips first, per path and size."
+    ),
+    duration_s: float = typer.Option(
+        2.0, "--duration-s", help="Time cap per path and size, seconds."
+    ),
+    pin: PinMode = typer.Option(
+        PinMode.NONE, "--pin", help="Client and server CPUs: same, different, none."
+    ),
+    throughput: bool = typer.Option(
+        True, "--throughput/--no-throughput", help="Stream throughput too."
+    ),
     throughput_s: float = typer.Option(1.0, "--throughput-s", help="Seconds per throughput test."),
-    compare: bool = typer.Option(False, "--compare", help="Also run sockperf and iperf3 on TCP 127.0.0.1."),
+    compare: bool = typer.Option(
+        False, "--compare", help="Also run sockperf and iperf3 on TCP 127.0.0.1."
+    ),
     compare_s: int = typer.Option(2, "--compare-s", help="Seconds per reference-tool run."),
     plot: str | None = typer.Option(None, "--plot", help="Write a latency plot (.png or .svg)."),
     json_out: bool = JsonOption,
@@ -171,9 +209,15 @@ def bench_command(
 ) -> None:
     """Round-trip latency (p50/p90/p99/p99.9) of every loopback path, side by side, vs a function call."""
     config = BenchConfig(
-        paths=parse_paths(paths), sizes_bytes=parse_sizes(sizes), count=count, warmup=warmup,
-        duration_s=duration_s, pin=pin, throughput=throughput, throughput_s=throughput_s,
-    )  # fmt: skip
+        paths=parse_paths(paths),
+        sizes_bytes=parse_sizes(sizes),
+        count=count,
+        warmup=warmup,
+        duration_s=duration_s,
+        pin=pin,
+        throughput=throughput,
+        throughput_s=throughput_s,
+    )
     if compare_s < 1:
         raise UsageError("--compare-s must be >= 1")
     validate_config(config)
@@ -185,16 +229,25 @@ def bench_command(
     results: list[CompareResult] = []
     notes: list[str] = []
     if compare:
-        results, notes = run_compare(client_cpu=report.client_cpu, server_cpu=report.server_cpu,
-                                     rr_duration_s=compare_s, stream_duration_s=compare_s)  # fmt: skip
+        results, notes = run_compare(
+            client_cpu=report.client_cpu,
+            server_cpu=report.server_cpu,
+            rr_duration_s=compare_s,
+            stream_duration_s=compare_s,
+        )
     plot_path = None
     if plot is not None:
         from loopscope.bench.plot import write_plot
 
         plot_path = str(write_plot(report, plot))
     if json_out:
-        body: dict[str, Any] = {"report": report, "compare": results, "compare_notes": notes,
-                                "plot": plot_path, "findings": report.findings}  # fmt: skip
+        body: dict[str, Any] = {
+            "report": report,
+            "compare": results,
+            "compare_notes": notes,
+            "plot": plot_path,
+            "findings": report.findings,
+        }
         emit_json("bench", body)
     else:
         out = console()
@@ -210,8 +263,13 @@ def _run_with_progress(config: BenchConfig, *, quiet: bool) -> BenchReport:
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     # auto_refresh off: no refresh thread competing with the measured client for the GIL
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console(),
-                  transient=True, auto_refresh=False) as prog:  # fmt: skip
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=err_console(),
+        transient=True,
+        auto_refresh=False,
+    ) as prog:
         task = prog.add_task("starting servers")
 
         def step(text: str) -> None:

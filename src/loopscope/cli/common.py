@@ -21,15 +21,15 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
-    "EXIT_OK",
-    "EXIT_FINDINGS",
     "EXIT_ERROR",
-    "JsonOption",
+    "EXIT_FINDINGS",
+    "EXIT_OK",
     "FailOnOption",
-    "console",
-    "err_console",
+    "JsonOption",
     "cli_errors",
+    "console",
     "emit_json",
+    "err_console",
     "exit_code_for",
 ]
 

@@ -20,13 +20,29 @@ __all__ = ["doctor_command", "register"]
 
 @cli_errors
 def doctor_command(
-    netns: str | None = typer.Option(None, "--netns", help="Run the ladder in another namespace: NAME, PID or path."),
-    all_netns: bool = typer.Option(False, "--all-netns", help="Run the ladder in every distinct namespace."),
-    external: str | None = typer.Option(None, "--external", help="Rung 3: resolve and TCP-connect HOST:PORT."),
-    rung: int = typer.Option(2, "--rung", help="Highest rung to run: 1 loopback, 2 local network; --external adds rung 3."),
-    no_firewall: bool = typer.Option(False, "--no-firewall", help="Do not read nft/iptables rulesets."),
-    no_processes: bool = typer.Option(False, "--no-processes", help="Skip the /proc fd scan (no listener owners)."),
-    hosts_file: str | None = typer.Option(None, "--hosts-file", help="Hosts file to judge instead of the namespace's."),
+    netns: str | None = typer.Option(
+        None, "--netns", help="Run the ladder in another namespace: NAME, PID or path."
+    ),
+    all_netns: bool = typer.Option(
+        False, "--all-netns", help="Run the ladder in every distinct namespace."
+    ),
+    external: str | None = typer.Option(
+        None, "--external", help="Rung 3: resolve and TCP-connect HOST:PORT."
+    ),
+    rung: int = typer.Option(
+        2,
+        "--rung",
+        help="Highest rung to run: 1 loopback, 2 local network; --external adds rung 3.",
+    ),
+    no_firewall: bool = typer.Option(
+        False, "--no-firewall", help="Do not read nft/iptables rulesets."
+    ),
+    no_processes: bool = typer.Option(
+        False, "--no-processes", help="Skip the /proc fd scan (no listener owners)."
+    ),
+    hosts_file: str | None = typer.Option(
+        None, "--hosts-file", help="Hosts file to judge instead of the namespace's."
+    ),
     json_out: bool = JsonOption,
     fail_on: str = FailOnOption,
 ) -> None:
@@ -37,18 +53,32 @@ def doctor_command(
     if rung not in (1, 2, 3):
         raise UsageError("--rung must be 1, 2 or 3")
     target = parse_external(external) if external else None
-    opts = DoctorOptions(max_rung=rung, external=target, firewall=not no_firewall,
-                         attribute=not no_processes, hosts_path=hosts_file)  # fmt: skip
+    opts = DoctorOptions(
+        max_rung=rung,
+        external=target,
+        firewall=not no_firewall,
+        attribute=not no_processes,
+        hosts_path=hosts_file,
+    )
     if json_out:
         report = run_doctor(netns, all_netns, opts)
     else:
         with err_console().status("doctor: reading and probing...") as status:
-            report = run_doctor(netns, all_netns, opts, lambda label: status.update(f"doctor: netns {label}"))
+            report = run_doctor(
+                netns, all_netns, opts, lambda label: status.update(f"doctor: netns {label}")
+            )
     if json_out:
         from loopscope.doctor.render import report_json
 
-        options = {"netns": netns, "all_netns": all_netns, "rung": rung, "external": external,
-                   "firewall": not no_firewall, "processes": not no_processes, "hosts_file": hosts_file}  # fmt: skip
+        options = {
+            "netns": netns,
+            "all_netns": all_netns,
+            "rung": rung,
+            "external": external,
+            "firewall": not no_firewall,
+            "processes": not no_processes,
+            "hosts_file": hosts_file,
+        }
         emit_json("doctor", report_json(report, options))
     else:
         from loopscope.doctor.render import print_report

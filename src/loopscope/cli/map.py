@@ -8,13 +8,26 @@ from typing import Any
 import typer
 
 from loopscope.analysis.talkmap import TalkMap, build_talk_map
-from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
-from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
+from loopscope.cli.common import (
+    FailOnOption,
+    JsonOption,
+    cli_errors,
+    console,
+    emit_json,
+    exit_code_for,
+)
+from loopscope.cli.options import (
+    AllNetnsOption,
+    NetnsOption,
+    NoProcessesOption,
+    SourceOption,
+    read_snapshots,
+)
 from loopscope.model import Finding, Gap, Severity, Snapshot
 from loopscope.render.fields import EDGE_FIELDS
 from loopscope.render.views import edge_rows
 
-__all__ = ["register", "map_command", "talk_map_json", "self_call_findings"]
+__all__ = ["map_command", "register", "self_call_findings", "talk_map_json"]
 
 
 def self_call_findings(snapshot: Snapshot, talk: TalkMap) -> list[Finding]:
@@ -39,15 +52,28 @@ def talk_map_json(snapshot: Snapshot, talk: TalkMap) -> dict[str, Any]:
     return {
         "netns": snapshot.netns_label,
         "edges": [
-            {"client": e.client, "server": e.server, "port": e.port, "proto": e.proto.value,
-             "connections": e.connections, "states": e.states, "self_call": e.self_call,
-             "client_pids": list(e.client_pids), "server_pids": list(e.server_pids)}  # fmt: skip
+            {
+                "client": e.client,
+                "server": e.server,
+                "port": e.port,
+                "proto": e.proto.value,
+                "connections": e.connections,
+                "states": e.states,
+                "self_call": e.self_call,
+                "client_pids": list(e.client_pids),
+                "server_pids": list(e.server_pids),
+            }
             for e in talk.edges
         ],
         "connections": [
-            {"proto": c.proto.value, "client": str(c.client), "server": str(c.server), "state": c.state.value,
-             "client_pids": [k.pid for k in (c.client_socket.owners if c.client_socket else ())],
-             "server_pids": [k.pid for k in (c.server_socket.owners if c.server_socket else ())]}  # fmt: skip
+            {
+                "proto": c.proto.value,
+                "client": str(c.client),
+                "server": str(c.server),
+                "state": c.state.value,
+                "client_pids": [k.pid for k in (c.client_socket.owners if c.client_socket else ())],
+                "server_pids": [k.pid for k in (c.server_socket.owners if c.server_socket else ())],
+            }
             for c in talk.connections
         ],
         "self_call_connections": talk.self_call_connections,
@@ -62,7 +88,9 @@ def map_command(
     all_netns: bool = AllNetnsOption,
     source: str = SourceOption,
     no_processes: bool = NoProcessesOption,
-    dot: bool = typer.Option(False, "--dot", help="Print a Graphviz digraph (pipe to `dot -Tsvg`)."),
+    dot: bool = typer.Option(
+        False, "--dot", help="Print a Graphviz digraph (pipe to `dot -Tsvg`)."
+    ),
     json_out: bool = JsonOption,
     fail_on: str = FailOnOption,
 ) -> None:
@@ -78,15 +106,30 @@ def map_command(
 
         sys.stdout.write(format_dot([e for _, t in maps for e in t.edges]))
     elif json_out:
-        emit_json("map", {"namespaces": [talk_map_json(s, t) for s, t in maps], "findings": findings, "gaps": gaps})
+        emit_json(
+            "map",
+            {
+                "namespaces": [talk_map_json(s, t) for s, t in maps],
+                "findings": findings,
+                "gaps": gaps,
+            },
+        )
     else:
         from loopscope.cli.tables import print_gaps, print_table
 
         out = console()
         for snap, talk in maps:
-            title = f"Loopback talk map ({snap.netns_label}): {len(talk.connections)} connections, " \
-                    f"{talk.self_call_connections} self-call"
-            print_table(out, EDGE_FIELDS, edge_rows(talk.edges), title=title, empty="no loopback connections")
+            title = (
+                f"Loopback talk map ({snap.netns_label}): {len(talk.connections)} connections, "
+                f"{talk.self_call_connections} self-call"
+            )
+            print_table(
+                out,
+                EDGE_FIELDS,
+                edge_rows(talk.edges),
+                title=title,
+                empty="no loopback connections",
+            )
         print_gaps(out, gaps)
     raise typer.Exit(exit_code_for(findings, fail_on))
 

@@ -8,18 +8,29 @@ from loopscope.collect import take_all_snapshots, take_snapshot
 from loopscope.errors import UsageError
 from loopscope.model import Snapshot
 
-__all__ = ["NetnsOption", "AllNetnsOption", "SourceOption", "NoProcessesOption", "read_snapshots"]
+__all__ = ["AllNetnsOption", "NetnsOption", "NoProcessesOption", "SourceOption", "read_snapshots"]
 
-NetnsOption = typer.Option(None, "--netns", help="Read another network namespace: NAME (/run/netns), PID or path.")
+NetnsOption = typer.Option(
+    None, "--netns", help="Read another network namespace: NAME (/run/netns), PID or path."
+)
 AllNetnsOption = typer.Option(False, "--all-netns", help="Read every distinct network namespace.")
-SourceOption = typer.Option("auto", "--source", help="Socket source: auto, sock_diag, procfs, psutil.")
+SourceOption = typer.Option(
+    "auto", "--source", help="Socket source: auto, sock_diag, procfs, psutil."
+)
 NoProcessesOption = typer.Option(
     False, "--no-processes", help="Skip the /proc fd scan (faster; no process owners)."
 )
 
 
-def read_snapshots(netns: str | None, all_netns: bool, source: str, no_processes: bool,
-                   *, tcp_info: bool = False, listening_only: bool = False) -> list[Snapshot]:
+def read_snapshots(
+    netns: str | None,
+    all_netns: bool,
+    source: str,
+    no_processes: bool,
+    *,
+    tcp_info: bool = False,
+    listening_only: bool = False,
+) -> list[Snapshot]:
     """Snapshots for the command's namespace options.
 
     Raises:
@@ -28,7 +39,18 @@ def read_snapshots(netns: str | None, all_netns: bool, source: str, no_processes
     if netns is not None and all_netns:
         raise UsageError("use --netns or --all-netns, not both")
     if all_netns:
-        return take_all_snapshots(attribute=not no_processes, source=source, tcp_info=tcp_info,
-                                  listening_only=listening_only)  # fmt: skip
-    return [take_snapshot(netns, attribute=not no_processes, source=source, tcp_info=tcp_info,
-                          listening_only=listening_only)]  # fmt: skip
+        return take_all_snapshots(
+            attribute=not no_processes,
+            source=source,
+            tcp_info=tcp_info,
+            listening_only=listening_only,
+        )
+    return [
+        take_snapshot(
+            netns,
+            attribute=not no_processes,
+            source=source,
+            tcp_info=tcp_info,
+            listening_only=listening_only,
+        )
+    ]

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import typer
 
 from loopscope.analysis.exposure import check_exposure
 from loopscope.analysis.listeners import Listener, find_listeners
-from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
-from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
+from loopscope.cli.common import (
+    FailOnOption,
+    JsonOption,
+    cli_errors,
+    console,
+    emit_json,
+    exit_code_for,
+)
+from loopscope.cli.options import (
+    AllNetnsOption,
+    NetnsOption,
+    NoProcessesOption,
+    SourceOption,
+    read_snapshots,
+)
 from loopscope.errors import UsageError
 from loopscope.model import Finding, Gap, Scope, Snapshot
 from loopscope.render.fields import LISTENER_FIELDS, FieldSpec
 from loopscope.render.jsonable import to_jsonable
 from loopscope.render.views import listener_rows
 
-__all__ = ["register", "ports_command", "listener_json", "select_listeners"]
+__all__ = ["listener_json", "ports_command", "register", "select_listeners"]
 
 
 def listener_json(row: Listener) -> dict[str, Any]:
@@ -42,8 +56,14 @@ def listener_json(row: Listener) -> dict[str, Any]:
     }
 
 
-def select_listeners(listeners: list[Listener], *, port: int | None, pid: int | None, scope: str | None,
-                     proto: str | None) -> list[Listener]:
+def select_listeners(
+    listeners: list[Listener],
+    *,
+    port: int | None,
+    pid: int | None,
+    scope: str | None,
+    proto: str | None,
+) -> list[Listener]:
     """Filter listeners.
 
     Raises:
@@ -54,7 +74,9 @@ def select_listeners(listeners: list[Listener], *, port: int | None, pid: int | 
         try:
             wanted = Scope(scope)
         except ValueError:
-            raise UsageError(f"unknown scope {scope!r}: use loopback, wildcard, host or other") from None
+            raise UsageError(
+                f"unknown scope {scope!r}: use loopback, wildcard, host or other"
+            ) from None
         out = [r for r in out if r.scope is wanted]
     if proto is not None:
         if proto not in ("tcp", "udp"):
@@ -69,7 +91,9 @@ def select_listeners(listeners: list[Listener], *, port: int | None, pid: int | 
     if pid is not None:
         out = [r for r in out if any(p.pid == pid for p in r.owners)]
         if not out:
-            raise UsageError(f"process {pid} owns no listener (or it does not exist, or is not readable)")
+            raise UsageError(
+                f"process {pid} owns no listener (or it does not exist, or is not readable)"
+            )
     return out
 
 
@@ -79,12 +103,19 @@ def ports_command(
     all_netns: bool = AllNetnsOption,
     port: int | None = typer.Option(None, "--port", help="Only this port."),
     pid: int | None = typer.Option(None, "--pid", help="Only listeners owned by this process."),
-    scope: str | None = typer.Option(None, "--scope", help="Only loopback, wildcard, host or other."),
+    scope: str | None = typer.Option(
+        None, "--scope", help="Only loopback, wildcard, host or other."
+    ),
     proto: str | None = typer.Option(None, "--proto", help="Only tcp or udp."),
-    fingerprint: bool = typer.Option(False, "--fingerprint", help="Identify what answers on each TCP port."),
+    fingerprint: bool = typer.Option(
+        False, "--fingerprint", help="Identify what answers on each TCP port."
+    ),
     verify_exposure: bool = typer.Option(
-        False, "--verify-exposure", help="Root: connect from a throwaway netns over a veth pair to see what is "
-        "really reachable from another host, firewall included."),
+        False,
+        "--verify-exposure",
+        help="Root: connect from a throwaway netns over a veth pair to see what is "
+        "really reachable from another host, firewall included.",
+    ),
     source: str = SourceOption,
     no_processes: bool = NoProcessesOption,
     json_out: bool = JsonOption,
@@ -106,26 +137,41 @@ def ports_command(
     services = fingerprint_rows(snapshots, rows) if fingerprint else {}
     outside = outside_view(rows) if verify_exposure else {}
     if json_out:
-        emit_json("ports", {
-            "netns": [{"label": s.netns_label, "id": to_jsonable(s.netns), "source": s.source} for s in snapshots],
-            "listeners": [
-                {**listener_json(r), **({"service": services.get(_key(r), "")} if fingerprint else {}),
-                 **({"outside": outside.get(_key(r), "")} if verify_exposure else {})}  # fmt: skip
-                for r in rows
-            ],
-            "findings": findings,
-            "gaps": gaps,
-        })  # fmt: skip
+        emit_json(
+            "ports",
+            {
+                "netns": [
+                    {"label": s.netns_label, "id": to_jsonable(s.netns), "source": s.source}
+                    for s in snapshots
+                ],
+                "listeners": [
+                    {
+                        **listener_json(r),
+                        **({"service": services.get(_key(r), "")} if fingerprint else {}),
+                        **({"outside": outside.get(_key(r), "")} if verify_exposure else {}),
+                    }
+                    for r in rows
+                ],
+                "findings": findings,
+                "gaps": gaps,
+            },
+        )
     else:
         from loopscope.cli.tables import print_findings, print_gaps, print_table
 
         out = console()
         table_rows = listener_rows(rows, findings, services)
-        hidden = {"reach"} | ({"netns"} if len(snapshots) == 1 else set()) | ({"user"} if fingerprint else set())
-        hidden |= {"queue", "scope"} if fingerprint and verify_exposure else set()  # "From outside" is the truth
+        hidden = (
+            {"reach"}
+            | ({"netns"} if len(snapshots) == 1 else set())
+            | ({"user"} if fingerprint else set())
+        )
+        hidden |= (
+            {"queue", "scope"} if fingerprint and verify_exposure else set()
+        )  # "From outside" is the truth
         fields = tuple(f for f in LISTENER_FIELDS if f.name not in hidden)
         if verify_exposure:
-            for row, listener in zip(table_rows, rows):
+            for row, listener in zip(table_rows, rows, strict=False):
                 row["outside"] = outside.get(_key(listener), "")
             fields = (*fields, OUTSIDE_FIELD)
         print_table(out, fields, table_rows, title="Listeners", empty="none")
@@ -135,7 +181,9 @@ def ports_command(
     raise typer.Exit(exit_code_for(findings, fail_on))
 
 
-OUTSIDE_FIELD = FieldSpec("outside", "From outside", "", "reachable from another host (--verify-exposure)")
+OUTSIDE_FIELD = FieldSpec(
+    "outside", "From outside", "", "reachable from another host (--verify-exposure)"
+)
 
 
 def _key(row: Listener) -> str:
@@ -159,9 +207,11 @@ def fingerprint_rows(snapshots: list[Snapshot], rows: list[Listener]) -> dict[st
         mine = [r for r in rows if r.netns == snap.netns and r.proto.value == "tcp"]
         if not mine:
             continue
-        prints = run_in_netns(resolve_netns(_netns_spec(snap)),
-                              lambda: fingerprint_listeners([r.local for r in mine]))  # fmt: skip
-        for row, fp in zip(mine, prints):
+        endpoints = [r.local for r in mine]
+        prints = run_in_netns(
+            resolve_netns(_netns_spec(snap)), partial(fingerprint_listeners, endpoints)
+        )
+        for row, fp in zip(mine, prints, strict=False):
             out[f"{_key(row)}@{snap.netns_label}"] = fp.label
     return {k.rsplit("@", 1)[0]: v for k, v in out.items()}
 
@@ -179,7 +229,11 @@ def outside_view(rows: list[Listener]) -> dict[str, str]:
     out: dict[str, str] = {}
     for result in verify_exposure(host):
         key = f"{result.bind}/{result.proto}"
-        word = "reachable" if result.reachable else (f"blocked: {result.firewall}" if result.firewall else result.outcome)
+        word = (
+            "reachable"
+            if result.reachable
+            else (f"blocked: {result.firewall}" if result.firewall else result.outcome)
+        )
         if result.reachable or key not in out:
             out[key] = word
     return out

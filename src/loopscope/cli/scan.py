@@ -8,9 +8,22 @@ from loopscope.analysis.exposure import check_exposure
 from loopscope.analysis.listeners import find_listeners
 from loopscope.analysis.stack import check_stack, summarize_stack
 from loopscope.analysis.talkmap import build_talk_map
-from loopscope.cli.common import FailOnOption, JsonOption, cli_errors, console, emit_json, exit_code_for
+from loopscope.cli.common import (
+    FailOnOption,
+    JsonOption,
+    cli_errors,
+    console,
+    emit_json,
+    exit_code_for,
+)
 from loopscope.cli.map import self_call_findings, talk_map_json
-from loopscope.cli.options import AllNetnsOption, NetnsOption, NoProcessesOption, SourceOption, read_snapshots
+from loopscope.cli.options import (
+    AllNetnsOption,
+    NetnsOption,
+    NoProcessesOption,
+    SourceOption,
+    read_snapshots,
+)
 from loopscope.cli.ports import listener_json
 from loopscope.model import Finding, Gap
 from loopscope.render.fields import EDGE_FIELDS, LISTENER_FIELDS
@@ -19,7 +32,9 @@ from loopscope.render.views import edge_rows, listener_rows, stack_lines
 __all__ = ["register", "scan_command"]
 
 _MAX_EDGES = 15  # scan is one screen; `map` shows every edge
-_SCAN_LISTENER_FIELDS = tuple(f for f in LISTENER_FIELDS if f.name not in ("reach", "netns", "service", "user"))
+_SCAN_LISTENER_FIELDS = tuple(
+    f for f in LISTENER_FIELDS if f.name not in ("reach", "netns", "service", "user")
+)
 
 
 @cli_errors
@@ -50,11 +65,17 @@ def scan_command(
         findings += local
         gaps += [g for g in snap.gaps if g not in gaps]
         if out is None:
-            docs.append({
-                "netns": snap.netns_label, "netns_id": snap.netns, "source": snap.source,
-                "duration_ns": snap.duration_ns, "stack": summary,
-                "listeners": [listener_json(r) for r in listeners], "talk_map": talk_map_json(snap, talk),
-            })  # fmt: skip
+            docs.append(
+                {
+                    "netns": snap.netns_label,
+                    "netns_id": snap.netns,
+                    "source": snap.source,
+                    "duration_ns": snap.duration_ns,
+                    "stack": summary,
+                    "listeners": [listener_json(r) for r in listeners],
+                    "talk_map": talk_map_json(snap, talk),
+                }
+            )
             continue
         header = Table.grid(padding=(0, 2))
         header.add_column(style="bold")
@@ -65,8 +86,13 @@ def scan_command(
         out.rule(f"[bold]loopscope scan[/bold]: {snap.netns_label}", align="left")
         out.print(header)
         print_table(out, _SCAN_LISTENER_FIELDS, listener_rows(listeners, local), title="Listeners")
-        print_table(out, EDGE_FIELDS, edge_rows(talk.edges[:_MAX_EDGES]), title="Loopback talk map",
-                    empty="no loopback connections right now")  # fmt: skip
+        print_table(
+            out,
+            EDGE_FIELDS,
+            edge_rows(talk.edges[:_MAX_EDGES]),
+            title="Loopback talk map",
+            empty="no loopback connections right now",
+        )
         if len(talk.edges) > _MAX_EDGES:
             out.print(f"  ... {len(talk.edges) - _MAX_EDGES} more edges: `loopscope map`")
     findings.sort(key=lambda f: (-f.severity.rank, f.code))

@@ -13,21 +13,56 @@ from rich.text import Text
 from loopscope.model import Finding, Gap
 from loopscope.render.fields import GAP_FIELDS, FieldSpec
 
-__all__ = ["make_table", "print_table", "print_findings", "print_gaps", "status_text", "SEVERITY_STYLE"]
+__all__ = [
+    "SEVERITY_STYLE",
+    "make_table",
+    "print_findings",
+    "print_gaps",
+    "print_table",
+    "status_text",
+]
 
-SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
-_NO_WRAP = {"process", "client", "server", "states", "verdict", "code", "severity", "port", "proto", "scope", "queue", "connections"}
+SEVERITY_STYLE = {
+    "critical": "bold red",
+    "high": "red",
+    "medium": "yellow",
+    "low": "cyan",
+    "info": "dim",
+}
+_NO_WRAP = {
+    "process",
+    "client",
+    "server",
+    "states",
+    "verdict",
+    "code",
+    "severity",
+    "port",
+    "proto",
+    "scope",
+    "queue",
+    "connections",
+}
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
 
 
 def make_table(
-    fields: Sequence[FieldSpec], rows: Iterable[dict[str, str | int]], *, title: str | None = None,
+    fields: Sequence[FieldSpec],
+    rows: Iterable[dict[str, str | int]],
+    *,
+    title: str | None = None,
     omit_empty: bool = True,
 ) -> Table:
     """A rich Table with one column per field; columns that are empty in every row are dropped."""
     rows = list(rows)
-    shown = [f for f in fields if not omit_empty or any(str(r.get(f.name, "")) not in ("", "-") for r in rows)]
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, expand=False)
+    shown = [
+        f
+        for f in fields
+        if not omit_empty or any(str(r.get(f.name, "")) not in ("", "-") for r in rows)
+    ]
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, expand=False
+    )
     for spec in shown:
         no_wrap = spec.name in _NO_WRAP
         table.add_column(spec.header, justify=spec.justify, overflow="fold", no_wrap=no_wrap)  # type: ignore[arg-type]
@@ -49,8 +84,14 @@ def make_table(
     return table
 
 
-def print_table(console: Console, fields: Sequence[FieldSpec], rows: Iterable[dict[str, str | int]], *,
-                title: str | None = None, empty: str = "none") -> None:
+def print_table(
+    console: Console,
+    fields: Sequence[FieldSpec],
+    rows: Iterable[dict[str, str | int]],
+    *,
+    title: str | None = None,
+    empty: str = "none",
+) -> None:
     """Print a table, or ``title: empty`` when there are no rows."""
     rows = list(rows)
     if not rows:
@@ -59,7 +100,9 @@ def print_table(console: Console, fields: Sequence[FieldSpec], rows: Iterable[di
     console.print(make_table(fields, rows, title=f"[bold]{title}[/bold]" if title else None))
 
 
-def print_findings(console: Console, findings: Iterable[Finding], *, title: str = "Findings") -> None:
+def print_findings(
+    console: Console, findings: Iterable[Finding], *, title: str = "Findings"
+) -> None:
     """Findings as blocks: ``severity CODE subject`` then evidence and remedy, indented."""
     items = list(findings)
     if not items:
@@ -73,7 +116,9 @@ def print_findings(console: Console, findings: Iterable[Finding], *, title: str 
         line.append(f"  {f.subject}")
         console.print(line)
         console.print(Padding(Text(f.evidence), (0, 0, 0, 6)), highlight=False)
-        console.print(Padding(Text("fix: " + f.remedy, style="green"), (0, 0, 0, 6)), highlight=False)
+        console.print(
+            Padding(Text("fix: " + f.remedy, style="green"), (0, 0, 0, 6)), highlight=False
+        )
 
 
 def print_gaps(console: Console, gaps: Iterable[Gap]) -> None:

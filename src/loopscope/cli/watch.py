@@ -39,26 +39,46 @@ def _live_view(report: WatchReport) -> Group:
     from loopscope.cli.tables import make_table
     from loopscope.watch.view import APP_FIELDS, WATCH_EDGE_FIELDS, app_rows, edge_rows
 
-    title = (f"loopscope watch ({report.netns_label}) {report.window_s:.0f} s: {report.connections} connections, "
-             f"{sum(1 for e in report.edges if e.self_call)} self-call edges  (Ctrl-C to stop)")
+    title = (
+        f"loopscope watch ({report.netns_label}) {report.window_s:.0f} s: {report.connections} connections, "
+        f"{sum(1 for e in report.edges if e.self_call)} self-call edges  (Ctrl-C to stop)"
+    )
     return Group(
         make_table(APP_FIELDS, app_rows(report.apps), title=f"[bold]{title}[/bold]"),
-        make_table(WATCH_EDGE_FIELDS, edge_rows(report.edges[:15], report.window_s), title="[bold]Edges[/bold]"),
+        make_table(
+            WATCH_EDGE_FIELDS,
+            edge_rows(report.edges[:15], report.window_s),
+            title="[bold]Edges[/bold]",
+        ),
     )
 
 
 @cli_errors
 def watch_command(
-    duration: float | None = typer.Option(None, "--duration", help="Seconds to watch (default: until Ctrl-C)."),
+    duration: float | None = typer.Option(
+        None, "--duration", help="Seconds to watch (default: until Ctrl-C)."
+    ),
     pid: list[int] = typer.Option([], "--pid", help="Only the app owning this pid (repeatable)."),
-    port: list[int] = typer.Option([], "--port", help="Only the app listening on this port (repeatable)."),
-    http: bool = typer.Option(False, "--http", help="Count HTTP/1.x requests per connection (root; AF_PACKET on lo)."),
-    netns: str | None = typer.Option(None, "--netns", help="Namespace: NAME (/run/netns), PID or path."),
-    interval: float = typer.Option(1.0, "--interval", help="Seconds between snapshots (listeners, queues, pools)."),
+    port: list[int] = typer.Option(
+        [], "--port", help="Only the app listening on this port (repeatable)."
+    ),
+    http: bool = typer.Option(
+        False, "--http", help="Count HTTP/1.x requests per connection (root; AF_PACKET on lo)."
+    ),
+    netns: str | None = typer.Option(
+        None, "--netns", help="Namespace: NAME (/run/netns), PID or path."
+    ),
+    interval: float = typer.Option(
+        1.0, "--interval", help="Seconds between snapshots (listeners, queues, pools)."
+    ),
     refresh: float = typer.Option(1.0, "--refresh", help="Seconds between screen refreshes."),
     no_ebpf: bool = typer.Option(False, "--no-ebpf", help="Do not load the eBPF sockops program."),
-    nice: int = typer.Option(10, "--nice", help="Lower the collector's CPU priority by this much (0: keep), so it "
-                             "yields to the apps it watches; kernel buffers hold the events meanwhile."),
+    nice: int = typer.Option(
+        10,
+        "--nice",
+        help="Lower the collector's CPU priority by this much (0: keep), so it "
+        "yields to the apps it watches; kernel buffers hold the events meanwhile.",
+    ),
     json_out: bool = JsonOption,
     fail_on: str = FailOnOption,
 ) -> None:
@@ -88,8 +108,13 @@ def watch_command(
         import os
 
         os.nice(nice)
-    options = WatchOptions(netns=netns, ebpf=not no_ebpf, http=http, http_ports=tuple(port) if http else (),
-                           snapshot_interval_s=interval)
+    options = WatchOptions(
+        netns=netns,
+        ebpf=not no_ebpf,
+        http=http,
+        http_ports=tuple(port) if http else (),
+        snapshot_interval_s=interval,
+    )
     pids, ports = tuple(pid), tuple(port)
     out = console()
     if json_out:
@@ -97,18 +122,30 @@ def watch_command(
     else:
         live_console = out if out.is_terminal else err_console()
         with Live(console=live_console, refresh_per_second=4, transient=True) as live:
-            data = run_watch(options, duration, lambda d: live.update(_live_view(_report(d, pids, ports))), refresh)
+            data = run_watch(
+                options,
+                duration,
+                lambda d: live.update(_live_view(_report(d, pids, ports))),
+                refresh,
+            )
     report = _report(data, pids, ports)
     findings = check_watch(report)
     if json_out:
         emit_json("watch", watch_json(report, findings))
     else:
         out.print(make_table(SOURCE_FIELDS, source_rows(report), title="[bold]Sources[/bold]"))
-        title = (f"Apps ({report.netns_label}, {report.window_s:.1f} s, {report.connections} connections, "
-                 f"client pid known for {report.client_pid_known})")
+        title = (
+            f"Apps ({report.netns_label}, {report.window_s:.1f} s, {report.connections} connections, "
+            f"client pid known for {report.client_pid_known})"
+        )
         print_table(out, APP_FIELDS, app_rows(report.apps), title=title, empty="no listeners")
-        print_table(out, WATCH_EDGE_FIELDS, edge_rows(report.edges, report.window_s), title="Loopback call graph",
-                    empty="no connections to local listeners")
+        print_table(
+            out,
+            WATCH_EDGE_FIELDS,
+            edge_rows(report.edges, report.window_s),
+            title="Loopback call graph",
+            empty="no connections to local listeners",
+        )
         print_findings(out, findings)
         print_gaps(out, report.gaps)
     raise typer.Exit(exit_code_for(findings, fail_on))

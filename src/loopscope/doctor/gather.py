@@ -17,14 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from loopscope.backends.linux import icmp, routes
-from loopscope.backends.linux.netns import (
-    NETNS_RUN_DIR,
-    NetnsTarget,
-    list_netns,
-    resolve_netns,
-    run_in_netns,
-)
 from loopscope.analysis.doctor.facts import (
     DoctorFacts,
     EchoResult,
@@ -39,12 +31,27 @@ from loopscope.analysis.doctor.facts import (
     Sysctls,
 )
 from loopscope.analysis.doctor.resolution import order_from_hosts, parse_hosts
+from loopscope.backends.linux import icmp, routes
+from loopscope.backends.linux.netns import (
+    NETNS_RUN_DIR,
+    NetnsTarget,
+    list_netns,
+    resolve_netns,
+    run_in_netns,
+)
 from loopscope.collect import take_snapshots
 from loopscope.doctor import probes
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError
 from loopscope.model import InterfaceAddress, IPAddress, LinkInfo, Snapshot
 
-__all__ = ["DoctorOptions", "gather", "gather_all", "netns_name_of", "read_firewall", "read_sysctls"]
+__all__ = [
+    "DoctorOptions",
+    "gather",
+    "gather_all",
+    "netns_name_of",
+    "read_firewall",
+    "read_sysctls",
+]
 
 _V4_1 = ipaddress.IPv4Address("127.0.0.1")
 _V4_2 = ipaddress.IPv4Address("127.0.0.2")
@@ -113,12 +120,16 @@ def read_sysctls(links: Sequence[LinkInfo]) -> Sysctls:
             martian_dst = sum(int(line.split()[i_dst], 16) for line in lines[1:])
     ignore_v4 = _read(f"{base}/ipv4/icmp_echo_ignore_all")
     ignore_v6 = _read(f"{base}/ipv6/icmp/echo_ignore_all")
-    return Sysctls(route_localnet=localnet, ipv6_module=os.path.isdir(f"{base}/ipv6"),
-                   martian_src=martian_src, martian_dst=martian_dst,
-                   icmp_echo_ignore_v4=None if ignore_v4 is None else ignore_v4 == "1",
-                   icmp_echo_ignore_v6=None if ignore_v6 is None else ignore_v6 == "1",
-                   conntrack_count=_int(_read(f"{base}/netfilter/nf_conntrack_count")),
-                   conntrack_max=_int(_read(f"{base}/netfilter/nf_conntrack_max")))  # fmt: skip
+    return Sysctls(
+        route_localnet=localnet,
+        ipv6_module=os.path.isdir(f"{base}/ipv6"),
+        martian_src=martian_src,
+        martian_dst=martian_dst,
+        icmp_echo_ignore_v4=None if ignore_v4 is None else ignore_v4 == "1",
+        icmp_echo_ignore_v6=None if ignore_v6 is None else ignore_v6 == "1",
+        conntrack_count=_int(_read(f"{base}/netfilter/nf_conntrack_count")),
+        conntrack_max=_int(_read(f"{base}/netfilter/nf_conntrack_max")),
+    )
 
 
 def _run_tool(argv: list[str], timeout_s: float = 5.0) -> tuple[str | None, str | None]:
@@ -147,8 +158,12 @@ def read_firewall() -> FirewallFacts:
         outputs.append(out)
         if err:
             errors.append(err)
-    return FirewallFacts(nft_json=outputs[0], iptables_save=outputs[1], ip6tables_save=outputs[2],
-                         errors=tuple(errors))  # fmt: skip
+    return FirewallFacts(
+        nft_json=outputs[0],
+        iptables_save=outputs[1],
+        ip6tables_save=outputs[2],
+        errors=tuple(errors),
+    )
 
 
 def _hosts_path_for(target: NetnsTarget, override: str | None) -> str:
@@ -183,7 +198,9 @@ def _getent_order(name: str, netns_name: str) -> tuple[tuple[IPAddress, ...], fl
     return tuple(seen), took_us, None
 
 
-def read_resolution(target: NetnsTarget, hosts_override: str | None, name: str = "localhost") -> ResolutionFacts:
+def read_resolution(
+    target: NetnsTarget, hosts_override: str | None, name: str = "localhost"
+) -> ResolutionFacts:
     """The hosts file's ``localhost`` lines and the getaddrinfo order, inside the namespace's thread."""
     path = _hosts_path_for(target, hosts_override)
     try:
@@ -195,7 +212,11 @@ def read_resolution(target: NetnsTarget, hosts_override: str | None, name: str =
     netns_name = netns_name_of(target)
     if hosts_override is not None or path.startswith("/proc/"):
         # a file this process's getaddrinfo does not read: derive the order its readers would get
-        order, took_us, error = order_from_hosts(entries), 0.0, (None if entries else f"no {name} line")
+        order, took_us, error = (
+            order_from_hosts(entries),
+            0.0,
+            (None if entries else f"no {name} line"),
+        )
         resolver = "hosts file, RFC 6724 order"
     elif path.startswith("/etc/netns/") and netns_name:
         order, took_us, error = _getent_order(name, netns_name)
@@ -203,11 +224,21 @@ def read_resolution(target: NetnsTarget, hosts_override: str | None, name: str =
     else:
         order, took_us, error = probes.resolve(name)
         resolver = "getaddrinfo"
-    return ResolutionFacts(name=name, hosts_path=path, hosts_entries=entries, hosts_error=hosts_error,
-                           order=order, resolver=resolver, error=error, duration_us=took_us)  # fmt: skip
+    return ResolutionFacts(
+        name=name,
+        hosts_path=path,
+        hosts_entries=entries,
+        hosts_error=hosts_error,
+        order=order,
+        resolver=resolver,
+        error=error,
+        duration_us=took_us,
+    )
 
 
-def _host_addresses(addresses: Sequence[InterfaceAddress], links: Sequence[LinkInfo]) -> list[InterfaceAddress]:
+def _host_addresses(
+    addresses: Sequence[InterfaceAddress], links: Sequence[LinkInfo]
+) -> list[InterfaceAddress]:
     loop = {link.index for link in links if link.loopback}
     return [a for a in addresses if a.index not in loop and not a.address.is_loopback]
 
@@ -231,9 +262,13 @@ def _inside(target: NetnsTarget, snap: Snapshot, opts: DoctorOptions) -> _Inside
     except (BackendUnavailable, NetlinkError) as exc:
         route_error = str(exc)
     sysctls = read_sysctls(links)
-    v6_off = (not sysctls.ipv6_module) or bool(snap.stack.ipv6_disabled_all or snap.stack.ipv6_disabled_lo)
+    v6_off = (not sysctls.ipv6_module) or bool(
+        snap.stack.ipv6_disabled_all or snap.stack.ipv6_disabled_lo
+    )
     method, why = icmp.icmp_method(snap.stack.ping_group_range)
-    pings: list[IcmpResult] = [icmp.ping(_V4_1, method=method, skipped_reason=why, timeout_s=opts.timeout_s)]
+    pings: list[IcmpResult] = [
+        icmp.ping(_V4_1, method=method, skipped_reason=why, timeout_s=opts.timeout_s)
+    ]
     if v6_off:
         pings.append(IcmpResult(target=_V6_1, method=method, skipped_reason="IPv6 is disabled"))
     else:
@@ -242,17 +277,26 @@ def _inside(target: NetnsTarget, snap: Snapshot, opts: DoctorOptions) -> _Inside
     for addr in (_V4_1, _V6_1, _V4_2):
         for fn, proto in ((probes.tcp_echo, "tcp"), (probes.udp_echo, "udp")):
             if addr.version == 6 and v6_off:
-                echoes.append(EchoResult(proto=proto, address=addr, phase="bind", skipped_reason="IPv6 is disabled"))
+                echoes.append(
+                    EchoResult(
+                        proto=proto, address=addr, phase="bind", skipped_reason="IPv6 is disabled"
+                    )
+                )
             else:
                 echoes.append(fn(addr, rounds=opts.rounds, timeout_s=opts.timeout_s))
     loopback = LoopbackFacts(
-        links=links, addresses=addresses,
+        links=links,
+        addresses=addresses,
         local_routes=tuple(r for r in route_list if r.table == routes.RT_TABLE_LOCAL),
         main_routes=tuple(r for r in route_list if r.table == routes.RT_TABLE_MAIN),
-        route_error=route_error, lookups=tuple(lookups), icmp=tuple(pings), echoes=tuple(echoes),
-        resolution=read_resolution(target, opts.hosts_path), sysctls=sysctls,
+        route_error=route_error,
+        lookups=tuple(lookups),
+        icmp=tuple(pings),
+        echoes=tuple(echoes),
+        resolution=read_resolution(target, opts.hosts_path),
+        sysctls=sysctls,
         firewall=read_firewall() if opts.firewall else None,
-    )  # fmt: skip
+    )
     localnet = None
     if opts.max_rung >= 2:
         up = {link.index for link in links if link.up}
@@ -260,7 +304,9 @@ def _inside(target: NetnsTarget, snap: Snapshot, opts: DoctorOptions) -> _Inside
         for host in _host_addresses(addresses, links):
             if host.index not in up or host.address.is_link_local:
                 continue  # link-local needs a scope id and is not what local clients use
-            host_echoes.append(probes.tcp_echo(host.address, rounds=opts.rounds, timeout_s=opts.timeout_s))
+            host_echoes.append(
+                probes.tcp_echo(host.address, rounds=opts.rounds, timeout_s=opts.timeout_s)
+            )
         localnet = LocalNetFacts(echoes=tuple(host_echoes))
     external = None
     if opts.external is not None:
@@ -268,8 +314,11 @@ def _inside(target: NetnsTarget, snap: Snapshot, opts: DoctorOptions) -> _Inside
     return _Inside(loopback=loopback, localnet=localnet, external=external)
 
 
-def gather(specs: Sequence[str | None], opts: DoctorOptions,
-           on_progress: Callable[[str], None] | None = None) -> list[DoctorFacts]:  # fmt: skip
+def gather(
+    specs: Sequence[str | None],
+    opts: DoctorOptions,
+    on_progress: Callable[[str], None] | None = None,
+) -> list[DoctorFacts]:
     """Facts of each namespace in ``specs`` (None = this one, NAME, PID or an nsfs path).
 
     Raises:
@@ -278,23 +327,33 @@ def gather(specs: Sequence[str | None], opts: DoctorOptions,
     """
     targets = [resolve_netns(spec) for spec in specs]
     t0 = time.perf_counter_ns()
-    snapshots = take_snapshots([None if t.is_current else t.path for t in targets], attribute=opts.attribute)
+    snapshots = take_snapshots(
+        [None if t.is_current else t.path for t in targets], attribute=opts.attribute
+    )
     snap_ns = time.perf_counter_ns() - t0
     out = []
-    for target, snap in zip(targets, snapshots):
+    for target, snap in zip(targets, snapshots, strict=False):
         if on_progress:
             on_progress(target.label)
         t1 = time.perf_counter_ns()
         inside = run_in_netns(target, partial(_inside, target, snap, opts))
-        out.append(DoctorFacts(
-            netns_label=target.label, netns_name=netns_name_of(target), snapshot=snap, loopback=inside.loopback,
-            localnet=inside.localnet, external=inside.external,
-            gather_ns=time.perf_counter_ns() - t1 + snap_ns // max(1, len(targets)),
-        ))  # fmt: skip
+        out.append(
+            DoctorFacts(
+                netns_label=target.label,
+                netns_name=netns_name_of(target),
+                snapshot=snap,
+                loopback=inside.loopback,
+                localnet=inside.localnet,
+                external=inside.external,
+                gather_ns=time.perf_counter_ns() - t1 + snap_ns // max(1, len(targets)),
+            )
+        )
     return out
 
 
-def gather_all(opts: DoctorOptions, on_progress: Callable[[str], None] | None = None) -> tuple[list[DoctorFacts], list[str]]:
+def gather_all(
+    opts: DoctorOptions, on_progress: Callable[[str], None] | None = None
+) -> tuple[list[DoctorFacts], list[str]]:
     """Facts of every distinct namespace (this one, /run/netns names, those seen through a process).
 
     Returns:

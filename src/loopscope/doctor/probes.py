@@ -27,7 +27,9 @@ def _err(phase: str, exc: OSError) -> str:
     return f"{phase}: {exc.strerror} ({name})"
 
 
-def _sockaddr(address: IPAddress, port: int, scope_id: int = 0) -> tuple[str, int] | tuple[str, int, int, int]:
+def _sockaddr(
+    address: IPAddress, port: int, scope_id: int = 0
+) -> tuple[str, int] | tuple[str, int, int, int]:
     if address.version == 4:
         return (str(address), port)
     return (str(address), port, 0, scope_id)
@@ -37,7 +39,9 @@ def _family(address: IPAddress) -> int:
     return socket.AF_INET if address.version == 4 else socket.AF_INET6
 
 
-def tcp_echo(address: IPAddress, *, rounds: int = 5, timeout_s: float = 0.5, scope_id: int = 0) -> EchoResult:
+def tcp_echo(
+    address: IPAddress, *, rounds: int = 5, timeout_s: float = 0.5, scope_id: int = 0
+) -> EchoResult:
     """Start a listener on ``address`` port 0, connect to it, and time ``rounds`` 1-byte round trips.
 
     Args:
@@ -86,17 +90,32 @@ def tcp_echo(address: IPAddress, *, rounds: int = 5, timeout_s: float = 0.5, sco
                 raise ConnectionResetError(errno.ECONNRESET, "peer closed")
             rtts.append((time.perf_counter_ns() - t0) / 1e3)
         phase = "done"
-        return EchoResult(proto="tcp", address=address, port=port, phase=phase, connect_us=connect_us,
-                          rtts_us=tuple(rtts))  # fmt: skip
+        return EchoResult(
+            proto="tcp",
+            address=address,
+            port=port,
+            phase=phase,
+            connect_us=connect_us,
+            rtts_us=tuple(rtts),
+        )
     except OSError as exc:
-        return EchoResult(proto="tcp", address=address, port=port, phase=phase, connect_us=connect_us,
-                          rtts_us=tuple(rtts), error=_err(phase, exc))  # fmt: skip
+        return EchoResult(
+            proto="tcp",
+            address=address,
+            port=port,
+            phase=phase,
+            connect_us=connect_us,
+            rtts_us=tuple(rtts),
+            error=_err(phase, exc),
+        )
     finally:
         for s in reversed(socks):
             s.close()
 
 
-def udp_echo(address: IPAddress, *, rounds: int = 5, timeout_s: float = 0.5, scope_id: int = 0) -> EchoResult:
+def udp_echo(
+    address: IPAddress, *, rounds: int = 5, timeout_s: float = 0.5, scope_id: int = 0
+) -> EchoResult:
     """Bind a UDP socket on ``address`` port 0 and time ``rounds`` 1-byte datagram round trips to it."""
     family = _family(address)
     phase = "bind"
@@ -126,8 +145,14 @@ def udp_echo(address: IPAddress, *, rounds: int = 5, timeout_s: float = 0.5, sco
         phase = "done"
         return EchoResult(proto="udp", address=address, port=port, phase=phase, rtts_us=tuple(rtts))
     except OSError as exc:
-        return EchoResult(proto="udp", address=address, port=port, phase=phase, rtts_us=tuple(rtts),
-                          error=_err(phase, exc))  # fmt: skip
+        return EchoResult(
+            proto="udp",
+            address=address,
+            port=port,
+            phase=phase,
+            rtts_us=tuple(rtts),
+            error=_err(phase, exc),
+        )
     finally:
         for s in reversed(socks):
             s.close()
@@ -178,5 +203,11 @@ def connect_external(host: str, port: int, *, timeout_s: float = 3.0) -> Externa
             connects.append((str(addr), None, _err("connect", exc)))
         finally:
             sock.close()
-    return ExternalFacts(host=host, port=port, addresses=addresses, resolve_us=resolve_us,
-                         resolve_error=resolve_error, connects=tuple(connects))  # fmt: skip
+    return ExternalFacts(
+        host=host,
+        port=port,
+        addresses=addresses,
+        resolve_us=resolve_us,
+        resolve_error=resolve_error,
+        connects=tuple(connects),
+    )

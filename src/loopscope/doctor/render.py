@@ -14,7 +14,12 @@ from loopscope.doctor.runner import DoctorReport, NamespaceReport
 
 __all__ = ["print_report", "report_json"]
 
-_STYLE = {Verdict.OK: "green", Verdict.WARN: "yellow", Verdict.FAIL: "bold red", Verdict.SKIPPED: "dim"}
+_STYLE = {
+    Verdict.OK: "green",
+    Verdict.WARN: "yellow",
+    Verdict.FAIL: "bold red",
+    Verdict.SKIPPED: "dim",
+}
 
 
 def _namespace_json(ns: NamespaceReport) -> dict[str, Any]:
@@ -28,18 +33,31 @@ def _namespace_json(ns: NamespaceReport) -> dict[str, Any]:
         "hosts_path": facts.loopback.resolution.hosts_path,
         "rungs": [
             {
-                "rung": r.rung, "name": r.name, "verdict": r.verdict, "meaningful": r.meaningful,
-                "not_meaningful_because": r.not_meaningful_because or None, "invalidates": r.invalidates,
+                "rung": r.rung,
+                "name": r.name,
+                "verdict": r.verdict,
+                "meaningful": r.meaningful,
+                "not_meaningful_because": r.not_meaningful_because or None,
+                "invalidates": r.invalidates,
                 "checks": [
-                    {"id": c.id, "title": c.title, "verdict": c.verdict, "evidence": c.evidence,
-                     "remedy": c.remedy or None, "code": c.code or None, "severity": c.finding_severity,
-                     "caused_by": c.caused_by, "service_level": c.service_level, "data": c.data}
+                    {
+                        "id": c.id,
+                        "title": c.title,
+                        "verdict": c.verdict,
+                        "evidence": c.evidence,
+                        "remedy": c.remedy or None,
+                        "code": c.code or None,
+                        "severity": c.finding_severity,
+                        "caused_by": c.caused_by,
+                        "service_level": c.service_level,
+                        "data": c.data,
+                    }
                     for c in r.checks
                 ],
             }
             for r in ns.rungs
         ],
-    }  # fmt: skip
+    }
 
 
 def report_json(report: DoctorReport, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -51,7 +69,9 @@ def report_json(report: DoctorReport, options: dict[str, Any] | None = None) -> 
     """
     return {
         "options": options or {},
-        "verdict": max((ns.verdict for ns in report.namespaces), key=_rank, default=Verdict.SKIPPED),
+        "verdict": max(
+            (ns.verdict for ns in report.namespaces), key=_rank, default=Verdict.SKIPPED
+        ),
         "namespaces": [_namespace_json(ns) for ns in report.namespaces],
         "findings": report.findings,
         "gaps": report.gaps,
@@ -68,12 +88,16 @@ def _rung_table(rung: RungResult) -> Table:
         title += f"  (so rungs {', '.join(map(str, rung.invalidates))} above are not meaningful)"
     if not rung.meaningful:
         title += "  [dim](not meaningful: a rung below failed)[/dim]"
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, expand=False)
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, expand=False
+    )
     table.add_column("check", no_wrap=True, max_width=32, overflow="ellipsis")
     table.add_column("verdict", no_wrap=True)
     table.add_column("evidence", overflow="fold", max_width=60)
     for c in rung.checks:
-        table.add_row(Text(c.title), Text(c.verdict.value, style=_STYLE[c.verdict]), Text(c.evidence))
+        table.add_row(
+            Text(c.title), Text(c.verdict.value, style=_STYLE[c.verdict]), Text(c.evidence)
+        )
     return table
 
 
@@ -91,8 +115,11 @@ def _roots(check_id: str, checks: dict[str, CheckResult], depth: int = 0) -> lis
 def print_report(console: Console, report: DoctorReport) -> None:
     """Every namespace's rungs as tables, then what to do, then gaps."""
     for ns in report.namespaces:
-        console.rule(f"[bold]loopscope doctor[/bold]: netns {ns.facts.netns_label} "
-                     f"[{_STYLE[ns.verdict]}]{ns.verdict.value.upper()}[/]", align="left")  # fmt: skip
+        console.rule(
+            f"[bold]loopscope doctor[/bold]: netns {ns.facts.netns_label} "
+            f"[{_STYLE[ns.verdict]}]{ns.verdict.value.upper()}[/]",
+            align="left",
+        )
         for rung in ns.rungs:
             console.print(_rung_table(rung))
         checks = {c.id: c for r in ns.rungs for c in r.checks}

@@ -77,15 +77,24 @@ def report_for(facts: DoctorFacts) -> NamespaceReport:
     rungs = judge(facts)
     prefix = "" if facts.netns_label == "host" else f"netns {facts.netns_label}: "
     findings = tuple(
-        Finding(code=f.code, severity=f.severity, subject=f.subject, evidence=f.evidence, remedy=f.remedy,
-                netns=facts.snapshot.netns)
+        Finding(
+            code=f.code,
+            severity=f.severity,
+            subject=f.subject,
+            evidence=f.evidence,
+            remedy=f.remedy,
+            netns=facts.snapshot.netns,
+        )
         for f in findings_of(rungs, subject_prefix=prefix)
-    )  # fmt: skip
+    )
     return NamespaceReport(facts=facts, rungs=tuple(rungs), findings=findings)
 
 
 def run_doctor(
-    netns: str | None, all_netns: bool, opts: DoctorOptions, on_progress: Callable[[str], None] | None = None
+    netns: str | None,
+    all_netns: bool,
+    opts: DoctorOptions,
+    on_progress: Callable[[str], None] | None = None,
 ) -> DoctorReport:
     """Gather and judge the ladder in one namespace (``netns``) or all of them.
 
@@ -100,7 +109,10 @@ def run_doctor(
         facts, skipped = gather_all(opts, on_progress)
     else:
         facts = gather([netns], opts, on_progress)
-    gaps = [Gap(what=f"netns {line.split(':', 1)[0]}", reason=line.split(":", 1)[1].strip()) for line in skipped]
+    gaps = [
+        Gap(what=f"netns {line.split(':', 1)[0]}", reason=line.split(":", 1)[1].strip())
+        for line in skipped
+    ]
     for f in facts:
         gaps += [g for g in f.snapshot.gaps if g not in gaps]
     return DoctorReport(namespaces=tuple(report_for(f) for f in facts), gaps=tuple(gaps))

@@ -75,7 +75,9 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         if path == "/inprocess":
             leaf_work(child_ms)
             continue
-        target = os.environ.get("LOOPSCOPE_LAB_SELF" if path == "/selfcall" else "LOOPSCOPE_LAB_POOL", "")
+        target = os.environ.get(
+            "LOOPSCOPE_LAB_SELF" if path == "/selfcall" else "LOOPSCOPE_LAB_POOL", ""
+        )
         if not target or _get(target, f"/leaf?work_ms={child_ms}", timeout_s) != 200:
             ok = False
             break

@@ -42,7 +42,9 @@ def measure_http_rtt_s(hostport: str, path: str = "/leaf?work_ms=0", *, count: i
 def _walk(node: Any, trail: str) -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
     if isinstance(node, dict):
-        label = " ".join(str(node.get(k, "")) for k in ("path", "name", "label", "transport", "mode"))
+        label = " ".join(
+            str(node.get(k, "")) for k in ("path", "name", "label", "transport", "mode")
+        )
         found.append((f"{trail} {label}".lower(), node))
         for key, value in node.items():
             found.extend(_walk(value, f"{trail} {key}"))

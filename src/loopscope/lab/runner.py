@@ -105,8 +105,10 @@ class LabCurve:
 
 
 def _path(design: str, cfg: LabConfig) -> str:
-    return (f"/{design}?work_ms={cfg.work_ms:g}&child_ms={cfg.child_ms:g}&fanout={cfg.fanout}"
-            f"&timeout_ms={cfg.call_timeout_ms:g}")
+    return (
+        f"/{design}?work_ms={cfg.work_ms:g}&child_ms={cfg.child_ms:g}&fanout={cfg.fanout}"
+        f"&timeout_ms={cfg.call_timeout_ms:g}"
+    )
 
 
 def calibrate(cfg: LabConfig) -> Calibration:
@@ -132,16 +134,38 @@ def simulate_point(cfg: LabConfig, cal: Calibration, design: str, rate: float) -
     pooled = Trace(engine="fast")  # the seeds' runs, pooled
     sc = None
     for seed in range(1, cfg.sim_seeds + 1):
-        sc = Scenario(root=root, workers=cfg.threads, pool_workers=cfg.pool_threads,
-                      call_timeout_s=cfg.call_timeout_ms / 1000.0,
-                      request_timeout_s=cfg.request_timeout_s, hop_s=cal.hop_s,
-                      arrival_rate_per_s=rate, requests=count, seed=seed,
-                      poisson=False)
+        sc = Scenario(
+            root=root,
+            workers=cfg.threads,
+            pool_workers=cfg.pool_threads,
+            call_timeout_s=cfg.call_timeout_ms / 1000.0,
+            request_timeout_s=cfg.request_timeout_s,
+            hop_s=cal.hop_s,
+            arrival_rate_per_s=rate,
+            requests=count,
+            seed=seed,
+            poisson=False,
+        )
         tr = run_fast(sc)
         pooled.latencies_s.extend(tr.latencies_s)
-        for name in ("offered", "ok", "timeouts", "rejected", "errors", "unfinished", "call_timeouts",
-                     "deadlock_episodes", "started", "queued", "last_arrival_s", "end_s", "busy_s", "blocked_s",
-                     "queue_wait_s", "deadlock_s"):
+        for name in (
+            "offered",
+            "ok",
+            "timeouts",
+            "rejected",
+            "errors",
+            "unfinished",
+            "call_timeouts",
+            "deadlock_episodes",
+            "started",
+            "queued",
+            "last_arrival_s",
+            "end_s",
+            "busy_s",
+            "blocked_s",
+            "queue_wait_s",
+            "deadlock_s",
+        ):
             setattr(pooled, name, getattr(pooled, name) + getattr(tr, name))
         pooled.max_queue_len = max(pooled.max_queue_len, tr.max_queue_len)
     assert sc is not None
@@ -171,29 +195,59 @@ def run_lab(
             if progress:
                 progress(f"{design} at {rate:g}/s")
             measured = _measure(cfg, design, rate)
-            points.append(LabPoint(design=design, rate_per_s=rate, measured=measured,
-                                   simulated=simulate_point(cfg, cal, design, rate)))
-        curves.append(LabCurve(
-            design=design,
-            points=tuple(points),
-            knee_measured_per_s=find_knee([SweepPoint(offered_per_s=p.rate_per_s,
-                                                      goodput_per_s=p.measured.goodput_per_s,
-                                                      p99_s=p.measured.p99_all_s) for p in points]),
-            knee_simulated_per_s=find_knee([SweepPoint(offered_per_s=p.rate_per_s,
-                                                       goodput_per_s=p.simulated.throughput_per_s,
-                                                       p99_s=p.simulated.p99_all_s) for p in points]),
-        ))
+            points.append(
+                LabPoint(
+                    design=design,
+                    rate_per_s=rate,
+                    measured=measured,
+                    simulated=simulate_point(cfg, cal, design, rate),
+                )
+            )
+        curves.append(
+            LabCurve(
+                design=design,
+                points=tuple(points),
+                knee_measured_per_s=find_knee(
+                    [
+                        SweepPoint(
+                            offered_per_s=p.rate_per_s,
+                            goodput_per_s=p.measured.goodput_per_s,
+                            p99_s=p.measured.p99_all_s,
+                        )
+                        for p in points
+                    ]
+                ),
+                knee_simulated_per_s=find_knee(
+                    [
+                        SweepPoint(
+                            offered_per_s=p.rate_per_s,
+                            goodput_per_s=p.simulated.throughput_per_s,
+                            p99_s=p.simulated.p99_all_s,
+                        )
+                        for p in points
+                    ]
+                ),
+            )
+        )
     return curves
 
 
 def _measure(cfg: LabConfig, design: str, rate: float) -> LoadResult:
     def load(hostport: str) -> LoadResult:
-        return run_load(hostport, _path(design, cfg), rate_per_s=rate, duration_s=cfg.duration_s,
-                        timeout_s=cfg.request_timeout_s, max_requests=cfg.max_requests)
+        return run_load(
+            hostport,
+            _path(design, cfg),
+            rate_per_s=rate,
+            duration_s=cfg.duration_s,
+            timeout_s=cfg.request_timeout_s,
+            max_requests=cfg.max_requests,
+        )
 
     if design == "pool":
-        with LabServer(kind=cfg.server, threads=cfg.pool_threads) as pool, \
-                LabServer(kind=cfg.server, threads=cfg.threads, pool_hostport=pool.hostport) as main:
+        with (
+            LabServer(kind=cfg.server, threads=cfg.pool_threads) as pool,
+            LabServer(kind=cfg.server, threads=cfg.threads, pool_hostport=pool.hostport) as main,
+        ):
             return load(main.hostport)
     with LabServer(kind=cfg.server, threads=cfg.threads) as main:
         return load(main.hostport)

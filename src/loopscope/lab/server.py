@@ -48,7 +48,9 @@ class LabServer:
         BackendUnavailable: the server package is not installed (``pip install 'loopscope[lab]'``).
     """
 
-    def __init__(self, *, kind: str = "gunicorn", threads: int = 4, pool_hostport: str | None = None):
+    def __init__(
+        self, *, kind: str = "gunicorn", threads: int = 4, pool_hostport: str | None = None
+    ):
         if kind not in SERVERS:
             raise BackendUnavailable(f"unknown lab server {kind!r}: use {' or '.join(SERVERS)}")
         if importlib.util.find_spec(kind) is None:
@@ -58,7 +60,7 @@ class LabServer:
         self.pool_hostport = pool_hostport
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
+        self._log = tempfile.TemporaryFile()
 
     @property
     def hostport(self) -> str:
@@ -79,10 +81,30 @@ class LabServer:
         self.port = sock.getsockname()[1]
         fd = sock.fileno()
         if self.kind == "gunicorn":
-            cmd = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", "1",
-                   "--threads", str(self.threads), "--bind", f"fd://{fd}", "--backlog", "2048",
-                   "--worker-connections", "4000", "--graceful-timeout", "1", "--timeout", "60",
-                   "--log-level", "warning", "loopscope.lab.app:app"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-k",
+                "gthread",
+                "--workers",
+                "1",
+                "--threads",
+                str(self.threads),
+                "--bind",
+                f"fd://{fd}",
+                "--backlog",
+                "2048",
+                "--worker-connections",
+                "4000",
+                "--graceful-timeout",
+                "1",
+                "--timeout",
+                "60",
+                "--log-level",
+                "warning",
+                "loopscope.lab.app:app",
+            ]
         else:
             cmd = [sys.executable, "-c", _WAITRESS, str(fd), str(self.threads)]
         env = dict(os.environ, LOOPSCOPE_LAB_SELF=self.hostport)
@@ -90,8 +112,13 @@ class LabServer:
             env["LOOPSCOPE_LAB_POOL"] = self.pool_hostport
         try:
             self._proc = subprocess.Popen(
-                cmd, pass_fds=(fd,), env=env, stdin=subprocess.DEVNULL,
-                stdout=self._log, stderr=self._log, start_new_session=True,
+                cmd,
+                pass_fds=(fd,),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=self._log,
+                start_new_session=True,
             )
         finally:
             sock.close()  # the child holds the listening socket now
@@ -103,7 +130,9 @@ class LabServer:
                 return
             time.sleep(0.05)
         self.stop()
-        raise ProbeError(self.hostport, "start", f"{self.kind} did not answer in {ready_timeout_s} s")
+        raise ProbeError(
+            self.hostport, "start", f"{self.kind} did not answer in {ready_timeout_s} s"
+        )
 
     def _answers(self) -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
@@ -135,16 +164,21 @@ class LabServer:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5.0)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group we created (gunicorn worker)
+            os.killpg(
+                proc.pid, signal.SIGKILL
+            )  # leftovers of the group we created (gunicorn worker)
         except ProcessLookupError:
             pass  # the whole group is gone: nothing to clean up
 
-    def __enter__(self) -> LabServer:  # noqa: PYI034
+    def __enter__(self) -> LabServer:
         self.start()
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
         self._log.close()

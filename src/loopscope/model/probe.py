@@ -14,7 +14,7 @@ __all__ = [
     "HttpInfo",
     "ProbeTarget",
     "TlsInfo",
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,7 +161,10 @@ class Fingerprint:
         """``https nginx/1.22.1``, ``ssh OpenSSH_9.2p1``, ``redis 7.0.15``."""
         parts = [self.service]
         if self.product:
-            parts.append(self.product + (f"/{self.version}" if self.version and "/" not in self.product else ""))
+            parts.append(
+                self.product
+                + (f"/{self.version}" if self.version and "/" not in self.product else "")
+            )
         elif self.version:
             parts.append(self.version)
         return " ".join(parts)

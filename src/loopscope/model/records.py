@@ -9,30 +9,30 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 __all__ = [
-    "IPAddress",
     "Endpoint",
-    "Proto",
     "Family",
-    "TcpState",
-    "Scope",
-    "Severity",
-    "NetnsId",
-    "ProcessKey",
-    "ProcessInfo",
-    "TcpInfo",
-    "SocketRecord",
+    "Finding",
+    "Gap",
+    "IPAddress",
     "InterfaceAddress",
     "LinkInfo",
-    "StackFacts",
-    "Gap",
-    "Finding",
+    "NetnsId",
+    "ProcessInfo",
+    "ProcessKey",
+    "Proto",
+    "Scope",
+    "Severity",
     "Snapshot",
+    "SocketRecord",
+    "StackFacts",
+    "TcpInfo",
+    "TcpState",
 ]
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Endpoint(NamedTuple):

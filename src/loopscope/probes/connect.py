@@ -81,7 +81,9 @@ def _cert_info(der: bytes | None) -> dict[str, object]:
     }
 
 
-def tls_wrap(sock: socket.socket, server_name: str | None, timeout_s: float) -> tuple[ssl.SSLSocket, TlsInfo]:
+def tls_wrap(
+    sock: socket.socket, server_name: str | None, timeout_s: float
+) -> tuple[ssl.SSLSocket, TlsInfo]:
     """TLS handshake without verification (this is a diagnosis: self-signed local certificates are normal;
     ``self_signed`` and the expiry are reported instead).
 
@@ -100,11 +102,16 @@ def tls_wrap(sock: socket.socket, server_name: str | None, timeout_s: float) -> 
     cipher = tls.cipher()
     info = _cert_info(tls.getpeercert(binary_form=True))
     return tls, TlsInfo(
-        version=tls.version() or "?", cipher=cipher[0] if cipher else "?", handshake_s=elapsed,
-        subject=info.get("subject"), issuer=info.get("issuer"), not_after=info.get("not_after"),  # type: ignore[arg-type]
-        expires_in_s=info.get("expires_in_s"), self_signed=info.get("self_signed"),  # type: ignore[arg-type]
+        version=tls.version() or "?",
+        cipher=cipher[0] if cipher else "?",
+        handshake_s=elapsed,
+        subject=info.get("subject"),  # type: ignore[arg-type]
+        issuer=info.get("issuer"),  # type: ignore[arg-type]
+        not_after=info.get("not_after"),  # type: ignore[arg-type]
+        expires_in_s=info.get("expires_in_s"),  # type: ignore[arg-type]
+        self_signed=info.get("self_signed"),  # type: ignore[arg-type]
         alpn=tls.selected_alpn_protocol(),
-    )  # fmt: skip
+    )
 
 
 class _TimedRaw(io.RawIOBase):
@@ -136,11 +143,15 @@ class _FakeSock:
 
 def _request(host_header: str, path: str, keep_alive: bool) -> bytes:
     conn = "keep-alive" if keep_alive else "close"
-    return (f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: loopscope-probe\r\nAccept: */*\r\n"
-            f"Connection: {conn}\r\n\r\n").encode("latin-1")  # fmt: skip
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: loopscope-probe\r\nAccept: */*\r\n"
+        f"Connection: {conn}\r\n\r\n"
+    ).encode("latin-1")
 
 
-def _http_exchange(sock: socket.socket, request: bytes) -> tuple[HttpInfo | None, bytes | None, bool]:
+def _http_exchange(
+    sock: socket.socket, request: bytes
+) -> tuple[HttpInfo | None, bytes | None, bool]:
     """Send one request, read one response. Returns (info, banner-if-not-HTTP, server closes).
 
     Raises:
@@ -168,14 +179,29 @@ def _http_exchange(sock: socket.socket, request: bytes) -> tuple[HttpInfo | None
             kept += chunk[: MAX_BODY_BYTES - len(kept)]
     done = time.perf_counter()
     headers = tuple((k.lower(), v) for k, v in resp.getheaders())
-    info = HttpInfo(status=resp.status, reason=resp.reason, headers=headers, body_bytes=size,
-                    ttfb_s=(raw.first_at or done) - t0, total_s=done - t0, body=kept)  # fmt: skip
+    info = HttpInfo(
+        status=resp.status,
+        reason=resp.reason,
+        headers=headers,
+        body_bytes=size,
+        ttfb_s=(raw.first_at or done) - t0,
+        total_s=done - t0,
+        body=kept,
+    )
     return info, None, bool(resp.will_close)
 
 
-def probe_series(address: str, port: int, *, mode: str, count: int = 1, path: str = "/",
-                 host_header: str | None = None, server_name: str | None = None,
-                 timeout_s: float = 2.0) -> list[Attempt]:
+def probe_series(
+    address: str,
+    port: int,
+    *,
+    mode: str,
+    count: int = 1,
+    path: str = "/",
+    host_header: str | None = None,
+    server_name: str | None = None,
+    timeout_s: float = 2.0,
+) -> list[Attempt]:
     """Try one address ``count`` times.
 
     Args:
@@ -203,7 +229,15 @@ def probe_series(address: str, port: int, *, mode: str, count: int = 1, path: st
                 try:
                     sock, connect_s = connect_tcp(address, port, timeout_s)
                 except OSError as exc:
-                    out.append(Attempt(address=address, port=port, ok=False, error=describe_error(exc), phase="connect"))
+                    out.append(
+                        Attempt(
+                            address=address,
+                            port=port,
+                            ok=False,
+                            error=describe_error(exc),
+                            phase="connect",
+                        )
+                    )
                     continue
                 if mode in ("https", "tls"):
                     try:
@@ -211,30 +245,70 @@ def probe_series(address: str, port: int, *, mode: str, count: int = 1, path: st
                     except (OSError, ssl.SSLError) as exc:
                         sock.close()
                         sock = None
-                        out.append(Attempt(address=address, port=port, ok=False, connect_s=connect_s,
-                                           error=describe_error(exc), phase="tls"))  # fmt: skip
+                        out.append(
+                            Attempt(
+                                address=address,
+                                port=port,
+                                ok=False,
+                                connect_s=connect_s,
+                                error=describe_error(exc),
+                                phase="tls",
+                            )
+                        )
                         continue
             if mode in ("tcp", "tls"):
-                out.append(Attempt(address=address, port=port, ok=True, connect_s=connect_s, tls=tls_info))
+                out.append(
+                    Attempt(address=address, port=port, ok=True, connect_s=connect_s, tls=tls_info)
+                )
                 sock.close()
                 sock = None
                 continue
             try:
-                info, banner, closes = _http_exchange(sock, _request(host_header, path, keep_alive=count > 1))
+                info, banner, closes = _http_exchange(
+                    sock, _request(host_header, path, keep_alive=count > 1)
+                )
             except (OSError, http.client.HTTPException) as exc:
                 sock.close()
                 sock = None
-                out.append(Attempt(address=address, port=port, ok=False, connect_s=connect_s, tls=tls_info,
-                                   error=describe_error(exc), phase="read", reused_connection=reused))  # fmt: skip
+                out.append(
+                    Attempt(
+                        address=address,
+                        port=port,
+                        ok=False,
+                        connect_s=connect_s,
+                        tls=tls_info,
+                        error=describe_error(exc),
+                        phase="read",
+                        reused_connection=reused,
+                    )
+                )
                 continue
             if banner is not None:
                 tls_hint = banner[:1] == b"\x15" or banner[:2] == b"\x16\x03"
-                out.append(Attempt(address=address, port=port, ok=False, connect_s=connect_s, tls=tls_info,
-                                   banner=banner, phase="read",
-                                   error="server speaks TLS" if tls_hint else "not HTTP"))  # fmt: skip
+                out.append(
+                    Attempt(
+                        address=address,
+                        port=port,
+                        ok=False,
+                        connect_s=connect_s,
+                        tls=tls_info,
+                        banner=banner,
+                        phase="read",
+                        error="server speaks TLS" if tls_hint else "not HTTP",
+                    )
+                )
             else:
-                out.append(Attempt(address=address, port=port, ok=True, connect_s=connect_s, tls=tls_info,
-                                   http=info, reused_connection=reused))  # fmt: skip
+                out.append(
+                    Attempt(
+                        address=address,
+                        port=port,
+                        ok=True,
+                        connect_s=connect_s,
+                        tls=tls_info,
+                        http=info,
+                        reused_connection=reused,
+                    )
+                )
             if closes or banner is not None:
                 sock.close()
                 sock = None

@@ -32,8 +32,8 @@ from loopscope.analysis.listeners import Listener
 from loopscope.analysis.scope import unmap
 from loopscope.errors import BackendUnavailable
 from loopscope.model import Proto
-from loopscope.probes.connect import connect_tcp, describe_error
 from loopscope.model.probe import ExposureResult
+from loopscope.probes.connect import connect_tcp, describe_error
 
 __all__ = ["OutsideView", "outside_netns", "pick_link_net", "verify_exposure"]
 
@@ -52,7 +52,9 @@ class OutsideView:
     """Host veth IPv6 address (None when IPv6 is off)."""
 
 
-def pick_link_net(used: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> ipaddress.IPv4Network:
+def pick_link_net(
+    used: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> ipaddress.IPv4Network:
     """A 169.254.X.Y/30 that overlaps none of ``used`` (pure; random start, deterministic scan).
 
     Example: ``pick_link_net([]).prefixlen == 30``.
@@ -98,15 +100,22 @@ def outside_netns() -> Iterator[OutsideView]:
         BackendUnavailable: not root, or ``ip`` failed.
     """
     if os.geteuid() != 0:
-        raise BackendUnavailable("--verify-exposure needs root (it creates a network namespace and a veth pair)")
+        raise BackendUnavailable(
+            "--verify-exposure needs root (it creates a network namespace and a veth pair)"
+        )
     from loopscope.backends.linux.rtnl import read_addresses
 
-    used = [ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False) for a in read_addresses()[1]]
+    used = [
+        ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+        for a in read_addresses()[1]
+    ]
     net = pick_link_net(used)
     v4_host, v4_peer = (str(h) for h in list(net.hosts())[:2])
     tag = secrets.token_hex(4)
     ns, host_if, peer_if = f"lsx-{tag}", f"lsxh{tag}", f"lsxp{tag}"
-    v6_net = ipaddress.IPv6Network(f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}::/64")
+    v6_net = ipaddress.IPv6Network(
+        f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}::/64"
+    )
     v6_host, v6_peer = str(v6_net[1]), str(v6_net[2])
     created_ns = False
     try:
@@ -155,14 +164,20 @@ def _try(target: str, port: int, timeout_s: float) -> tuple[bool, str, float | N
         sock, elapsed = connect_tcp(target, port, timeout_s)
     except OSError as exc:
         err = describe_error(exc)
-        word = {"ECONNREFUSED": "refused", "ETIMEDOUT": "timeout", "EHOSTUNREACH": "unreachable",
-                "ENETUNREACH": "unreachable"}.get(err, err)  # fmt: skip
+        word = {
+            "ECONNREFUSED": "refused",
+            "ETIMEDOUT": "timeout",
+            "EHOSTUNREACH": "unreachable",
+            "ENETUNREACH": "unreachable",
+        }.get(err, err)
         return False, word, None
     sock.close()
     return True, "connected", elapsed
 
 
-def verify_exposure(listeners: Sequence[Listener], *, timeout_s: float = 1.0) -> list[ExposureResult]:
+def verify_exposure(
+    listeners: Sequence[Listener], *, timeout_s: float = 1.0
+) -> list[ExposureResult]:
     """Connect to each TCP listener from a throwaway netns behind a veth pair (root).
 
     Args:
@@ -178,9 +193,9 @@ def verify_exposure(listeners: Sequence[Listener], *, timeout_s: float = 1.0) ->
     Raises:
         BackendUnavailable: not root, or the namespace/veth could not be made.
     """
-    from loopscope.backends.linux.netns import resolve_netns, run_in_netns
     from loopscope.analysis.firewall.evaluate import Packet, evaluate
     from loopscope.backends.linux.firewall import read_ruleset
+    from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 
     ruleset = read_ruleset().ruleset
     results: list[ExposureResult] = []
@@ -194,21 +209,51 @@ def verify_exposure(listeners: Sequence[Listener], *, timeout_s: float = 1.0) ->
 
         def run_all() -> list[tuple[bool, str, float | None] | None]:
             with ThreadPoolExecutor(max_workers=max(1, min(32, len(real)))) as pool:
-                futs = [pool.submit(_try, t, li.local.port, timeout_s) if t else None for li, t, _ in real]
+                futs = [
+                    pool.submit(_try, t, li.local.port, timeout_s) if t else None
+                    for li, t, _ in real
+                ]
                 return [f.result() if f else None for f in futs]
 
         outcomes = run_in_netns(resolve_netns(view.netns), run_all)
-        for (li, target, why), got in zip(real, outcomes):
+        for (li, target, why), got in zip(real, outcomes, strict=False):
             if got is None or target is None:
-                results.append(ExposureResult(proto=li.proto.value, bind=str(li.local), port=li.local.port,
-                                              target=target or "-", reachable=None, outcome=f"not tested: {why}"))  # fmt: skip
+                results.append(
+                    ExposureResult(
+                        proto=li.proto.value,
+                        bind=str(li.local),
+                        port=li.local.port,
+                        target=target or "-",
+                        reachable=None,
+                        outcome=f"not tested: {why}",
+                    )
+                )
                 continue
             ok, word, elapsed = got
             fw = None
             if word == "timeout" and ruleset is not None:
-                v = evaluate(ruleset, Packet(proto="tcp", version=ipaddress.ip_address(target).version,
-                                             daddr=target, dport=li.local.port, saddr=None, iif=view.host_if))  # fmt: skip
+                v = evaluate(
+                    ruleset,
+                    Packet(
+                        proto="tcp",
+                        version=ipaddress.ip_address(target).version,
+                        daddr=target,
+                        dport=li.local.port,
+                        saddr=None,
+                        iif=view.host_if,
+                    ),
+                )
                 fw = v.evidence if v.blocked or v.possible else None
-            results.append(ExposureResult(proto="tcp", bind=str(li.local), port=li.local.port, target=target,
-                                          reachable=ok, outcome=word, connect_s=elapsed, firewall=fw))  # fmt: skip
+            results.append(
+                ExposureResult(
+                    proto="tcp",
+                    bind=str(li.local),
+                    port=li.local.port,
+                    target=target,
+                    reachable=ok,
+                    outcome=word,
+                    connect_s=elapsed,
+                    firewall=fw,
+                )
+            )
     return results

@@ -37,13 +37,23 @@ __all__ = [
     "classify_redis",
     "fingerprint_listener",
     "fingerprint_listeners",
-]  # fmt: skip
+]
 
 PG_SSL_REQUEST = struct.pack("!II", 8, 80877103)
 """PostgreSQL SSLRequest: length 8, code 1234.5679 (src/include/libpq/pqcomm.h NEGOTIATE_SSL_CODE)."""
 _SERVER_FIRST = {21, 22, 25, 110, 143, 587, 3306, 5900, 2222}
-_HINTS = {6379: "redis", 5432: "postgresql", 11211: "memcached", 443: "tls", 8443: "tls", 993: "tls", 995: "tls",
-          465: "tls", 636: "tls", 6443: "tls"}  # fmt: skip
+_HINTS = {
+    6379: "redis",
+    5432: "postgresql",
+    11211: "memcached",
+    443: "tls",
+    8443: "tls",
+    993: "tls",
+    995: "tls",
+    465: "tls",
+    636: "tls",
+    6443: "tls",
+}
 
 
 def classify_banner(data: bytes, port: int | None = None) -> Fingerprint | None:
@@ -62,11 +72,18 @@ def classify_banner(data: bytes, port: int | None = None) -> Fingerprint | None:
         m = re.match(r"([A-Za-z][A-Za-z.]*?)[_-]v?(\d[\w.]*)", name)
         product, version = (m.group(1), m.group(2)) if m else (name or None, None)
         return Fingerprint(service="ssh", product=product, version=version, detail=first)
-    if len(data) >= 5 and data[3] == 0 and data[4] == 10 and int.from_bytes(data[:3], "little") + 4 <= len(data) + 64:
+    if (
+        len(data) >= 5
+        and data[3] == 0
+        and data[4] == 10
+        and int.from_bytes(data[:3], "little") + 4 <= len(data) + 64
+    ):
         ver = data[5:].split(b"\x00", 1)[0].decode("latin-1", "replace")
         product = "MariaDB" if "mariadb" in ver.lower() else "MySQL"
         m = re.search(r"(\d+\.\d+\.\d+)", ver.replace("5.5.5-", "", 1))
-        return Fingerprint(service="mysql", product=product, version=m.group(1) if m else ver, detail=ver)
+        return Fingerprint(
+            service="mysql", product=product, version=m.group(1) if m else ver, detail=ver
+        )
     if len(data) >= 5 and data[4] == 0xFF and data[3] == 0:
         msg = data[7:].decode("latin-1", "replace")
         return Fingerprint(service="mysql", detail=f"error packet: {msg[:80]}")
@@ -89,7 +106,7 @@ def classify_banner(data: bytes, port: int | None = None) -> Fingerprint | None:
 
 
 def _word_after(line: str, prefix: str) -> str | None:
-    words = line[len(prefix):].strip(" -").split()
+    words = line[len(prefix) :].strip(" -").split()
     return words[0] if words else None
 
 
@@ -110,17 +127,29 @@ def classify_http(data: bytes, *, tls: bool = False) -> Fingerprint | None:
         return None
     head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1", "replace")
     lines = head.split("\r\n")
-    server = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("server:")), None)
+    server = next(
+        (ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("server:")), None
+    )
     product = version = None
     if server:
         m = re.match(r"([^/\s]+)(?:/(\S+))?", server)
         if m:
             product, version = m.group(1), m.group(2)
     if not tls and b"HTTPS port" in data:
-        return Fingerprint(service="tls", tls=True, product=product, version=version,
-                           detail="plain HTTP answered with 'sent to HTTPS port'")  # fmt: skip
-    return Fingerprint(service="https" if tls else "http", product=product, version=version, detail=lines[0],
-                       tls=tls)  # fmt: skip
+        return Fingerprint(
+            service="tls",
+            tls=True,
+            product=product,
+            version=version,
+            detail="plain HTTP answered with 'sent to HTTPS port'",
+        )
+    return Fingerprint(
+        service="https" if tls else "http",
+        product=product,
+        version=version,
+        detail=lines[0],
+        tls=tls,
+    )
 
 
 def classify_redis(ping_reply: bytes, info_reply: bytes = b"") -> Fingerprint | None:
@@ -130,12 +159,16 @@ def classify_redis(ping_reply: bytes, info_reply: bytes = b"") -> Fingerprint | 
     ``Fingerprint(service="redis", product="Redis", version="7.0.15", detail="+PONG")``.
     """
     first = ping_reply.split(b"\r\n", 1)[0].decode("latin-1", "replace")
-    if not (first == "+PONG" or first.startswith(("-NOAUTH", "-DENIED", "-ERR operation not permitted"))):
+    if not (
+        first == "+PONG" or first.startswith(("-NOAUTH", "-DENIED", "-ERR operation not permitted"))
+    ):
         return None
     info = info_reply.decode("latin-1", "replace")
     m = re.search(r"redis_version:(\S+)", info)
     product = "Valkey" if "valkey_version" in info else "Redis"
-    return Fingerprint(service="redis", product=product, version=m.group(1) if m else None, detail=first)
+    return Fingerprint(
+        service="redis", product=product, version=m.group(1) if m else None, detail=first
+    )
 
 
 def classify_postgres_ssl(reply: bytes) -> Fingerprint | None:
@@ -144,8 +177,11 @@ def classify_postgres_ssl(reply: bytes) -> Fingerprint | None:
     Example: ``classify_postgres_ssl(b"N").detail == "SSLRequest answered N (no TLS)"``.
     """
     if reply in (b"S", b"N"):
-        return Fingerprint(service="postgresql", product="PostgreSQL",
-                           detail=f"SSLRequest answered {reply.decode()} ({'TLS offered' if reply == b'S' else 'no TLS'})")  # fmt: skip
+        return Fingerprint(
+            service="postgresql",
+            product="PostgreSQL",
+            detail=f"SSLRequest answered {reply.decode()} ({'TLS offered' if reply == b'S' else 'no TLS'})",
+        )
     return None
 
 
@@ -154,7 +190,12 @@ def classify_memcached(reply: bytes) -> Fingerprint | None:
     m = re.match(rb"VERSION (\S+)\r\n", reply)
     if not m:
         return None
-    return Fingerprint(service="memcached", product="memcached", version=m.group(1).decode(), detail=m.group(0).decode().strip())
+    return Fingerprint(
+        service="memcached",
+        product="memcached",
+        version=m.group(1).decode(),
+        detail=m.group(0).decode().strip(),
+    )
 
 
 def _connect(host: str, port: int, timeout_s: float) -> socket.socket:
@@ -187,8 +228,14 @@ def _read(sock: socket.socket, deadline: float, done: Callable[[bytes], bool]) -
     return buf
 
 
-def _exchange(host: str, port: int, payload: bytes | None, wait_s: float, timeout_s: float,
-              done: Callable[[bytes], bool] = lambda b: bool(b)) -> bytes:
+def _exchange(
+    host: str,
+    port: int,
+    payload: bytes | None,
+    wait_s: float,
+    timeout_s: float,
+    done: Callable[[bytes], bool] = lambda b: bool(b),
+) -> bytes:
     sock = _connect(host, port, timeout_s)
     try:
         if payload:
@@ -203,8 +250,14 @@ def _headers_done(b: bytes) -> bool:
 
 
 def _try_http(host: str, port: int, timeout_s: float) -> tuple[Fingerprint | None, bytes]:
-    data = _exchange(host, port, b"GET / HTTP/1.0\r\nUser-Agent: loopscope-fingerprint\r\n\r\n", timeout_s,
-                     timeout_s, _headers_done)  # fmt: skip
+    data = _exchange(
+        host,
+        port,
+        b"GET / HTTP/1.0\r\nUser-Agent: loopscope-fingerprint\r\n\r\n",
+        timeout_s,
+        timeout_s,
+        _headers_done,
+    )
     return classify_http(data) or classify_banner(data, port), data
 
 
@@ -228,8 +281,13 @@ def _try_tls(host: str, port: int, timeout_s: float) -> Fingerprint | None:
         tls.close()
     inner = classify_http(data, tls=True)
     if inner is not None:
-        return Fingerprint(service="https", product=inner.product, version=inner.version, tls=True,
-                           detail=f"{version}; {inner.detail}")  # fmt: skip
+        return Fingerprint(
+            service="https",
+            product=inner.product,
+            version=inner.version,
+            tls=True,
+            detail=f"{version}; {inner.detail}",
+        )
     return Fingerprint(service="tls", tls=True, detail=str(version))
 
 
@@ -241,7 +299,11 @@ def _try_redis(host: str, port: int, timeout_s: float) -> Fingerprint | None:
         info = b""
         if ping.startswith(b"+PONG"):
             sock.sendall(b"INFO server\r\n")
-            info = _read(sock, time.monotonic() + timeout_s, lambda b: b"redis_version" in b and b.endswith(b"\r\n\r\n") or len(b) > 8192)
+            info = _read(
+                sock,
+                time.monotonic() + timeout_s,
+                lambda b: (b"redis_version" in b and b.endswith(b"\r\n\r\n")) or len(b) > 8192,
+            )
     finally:
         sock.close()
     return classify_redis(ping, info)
@@ -253,14 +315,17 @@ def _try(name: str, host: str, port: int, timeout_s: float) -> Fingerprint | Non
     if name == "postgresql":
         return classify_postgres_ssl(_exchange(host, port, PG_SSL_REQUEST, timeout_s, timeout_s))
     if name == "memcached":
-        return classify_memcached(_exchange(host, port, b"version\r\n", timeout_s, timeout_s, lambda b: b"\r\n" in b))
+        return classify_memcached(
+            _exchange(host, port, b"version\r\n", timeout_s, timeout_s, lambda b: b"\r\n" in b)
+        )
     if name == "tls":
         return _try_tls(host, port, timeout_s)
     return None
 
 
-def fingerprint_listener(endpoint: Sequence[object], timeout_s: float = 1.0, *,
-                         banner_wait_s: float = 0.15) -> Fingerprint:
+def fingerprint_listener(
+    endpoint: Sequence[object], timeout_s: float = 1.0, *, banner_wait_s: float = 0.15
+) -> Fingerprint:
     """Identify the service behind a TCP listener.
 
     Args:
@@ -278,8 +343,14 @@ def fingerprint_listener(endpoint: Sequence[object], timeout_s: float = 1.0, *,
     t0 = time.perf_counter()
 
     def done(fp: Fingerprint) -> Fingerprint:
-        return Fingerprint(service=fp.service, product=fp.product, version=fp.version, detail=fp.detail,
-                           tls=fp.tls, elapsed_s=time.perf_counter() - t0)  # fmt: skip
+        return Fingerprint(
+            service=fp.service,
+            product=fp.product,
+            version=fp.version,
+            detail=fp.detail,
+            tls=fp.tls,
+            elapsed_s=time.perf_counter() - t0,
+        )
 
     hint = _HINTS.get(port)
     try:
@@ -302,22 +373,27 @@ def fingerprint_listener(endpoint: Sequence[object], timeout_s: float = 1.0, *,
             return done(fp)
         order = ["redis", "memcached", "postgresql", "tls"]
         if data.startswith(b"ERROR"):
-            order = ["memcached"] + order
+            order = ["memcached", *order]
         for name in order:
             if name == hint:
                 continue
             fp = _try(name, host, port, timeout_s)
             if fp is not None:
                 return done(fp)
-        return done(Fingerprint(service="unknown", detail=repr(data[:60]) if data else "no answer to any probe"))
+        return done(
+            Fingerprint(
+                service="unknown", detail=repr(data[:60]) if data else "no answer to any probe"
+            )
+        )
     except OSError as exc:
         from loopscope.probes.connect import describe_error
 
         return done(Fingerprint(service="closed", detail=describe_error(exc)))
 
 
-def fingerprint_listeners(endpoints: Iterable[Sequence[object]], timeout_s: float = 1.0,
-                          max_workers: int = 16) -> list[Fingerprint]:
+def fingerprint_listeners(
+    endpoints: Iterable[Sequence[object]], timeout_s: float = 1.0, max_workers: int = 16
+) -> list[Fingerprint]:
     """:func:`fingerprint_listener` for many endpoints in parallel threads, results in input order."""
     items = list(endpoints)
     if not items:

@@ -13,20 +13,46 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from loopscope.errors import LoopscopeError
-from loopscope.model import Finding, Gap, InterfaceAddress, Severity
-from loopscope.probes.connect import probe_series
 from loopscope.analysis.probe.diagnose import diagnose
 from loopscope.analysis.probe.expect import CheckResult, Expectation, check_results
+from loopscope.errors import LoopscopeError
+from loopscope.model import Finding, Gap, InterfaceAddress, Severity
 from loopscope.model.probe import AddressResult, Candidate, Fingerprint, ProbeTarget
+from loopscope.probes.connect import probe_series
 from loopscope.probes.target import candidates_for
 
 __all__ = ["HTTPS_PORTS", "NON_HTTP_PORTS", "ProbeReport", "choose_mode", "run_probe"]
 
 HTTPS_PORTS = frozenset({443, 4443, 6443, 8443, 9443})
 """Ports where ``auto`` starts with TLS."""
-NON_HTTP_PORTS = frozenset({21, 22, 23, 25, 53, 110, 143, 389, 465, 587, 636, 993, 995, 1433, 1521, 2049, 3306,
-                            5432, 5672, 5900, 6379, 9042, 11211, 27017})  # fmt: skip
+NON_HTTP_PORTS = frozenset(
+    {
+        21,
+        22,
+        23,
+        25,
+        53,
+        110,
+        143,
+        389,
+        465,
+        587,
+        636,
+        993,
+        995,
+        1433,
+        1521,
+        2049,
+        3306,
+        5432,
+        5672,
+        5900,
+        6379,
+        9042,
+        11211,
+        27017,
+    }
+)
 """Ports where ``auto`` only connects and fingerprints (no HTTP request is sent)."""
 
 
@@ -66,14 +92,23 @@ def choose_mode(target: ProbeTarget) -> str:
     return "http"
 
 
-def _probe_all(cands: Sequence[Candidate], target: ProbeTarget, mode: str, count: int,
-               timeout_s: float) -> list[AddressResult]:
+def _probe_all(
+    cands: Sequence[Candidate], target: ProbeTarget, mode: str, count: int, timeout_s: float
+) -> list[AddressResult]:
     host = target.host if target.host and not any(c == ":" for c in target.host) else None
 
     def one(c: Candidate) -> AddressResult:
         host_header = f"{target.host}:{target.port}" if host else None
-        attempts = probe_series(c.address, target.port, mode=mode, count=count, path=target.path or "/",
-                                host_header=host_header, server_name=host, timeout_s=timeout_s)  # fmt: skip
+        attempts = probe_series(
+            c.address,
+            target.port,
+            mode=mode,
+            count=count,
+            path=target.path or "/",
+            host_header=host_header,
+            server_name=host,
+            timeout_s=timeout_s,
+        )
         return AddressResult(candidate=c, attempts=tuple(attempts))
 
     if len(cands) == 1:
@@ -94,14 +129,16 @@ def _speaks_tls(results: Sequence[AddressResult]) -> bool:
 
 def _not_http(results: Sequence[AddressResult]) -> bool:
     tried = [a for r in results for a in r.attempts if a.phase != "connect"]
-    return bool(tried) and all(a.phase == "read" and a.error in ("not HTTP", "ECONNRESET") for a in tried)
+    return bool(tried) and all(
+        a.phase == "read" and a.error in ("not HTTP", "ECONNRESET") for a in tried
+    )
 
 
 def _diagnosis_inputs(port: int) -> tuple[list, list, object, list[Gap]]:  # type: ignore[type-arg]
     """Listeners here and elsewhere, the firewall, gaps (I/O: snapshots and rulesets)."""
     from loopscope.analysis.listeners import find_listeners
-    from loopscope.collect import take_all_snapshots, take_snapshot
     from loopscope.backends.linux.firewall import read_ruleset
+    from loopscope.collect import take_all_snapshots, take_snapshot
 
     gaps: list[Gap] = []
     snap = take_snapshot(attribute=True)
@@ -160,26 +197,52 @@ def run_probe(
 
         first_ok = next((r for r in results if r.ok), None)
         if first_ok is not None:
-            fp = fingerprint_listener((first_ok.candidate.address, target.port), min(timeout_s, 1.0))
+            fp = fingerprint_listener(
+                (first_ok.candidate.address, target.port), min(timeout_s, 1.0)
+            )
     findings: list[Finding] = []
     gaps: list[Gap] = []
-    latencies = {r.candidate.address: [int(a.http.total_s * 1e9) for a in r.attempts if a.http is not None]
-                 for r in results}  # fmt: skip
+    latencies = {
+        r.candidate.address: [int(a.http.total_s * 1e9) for a in r.attempts if a.http is not None]
+        for r in results
+    }
     if diagnose_failures and any(not r.ok for r in results):
         here, elsewhere, ruleset, gaps = _diagnosis_inputs(target.port)
-        findings = diagnose(results, port=target.port, listeners=here, other_netns=elsewhere,
-                            ruleset=ruleset, latencies_ns=latencies)  # type: ignore[arg-type]
+        findings = diagnose(
+            results,
+            port=target.port,
+            listeners=here,
+            other_netns=elsewhere,
+            ruleset=ruleset,  # type: ignore[arg-type]
+            latencies_ns=latencies,
+        )
     else:
-        findings = diagnose(results, port=target.port, listeners=[], latencies_ns=latencies)  # TLS expiry, Nagle
-        if any(not r.ok for r in results):  # --no-diagnose: without the listener table, do not guess
+        findings = diagnose(
+            results, port=target.port, listeners=[], latencies_ns=latencies
+        )  # TLS expiry, Nagle
+        if any(
+            not r.ok for r in results
+        ):  # --no-diagnose: without the listener table, do not guess
             findings = [f for f in findings if f.code != "PROBE_NOTHING_LISTENING"]
     checks = check_results(expectations, results) if expectations else []
     for c in checks:
         if not c.ok:
-            findings.append(Finding(code="PROBE_EXPECTATION_FAILED", severity=Severity.HIGH,
-                                    subject=f"{c.target} port {target.port}",
-                                    evidence=f"expected {c.expectation}, got {c.got}",
-                                    remedy="fix the service or the expectation"))  # fmt: skip
-    return ProbeReport(target=target, mode=mode, results=tuple(results), findings=tuple(findings),
-                       checks=tuple(checks), fingerprint=fp, gaps=tuple(gaps),
-                       elapsed_s=time.perf_counter() - t0)  # fmt: skip
+            findings.append(
+                Finding(
+                    code="PROBE_EXPECTATION_FAILED",
+                    severity=Severity.HIGH,
+                    subject=f"{c.target} port {target.port}",
+                    evidence=f"expected {c.expectation}, got {c.got}",
+                    remedy="fix the service or the expectation",
+                )
+            )
+    return ProbeReport(
+        target=target,
+        mode=mode,
+        results=tuple(results),
+        findings=tuple(findings),
+        checks=tuple(checks),
+        fingerprint=fp,
+        gaps=tuple(gaps),
+        elapsed_s=time.perf_counter() - t0,
+    )

@@ -80,7 +80,9 @@ def parse_target(spec: str | None) -> ProbeTarget:
 def _merge(out: list[Candidate], cand: Candidate) -> None:
     for i, have in enumerate(out):
         if have.address == cand.address:
-            out[i] = Candidate(address=have.address, label=f"{have.label} ({cand.label})", family=have.family)
+            out[i] = Candidate(
+                address=have.address, label=f"{have.label} ({cand.label})", family=have.family
+            )
             return
     out.append(cand)
 
@@ -100,8 +102,13 @@ def resolve_candidates(name: str, port: int, label_prefix: str | None = None) ->
         addr = str(sockaddr[0])
         if any(c.address == addr for c in out):
             continue
-        out.append(Candidate(address=addr, label=f"{label_prefix or name} #{i}",
-                             family=6 if fam == socket.AF_INET6 else 4))  # fmt: skip
+        out.append(
+            Candidate(
+                address=addr,
+                label=f"{label_prefix or name} #{i}",
+                family=6 if fam == socket.AF_INET6 else 4,
+            )
+        )
     return out
 
 
@@ -118,8 +125,10 @@ def local_candidates(port: int, addresses: list[InterfaceAddress] | None = None)
         from loopscope.backends.linux.rtnl import read_addresses
 
         addresses = read_addresses()[1]
-    out: list[Candidate] = [Candidate(address="127.0.0.1", label="127.0.0.1", family=4),
-                            Candidate(address="::1", label="::1", family=6)]  # fmt: skip
+    out: list[Candidate] = [
+        Candidate(address="127.0.0.1", label="127.0.0.1", family=4),
+        Candidate(address="::1", label="::1", family=6),
+    ]
     for ia in addresses:
         addr = ia.address
         if addr.is_loopback or (addr.version == 6 and addr.is_link_local):
@@ -133,7 +142,9 @@ def local_candidates(port: int, addresses: list[InterfaceAddress] | None = None)
     return out
 
 
-def candidates_for(target: ProbeTarget, addresses: list[InterfaceAddress] | None = None) -> list[Candidate]:
+def candidates_for(
+    target: ProbeTarget, addresses: list[InterfaceAddress] | None = None
+) -> list[Candidate]:
     """The candidates of a target: every local address when no host is given, the literal, or the
     resolved name.
 

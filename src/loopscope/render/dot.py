@@ -20,10 +20,14 @@ def format_dot(edges: Iterable[Edge], *, title: str = "loopback talk map") -> st
     Example: an edge ``nginx[10] -> app[20]:8000`` with 3 connections gives
     ``"nginx[10]" -> "app[20]" [label=":8000 x3"];``.
     """
-    lines = ["digraph loopscope {", f"  label={_quote(title)};", "  rankdir=LR;",
-             "  node [shape=box, style=rounded, fontname=monospace];"]  # fmt: skip
+    lines = [
+        "digraph loopscope {",
+        f"  label={_quote(title)};",
+        "  rankdir=LR;",
+        "  node [shape=box, style=rounded, fontname=monospace];",
+    ]
     for e in edges:
-        attrs = f'label={_quote(f":{e.port}/{e.proto} x{e.connections}")}'
+        attrs = f"label={_quote(f':{e.port}/{e.proto} x{e.connections}')}"
         if e.self_call:
             attrs += ", color=red, fontcolor=red, penwidth=2"
         lines.append(f"  {_quote(e.client)} -> {_quote(e.server)} [{attrs}];")

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FieldSpec", "LISTENER_FIELDS", "EDGE_FIELDS", "FINDING_FIELDS", "GAP_FIELDS", "field_by_name"]
+__all__ = [
+    "EDGE_FIELDS",
+    "FINDING_FIELDS",
+    "GAP_FIELDS",
+    "LISTENER_FIELDS",
+    "FieldSpec",
+    "field_by_name",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,21 +41,30 @@ LISTENER_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("reach", "Reachable from", "", "who can connect, from scope and IPV6_V6ONLY"),
     FieldSpec("process", "Process", "", "comm[pid,...] of the processes holding the socket"),
     FieldSpec("user", "User", "", "owner of the socket (uid name)"),
-    FieldSpec("queue", "AcceptQ", "connections",
-              "accept queue length / backlog (inet_diag idiag_rqueue / idiag_wqueue)", "right"),  # fmt: skip
+    FieldSpec(
+        "queue",
+        "AcceptQ",
+        "connections",
+        "accept queue length / backlog (inet_diag idiag_rqueue / idiag_wqueue)",
+        "right",
+    ),
     FieldSpec("netns", "Netns", "", "network namespace label"),
     FieldSpec("service", "Service", "", "fingerprint of what answers (ports --fingerprint)"),
     FieldSpec("verdict", "Verdict", "", "worst finding code on this listener, or ok"),
 )
 
 EDGE_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("client", "Client", "", "client process comm[pid] (? when unknown: TIME_WAIT or other user)"),
+    FieldSpec(
+        "client", "Client", "", "client process comm[pid] (? when unknown: TIME_WAIT or other user)"
+    ),
     FieldSpec("server", "Server", "", "listener owners comm[pid,...]"),
     FieldSpec("port", "Port", "", "server port", "right"),
     FieldSpec("proto", "Proto", "", "tcp or udp"),
     FieldSpec("connections", "Conns", "connections", "connections on the edge right now", "right"),
     FieldSpec("states", "States", "", "connections by state of the client end"),
-    FieldSpec("self_call", "Self", "", "SELF when the client is the server app itself (a self-call)"),
+    FieldSpec(
+        "self_call", "Self", "", "SELF when the client is the server app itself (a self-call)"
+    ),
 )
 
 FINDING_FIELDS: tuple[FieldSpec, ...] = (

@@ -15,7 +15,7 @@ from typing import Any
 
 from loopscope import SCHEMA_VERSION
 
-__all__ = ["to_jsonable", "json_document"]
+__all__ = ["json_document", "to_jsonable"]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -23,7 +23,9 @@ def to_jsonable(value: Any) -> Any:
 
     Example: ``to_jsonable(Endpoint(IPv4Address("127.0.0.1"), 80)) == {"address": "127.0.0.1", "port": 80}``.
     """
-    if value is None or isinstance(value, (bool, int, float, str)) and not isinstance(value, enum.Enum):
+    if value is None or (
+        isinstance(value, (bool, int, float, str)) and not isinstance(value, enum.Enum)
+    ):
         return value
     if isinstance(value, enum.Enum):
         return value.value

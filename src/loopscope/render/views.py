@@ -9,7 +9,14 @@ from loopscope.analysis.stack import StackSummary
 from loopscope.analysis.talkmap import Edge
 from loopscope.model import Finding, ProcessInfo
 
-__all__ = ["process_label", "listener_rows", "edge_rows", "finding_rows", "stack_lines", "verdicts_by_listener"]
+__all__ = [
+    "edge_rows",
+    "finding_rows",
+    "listener_rows",
+    "process_label",
+    "stack_lines",
+    "verdicts_by_listener",
+]
 
 
 def process_label(owners: Iterable[ProcessInfo], limit: int = 2) -> str:
@@ -71,7 +78,9 @@ def listener_rows(
         rows.append(
             {
                 "proto": row.proto.value,
-                "address": str(row.local.address) if row.family.value == "inet" else f"[{row.local.address}]",
+                "address": str(row.local.address)
+                if row.family.value == "inet"
+                else f"[{row.local.address}]",
                 "port": row.local.port,
                 "scope": row.scope.value,
                 "reach": row.reach,
@@ -86,7 +95,11 @@ def listener_rows(
     return rows
 
 
-_SHORT_STATES = {"ESTABLISHED": "ESTAB", "CLOSE_WAIT": "CLOSE-WAIT", "TIME_WAIT": "TIME-WAIT"}  # as ss prints
+_SHORT_STATES = {
+    "ESTABLISHED": "ESTAB",
+    "CLOSE_WAIT": "CLOSE-WAIT",
+    "TIME_WAIT": "TIME-WAIT",
+}  # as ss prints
 
 
 def edge_rows(edges: Iterable[Edge]) -> list[dict[str, str | int]]:
@@ -98,7 +111,9 @@ def edge_rows(edges: Iterable[Edge]) -> list[dict[str, str | int]]:
             "port": e.port or "closed",
             "proto": e.proto.value,
             "connections": e.connections,
-            "states": " ".join(f"{_SHORT_STATES.get(k, k)}:{v}" for k, v in sorted(e.states.items())),
+            "states": " ".join(
+                f"{_SHORT_STATES.get(k, k)}:{v}" for k, v in sorted(e.states.items())
+            ),
             "self_call": "SELF" if e.self_call else "",
         }
         for e in edges
@@ -108,7 +123,13 @@ def edge_rows(edges: Iterable[Edge]) -> list[dict[str, str | int]]:
 def finding_rows(findings: Iterable[Finding]) -> list[dict[str, str | int]]:
     """One row per finding with the FINDING_FIELDS keys."""
     return [
-        {"severity": f.severity.value, "code": f.code, "subject": f.subject, "evidence": f.evidence, "remedy": f.remedy}
+        {
+            "severity": f.severity.value,
+            "code": f.code,
+            "subject": f.subject,
+            "evidence": f.evidence,
+            "remedy": f.remedy,
+        }
         for f in findings
     ]
 
@@ -116,8 +137,11 @@ def finding_rows(findings: Iterable[Finding]) -> list[dict[str, str | int]]:
 def stack_lines(summary: StackSummary, netns_label: str) -> list[tuple[str, str, str]]:
     """``(fact, value, status)`` lines for the scan header; status is ``ok``, ``warn`` or ``fail``."""
     lo = "UP" if summary.lo_up else ("DOWN" if summary.lo_present else "missing")
-    v6 = "disabled (" + summary.ipv6_disabled_by + ")" if summary.ipv6_disabled_by else (
-        "::1 assigned" if summary.has_v6_loopback else "::1 missing")  # fmt: skip
+    v6 = (
+        "disabled (" + summary.ipv6_disabled_by + ")"
+        if summary.ipv6_disabled_by
+        else ("::1 assigned" if summary.has_v6_loopback else "::1 missing")
+    )
     eph = "?"
     if summary.ephemeral_range and summary.ephemeral_range_size:
         low, high = summary.ephemeral_range
@@ -130,10 +154,22 @@ def stack_lines(summary: StackSummary, netns_label: str) -> list[tuple[str, str,
     return [
         ("netns", netns_label, "ok"),
         ("lo", f"{lo}, mtu {summary.lo_mtu}", "ok" if summary.lo_up else "fail"),
-        ("127.0.0.1/8", "assigned" if summary.has_127_8 else "missing", "ok" if summary.has_127_8 else "fail"),
-        ("IPv6 loopback", v6, "ok" if summary.has_v6_loopback or summary.ipv6_disabled_by else "warn"),
-        ("sockets", f"{summary.sockets} ({summary.listeners} listening, {summary.loopback_connections} "
-         f"loopback connected, source {summary.source})", "ok"),  # fmt: skip
+        (
+            "127.0.0.1/8",
+            "assigned" if summary.has_127_8 else "missing",
+            "ok" if summary.has_127_8 else "fail",
+        ),
+        (
+            "IPv6 loopback",
+            v6,
+            "ok" if summary.has_v6_loopback or summary.ipv6_disabled_by else "warn",
+        ),
+        (
+            "sockets",
+            f"{summary.sockets} ({summary.listeners} listening, {summary.loopback_connections} "
+            f"loopback connected, source {summary.source})",
+            "ok",
+        ),
         ("TIME_WAIT", f"{summary.time_wait} ({summary.time_wait_loopback} loopback)", "ok"),
         ("ephemeral ports", eph, "warn" if size and worst_dest >= 0.2 * size else "ok"),
         ("somaxconn", str(summary.somaxconn), "ok"),

@@ -113,7 +113,12 @@ def run_fast(sc: Scenario, *, specialise: bool = True) -> Trace:
     m, n, n_pool = sc.instances, sc.workers, sc.pool_workers
     n_req = sc.requests
     hop2 = sc.hop_s / 2.0
-    cto, rto, qto, qlim = sc.call_timeout_s, sc.request_timeout_s, sc.queue_timeout_s, sc.queue_limit
+    cto, rto, qto, qlim = (
+        sc.call_timeout_s,
+        sc.request_timeout_s,
+        sc.queue_timeout_s,
+        sc.queue_limit,
+    )
     arrivals = arrival_times(sc.arrival_rate_per_s, sc.requests, sc.poisson, rng)
     pick_instance = make_int_sampler(m, rng)
     free = [n, n_pool] * m

@@ -40,7 +40,12 @@ def run_flat(
     m, n = sc.instances, sc.workers
     n_req = len(arrivals)
     hop2 = sc.hop_s / 2.0
-    cto, rto, qto, qlim = sc.call_timeout_s, sc.request_timeout_s, sc.queue_timeout_s, sc.queue_limit
+    cto, rto, qto, qlim = (
+        sc.call_timeout_s,
+        sc.request_timeout_s,
+        sc.queue_timeout_s,
+        sc.queue_limit,
+    )
     root_work = _summed(root.samplers)
     remote = root.remote
     n_remote = len(remote)
@@ -51,7 +56,9 @@ def run_flat(
     free = [n, sc.pool_workers] * m
     queues: list[deque[list[Any]]] = [deque() for _ in range(2 * m)]
     heap: list[tuple[float, int, list[Any]]] = []
-    hops: deque[tuple[float, int, list[Any], int]] = deque()  # (t, 0 enqueue / 1 response, job, pool)
+    hops: deque[tuple[float, int, list[Any], int]] = (
+        deque()
+    )  # (t, 0 enqueue / 1 response, job, pool)
     timeouts: deque[tuple[float, list[Any], int]] = deque()
     push, pop = heapq.heappush, heapq.heappop
     seq = itertools.count().__next__
@@ -302,7 +309,13 @@ def run_flat(
     tr.deadlock_episodes, tr.deadlock_s = episodes, dl_time
     busy += tr.end_s * sum(n - free[p] for p in range(0, 2 * m, 2))  # workers still held
     blocked_s += tr.end_s * n_blocked
-    tr.busy_s, tr.blocked_s, tr.started, tr.queued, tr.max_queue_len = busy, blocked_s, started, queued, maxq
+    tr.busy_s, tr.blocked_s, tr.started, tr.queued, tr.max_queue_len = (
+        busy,
+        blocked_s,
+        started,
+        queued,
+        maxq,
+    )
     for p in range(0, 2 * m, 2):
         for job in queues[p]:
             qwait += tr.end_s - job[4 if job[0] else 5]

@@ -102,7 +102,11 @@ class _Model:
         sc, env, pool, tr = self.sc, self.env, self.pools[p], self.tr
         t_enq = float(env.now)
         res = pool.res
-        if sc.queue_limit is not None and res.count >= res.capacity and len(res.queue) >= sc.queue_limit:
+        if (
+            sc.queue_limit is not None
+            and res.count >= res.capacity
+            and len(res.queue) >= sc.queue_limit
+        ):
             return _REJECTED
         req = res.request()
         if pool.main:
@@ -217,7 +221,9 @@ def run_simpy(sc: Scenario) -> Trace:
         UsageError: invalid scenario.
     """
     if simpy is None:
-        raise BackendUnavailable("simpy is missing: pip install 'loopscope[sim]'") from _IMPORT_ERROR
+        raise BackendUnavailable(
+            "simpy is missing: pip install 'loopscope[sim]'"
+        ) from _IMPORT_ERROR
     validate_scenario(sc)
     return _Model(sc).run()
 

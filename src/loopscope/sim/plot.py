@@ -68,7 +68,7 @@ def plot_curves(series: Sequence[Series], path: Path, *, title: str, log_x: bool
         marker = _MARKERS[s.style % len(_MARKERS)]
         goodput = [g if g > 0 or not log_x else float("nan") for g in s.goodput_per_s]
         ax_tp.plot(s.offered_per_s, goodput, style, marker=marker, color=colour, label=s.label)
-        xs = [x for x, y in zip(s.offered_per_s, s.p99_s) if y is not None]
+        xs = [x for x, y in zip(s.offered_per_s, s.p99_s, strict=False) if y is not None]
         ys = [1000.0 * y for y in s.p99_s if y is not None]
         ax_lat.plot(xs, ys, style, marker=marker, color=colour, label=s.label)
         if s.knee_per_s is not None:

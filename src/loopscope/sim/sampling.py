@@ -73,7 +73,9 @@ def make_int_sampler(high: int, rng: np.random.Generator) -> Callable[[], int]:
     return stream().__next__
 
 
-def arrival_times(rate_per_s: float, count: int, poisson: bool, rng: np.random.Generator) -> list[float]:
+def arrival_times(
+    rate_per_s: float, count: int, poisson: bool, rng: np.random.Generator
+) -> list[float]:
     """``count`` ascending arrival times, seconds: Poisson (exponential gaps) or every 1/rate."""
     if poisson:
         return list(np.cumsum(rng.exponential(1.0 / rate_per_s, count)).tolist())

@@ -78,9 +78,19 @@ def run_sweep(
                     progress(f"{name} M={m} at {rate:g}/s")
                 sc = dataclasses.replace(base, root=root, instances=m, arrival_rate_per_s=rate)
                 results.append(engine(sc))
-            knee = find_knee([SweepPoint(offered_per_s=r.offered_per_s, goodput_per_s=r.throughput_per_s,
-                                         p99_s=r.p99_all_s) for r in results])
-            curves.append(SweepCurve(design=name, instances=m, results=tuple(results), knee_per_s=knee))
+            knee = find_knee(
+                [
+                    SweepPoint(
+                        offered_per_s=r.offered_per_s,
+                        goodput_per_s=r.throughput_per_s,
+                        p99_s=r.p99_all_s,
+                    )
+                    for r in results
+                ]
+            )
+            curves.append(
+                SweepCurve(design=name, instances=m, results=tuple(results), knee_per_s=knee)
+            )
     return curves
 
 
@@ -94,21 +104,35 @@ def check_results(curves: Sequence[SweepCurve]) -> list[Finding]:
         dead = [r for r in c.results if r.deadlock_episodes]
         if dead:
             r = dead[0]
-            findings.append(Finding(
-                code="STARVATION_DEADLOCK", severity=Severity.HIGH, subject=label,
-                evidence=(f"from {r.offered_per_s:g}/s: {r.deadlock_episodes} deadlocks, "
-                          f"{r.deadlock_s:.1f} s of {r.simulated_s:.1f} s with every worker blocked on "
-                          f"calls queued behind them"),
-                remedy=("call the code in-process, send internal calls to a separate pool, or make "
-                        "them non-blocking; always set client timeouts on internal calls"),
-            ))
+            findings.append(
+                Finding(
+                    code="STARVATION_DEADLOCK",
+                    severity=Severity.HIGH,
+                    subject=label,
+                    evidence=(
+                        f"from {r.offered_per_s:g}/s: {r.deadlock_episodes} deadlocks, "
+                        f"{r.deadlock_s:.1f} s of {r.simulated_s:.1f} s with every worker blocked on "
+                        f"calls queued behind them"
+                    ),
+                    remedy=(
+                        "call the code in-process, send internal calls to a separate pool, or make "
+                        "them non-blocking; always set client timeouts on internal calls"
+                    ),
+                )
+            )
         collapsed = [r for r in c.results if r.offered and r.ok < 0.5 * r.offered]
         if collapsed:
             r = collapsed[0]
-            findings.append(Finding(
-                code="GOODPUT_COLLAPSE", severity=Severity.MEDIUM, subject=label,
-                evidence=(f"from {r.offered_per_s:g}/s: {r.ok} of {r.offered} requests succeeded "
-                          f"({r.throughput_per_s:.1f}/s goodput)"),
-                remedy="stay below the knee, bound the queue, or remove blocking self-calls",
-            ))
+            findings.append(
+                Finding(
+                    code="GOODPUT_COLLAPSE",
+                    severity=Severity.MEDIUM,
+                    subject=label,
+                    evidence=(
+                        f"from {r.offered_per_s:g}/s: {r.ok} of {r.offered} requests succeeded "
+                        f"({r.throughput_per_s:.1f}/s goodput)"
+                    ),
+                    remedy="stay below the knee, bound the queue, or remove blocking self-calls",
+                )
+            )
     return findings

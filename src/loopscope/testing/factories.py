@@ -31,13 +31,25 @@ from loopscope.model import (
 )
 from loopscope.testing.record import load_transport
 
-__all__ = ["NS", "snapshot_from_recording", "proc", "listener", "connection", "make_snapshot", "LO_ADDRESSES"]
+__all__ = [
+    "LO_ADDRESSES",
+    "NS",
+    "connection",
+    "listener",
+    "make_snapshot",
+    "proc",
+    "snapshot_from_recording",
+]
 
 NS = NetnsId(4, 4026531840)
 LO_ADDRESSES = (
-    InterfaceAddress(interface="lo", index=1, address=ipaddress.IPv4Address("127.0.0.1"), prefixlen=8),
+    InterfaceAddress(
+        interface="lo", index=1, address=ipaddress.IPv4Address("127.0.0.1"), prefixlen=8
+    ),
     InterfaceAddress(interface="lo", index=1, address=ipaddress.IPv6Address("::1"), prefixlen=128),
-    InterfaceAddress(interface="eth0", index=2, address=ipaddress.IPv4Address("192.0.2.2"), prefixlen=24),
+    InterfaceAddress(
+        interface="eth0", index=2, address=ipaddress.IPv4Address("192.0.2.2"), prefixlen=24
+    ),
 )
 LO_LINKS = (
     LinkInfo(name="lo", index=1, up=True, running=True, loopback=True, mtu=65536),
@@ -48,7 +60,9 @@ LO_LINKS = (
 def snapshot_from_recording(folder: str | Path, *, netns: NetnsId = NS) -> Snapshot:
     """A Snapshot from ``sock_diag.json``, ``rtnl.json`` and ``proc/`` written by the recorder."""
     base = Path(folder)
-    sockets = list(sock_diag.dump_sockets(load_transport(base / "sock_diag.json"), netns=netns, tcp_info=True))
+    sockets = list(
+        sock_diag.dump_sockets(load_transport(base / "sock_diag.json"), netns=netns, tcp_info=True)
+    )
     transport = load_transport(base / "rtnl.json")
     links = rtnl.dump_links(transport)
     addresses = rtnl.dump_addresses(transport, {link.index: link.name for link in links})
@@ -60,56 +74,130 @@ def snapshot_from_recording(folder: str | Path, *, netns: NetnsId = NS) -> Snaps
         if info is not None:
             processes[key] = info
     owned = [
-        replace(s, owners=tuple(k for k in scan.owners.get(s.inode, []) if k in processes)) if s.inode else s
+        replace(s, owners=tuple(k for k in scan.owners.get(s.inode, []) if k in processes))
+        if s.inode
+        else s
         for s in sockets
     ]
-    return Snapshot(taken_at_ns=0, netns=netns, netns_label="host", source="sock_diag", sockets=tuple(owned),
-                    processes=processes, addresses=tuple(addresses), links=tuple(links),
-                    stack=StackFacts(ip_local_port_range=(32768, 60999), somaxconn=4096))  # fmt: skip
+    return Snapshot(
+        taken_at_ns=0,
+        netns=netns,
+        netns_label="host",
+        source="sock_diag",
+        sockets=tuple(owned),
+        processes=processes,
+        addresses=tuple(addresses),
+        links=tuple(links),
+        stack=StackFacts(ip_local_port_range=(32768, 60999), somaxconn=4096),
+    )
 
 
-def proc(pid: int, comm: str, *, pgid: int | None = None, cgroup: str | None = None, user: str = "root") -> ProcessInfo:
+def proc(
+    pid: int, comm: str, *, pgid: int | None = None, cgroup: str | None = None, user: str = "root"
+) -> ProcessInfo:
     """A ProcessInfo with start_ticks = pid * 10."""
-    return ProcessInfo(key=ProcessKey(pid, pid * 10), comm=comm, pgid=pgid if pgid is not None else pid,
-                       cgroup=cgroup, uid=0, user=user, netns=NS)  # fmt: skip
+    return ProcessInfo(
+        key=ProcessKey(pid, pid * 10),
+        comm=comm,
+        pgid=pgid if pgid is not None else pid,
+        cgroup=cgroup,
+        uid=0,
+        user=user,
+        netns=NS,
+    )
 
 
 def _ep(addr: str, port: int) -> Endpoint:
     return Endpoint(ipaddress.ip_address(addr), port)
 
 
-def listener(proto: str, addr: str, port: int, *, owners: Iterable[ProcessInfo] = (), v6only: bool | None = None,
-             accept_queue: int = 0, backlog: int = 128, inode: int | None = None) -> SocketRecord:
+def listener(
+    proto: str,
+    addr: str,
+    port: int,
+    *,
+    owners: Iterable[ProcessInfo] = (),
+    v6only: bool | None = None,
+    accept_queue: int = 0,
+    backlog: int = 128,
+    inode: int | None = None,
+) -> SocketRecord:
     """A listening socket (TCP LISTEN or unconnected UDP)."""
     ip = ipaddress.ip_address(addr)
     family = Family.INET if ip.version == 4 else Family.INET6
     tcp = proto == "tcp"
     return SocketRecord(
-        proto=Proto(proto), family=family, state=TcpState.LISTEN if tcp else TcpState.UNCONN,
-        local=Endpoint(ip, port), remote=_ep("0.0.0.0" if ip.version == 4 else "::", 0), netns=NS,
-        inode=inode or port * 7 + ip.version, uid=0, accept_queue=accept_queue if tcp else None,
-        backlog=backlog if tcp else None, v6only=v6only if family is Family.INET6 else None,
+        proto=Proto(proto),
+        family=family,
+        state=TcpState.LISTEN if tcp else TcpState.UNCONN,
+        local=Endpoint(ip, port),
+        remote=_ep("0.0.0.0" if ip.version == 4 else "::", 0),
+        netns=NS,
+        inode=inode or port * 7 + ip.version,
+        uid=0,
+        accept_queue=accept_queue if tcp else None,
+        backlog=backlog if tcp else None,
+        v6only=v6only if family is Family.INET6 else None,
         owners=tuple(p.key for p in owners),
-    )  # fmt: skip
+    )
 
 
-def connection(client: tuple[str, int], server: tuple[str, int], *, client_owner: ProcessInfo | None,
-               server_owner: ProcessInfo | None, state: TcpState = TcpState.ESTABLISHED) -> list[SocketRecord]:
+def connection(
+    client: tuple[str, int],
+    server: tuple[str, int],
+    *,
+    client_owner: ProcessInfo | None,
+    server_owner: ProcessInfo | None,
+    state: TcpState = TcpState.ESTABLISHED,
+) -> list[SocketRecord]:
     """The two ends of a TCP connection (only the client end when ``state`` is TIME_WAIT)."""
     c_ep, s_ep = _ep(*client), _ep(*server)
     family = Family.INET if c_ep.address.version == 4 else Family.INET6
     tw = state is TcpState.TIME_WAIT
-    ends = [SocketRecord(proto=Proto.TCP, family=family, state=state, local=c_ep, remote=s_ep, netns=NS,
-                         inode=None if tw else c_ep.port * 13, owners=(client_owner.key,) if client_owner and not tw else ())]  # fmt: skip
+    ends = [
+        SocketRecord(
+            proto=Proto.TCP,
+            family=family,
+            state=state,
+            local=c_ep,
+            remote=s_ep,
+            netns=NS,
+            inode=None if tw else c_ep.port * 13,
+            owners=(client_owner.key,) if client_owner and not tw else (),
+        )
+    ]
     if not tw:
-        ends.append(SocketRecord(proto=Proto.TCP, family=family, state=state, local=s_ep, remote=c_ep, netns=NS,
-                                 inode=c_ep.port * 17, owners=(server_owner.key,) if server_owner else ()))  # fmt: skip
+        ends.append(
+            SocketRecord(
+                proto=Proto.TCP,
+                family=family,
+                state=state,
+                local=s_ep,
+                remote=c_ep,
+                netns=NS,
+                inode=c_ep.port * 17,
+                owners=(server_owner.key,) if server_owner else (),
+            )
+        )
     return ends
 
 
-def make_snapshot(sockets: Iterable[SocketRecord], processes: Iterable[ProcessInfo] = (), *,
-                  stack: StackFacts | None = None, links: tuple[LinkInfo, ...] = LO_LINKS) -> Snapshot:
+def make_snapshot(
+    sockets: Iterable[SocketRecord],
+    processes: Iterable[ProcessInfo] = (),
+    *,
+    stack: StackFacts | None = None,
+    links: tuple[LinkInfo, ...] = LO_LINKS,
+) -> Snapshot:
     """A Snapshot of the given records in namespace NS, with lo/eth0 addresses."""
-    return Snapshot(taken_at_ns=0, netns=NS, netns_label="host", source="test", sockets=tuple(sockets),
-                    processes={p.key: p for p in processes}, addresses=LO_ADDRESSES, links=links,
-                    stack=stack or StackFacts(ip_local_port_range=(32768, 60999), somaxconn=4096))  # fmt: skip
+    return Snapshot(
+        taken_at_ns=0,
+        netns=NS,
+        netns_label="host",
+        source="test",
+        sockets=tuple(sockets),
+        processes={p.key: p for p in processes},
+        addresses=LO_ADDRESSES,
+        links=links,
+        stack=stack or StackFacts(ip_local_port_range=(32768, 60999), somaxconn=4096),
+    )

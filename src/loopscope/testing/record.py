@@ -20,7 +20,14 @@ from loopscope.backends.linux.netlink import KernelTransport, RecordingTransport
 from loopscope.backends.linux.netns import current_netns
 from loopscope.backends.linux.procfs import ProcRoot, scan_socket_owners
 
-__all__ = ["save_datagrams", "load_transport", "record_sock_diag", "record_rtnl", "record_proc_tree", "main"]
+__all__ = [
+    "load_transport",
+    "main",
+    "record_proc_tree",
+    "record_rtnl",
+    "record_sock_diag",
+    "save_datagrams",
+]
 
 
 def save_datagrams(path: str | Path, datagrams: list[bytes], **meta: object) -> None:
@@ -38,10 +45,19 @@ def record_sock_diag(path: str | Path, *, tcp_info: bool = True) -> int:
     """Record a full TCP+UDP v4+v6 dump; returns the number of sockets."""
     rec = RecordingTransport(KernelTransport(sock_diag.NETLINK_SOCK_DIAG))
     try:
-        count = sum(1 for _ in sock_diag.dump_sockets(rec, netns=current_netns(), tcp_info=tcp_info))
+        count = sum(
+            1 for _ in sock_diag.dump_sockets(rec, netns=current_netns(), tcp_info=tcp_info)
+        )
     finally:
         rec.close()
-    save_datagrams(path, rec.received, kind="sock_diag", tcp_info=tcp_info, sockets=count, kernel=os.uname().release)
+    save_datagrams(
+        path,
+        rec.received,
+        kind="sock_diag",
+        tcp_info=tcp_info,
+        sockets=count,
+        kernel=os.uname().release,
+    )
     return count
 
 
@@ -106,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "proc" / "net").mkdir(parents=True, exist_ok=True)
     for table in ("tcp", "tcp6", "udp", "udp6"):
         shutil.copyfile(f"/proc/net/{table}", out / "proc" / "net" / table)
-    sys.stdout.write(f"recorded {n} sockets, {a} addresses, {p} processes in {out} ({socket.gethostname()})\n")
+    sys.stdout.write(
+        f"recorded {n} sockets, {a} addresses, {p} processes in {out} ({socket.gethostname()})\n"
+    )
     return 0
 
 

@@ -25,9 +25,9 @@ from loopscope.model.events import CloseEvent, ConnectEvent, ConnectKind, HttpEv
 from loopscope.watch.snapshots import NamespaceReader, read_light_snapshot, read_namespace_facts
 
 if TYPE_CHECKING:
-    from loopscope.backends.linux.sock_diag_destroy import DestroySubscription
     from loopscope.backends.linux.bpf.sockops import SockopsCollector
     from loopscope.backends.linux.http_capture import HttpCapture
+    from loopscope.backends.linux.sock_diag_destroy import DestroySubscription
 
 __all__ = ["WatchOptions", "WatchSession", "run_watch"]
 
@@ -125,7 +125,10 @@ class WatchSession:
         opts = self.options
         if opts.ebpf:
             try:
-                from loopscope.backends.linux.bpf.sockops import SockopsCollector, netns_cookie_of_current
+                from loopscope.backends.linux.bpf.sockops import (
+                    SockopsCollector,
+                    netns_cookie_of_current,
+                )
 
                 self._netns_cookie = run_in_netns(self._target, netns_cookie_of_current)
                 ebpf = SockopsCollector(only_netns_cookie=self._netns_cookie)
@@ -134,13 +137,28 @@ class WatchSession:
                     ebpf.enable_run_stats()
                 if not ebpf.has_netns_cookie:
                     self._netns_cookie = None
-                    self.state.gaps.append(Gap(what="namespace of eBPF events", reason="kernel < 5.15 has no "
-                                               "bpf_get_netns_cookie for sockops: connects from every namespace count"))
-                self._status("ebpf_sockops", True, f"sockops on cgroup {ebpf.cgroup_path}: client pid of every connect")
+                    self.state.gaps.append(
+                        Gap(
+                            what="namespace of eBPF events",
+                            reason="kernel < 5.15 has no "
+                            "bpf_get_netns_cookie for sockops: connects from every namespace count",
+                        )
+                    )
+                self._status(
+                    "ebpf_sockops",
+                    True,
+                    f"sockops on cgroup {ebpf.cgroup_path}: client pid of every connect",
+                )
             except LoopscopeError as exc:
-                self._status("ebpf_sockops", False, f"{exc}; short-lived connections have no client pid")
+                self._status(
+                    "ebpf_sockops", False, f"{exc}; short-lived connections have no client pid"
+                )
         else:
-            self._status("ebpf_sockops", False, "turned off (--no-ebpf); short-lived connections have no client pid")
+            self._status(
+                "ebpf_sockops",
+                False,
+                "turned off (--no-ebpf); short-lived connections have no client pid",
+            )
         if opts.destroy:
             try:
                 from loopscope.backends.linux.sock_diag_destroy import DestroySubscription
@@ -149,38 +167,61 @@ class WatchSession:
                 self._destroy = destroy
                 self._status("sock_diag_destroy", True, f"destroy events of netns {destroy.label}")
             except LoopscopeError as exc:
-                self._status("sock_diag_destroy", False, f"{exc}; closes and bytes of short connections unseen")
+                self._status(
+                    "sock_diag_destroy",
+                    False,
+                    f"{exc}; closes and bytes of short connections unseen",
+                )
         else:
             self._status("sock_diag_destroy", False, "turned off")
-        self._status("snapshots", True, f"listeners, established, TIME_WAIT every {opts.snapshot_interval_s:g} s")
+        self._status(
+            "snapshots",
+            True,
+            f"listeners, established, TIME_WAIT every {opts.snapshot_interval_s:g} s",
+        )
         if opts.http:
-            ports = opts.http_ports or tuple(sorted({s.local.port for s in first.sockets if s.state.value == "LISTEN"}))
+            ports = opts.http_ports or tuple(
+                sorted({s.local.port for s in first.sockets if s.state.value == "LISTEN"})
+            )
             try:
                 from loopscope.backends.linux.http_capture import HttpCapture
 
                 self._packet = HttpCapture(ports, netns=opts.netns)
-                self._status("http_capture", True, f"HTTP/1.x lines on lo for {len(ports)} ports; TLS and "
-                             "HTTP/2 are counted at connection level only")
+                self._status(
+                    "http_capture",
+                    True,
+                    f"HTTP/1.x lines on lo for {len(ports)} ports; TLS and "
+                    "HTTP/2 are counted at connection level only",
+                )
             except LoopscopeError as exc:
                 self._status("http_capture", False, f"{exc}; requests are counted as connections")
         if self._ebpf is None and self._destroy is not None:
-            self.state.gaps.append(Gap(
-                what="self-calls on short-lived connections",
-                reason="without eBPF their client process is unknown (shown as '?'): run as root",
-            ))
+            self.state.gaps.append(
+                Gap(
+                    what="self-calls on short-lived connections",
+                    reason="without eBPF their client process is unknown (shown as '?'): run as root",
+                )
+            )
 
     def _snapshot(self) -> Snapshot:
         full = time.monotonic() >= self._next_full
-        light = read_light_snapshot(self._reader, self._addresses, self._stack, self._known, self._owner_cache,
-                                    full=full)
+        light = read_light_snapshot(
+            self._reader, self._addresses, self._stack, self._known, self._owner_cache, full=full
+        )
         snap = light.snapshot
         if full:
             took_s = (snap.duration_ns or 0) / 1e9
             self.full_snapshot_s.append(took_s)
             # keep the full reads near 5% of one core: wait 20x what the last one took
             self._next_full = time.monotonic() + max(self.options.full_interval_s, 20 * took_s)
-        self.state.samples.append(sample_snapshot(snap, light.time_wait_by_dest, time_wait_other=light.time_wait_other,
-                                                  listeners_only=not full))
+        self.state.samples.append(
+            sample_snapshot(
+                snap,
+                light.time_wait_by_dest,
+                time_wait_other=light.time_wait_other,
+                listeners_only=not full,
+            )
+        )
         for gap in snap.gaps:  # the latest count per kind of gap
             if "exited" not in gap.reason:
                 self.state.gaps[:] = [g for g in self.state.gaps if g.reason != gap.reason] + [gap]
@@ -237,8 +278,12 @@ class WatchSession:
                 events = [e for e in events if e.netns_cookie in (None, mine)]
             st.connects.extend(events)
             for ev in events:
-                if ev.kind is ConnectKind.ACTIVE and ev.pid is not None and ev.pid not in st.processes \
-                        and ev.pid not in st.unresolved_pids:
+                if (
+                    ev.kind is ConnectKind.ACTIVE
+                    and ev.pid is not None
+                    and ev.pid not in st.processes
+                    and ev.pid not in st.unresolved_pids
+                ):
                     info = _read_pid(ev.pid)
                     if info is None:
                         st.unresolved_pids.add(ev.pid)
@@ -265,11 +310,15 @@ class WatchSession:
             if name == "ebpf_sockops" and self._ebpf is not None:
                 status = replace(status, events=self._ebpf.events_read, dropped=self._ebpf.drops())
             elif name == "sock_diag_destroy" and self._destroy is not None:
-                status = replace(status, events=self._destroy.events_read, dropped=self._destroy.overflows)
+                status = replace(
+                    status, events=self._destroy.events_read, dropped=self._destroy.overflows
+                )
             elif name == "snapshots":
                 status = replace(status, events=len(self.state.samples))
             elif name == "http_capture" and self._packet is not None:
-                status = replace(status, events=self._packet.events_read, dropped=self._packet.drops())
+                status = replace(
+                    status, events=self._packet.events_read, dropped=self._packet.drops()
+                )
             out.append(status)
         return tuple(out)
 
@@ -291,32 +340,66 @@ class WatchSession:
         if since_ns is not None and since_ns > self.started_ns:
             recent = [x for x in st.samples if x.at_ns >= since_ns] or st.samples[-1:]
             return WatchData(
-                started_ns=since_ns, ended_ns=time.time_ns(), netns_label=self.netns_label,
+                started_ns=since_ns,
+                ended_ns=time.time_ns(),
+                netns_label=self.netns_label,
                 connects=tuple(e for e in st.connects if e.at_ns >= since_ns),
                 closes=tuple(e for e in st.closes if e.at_ns >= since_ns),
-                http=tuple(e for e in st.http if e.at_ns >= since_ns), samples=tuple(recent),
-                processes=dict(st.processes), sources=self.sources(), gaps=tuple(st.gaps),
+                http=tuple(e for e in st.http if e.at_ns >= since_ns),
+                samples=tuple(recent),
+                processes=dict(st.processes),
+                sources=self.sources(),
+                gaps=tuple(st.gaps),
             )
         gaps = list(st.gaps)
         if self.pauses or self._paused_at is not None:
-            paused = self.paused_s + (time.monotonic() - self._paused_at if self._paused_at is not None else 0.0)
-            gaps.append(Gap(what=f"connections during {paused:.1f} s of pauses",
-                            reason="collection was paused (eBPF unlinked, destroy groups left): not counted",
-                            count=self.pauses + (self._paused_at is not None)))
+            paused = self.paused_s + (
+                time.monotonic() - self._paused_at if self._paused_at is not None else 0.0
+            )
+            gaps.append(
+                Gap(
+                    what=f"connections during {paused:.1f} s of pauses",
+                    reason="collection was paused (eBPF unlinked, destroy groups left): not counted",
+                    count=self.pauses + (self._paused_at is not None),
+                )
+            )
         if st.unresolved_pids:
-            gaps.append(Gap(what=f"details of {len(st.unresolved_pids)} client processes",
-                            reason="exited before /proc was read; their pid is kept", count=len(st.unresolved_pids)))
+            gaps.append(
+                Gap(
+                    what=f"details of {len(st.unresolved_pids)} client processes",
+                    reason="exited before /proc was read; their pid is kept",
+                    count=len(st.unresolved_pids),
+                )
+            )
         for s in self.sources():
             if s.dropped and s.name == "sock_diag_destroy":
-                gaps.append(Gap(what=f"some {s.name} events", reason=f"receive buffer overflowed {s.dropped} times "
-                                "(ENOBUFS): closes lost, counts are a lower bound", count=s.dropped))
+                gaps.append(
+                    Gap(
+                        what=f"some {s.name} events",
+                        reason=f"receive buffer overflowed {s.dropped} times "
+                        "(ENOBUFS): closes lost, counts are a lower bound",
+                        count=s.dropped,
+                    )
+                )
             elif s.dropped:
-                gaps.append(Gap(what=f"{s.dropped} {s.name} events", reason="dropped by the kernel (buffer full)",
-                                count=s.dropped))
+                gaps.append(
+                    Gap(
+                        what=f"{s.dropped} {s.name} events",
+                        reason="dropped by the kernel (buffer full)",
+                        count=s.dropped,
+                    )
+                )
         return WatchData(
-            started_ns=self.started_ns, ended_ns=time.time_ns(), netns_label=self.netns_label,
-            connects=tuple(st.connects), closes=tuple(st.closes), http=tuple(st.http), samples=tuple(st.samples),
-            processes=dict(st.processes), sources=self.sources(), gaps=tuple(gaps),
+            started_ns=self.started_ns,
+            ended_ns=time.time_ns(),
+            netns_label=self.netns_label,
+            connects=tuple(st.connects),
+            closes=tuple(st.closes),
+            http=tuple(st.http),
+            samples=tuple(st.samples),
+            processes=dict(st.processes),
+            sources=self.sources(),
+            gaps=tuple(gaps),
         )
 
     def close(self) -> None:
@@ -340,8 +423,12 @@ OPEN_ENDED_KEEP_S = 600.0
 """An open-ended watch keeps the last 10 minutes of events for its final report."""
 
 
-def run_watch(options: WatchOptions, duration_s: float | None,
-              on_refresh: Callable[[WatchData], None] | None = None, refresh_s: float = 1.0) -> WatchData:
+def run_watch(
+    options: WatchOptions,
+    duration_s: float | None,
+    on_refresh: Callable[[WatchData], None] | None = None,
+    refresh_s: float = 1.0,
+) -> WatchData:
     """Watch for ``duration_s`` seconds (None: until KeyboardInterrupt, keeping the last
     :data:`OPEN_ENDED_KEEP_S`), calling ``on_refresh`` every ``refresh_s`` with the last
     :data:`LIVE_WINDOW_S`; returns the whole window. A final drain runs after the last tick so the

@@ -44,12 +44,20 @@ from loopscope.model import (
     TcpState,
 )
 
-__all__ = ["LightSnapshot", "NamespaceReader", "read_light_snapshot", "read_namespace_facts", "scan_owners_in_netns"]
+__all__ = [
+    "LightSnapshot",
+    "NamespaceReader",
+    "read_light_snapshot",
+    "read_namespace_facts",
+    "scan_owners_in_netns",
+]
 
 _LISTEN = 1 << 10  # TCP_LISTEN
 _LISTEN_EST = _LISTEN | (1 << 1)  # TCP_LISTEN, TCP_ESTABLISHED
 _TIME_WAIT = 1 << 6
-_SOCKID_DST = struct.Struct("!2xH16x16s")  # dport, dst (after sport and the 16-byte src), from byte 4
+_SOCKID_DST = struct.Struct(
+    "!2xH16x16s"
+)  # dport, dst (after sport and the 16-byte src), from byte 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,15 +74,23 @@ class LightSnapshot:
     """False for a listener-only read (no established sockets, no TIME_WAIT counts)."""
 
 
-def _count_time_wait(transport: KernelTransport, family: int, seq: int) -> Counter[tuple[int, bytes]]:
+def _count_time_wait(
+    transport: KernelTransport, family: int, seq: int
+) -> Counter[tuple[int, bytes]]:
     """TIME_WAIT sockets per raw ``(dport, dst)`` (no objects per row: a busy namespace holds 100k)."""
     req = build_request(family, socket.IPPROTO_TCP, states=_TIME_WAIT)
     unpack = _SOCKID_DST.unpack_from
-    return Counter(unpack(payload, 4) for payload in dump(transport, SOCK_DIAG_BY_FAMILY, req, seq=seq,
-                                                               what="sock_diag TIME_WAIT dump"))
+    return Counter(
+        unpack(payload, 4)
+        for payload in dump(
+            transport, SOCK_DIAG_BY_FAMILY, req, seq=seq, what="sock_diag TIME_WAIT dump"
+        )
+    )
 
 
-def _by_listener(raw: Counter[tuple[int, bytes]], family: int, ports: set[int]) -> tuple[Counter[Endpoint], int]:
+def _by_listener(
+    raw: Counter[tuple[int, bytes]], family: int, ports: set[int]
+) -> tuple[Counter[Endpoint], int]:
     """Split raw TIME_WAIT counts into per-destination counts toward listener ports (the ones that hold
     ephemeral ports of local clients) and the number of the others (server-side TIME_WAIT, remote
     destinations)."""
@@ -82,7 +98,11 @@ def _by_listener(raw: Counter[tuple[int, bytes]], family: int, ports: set[int]) 
     other = 0
     for (dport, dst), n in raw.items():
         if dport in ports:
-            addr = ipaddress.IPv4Address(dst[:4]) if family == socket.AF_INET else ipaddress.IPv6Address(dst)
+            addr = (
+                ipaddress.IPv4Address(dst[:4])
+                if family == socket.AF_INET
+                else ipaddress.IPv6Address(dst)
+            )
             counts[Endpoint(addr, dport)] += n
         else:
             other += n
@@ -112,12 +132,16 @@ class NamespaceReader:
         for family in (socket.AF_INET, socket.AF_INET6):
             self._seq += 1
             req = build_request(family, socket.IPPROTO_TCP, states=states)
-            for payload in dump(self.transport, SOCK_DIAG_BY_FAMILY, req, seq=self._seq, what="sock_diag dump"):
+            for payload in dump(
+                self.transport, SOCK_DIAG_BY_FAMILY, req, seq=self._seq, what="sock_diag dump"
+            ):
                 sockets.append(parse_inet_diag_msg(payload, proto=Proto.TCP, netns=self.target.id))
             if full:
                 self._seq += 1
                 ports = {s.local.port for s in sockets if s.state is TcpState.LISTEN}
-                counts, other = _by_listener(_count_time_wait(self.transport, family, self._seq), family, ports)
+                counts, other = _by_listener(
+                    _count_time_wait(self.transport, family, self._seq), family, ports
+                )
                 tw.update(counts)
                 tw_other += other
         return sockets, tw, tw_other
@@ -180,7 +204,9 @@ def scan_owners_in_netns(netns: NetnsId, want: set[int]) -> tuple[dict[int, list
     return owners, denied
 
 
-def read_namespace_facts(target: NetnsTarget) -> tuple[list[InterfaceAddress], StackFacts, list[Gap]]:
+def read_namespace_facts(
+    target: NetnsTarget,
+) -> tuple[list[InterfaceAddress], StackFacts, list[Gap]]:
     """Addresses and sysctls of the namespace (read once per watch)."""
     gaps: list[Gap] = []
 
@@ -188,7 +214,12 @@ def read_namespace_facts(target: NetnsTarget) -> tuple[list[InterfaceAddress], S
         try:
             _links, addrs = rtnl.read_addresses()
         except (BackendUnavailable, NetlinkError) as exc:
-            gaps.append(Gap(what="interface addresses", reason=f"{exc}; only 127/8 and ::1 count as loopback"))
+            gaps.append(
+                Gap(
+                    what="interface addresses",
+                    reason=f"{exc}; only 127/8 and ::1 count as loopback",
+                )
+            )
             addrs = []
         return addrs, procfs.read_stack_facts(procfs.ProcRoot("/proc"))
 
@@ -196,9 +227,15 @@ def read_namespace_facts(target: NetnsTarget) -> tuple[list[InterfaceAddress], S
     return addrs, stack, gaps
 
 
-def read_light_snapshot(reader: NamespaceReader, addresses: list[InterfaceAddress], stack: StackFacts,
-                        known: dict[ProcessKey, ProcessInfo], owner_cache: dict[int, list[ProcessKey]],
-                        *, full: bool) -> LightSnapshot:
+def read_light_snapshot(
+    reader: NamespaceReader,
+    addresses: list[InterfaceAddress],
+    stack: StackFacts,
+    known: dict[ProcessKey, ProcessInfo],
+    owner_cache: dict[int, list[ProcessKey]],
+    *,
+    full: bool,
+) -> LightSnapshot:
     """Listeners (always) and, when ``full``, established sockets with owners and TIME_WAIT counts.
 
     Args:
@@ -219,7 +256,9 @@ def read_light_snapshot(reader: NamespaceReader, addresses: list[InterfaceAddres
     sockets, tw, tw_other = reader.read(full)
     denied = 0
     if full:
-        owners, denied = scan_owners_in_netns(target.id, {s.inode for s in sockets if s.inode is not None})
+        owners, denied = scan_owners_in_netns(
+            target.id, {s.inode for s in sockets if s.inode is not None}
+        )
         owner_cache.clear()
         owner_cache.update(owners)
     out: list[SocketRecord] = []
@@ -238,10 +277,26 @@ def read_light_snapshot(reader: NamespaceReader, addresses: list[InterfaceAddres
         out.append(sock)
     gaps = []
     if denied:
-        gaps.append(Gap(what=f"fd tables of {denied} processes", count=denied,
-                        reason="permission denied: owners need root with full capabilities (a few "
-                               "processes stay protected even then)"))
-    snap = Snapshot(taken_at_ns=started_ns, netns=target.id, netns_label=target.label, source="sock_diag",
-                    sockets=tuple(out), processes=procs, addresses=tuple(addresses), stack=stack, gaps=tuple(gaps),
-                    duration_ns=time.perf_counter_ns() - t0)
-    return LightSnapshot(snapshot=snap, time_wait_by_dest=dict(tw), time_wait_other=tw_other, full=full)
+        gaps.append(
+            Gap(
+                what=f"fd tables of {denied} processes",
+                count=denied,
+                reason="permission denied: owners need root with full capabilities (a few "
+                "processes stay protected even then)",
+            )
+        )
+    snap = Snapshot(
+        taken_at_ns=started_ns,
+        netns=target.id,
+        netns_label=target.label,
+        source="sock_diag",
+        sockets=tuple(out),
+        processes=procs,
+        addresses=tuple(addresses),
+        stack=stack,
+        gaps=tuple(gaps),
+        duration_ns=time.perf_counter_ns() - t0,
+    )
+    return LightSnapshot(
+        snapshot=snap, time_wait_by_dest=dict(tw), time_wait_other=tw_other, full=full
+    )

@@ -28,13 +28,21 @@ def test_recorded_host_listeners_and_scopes(host1_expected):
 def test_sensitive_by_port_and_by_process_name():
     redis = proc(10, "redis-server")
     odd = proc(11, "postgres")
-    snap = make_snapshot([
-        listener("tcp", "0.0.0.0", 6379, owners=[redis]),
-        listener("tcp", "192.0.2.2", 15432, owners=[odd]),  # a host address, odd port, known process
-        listener("tcp", "127.0.0.1", 3306),                  # loopback: fine
-    ], [redis, odd])  # fmt: skip
+    snap = make_snapshot(
+        [
+            listener("tcp", "0.0.0.0", 6379, owners=[redis]),
+            listener(
+                "tcp", "192.0.2.2", 15432, owners=[odd]
+            ),  # a host address, odd port, known process
+            listener("tcp", "127.0.0.1", 3306),  # loopback: fine
+        ],
+        [redis, odd],
+    )
     found = [f for f in check_exposure(snap) if f.code == "EXPOSED_SENSITIVE_SERVICE"]
-    assert {f.subject for f in found} == {"redis-server 0.0.0.0:6379/tcp", "postgres 192.0.2.2:15432/tcp"}
+    assert {f.subject for f in found} == {
+        "redis-server 0.0.0.0:6379/tcp",
+        "postgres 192.0.2.2:15432/tcp",
+    }
     assert all(f.severity is Severity.HIGH for f in found)
 
 
@@ -45,24 +53,38 @@ def test_docker_api_is_critical():
 
 
 def test_split_family_binding():
-    snap = make_snapshot([listener("tcp", "127.0.0.1", 6379), listener("tcp", "::", 6379, v6only=True)])
+    snap = make_snapshot(
+        [listener("tcp", "127.0.0.1", 6379), listener("tcp", "::", 6379, v6only=True)]
+    )
     (f,) = [f for f in check_exposure(snap) if f.code == "SPLIT_FAMILY_BINDING"]
     assert "loopback-only for inet" in f.evidence
     ok = make_snapshot([listener("tcp", "127.0.0.1", 6379), listener("tcp", "::1", 6379)])
-    assert not [f for f in check_exposure(ok) if f.code in ("SPLIT_FAMILY_BINDING", "LOCALHOST_SINGLE_FAMILY")]
+    assert not [
+        f
+        for f in check_exposure(ok)
+        if f.code in ("SPLIT_FAMILY_BINDING", "LOCALHOST_SINGLE_FAMILY")
+    ]
 
 
 def test_localhost_single_family_respects_disabled_ipv6():
     rows = [listener("tcp", "127.0.0.1", 8000)]
-    assert codes(check_exposure(make_snapshot(rows))) == [("LOCALHOST_SINGLE_FAMILY", "unknown process port 8000/tcp")]
+    assert codes(check_exposure(make_snapshot(rows))) == [
+        ("LOCALHOST_SINGLE_FAMILY", "unknown process port 8000/tcp")
+    ]
     off = make_snapshot(rows, stack=StackFacts(ipv6_disabled_all=True))
     assert check_exposure(off) == []
     v6 = check_exposure(make_snapshot([listener("tcp", "::1", 8000)]))
-    assert "listens on ::1 only" in v6[0].evidence  # IPv6 disabled does not excuse a ::1-only listener
+    assert (
+        "listens on ::1 only" in v6[0].evidence
+    )  # IPv6 disabled does not excuse a ::1-only listener
 
 
 def test_accept_queue_full():
-    snap = make_snapshot([listener("tcp", "127.0.0.1", 8000, accept_queue=128, backlog=128),
-                          listener("tcp", "::1", 8000, accept_queue=3, backlog=128)])  # fmt: skip
+    snap = make_snapshot(
+        [
+            listener("tcp", "127.0.0.1", 8000, accept_queue=128, backlog=128),
+            listener("tcp", "::1", 8000, accept_queue=3, backlog=128),
+        ]
+    )
     full = [f for f in check_exposure(snap) if f.code == "ACCEPT_QUEUE_FULL"]
     assert len(full) == 1 and "accept queue 128 of backlog 128" in full[0].evidence

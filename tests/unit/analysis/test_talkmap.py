@@ -1,11 +1,18 @@
+import ipaddress
 from pathlib import Path
 
 from loopscope.analysis.scope import classify_address, host_address_set, is_loopback
 from loopscope.analysis.stack import check_stack, summarize_stack
 from loopscope.analysis.talkmap import build_talk_map
 from loopscope.model import LinkInfo, Scope, TcpState
-from loopscope.testing.factories import LO_ADDRESSES, connection, listener, make_snapshot, proc, snapshot_from_recording
-import ipaddress
+from loopscope.testing.factories import (
+    LO_ADDRESSES,
+    connection,
+    listener,
+    make_snapshot,
+    proc,
+    snapshot_from_recording,
+)
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 
@@ -26,18 +33,34 @@ def test_self_call_prefork_and_chain():
     master = proc(100, "gunicorn", pgid=100)
     worker = proc(101, "gunicorn", pgid=100)
     nginx = proc(200, "nginx", pgid=200)
-    sockets = [listener("tcp", "0.0.0.0", 8000, owners=[master, worker]), listener("tcp", "127.0.0.1", 80, owners=[nginx])]
+    sockets = [
+        listener("tcp", "0.0.0.0", 8000, owners=[master, worker]),
+        listener("tcp", "127.0.0.1", 80, owners=[nginx]),
+    ]
     # the worker calls its own app over the host address (routed through lo)
-    sockets += connection(("192.0.2.2", 40001), ("192.0.2.2", 8000), client_owner=worker, server_owner=worker)
+    sockets += connection(
+        ("192.0.2.2", 40001), ("192.0.2.2", 8000), client_owner=worker, server_owner=worker
+    )
     # nginx proxies to the app: a loopback edge that is not a self-call
-    sockets += connection(("127.0.0.1", 40002), ("127.0.0.1", 8000), client_owner=nginx, server_owner=worker)
-    sockets += connection(("127.0.0.1", 40003), ("127.0.0.1", 8000), client_owner=nginx, server_owner=worker)
+    sockets += connection(
+        ("127.0.0.1", 40002), ("127.0.0.1", 8000), client_owner=nginx, server_owner=worker
+    )
+    sockets += connection(
+        ("127.0.0.1", 40003), ("127.0.0.1", 8000), client_owner=nginx, server_owner=worker
+    )
     # a closed one, TIME_WAIT on the client side only
-    sockets += connection(("127.0.0.1", 40004), ("127.0.0.1", 8000), client_owner=None, server_owner=None,
-                          state=TcpState.TIME_WAIT)  # fmt: skip
+    sockets += connection(
+        ("127.0.0.1", 40004),
+        ("127.0.0.1", 8000),
+        client_owner=None,
+        server_owner=None,
+        state=TcpState.TIME_WAIT,
+    )
     talk = build_talk_map(make_snapshot(sockets, [master, worker, nginx]))
     edges = {(e.client, e.server, e.port): e for e in talk.edges}
-    assert edges[("gunicorn[100,101]", "gunicorn[100,101]", 8000)].self_call  # the worker, shown as its app
+    assert edges[
+        ("gunicorn[100,101]", "gunicorn[100,101]", 8000)
+    ].self_call  # the worker, shown as its app
     chain = edges[("nginx[200]", "gunicorn[100,101]", 8000)]
     assert chain.connections == 2 and not chain.self_call
     assert edges[("?", "gunicorn[100,101]", 8000)].states == {"TIME_WAIT": 1}
@@ -50,8 +73,12 @@ def test_systemd_service_cgroup_counts_as_one_app():
     helper = proc(11, "helper", cgroup="/system.slice/app.service")
     other = proc(12, "cli", cgroup="/user.slice/user-0.slice/session-1.scope")
     sockets = [listener("tcp", "127.0.0.1", 9000, owners=[a])]
-    sockets += connection(("127.0.0.1", 50000), ("127.0.0.1", 9000), client_owner=helper, server_owner=a)
-    sockets += connection(("127.0.0.1", 50001), ("127.0.0.1", 9000), client_owner=other, server_owner=a)
+    sockets += connection(
+        ("127.0.0.1", 50000), ("127.0.0.1", 9000), client_owner=helper, server_owner=a
+    )
+    sockets += connection(
+        ("127.0.0.1", 50001), ("127.0.0.1", 9000), client_owner=other, server_owner=a
+    )
     talk = build_talk_map(make_snapshot(sockets, [a, helper, other]))
     assert {e.client: e.self_call for e in talk.edges} == {"helper[11]": True, "cli[12]": False}
 
@@ -66,11 +93,17 @@ def test_recorded_host_pairs_v4_mapped(host1_expected):
 
 
 def test_stack_summary_and_lo_down():
-    snap = make_snapshot(connection(("127.0.0.1", 40000), ("127.0.0.1", 5432), client_owner=None, server_owner=None))
+    snap = make_snapshot(
+        connection(("127.0.0.1", 40000), ("127.0.0.1", 5432), client_owner=None, server_owner=None)
+    )
     summary = summarize_stack(snap)
     assert summary.lo_up and summary.has_127_8 and summary.has_v6_loopback
-    assert summary.ephemeral_in_use == 1 and summary.ephemeral_by_destination == {"127.0.0.1:5432": 1}
-    down = make_snapshot([], links=(LinkInfo(name="lo", index=1, up=False, running=False, loopback=True),))
+    assert summary.ephemeral_in_use == 1 and summary.ephemeral_by_destination == {
+        "127.0.0.1:5432": 1
+    }
+    down = make_snapshot(
+        [], links=(LinkInfo(name="lo", index=1, up=False, running=False, loopback=True),)
+    )
     (f,) = check_stack(summarize_stack(down), netns_label="blue")
     assert f.code == "LO_DOWN" and f.remedy == "ip -n blue link set lo up"
 
@@ -78,7 +111,12 @@ def test_stack_summary_and_lo_down():
 def test_ephemeral_pressure():
     sockets = []
     for port in range(32768, 32768 + 6000):
-        sockets += connection(("127.0.0.1", port), ("127.0.0.1", 8080), client_owner=None, server_owner=None,
-                              state=TcpState.TIME_WAIT)  # fmt: skip
+        sockets += connection(
+            ("127.0.0.1", port),
+            ("127.0.0.1", 8080),
+            client_owner=None,
+            server_owner=None,
+            state=TcpState.TIME_WAIT,
+        )
     findings = check_stack(summarize_stack(make_snapshot(sockets)))
     assert [(f.code, f.severity.value) for f in findings] == [("EPHEMERAL_PORT_PRESSURE", "medium")]

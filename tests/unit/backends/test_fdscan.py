@@ -12,7 +12,9 @@ from loopscope.model import NetnsId, ProcessKey
 
 def test_roundtrip_keeps_every_owner_in_order():
     a, b = ProcessKey(10, 100), ProcessKey(11, 110)
-    scan = FdScan(owners={7: [a, b], 9: [b]}, pid_netns={NetnsId(4, 99): 10}, denied_pids=2, vanished_pids=1)
+    scan = FdScan(
+        owners={7: [a, b], 9: [b]}, pid_netns={NetnsId(4, 99): 10}, denied_pids=2, vanished_pids=1
+    )
     out = decode_scan(encode_scan(scan))
     assert out.owners == {7: (a, b), 9: (b,)} and isinstance(out.owners[7][0], ProcessKey)
     assert out.pid_netns == {NetnsId(4, 99): 10} and (out.denied_pids, out.vanished_pids) == (2, 1)

@@ -26,7 +26,10 @@ def test_pack_message_golden():
 def test_parse_messages_roundtrip_and_padding():
     data = pack_message(100, 2, 9, b"xyz") + pack_message(NLMSG_DONE, 2, 9, b"\0\0\0\0")
     msgs = list(parse_messages(data))
-    assert [(m.type, m.seq, m.payload) for m in msgs] == [(100, 9, b"xyz"), (NLMSG_DONE, 9, b"\0\0\0\0")]
+    assert [(m.type, m.seq, m.payload) for m in msgs] == [
+        (100, 9, b"xyz"),
+        (NLMSG_DONE, 9, b"\0\0\0\0"),
+    ]
 
 
 def test_parse_messages_rejects_length_past_end():
@@ -37,7 +40,7 @@ def test_parse_messages_rejects_length_past_end():
 
 def test_parse_attributes_golden_masks_flags():
     # len 5, type 10|NLA_F_NESTED (0x8000), payload 0x06, padded to 8
-    raw = bytes.fromhex("05000a80" "06000000")
+    raw = bytes.fromhex("05000a8006000000")
     assert parse_attributes(raw) == {10: b"\x06"}
 
 

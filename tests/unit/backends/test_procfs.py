@@ -6,7 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loopscope.backends.linux import procfs
-from loopscope.backends.linux.procfs import ProcRoot, decode_address, parse_proc_net_line, parse_stat
+from loopscope.backends.linux.procfs import (
+    ProcRoot,
+    decode_address,
+    parse_proc_net_line,
+    parse_stat,
+)
 from loopscope.errors import ParseError
 from loopscope.model import Endpoint, Family, NetnsId, Proto, TcpState
 
@@ -19,7 +24,9 @@ def test_decode_address_golden_v4():
 
 
 def test_decode_address_golden_v6():
-    assert decode_address("00000000000000000000000001000000:0016") == Endpoint(ipaddress.IPv6Address("::1"), 22)
+    assert decode_address("00000000000000000000000001000000:0016") == Endpoint(
+        ipaddress.IPv6Address("::1"), 22
+    )
     mapped = decode_address("0000000000000000FFFF00000100007F:0050")
     assert mapped.address == ipaddress.IPv6Address("::ffff:127.0.0.1")
 

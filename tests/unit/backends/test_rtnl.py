@@ -27,7 +27,13 @@ def test_parse_link_flags_golden():
     payload = bytes([0, 0]) + (772).to_bytes(2, "little") + (1).to_bytes(4, "little")
     payload += (0x10049).to_bytes(4, "little") + b"\0" * 4 + bytes.fromhex("0700 0300") + b"lo\0\0"
     link = rtnl.parse_link(payload)
-    assert (link.name, link.up, link.running, link.loopback, link.mtu) == ("lo", True, True, True, None)
+    assert (link.name, link.up, link.running, link.loopback, link.mtu) == (
+        "lo",
+        True,
+        True,
+        True,
+        None,
+    )
     down = rtnl.parse_link(payload[:8] + (0x8).to_bytes(4, "little") + payload[12:])
     assert not down.up and down.loopback
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from loopscope.bench.plot import write_plot
 from loopscope.analysis.bench.results import BenchConfig, BenchReport, CellResult
 from loopscope.analysis.bench.stats import summarize_latencies
+from loopscope.bench.plot import write_plot
 from loopscope.errors import UsageError
 
 
@@ -16,11 +16,20 @@ def _report(skip_all=False):
                 cells.append(CellResult(path=path, label=path, size_bytes=size, skipped_reason="x"))
             else:
                 lat = [base + size // 10 + i for i in range(100)]
-                cells.append(CellResult(path=path, label=path, size_bytes=size,
-                                        summary=summarize_latencies(lat)))
+                cells.append(
+                    CellResult(
+                        path=path, label=path, size_bytes=size, summary=summarize_latencies(lat)
+                    )
+                )
     cfg = BenchConfig(paths=("call", "tcp4", "unix"), sizes_bytes=(1, 1024, 65536))
-    return BenchReport(config=cfg, client_cpu=None, server_cpu=None, host_address=None,
-                       timer_overhead_ns=60, cells=tuple(cells))
+    return BenchReport(
+        config=cfg,
+        client_cpu=None,
+        server_cpu=None,
+        host_address=None,
+        timer_overhead_ns=60,
+        cells=tuple(cells),
+    )
 
 
 def test_svg_has_one_line_per_path(tmp_path):
@@ -34,7 +43,7 @@ def test_svg_has_one_line_per_path(tmp_path):
 
 
 def test_errors(tmp_path):
-    with pytest.raises(UsageError, match=".png or .svg"):
+    with pytest.raises(UsageError, match=r"\.png or \.svg"):
         write_plot(_report(), tmp_path / "x.jpg")
     pytest.importorskip("matplotlib")
     with pytest.raises(UsageError, match="nothing to plot"):

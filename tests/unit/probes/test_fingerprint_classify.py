@@ -18,7 +18,12 @@ from loopscope.probes.fingerprint import (
     classify_redis,
 )
 
-REPLIES = {k: bytes.fromhex(v) for k, v in json.loads((Path(__file__).parent / "fixtures" / "replies.json").read_text()).items()}
+REPLIES = {
+    k: bytes.fromhex(v)
+    for k, v in json.loads(
+        (Path(__file__).parent / "fixtures" / "replies.json").read_text()
+    ).items()
+}
 
 
 def test_pg_ssl_request_golden() -> None:
@@ -34,13 +39,24 @@ def test_ssh_banner() -> None:
 
 
 def _mysql_greeting(version: bytes) -> bytes:
-    payload = b"\x0a" + version + b"\x00" + struct.pack("<I", 42) + b"abcdefgh\x00" + b"\xff\xf7\x08\x02\x00"
+    payload = (
+        b"\x0a"
+        + version
+        + b"\x00"
+        + struct.pack("<I", 42)
+        + b"abcdefgh\x00"
+        + b"\xff\xf7\x08\x02\x00"
+    )
     return len(payload).to_bytes(3, "little") + b"\x00" + payload
 
 
 def test_mysql_and_mariadb_greetings() -> None:
     maria = classify_banner(_mysql_greeting(b"5.5.5-10.11.6-MariaDB-0+deb12u1"))
-    assert maria is not None and (maria.service, maria.product, maria.version) == ("mysql", "MariaDB", "10.11.6")
+    assert maria is not None and (maria.service, maria.product, maria.version) == (
+        "mysql",
+        "MariaDB",
+        "10.11.6",
+    )
     mysql = classify_banner(_mysql_greeting(b"8.0.36"))
     assert mysql is not None and (mysql.product, mysql.version) == ("MySQL", "8.0.36")
     denied = classify_banner(b"\x45\x00\x00\x00\xffj\x04Host '1.2.3.4' is not allowed")

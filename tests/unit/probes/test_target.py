@@ -30,11 +30,15 @@ from loopscope.probes.target import candidates_for, local_candidates, parse_targ
         (":8080/a/b", None, 8080, "/a/b", "auto"),
     ],
 )
-def test_parse_target(spec: str, host: str | None, port: int, path: str | None, scheme: str) -> None:
+def test_parse_target(
+    spec: str, host: str | None, port: int, path: str | None, scheme: str
+) -> None:
     assert parse_target(spec) == ProbeTarget(host=host, port=port, path=path, scheme=scheme)
 
 
-@pytest.mark.parametrize("spec", ["ftp://x", ":0", ":65536", ":http", "[::1", "[::1]x", "[zz::1]:80", "1:2:3:zz"])
+@pytest.mark.parametrize(
+    "spec", ["ftp://x", ":0", ":65536", ":http", "[::1", "[::1]x", "[zz::1]:80", "1:2:3:zz"]
+)
 def test_parse_target_rejects(spec: str) -> None:
     with pytest.raises(UsageError):
         parse_target(spec)
@@ -49,12 +53,21 @@ def test_choose_mode() -> None:
 
 
 def _ia(name: str, addr: str, plen: int) -> InterfaceAddress:
-    return InterfaceAddress(interface=name, index=2, address=ipaddress.ip_address(addr), prefixlen=plen)
+    return InterfaceAddress(
+        interface=name, index=2, address=ipaddress.ip_address(addr), prefixlen=plen
+    )
 
 
 def test_local_candidates_order_and_merge() -> None:
-    cands = local_candidates(80, [_ia("lo", "127.0.0.1", 8), _ia("eth0", "192.0.2.2", 24),
-                                  _ia("eth0", "fe80::1", 64), _ia("eth0", "fd00::2", 64)])
+    cands = local_candidates(
+        80,
+        [
+            _ia("lo", "127.0.0.1", 8),
+            _ia("eth0", "192.0.2.2", 24),
+            _ia("eth0", "fe80::1", 64),
+            _ia("eth0", "fd00::2", 64),
+        ],
+    )
     addrs = [c.address for c in cands]
     assert addrs[:4] == ["127.0.0.1", "::1", "192.0.2.2", "fd00::2"]
     assert "fe80::1" not in addrs

@@ -8,13 +8,39 @@ from loopscope.errors import ParseError
 from loopscope.lab.calibrate import read_bench_hop_s
 
 # the shape `loopscope bench --json` writes (report.cells[].summary.p50_ns), trimmed
-BENCH_DOC = {"schema_version": 1, "command": "bench", "report": {"cells": [
-    {"path": "call", "label": "function call", "size_bytes": 1, "summary": {"p50_ns": 60}},
-    {"path": "tcp4", "label": "TCP 127.0.0.1", "size_bytes": 1, "summary": {"p50_ns": 13000}},
-    {"path": "http-keepalive", "label": "HTTP/1.1 keep-alive", "size_bytes": 1, "summary": {"p50_ns": 98000}},
-    {"path": "http-newconn", "label": "HTTP/1.1 new conn", "size_bytes": 65536, "summary": {"p50_ns": 900000}},
-    {"path": "http-newconn", "label": "HTTP/1.1 new conn", "size_bytes": 1, "summary": {"p50_ns": 380000}},
-]}}
+BENCH_DOC = {
+    "schema_version": 1,
+    "command": "bench",
+    "report": {
+        "cells": [
+            {"path": "call", "label": "function call", "size_bytes": 1, "summary": {"p50_ns": 60}},
+            {
+                "path": "tcp4",
+                "label": "TCP 127.0.0.1",
+                "size_bytes": 1,
+                "summary": {"p50_ns": 13000},
+            },
+            {
+                "path": "http-keepalive",
+                "label": "HTTP/1.1 keep-alive",
+                "size_bytes": 1,
+                "summary": {"p50_ns": 98000},
+            },
+            {
+                "path": "http-newconn",
+                "label": "HTTP/1.1 new conn",
+                "size_bytes": 65536,
+                "summary": {"p50_ns": 900000},
+            },
+            {
+                "path": "http-newconn",
+                "label": "HTTP/1.1 new conn",
+                "size_bytes": 1,
+                "summary": {"p50_ns": 380000},
+            },
+        ]
+    },
+}
 
 
 def test_prefers_http_new_connection_smallest_payload(tmp_path):
@@ -39,7 +65,9 @@ def test_unusable_documents(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ParseError):
         read_bench_hop_s(path)
-    path.write_text(json.dumps({"report": {"cells": [{"path": "unix", "summary": {"p50_ns": 9000}}]}}))
+    path.write_text(
+        json.dumps({"report": {"cells": [{"path": "unix", "summary": {"p50_ns": 9000}}]}})
+    )
     with pytest.raises(ParseError):
         read_bench_hop_s(path)
     with pytest.raises(ParseError):

@@ -8,10 +8,22 @@ from loopscope.sim.plot import Series, plot_curves
 
 def _series():
     return [
-        Series(label="selfcall", offered_per_s=(10.0, 20.0, 40.0), goodput_per_s=(10.0, 20.0, 0.0),
-               p99_s=(0.05, 0.07, 2.0), knee_per_s=40.0, color_key="selfcall"),
-        Series(label="selfcall sim", offered_per_s=(10.0, 20.0, 40.0), goodput_per_s=(10.0, 19.0, 1.0),
-               p99_s=(0.05, None, 2.0), style=1, color_key="selfcall"),
+        Series(
+            label="selfcall",
+            offered_per_s=(10.0, 20.0, 40.0),
+            goodput_per_s=(10.0, 20.0, 0.0),
+            p99_s=(0.05, 0.07, 2.0),
+            knee_per_s=40.0,
+            color_key="selfcall",
+        ),
+        Series(
+            label="selfcall sim",
+            offered_per_s=(10.0, 20.0, 40.0),
+            goodput_per_s=(10.0, 19.0, 1.0),
+            p99_s=(0.05, None, 2.0),
+            style=1,
+            color_key="selfcall",
+        ),
     ]
 
 

@@ -8,8 +8,23 @@ import pytest
 import loopscope.sim
 
 SIM = Path(loopscope.sim.__file__).parent
-FORBIDDEN = {"socket", "subprocess", "os", "time", "rich", "typer", "shutil", "select", "threading",
-             "asyncio", "http", "matplotlib", "simpy", "numpy", "random"}
+FORBIDDEN = {
+    "socket",
+    "subprocess",
+    "os",
+    "time",
+    "rich",
+    "typer",
+    "shutil",
+    "select",
+    "threading",
+    "asyncio",
+    "http",
+    "matplotlib",
+    "simpy",
+    "numpy",
+    "random",
+}
 
 
 @pytest.mark.parametrize("module", ["formulas.py", "stats.py", "scenario.py", "result.py"])

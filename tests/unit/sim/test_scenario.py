@@ -38,7 +38,9 @@ def test_designs():
     assert flatten_node(make_design("selfcall", fanout=3)).remote[0][0] is CallKind.SELF
     assert len(flatten_node(make_design("selfcall", fanout=3)).remote) == 3
     assert flatten_node(make_design("async")).nonblocking
-    assert flatten_node(make_design("lb")).main_only and not flatten_node(make_design("lb")).local_only
+    assert (
+        flatten_node(make_design("lb")).main_only and not flatten_node(make_design("lb")).local_only
+    )
     assert not flatten_node(make_design("pool")).main_only
     with pytest.raises(UsageError):
         make_design("bogus")

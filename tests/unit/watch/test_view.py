@@ -22,7 +22,9 @@ def _load_builders():  # type: ignore[no-untyped-def]
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("_watch_builders", Path(__file__).parents[1] / "analysis" / "watch" / "test_report.py")
+    spec = importlib.util.spec_from_file_location(
+        "_watch_builders", Path(__file__).parents[1] / "analysis" / "watch" / "test_report.py"
+    )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -31,15 +33,29 @@ def _load_builders():  # type: ignore[no-untyped-def]
 
 _b = _load_builders()
 DESTROY, EBPF, HTTP, Conn, data, listener, proc, self_calling_app = (
-    _b.DESTROY, _b.EBPF, _b.HTTP, _b.Conn, _b.data, _b.listener, _b.proc, _b.self_calling_app)
+    _b.DESTROY,
+    _b.EBPF,
+    _b.HTTP,
+    _b.Conn,
+    _b.data,
+    _b.listener,
+    _b.proc,
+    _b.self_calling_app,
+)
 
 
 def _report():  # type: ignore[no-untyped-def]
     conns, samples, procs = self_calling_app(n=2, externals=3)
     other = Conn(47000, 9000, 99, 2.0, path="/other")
-    samples = tuple(s.__class__(**{**{f: getattr(s, f) for f in s.__slots__},
-                                   "listeners": s.listeners + (listener(9000, proc(50, "redis")),)})
-                    for s in samples)
+    samples = tuple(
+        s.__class__(
+            **{
+                **{f: getattr(s, f) for f in s.__slots__},
+                "listeners": (*s.listeners, listener(9000, proc(50, "redis"))),
+            }
+        )
+        for s in samples
+    )
     return summarize_watch(data([*conns, other], samples, (EBPF, DESTROY, HTTP), procs))
 
 
@@ -57,7 +73,9 @@ def test_rows_have_every_column_and_readable_values() -> None:
 def test_filter_by_port_and_pid() -> None:
     report = _report()
     by_port = filter_report(report, (), (9000,))
-    assert [a.name for a in by_port.apps] == ["redis[50]"] and [e.port for e in by_port.edges] == [9000]
+    assert [a.name for a in by_port.apps] == ["redis[50]"] and [e.port for e in by_port.edges] == [
+        9000
+    ]
     by_pid = filter_report(report, (11,), ())
     assert [a.name for a in by_pid.apps] == ["gunicorn[10,11]"]
     assert {e.port for e in by_pid.edges} == {8080}

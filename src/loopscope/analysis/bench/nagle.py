@@ -82,9 +82,7 @@ def find_nagle_stall(
     if between * 4 > k:
         return None
     fast = [v for v in latencies_ns if v < _GAP_LOW_NS]
-    fast_text = (
-        f"; the other {len(fast)} took a median {median(fast) / 1e6:.2f} ms" if fast else ""
-    )
+    fast_text = f"; the other {len(fast)} took a median {median(fast) / 1e6:.2f} ms" if fast else ""
     if split_sends is True:
         severity, why = Severity.MEDIUM, " The server wrote each response in several sends."
     elif split_sends is False:

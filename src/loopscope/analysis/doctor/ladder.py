@@ -6,9 +6,6 @@ A failed rung marks the rungs above it as not meaningful (:func:`~loopscope.anal
 
 from __future__ import annotations
 
-from loopscope.analysis.listeners import find_listeners
-from loopscope.analysis.scope import is_loopback, is_wildcard
-from loopscope.analysis.stack import summarize_stack
 from loopscope.analysis.doctor.facts import DoctorFacts
 from loopscope.analysis.doctor.loopback import (
     check_echo,
@@ -39,6 +36,9 @@ from loopscope.analysis.doctor.ports import (
 )
 from loopscope.analysis.doctor.resolution import check_localhost, check_localhost_mismatch
 from loopscope.analysis.doctor.verdict import CheckResult, RungResult, build_rung, mark_meaningless
+from loopscope.analysis.listeners import find_listeners
+from loopscope.analysis.scope import is_loopback, is_wildcard
+from loopscope.analysis.stack import summarize_stack
 from loopscope.model import Proto
 
 __all__ = ["judge", "judge_rung1"]
@@ -95,10 +95,21 @@ def judge(facts: DoctorFacts) -> list[RungResult]:
     rungs = [build_rung(1, judge_rung1(facts))]
     lf = facts.loopback
     if facts.localnet is not None:
-        rungs.append(build_rung(2, [
-            check_interfaces(lf.links), check_host_addresses(lf.addresses, lf.links),
-            check_default_route(lf.main_routes, lf.links), *check_host_echoes(facts.localnet.echoes),
-        ]))  # fmt: skip
+        rungs.append(
+            build_rung(
+                2,
+                [
+                    check_interfaces(lf.links),
+                    check_host_addresses(lf.addresses, lf.links),
+                    check_default_route(lf.main_routes, lf.links),
+                    *check_host_echoes(facts.localnet.echoes),
+                ],
+            )
+        )
     if facts.external is not None:
-        rungs.append(build_rung(3, [check_external_dns(facts.external), check_external_connect(facts.external)]))
+        rungs.append(
+            build_rung(
+                3, [check_external_dns(facts.external), check_external_connect(facts.external)]
+            )
+        )
     return mark_meaningless(rungs)

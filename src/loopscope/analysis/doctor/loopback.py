@@ -56,7 +56,9 @@ def find_lo(facts: LoopbackFacts) -> LinkInfo | None:
     return next((link for link in facts.links if link.loopback or link.name == "lo"), None)
 
 
-def ipv6_disabled_by(facts: LoopbackFacts, disabled_all: bool | None, disabled_lo: bool | None) -> str | None:
+def ipv6_disabled_by(
+    facts: LoopbackFacts, disabled_all: bool | None, disabled_lo: bool | None
+) -> str | None:
     """Which switch turns IPv6 off on lo, or None when it is on.
 
     Example: ``net.ipv6.conf.all.disable_ipv6=1`` -> ``"net.ipv6.conf.all.disable_ipv6=1"``.
@@ -82,21 +84,32 @@ def check_lo_link(facts: LoopbackFacts, ip: str = "ip") -> CheckResult:
     make = partial(CheckResult, id="lo.link", rung=1, title="lo exists and is UP")
     lo = find_lo(facts)
     if lo is None:
-        return make(verdict=Verdict.FAIL, severity=Severity.CRITICAL, code="LO_MISSING",
-                    evidence=f"no loopback interface among {len(facts.links)} interfaces",
-                    remedy=f"{ip} link add lo type loopback && {ip} link set lo up")  # fmt: skip
+        return make(
+            verdict=Verdict.FAIL,
+            severity=Severity.CRITICAL,
+            code="LO_MISSING",
+            evidence=f"no loopback interface among {len(facts.links)} interfaces",
+            remedy=f"{ip} link add lo type loopback && {ip} link set lo up",
+        )
     state = "UP" if lo.up else "DOWN"
     oper = "RUNNING" if lo.running else "not running"
     evidence = f"{lo.name} (index {lo.index}) is {state}, {oper}"
     data = {"index": lo.index, "up": lo.up, "running": lo.running}
     if not lo.up:
-        return make(verdict=Verdict.FAIL, severity=Severity.CRITICAL, code="LO_DOWN", data=data,
-                    evidence=evidence + ": 127.0.0.1 and ::1 are unreachable, every local client fails",
-                    remedy=f"{ip} link set lo up")  # fmt: skip
+        return make(
+            verdict=Verdict.FAIL,
+            severity=Severity.CRITICAL,
+            code="LO_DOWN",
+            data=data,
+            evidence=evidence + ": 127.0.0.1 and ::1 are unreachable, every local client fails",
+            remedy=f"{ip} link set lo up",
+        )
     return make(verdict=Verdict.OK, evidence=evidence, data=data)
 
 
-def _lo_addrs(facts: LoopbackFacts) -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]:
+def _lo_addrs(
+    facts: LoopbackFacts,
+) -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]:
     lo = find_lo(facts)
     if lo is None:
         return []
@@ -105,31 +118,53 @@ def _lo_addrs(facts: LoopbackFacts) -> list[tuple[ipaddress.IPv4Address | ipaddr
 
 def check_lo_ipv4(facts: LoopbackFacts, ip: str = "ip") -> CheckResult:
     """127.0.0.1/8 is assigned to lo (fail otherwise; warn for a narrower prefix like /32)."""
-    make = partial(CheckResult, id="lo.ipv4", rung=1, title="127.0.0.1/8 on lo", depends_on=("lo.link",))
+    make = partial(
+        CheckResult, id="lo.ipv4", rung=1, title="127.0.0.1/8 on lo", depends_on=("lo.link",)
+    )
     v4 = [(a, p) for a, p in _lo_addrs(facts) if a.version == 4]
     shown = ", ".join(f"{a}/{p}" for a, p in v4) or "none"
     if not any(a == ipaddress.IPv4Address("127.0.0.1") for a, _ in v4):
-        return make(verdict=Verdict.FAIL, code="LO_NO_IPV4", evidence=f"IPv4 addresses on lo: {shown}",
-                    remedy=f"{ip} addr add 127.0.0.1/8 dev lo")  # fmt: skip
+        return make(
+            verdict=Verdict.FAIL,
+            code="LO_NO_IPV4",
+            evidence=f"IPv4 addresses on lo: {shown}",
+            remedy=f"{ip} addr add 127.0.0.1/8 dev lo",
+        )
     prefix = next(p for a, p in v4 if a == ipaddress.IPv4Address("127.0.0.1"))
     if prefix != 8:
-        return make(verdict=Verdict.WARN, code="LO_IPV4_PREFIX", evidence=f"IPv4 addresses on lo: {shown}",
-                    remedy=f"127.0.0.0/8 is all loopback by convention: {ip} addr replace 127.0.0.1/8 dev lo")
+        return make(
+            verdict=Verdict.WARN,
+            code="LO_IPV4_PREFIX",
+            evidence=f"IPv4 addresses on lo: {shown}",
+            remedy=f"127.0.0.0/8 is all loopback by convention: {ip} addr replace 127.0.0.1/8 dev lo",
+        )
     return make(verdict=Verdict.OK, evidence=f"IPv4 addresses on lo: {shown}")
 
 
 def check_lo_ipv6(facts: LoopbackFacts, disabled_by: str | None, ip: str = "ip") -> CheckResult:
     """::1/128 is assigned to lo, or IPv6 is disabled (ok, saying by which switch)."""
-    make = partial(CheckResult, id="lo.ipv6", rung=1, title="::1/128 on lo (or IPv6 off)", depends_on=("lo.link",))
+    make = partial(
+        CheckResult,
+        id="lo.ipv6",
+        rung=1,
+        title="::1/128 on lo (or IPv6 off)",
+        depends_on=("lo.link",),
+    )
     v6 = [(a, p) for a, p in _lo_addrs(facts) if a.version == 6]
     shown = ", ".join(f"{a}/{p}" for a, p in v6) or "none"
     if disabled_by:
-        return make(verdict=Verdict.OK, evidence=f"IPv6 is disabled by {disabled_by}; ::1 not expected",
-                    data={"ipv6_disabled_by": disabled_by})  # fmt: skip
+        return make(
+            verdict=Verdict.OK,
+            evidence=f"IPv6 is disabled by {disabled_by}; ::1 not expected",
+            data={"ipv6_disabled_by": disabled_by},
+        )
     if not any(a == _V6_1 for a, _ in v6):
-        return make(verdict=Verdict.FAIL, code="LO_NO_IPV6",
-                    evidence=f"IPv6 is enabled but lo has no ::1 (IPv6 addresses on lo: {shown})",
-                    remedy=f"{ip} -6 addr add ::1/128 dev lo")  # fmt: skip
+        return make(
+            verdict=Verdict.FAIL,
+            code="LO_NO_IPV6",
+            evidence=f"IPv6 is enabled but lo has no ::1 (IPv6 addresses on lo: {shown})",
+            remedy=f"{ip} -6 addr add ::1/128 dev lo",
+        )
     return make(verdict=Verdict.OK, evidence=f"IPv6 addresses on lo: {shown}")
 
 
@@ -142,11 +177,22 @@ def check_lo_mtu(facts: LoopbackFacts, ipv6_on: bool, ip: str = "ip") -> CheckRe
     evidence = f"lo MTU {lo.mtu} bytes (default {LO_MTU_DEFAULT})"
     fix = f"{ip} link set lo mtu {LO_MTU_DEFAULT}"
     if lo.mtu < 68 or (ipv6_on and lo.mtu < 1280):
-        return make(verdict=Verdict.FAIL, code="LO_MTU_TOO_SMALL", remedy=fix, data={"mtu": lo.mtu},
-                    evidence=evidence + ("; IPv6 needs >= 1280" if lo.mtu >= 68 else "; IPv4 needs >= 68"))
+        return make(
+            verdict=Verdict.FAIL,
+            code="LO_MTU_TOO_SMALL",
+            remedy=fix,
+            data={"mtu": lo.mtu},
+            evidence=evidence + ("; IPv6 needs >= 1280" if lo.mtu >= 68 else "; IPv4 needs >= 68"),
+        )
     if lo.mtu < LO_MTU_DEFAULT:
-        return make(verdict=Verdict.WARN, severity=Severity.LOW, code="LO_MTU_SMALL", remedy=fix,
-                    data={"mtu": lo.mtu}, evidence=evidence + ": more segments per byte, lower throughput")
+        return make(
+            verdict=Verdict.WARN,
+            severity=Severity.LOW,
+            code="LO_MTU_SMALL",
+            remedy=fix,
+            data={"mtu": lo.mtu},
+            evidence=evidence + ": more segments per byte, lower throughput",
+        )
     return make(verdict=Verdict.OK, evidence=evidence, data={"mtu": lo.mtu})
 
 
@@ -156,12 +202,23 @@ def check_lo_routes(facts: LoopbackFacts, ipv6_on: bool, ip: str = "ip") -> Chec
     Reads both the table (``ip route show table local``) and ``ip route get`` answers, which include
     policy rules: a rule or a more specific route that sends 127/8 elsewhere shows up in the lookup.
     """
-    make = partial(CheckResult, id="lo.routes", rung=1, title="local routes for 127/8 and ::1",
-                   depends_on=("lo.link", "lo.ipv4", "lo.ipv6"))  # fmt: skip
+    make = partial(
+        CheckResult,
+        id="lo.routes",
+        rung=1,
+        title="local routes for 127/8 and ::1",
+        depends_on=("lo.link", "lo.ipv4", "lo.ipv6"),
+    )
     if facts.route_error:
-        return make(verdict=Verdict.SKIPPED, evidence=f"routing table unreadable: {facts.route_error}")
-    have_v4 = any(r.type == "local" and r.dst == "127.0.0.0/8" and r.dev == "lo" for r in facts.local_routes)
-    have_v6 = any(r.type == "local" and r.dst == "::1/128" and r.dev == "lo" for r in facts.local_routes)
+        return make(
+            verdict=Verdict.SKIPPED, evidence=f"routing table unreadable: {facts.route_error}"
+        )
+    have_v4 = any(
+        r.type == "local" and r.dst == "127.0.0.0/8" and r.dev == "lo" for r in facts.local_routes
+    )
+    have_v6 = any(
+        r.type == "local" and r.dst == "::1/128" and r.dev == "lo" for r in facts.local_routes
+    )
     problems = []
     if not have_v4:
         problems.append("no 'local 127.0.0.0/8 dev lo' in table local")
@@ -176,14 +233,20 @@ def check_lo_routes(facts: LoopbackFacts, ipv6_on: bool, ip: str = "ip") -> Chec
         else:
             shown.append(f"route get {look.address}: {look.type} dev {look.dev}")
             if look.type != "local" or look.dev != "lo":
-                problems.append(f"{look.address} is routed as {look.type} via {look.dev}, not local via lo")
+                problems.append(
+                    f"{look.address} is routed as {look.type} via {look.dev}, not local via lo"
+                )
     evidence = "; ".join(shown) or "no lookups"
     if problems:
         if shown:
             problems.append(evidence)
-        return make(verdict=Verdict.FAIL, code="LO_ROUTES_MISSING", evidence="; ".join(problems),
-                    remedy=f"{ip} link set lo up restores them; else {ip} route add local 127.0.0.0/8 dev lo "
-                    f"table local, and check '{ip} rule' for a rule ahead of 'lookup local'")  # fmt: skip
+        return make(
+            verdict=Verdict.FAIL,
+            code="LO_ROUTES_MISSING",
+            evidence="; ".join(problems),
+            remedy=f"{ip} link set lo up restores them; else {ip} route add local 127.0.0.0/8 dev lo "
+            f"table local, and check '{ip} rule' for a rule ahead of 'lookup local'",
+        )
     return make(verdict=Verdict.OK, evidence=f"local 127.0.0.0/8 dev lo present; {evidence}")
 
 
@@ -194,12 +257,21 @@ def check_icmp(result: IcmpResult, sysctls: Sysctls | None = None) -> CheckResul
     answer, and the TCP/UDP echo checks decide whether loopback works.
     """
     version = result.target.version
-    make = partial(CheckResult, id=f"icmp.{result.target}", rung=1, title=f"ICMP echo {result.target}",
-                   depends_on=("lo.link", "lo.ipv4" if version == 4 else "lo.ipv6", "lo.routes"))  # fmt: skip
+    make = partial(
+        CheckResult,
+        id=f"icmp.{result.target}",
+        rung=1,
+        title=f"ICMP echo {result.target}",
+        depends_on=("lo.link", "lo.ipv4" if version == 4 else "lo.ipv6", "lo.routes"),
+    )
     if result.skipped_reason:
         return make(verdict=Verdict.SKIPPED, evidence=result.skipped_reason)
-    data = {"method": result.method, "sent": result.sent, "received": result.received,
-            "rtts_us": list(result.rtts_us)}  # fmt: skip
+    data = {
+        "method": result.method,
+        "sent": result.sent,
+        "received": result.received,
+        "rtts_us": list(result.rtts_us),
+    }
     evidence = f"{result.method} socket: {result.received}/{result.sent} replies"
     if result.rtts_us:
         evidence += f", rtt {summarize_rtts(result.rtts_us)}"
@@ -212,18 +284,33 @@ def check_icmp(result: IcmpResult, sysctls: Sysctls | None = None) -> CheckResul
         elif version == 6 and sysctls.icmp_echo_ignore_v6:
             ignored = "net.ipv6.icmp.echo_ignore_all=1"
     if result.received == 0 and ignored and result.sent:
-        return make(verdict=Verdict.WARN, severity=Severity.LOW, code="ICMP_ECHO_IGNORED", data=data,
-                    evidence=f"{evidence}; the kernel ignores echo requests: {ignored}",
-                    remedy=f"ping cannot test loopback here; rely on the TCP/UDP echo checks, or sysctl -w "
-                    f"{ignored[:-1]}0")  # fmt: skip
+        return make(
+            verdict=Verdict.WARN,
+            severity=Severity.LOW,
+            code="ICMP_ECHO_IGNORED",
+            data=data,
+            evidence=f"{evidence}; the kernel ignores echo requests: {ignored}",
+            remedy=f"ping cannot test loopback here; rely on the TCP/UDP echo checks, or sysctl -w "
+            f"{ignored[:-1]}0",
+        )
     if result.received == 0:
-        return make(verdict=Verdict.FAIL, code="LOOPBACK_ICMP_FAILED", evidence=evidence, data=data,
-                    remedy="check that lo is up and that no firewall rule drops ICMP on lo "
-                    "(nft list ruleset; iptables-save)")  # fmt: skip
+        return make(
+            verdict=Verdict.FAIL,
+            code="LOOPBACK_ICMP_FAILED",
+            evidence=evidence,
+            data=data,
+            remedy="check that lo is up and that no firewall rule drops ICMP on lo "
+            "(nft list ruleset; iptables-save)",
+        )
     if result.received < result.sent:
-        return make(verdict=Verdict.WARN, code="LOOPBACK_ICMP_LOSS", evidence=evidence, data=data,
-                    remedy="loss on loopback means a rate limit or firewall rule on lo: "
-                    "check net.ipv4.icmp_ratelimit and the ruleset")  # fmt: skip
+        return make(
+            verdict=Verdict.WARN,
+            code="LOOPBACK_ICMP_LOSS",
+            evidence=evidence,
+            data=data,
+            remedy="loss on loopback means a rate limit or firewall rule on lo: "
+            "check net.ipv4.icmp_ratelimit and the ruleset",
+        )
     return make(verdict=Verdict.OK, evidence=evidence, data=data)
 
 
@@ -234,27 +321,55 @@ def check_echo(result: EchoResult, *, rung: int = 1, slow_us: float = 5000.0) ->
     deps: tuple[str, ...] = ("lo.link", "lo.routes")
     if rung == 1:
         deps += ("lo.ipv4",) if addr.version == 4 else ("lo.ipv6",)
-    make = partial(CheckResult, id=f"echo.{result.proto}.{addr}", rung=rung,
-                   title=f"{result.proto.upper()} echo {addr}", depends_on=deps)  # fmt: skip
+    make = partial(
+        CheckResult,
+        id=f"echo.{result.proto}.{addr}",
+        rung=rung,
+        title=f"{result.proto.upper()} echo {addr}",
+        depends_on=deps,
+    )
     if result.skipped_reason:
         return make(verdict=Verdict.SKIPPED, evidence=result.skipped_reason)
     where = f"[{addr}]:{result.port}" if addr.version == 6 else f"{addr}:{result.port}"
-    data = {"port": result.port, "connect_us": result.connect_us, "rtts_us": list(result.rtts_us),
-            "phase": result.phase}  # fmt: skip
-    if result.error and rung == 2 and addr.version == 6 and result.phase == "bind" and "EADDRNOTAVAIL" in result.error:
-        return make(verdict=Verdict.WARN, severity=Severity.LOW, code="HOST_ADDRESS_TENTATIVE", data=data,
-                    evidence=f"bind {addr} port 0: {result.error}: the address is still tentative (duplicate "
-                    "address detection) or was just removed",
-                    remedy="retry in a few seconds; if it stays, 'ip -6 addr' shows it as tentative/dadfailed")
+    data = {
+        "port": result.port,
+        "connect_us": result.connect_us,
+        "rtts_us": list(result.rtts_us),
+        "phase": result.phase,
+    }
+    if (
+        result.error
+        and rung == 2
+        and addr.version == 6
+        and result.phase == "bind"
+        and "EADDRNOTAVAIL" in result.error
+    ):
+        return make(
+            verdict=Verdict.WARN,
+            severity=Severity.LOW,
+            code="HOST_ADDRESS_TENTATIVE",
+            data=data,
+            evidence=f"bind {addr} port 0: {result.error}: the address is still tentative (duplicate "
+            "address detection) or was just removed",
+            remedy="retry in a few seconds; if it stays, 'ip -6 addr' shows it as tentative/dadfailed",
+        )
     if result.error:
         if result.phase == "bind":
             evidence = f"bind {addr} port 0: {result.error}"
         else:
             evidence = f"listener on {where}; {result.error}"
-        hint = ("the address is not assigned here" if result.phase == "bind"
-                else "a firewall rule or a missing route stops it")  # fmt: skip
-        return make(verdict=Verdict.FAIL, code=f"{result.proto.upper()}_ECHO_FAILED", evidence=evidence, data=data,
-                    remedy=f"{hint}: see the lo checks above and the firewall check")  # fmt: skip
+        hint = (
+            "the address is not assigned here"
+            if result.phase == "bind"
+            else "a firewall rule or a missing route stops it"
+        )
+        return make(
+            verdict=Verdict.FAIL,
+            code=f"{result.proto.upper()}_ECHO_FAILED",
+            evidence=evidence,
+            data=data,
+            remedy=f"{hint}: see the lo checks above and the firewall check",
+        )
     evidence = f"listener {where}"
     if result.connect_us is not None:
         evidence += f", connect {result.connect_us:.0f} us"
@@ -262,9 +377,15 @@ def check_echo(result: EchoResult, *, rung: int = 1, slow_us: float = 5000.0) ->
     p50 = statistics.median(result.rtts_us) if result.rtts_us else 0.0
     data["rtt_p50_us"] = p50
     if p50 > slow_us:
-        return make(verdict=Verdict.WARN, severity=Severity.LOW, code="LOOPBACK_SLOW", evidence=evidence, data=data,
-                    remedy="loopback should answer in tens of microseconds: look for CPU starvation, "
-                    "a qdisc or netem on lo (tc qdisc show dev lo), or nft rules with heavy logging")  # fmt: skip
+        return make(
+            verdict=Verdict.WARN,
+            severity=Severity.LOW,
+            code="LOOPBACK_SLOW",
+            evidence=evidence,
+            data=data,
+            remedy="loopback should answer in tens of microseconds: look for CPU starvation, "
+            "a qdisc or netem on lo (tc qdisc show dev lo), or nft rules with heavy logging",
+        )
     return make(verdict=Verdict.OK, evidence=evidence, data=data)
 
 
@@ -275,26 +396,51 @@ def check_route_localnet(facts: LoopbackFacts, ip: str = "ip") -> CheckResult:
     sysctls = facts.sysctls
     lo = find_lo(facts)
     on = sorted(name for name, value in sysctls.route_localnet.items() if value)
-    off_lo = [f"{a.address}/{a.prefixlen} on {a.interface}" for a in facts.addresses
-              if a.address.version == 4 and a.address in _V4_NET and (lo is None or a.index != lo.index)]  # fmt: skip
-    stray = [f"{r.dst} via {r.dev}" for r in facts.main_routes + facts.local_routes
-             if r.family == 4 and r.dst != "default" and r.dev not in (None, "lo")
-             and ipaddress.ip_network(r.dst).overlaps(_V4_NET)]  # fmt: skip
+    off_lo = [
+        f"{a.address}/{a.prefixlen} on {a.interface}"
+        for a in facts.addresses
+        if a.address.version == 4 and a.address in _V4_NET and (lo is None or a.index != lo.index)
+    ]
+    stray = [
+        f"{r.dst} via {r.dev}"
+        for r in facts.main_routes + facts.local_routes
+        if r.family == 4
+        and r.dst != "default"
+        and r.dev not in (None, "lo")
+        and ipaddress.ip_network(r.dst).overlaps(_V4_NET)
+    ]
     counters = ""
     if sysctls.martian_src is not None:
         counters = f"; martian packets dropped since boot: {sysctls.martian_src} source, {sysctls.martian_dst} destination"
-    data = {"route_localnet": sorted(on), "off_lo": off_lo, "stray_routes": stray,
-            "martian_src": sysctls.martian_src, "martian_dst": sysctls.martian_dst}  # fmt: skip
+    data = {
+        "route_localnet": sorted(on),
+        "off_lo": off_lo,
+        "stray_routes": stray,
+        "martian_src": sysctls.martian_src,
+        "martian_dst": sysctls.martian_dst,
+    }
     if off_lo or stray:
         what = "; ".join(off_lo + stray)
-        return make(verdict=Verdict.FAIL, code="LOOPBACK_ADDRESS_OFF_LO", data=data,
-                    evidence=f"127/8 used outside lo: {what}{counters}",
-                    remedy=f"keep 127.0.0.0/8 on lo only ({ip} addr del / {ip} route del); packets with "
-                    "127/8 addresses on other interfaces are dropped as martians")  # fmt: skip
+        return make(
+            verdict=Verdict.FAIL,
+            code="LOOPBACK_ADDRESS_OFF_LO",
+            data=data,
+            evidence=f"127/8 used outside lo: {what}{counters}",
+            remedy=f"keep 127.0.0.0/8 on lo only ({ip} addr del / {ip} route del); packets with "
+            "127/8 addresses on other interfaces are dropped as martians",
+        )
     if on:
         names = ", ".join(f"net.ipv4.conf.{n}.route_localnet=1" for n in on)
-        return make(verdict=Verdict.WARN, code="ROUTE_LOCALNET_ON", data=data, evidence=f"{names}{counters}",
-                    remedy="hosts on that link can reach services bound to 127.0.0.1 (CVE-2020-8558): "
-                    "sysctl -w net.ipv4.conf.all.route_localnet=0 unless a DNAT to 127/8 needs it")  # fmt: skip
-    return make(verdict=Verdict.OK, data=data,
-                evidence=f"route_localnet off on {len(sysctls.route_localnet)} entries; 127/8 only on lo{counters}")
+        return make(
+            verdict=Verdict.WARN,
+            code="ROUTE_LOCALNET_ON",
+            data=data,
+            evidence=f"{names}{counters}",
+            remedy="hosts on that link can reach services bound to 127.0.0.1 (CVE-2020-8558): "
+            "sysctl -w net.ipv4.conf.all.route_localnet=0 unless a DNAT to 127/8 needs it",
+        )
+    return make(
+        verdict=Verdict.OK,
+        data=data,
+        evidence=f"route_localnet off on {len(sysctls.route_localnet)} entries; 127/8 only on lo{counters}",
+    )

@@ -44,7 +44,9 @@ def _precedence(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
     return 35 if addr.ipv4_mapped is not None else 40
 
 
-def order_from_hosts(entries: Iterable[HostsEntry]) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+def order_from_hosts(
+    entries: Iterable[HostsEntry],
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
     """The order getaddrinfo gives for a name found in a hosts file: the file's addresses, stably sorted by
     RFC 6724 precedence (rule 6), as glibc does when every address is reachable.
 
@@ -80,31 +82,56 @@ def check_localhost(res: ResolutionFacts) -> CheckResult:
     fail: no answer, or a non-loopback address (a hosts-file typo sends "local" traffic to the network);
     warn: the hosts file has no ``localhost`` line (glibc then synthesises one, other resolvers may not).
     """
-    base = partial(CheckResult, id="resolve.localhost", rung=1, title="localhost resolves to loopback")
+    base = partial(
+        CheckResult, id="resolve.localhost", rung=1, title="localhost resolves to loopback"
+    )
     order = ", ".join(str(a) for a in res.order) or "nothing"
-    lines = ", ".join(f"line {e.lineno} {e.address}" for e in res.hosts_entries) or f"no {res.name} line"
+    lines = (
+        ", ".join(f"line {e.lineno} {e.address}" for e in res.hosts_entries)
+        or f"no {res.name} line"
+    )
     took = f" in {res.duration_us / 1000:.1f} ms" if res.duration_us else ""
     evidence = f"{res.name} -> {order} ({res.resolver}{took}); {res.hosts_path}: {lines}"
-    data = {"order": [str(a) for a in res.order], "hosts_path": res.hosts_path, "resolver": res.resolver,
-            "duration_us": res.duration_us}  # fmt: skip
+    data = {
+        "order": [str(a) for a in res.order],
+        "hosts_path": res.hosts_path,
+        "resolver": res.resolver,
+        "duration_us": res.duration_us,
+    }
     if res.error or not res.order:
-        return base(verdict=Verdict.FAIL, evidence=f"{evidence}; error: {res.error}",
-                           remedy=f"add '127.0.0.1 localhost' and '::1 localhost' to {res.hosts_path}",
-                           code="LOCALHOST_UNRESOLVED", data=data)  # fmt: skip
+        return base(
+            verdict=Verdict.FAIL,
+            evidence=f"{evidence}; error: {res.error}",
+            remedy=f"add '127.0.0.1 localhost' and '::1 localhost' to {res.hosts_path}",
+            code="LOCALHOST_UNRESOLVED",
+            data=data,
+        )
     bad = [a for a in res.order if not _is_loop(a)]
     if bad:
-        return base(verdict=Verdict.FAIL, evidence=evidence, code="LOCALHOST_NOT_LOOPBACK",
-                           remedy=f"localhost must map to 127.0.0.1 and ::1 only: fix {res.hosts_path} "
-                           f"(remove {', '.join(map(str, bad))})", data=data)  # fmt: skip
+        return base(
+            verdict=Verdict.FAIL,
+            evidence=evidence,
+            code="LOCALHOST_NOT_LOOPBACK",
+            remedy=f"localhost must map to 127.0.0.1 and ::1 only: fix {res.hosts_path} "
+            f"(remove {', '.join(map(str, bad))})",
+            data=data,
+        )
     if not res.hosts_entries:
         why = res.hosts_error or "no localhost line"
-        return base(verdict=Verdict.WARN, evidence=f"{evidence} ({why})", code="LOCALHOST_NOT_IN_HOSTS",
-                           severity=Severity.LOW, remedy=f"add '127.0.0.1 localhost' and '::1 localhost' to "
-                           f"{res.hosts_path}", data=data)  # fmt: skip
+        return base(
+            verdict=Verdict.WARN,
+            evidence=f"{evidence} ({why})",
+            code="LOCALHOST_NOT_IN_HOSTS",
+            severity=Severity.LOW,
+            remedy=f"add '127.0.0.1 localhost' and '::1 localhost' to {res.hosts_path}",
+            data=data,
+        )
     return base(verdict=Verdict.OK, evidence=evidence, data=data)
 
 
-def listener_families(sockets: Iterable[SocketRecord], *, skip_ports: Sequence[int] = ()) -> dict[int, set[int]]:
+def listener_families(
+    sockets: Iterable[SocketRecord], *, skip_ports: Sequence[int] = ()
+) -> dict[int, set[int]]:
     """TCP ports listening on loopback-reachable addresses -> IP versions a ``localhost`` client can use.
 
     127.0.0.0/8 and 0.0.0.0 give 4; ::1 gives 6; ``[::]`` gives 6, and 4 as well unless IPV6_V6ONLY;
@@ -130,7 +157,10 @@ def listener_families(sockets: Iterable[SocketRecord], *, skip_ports: Sequence[i
 
 
 def check_localhost_mismatch(
-    res: ResolutionFacts, sockets: Iterable[SocketRecord], *, owners: dict[int, str] | None = None,
+    res: ResolutionFacts,
+    sockets: Iterable[SocketRecord],
+    *,
+    owners: dict[int, str] | None = None,
     skip_ports: Sequence[int] = (),
 ) -> CheckResult:
     """Ports a ``localhost`` client reaches only on its second try (or never).
@@ -145,8 +175,13 @@ def check_localhost_mismatch(
         owners: port -> process label, for the evidence.
         skip_ports: ports to ignore (the doctor's own echo listeners).
     """
-    base = partial(CheckResult, id="resolve.mismatch", rung=1, title="localhost order vs listeners",
-                   depends_on=("resolve.localhost",))  # fmt: skip
+    base = partial(
+        CheckResult,
+        id="resolve.mismatch",
+        rung=1,
+        title="localhost order vs listeners",
+        depends_on=("resolve.localhost",),
+    )
     fams = listener_families(sockets, skip_ports=skip_ports)
     if not res.order:
         return base(verdict=Verdict.SKIPPED, evidence="localhost does not resolve")
@@ -164,8 +199,11 @@ def check_localhost_mismatch(
     first_s = "::1" if first == 6 else "127.0.0.1"
     data = {"first": str(res.order[0]), "ports": {str(p): sorted(v) for p, v in fams.items()}}
     if not misses:
-        evidence = (f"localhost -> {first_s} first; all {len(fams)} loopback TCP listener ports accept it" if fams
-                    else f"localhost -> {first_s} first; no loopback TCP listener to compare")  # fmt: skip
+        evidence = (
+            f"localhost -> {first_s} first; all {len(fams)} loopback TCP listener ports accept it"
+            if fams
+            else f"localhost -> {first_s} first; no loopback TCP listener to compare"
+        )
         return base(verdict=Verdict.OK, evidence=evidence, data=data)
     other = "127.0.0.1" if first == 6 else "::1"
     evidence = f"localhost resolves to {first_s} first, but " + "; ".join(misses[:6])
@@ -175,8 +213,20 @@ def check_localhost_mismatch(
         evidence += f"; {other} is not in the answer at all, so every localhost client fails"
     else:
         evidence += f"; clients that do not fall back to {other} get 'connection refused'"
-    remedy = (f"bind the service to both families ([::] with IPV6_V6ONLY off, or {first_s} as well), or "
-              f"connect to {other} explicitly instead of 'localhost'")  # fmt: skip
-    code = "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY" if first == 6 else "LOCALHOST_V4_FIRST_LISTENER_V6_ONLY"
-    return base(verdict=Verdict.FAIL if hard else Verdict.WARN, evidence=evidence, service_level=True,
-                       remedy=remedy, code=code, data=data)  # fmt: skip
+    remedy = (
+        f"bind the service to both families ([::] with IPV6_V6ONLY off, or {first_s} as well), or "
+        f"connect to {other} explicitly instead of 'localhost'"
+    )
+    code = (
+        "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY"
+        if first == 6
+        else "LOCALHOST_V4_FIRST_LISTENER_V6_ONLY"
+    )
+    return base(
+        verdict=Verdict.FAIL if hard else Verdict.WARN,
+        evidence=evidence,
+        service_level=True,
+        remedy=remedy,
+        code=code,
+        data=data,
+    )

@@ -131,7 +131,9 @@ def attach_causes(checks: Sequence[CheckResult]) -> list[CheckResult]:
     for check in checks:
         causes = tuple(d for d in check.depends_on if d in failed and d != check.id)
         if causes and check.verdict in (Verdict.FAIL, Verdict.WARN):
-            remedy = f"fix {', '.join(causes)} first" + (f"; then: {check.remedy}" if check.remedy else "")
+            remedy = f"fix {', '.join(causes)} first" + (
+                f"; then: {check.remedy}" if check.remedy else ""
+            )
             check = replace(check, caused_by=causes, remedy=remedy)
         out.append(check)
     return out
@@ -141,9 +143,11 @@ def build_rung(rung: int, checks: Sequence[CheckResult]) -> RungResult:
     """Fold checks into a rung: causes attached, verdict = worst."""
     linked = attach_causes(checks)
     return RungResult(
-        rung=rung, name=RUNG_NAMES.get(rung, f"rung {rung}"), verdict=worst(c.verdict for c in linked),
+        rung=rung,
+        name=RUNG_NAMES.get(rung, f"rung {rung}"),
+        verdict=worst(c.verdict for c in linked),
         checks=tuple(linked),
-    )  # fmt: skip
+    )
 
 
 def mark_meaningless(rungs: Sequence[RungResult]) -> list[RungResult]:
@@ -158,14 +162,20 @@ def mark_meaningless(rungs: Sequence[RungResult]) -> list[RungResult]:
     not run this time.
     """
     ordered = sorted(rungs, key=lambda r: r.rung)
-    failed = next((r for r in ordered if any(c.verdict is Verdict.FAIL and not c.service_level for c in r.checks)),
-                  None)  # fmt: skip
+    failed = next(
+        (
+            r
+            for r in ordered
+            if any(c.verdict is Verdict.FAIL and not c.service_level for c in r.checks)
+        ),
+        None,
+    )
     if failed is None:
         return ordered
-    above = tuple(range(failed.rung + 1, max(RUNG_NAMES) + 1))  # run or not, they depend on this one
-    reason = (
-        f"rung {failed.rung} ({failed.name}) failed: results up here are not meaningful until it passes"
-    )
+    above = tuple(
+        range(failed.rung + 1, max(RUNG_NAMES) + 1)
+    )  # run or not, they depend on this one
+    reason = f"rung {failed.rung} ({failed.name}) failed: results up here are not meaningful until it passes"
     out = []
     for r in ordered:
         if r.rung == failed.rung:
@@ -190,9 +200,14 @@ def findings_of(rungs: Iterable[RungResult], *, subject_prefix: str = "") -> lis
             severity = check.finding_severity
             if severity is None:
                 continue
-            out.append(Finding(
-                code=check.code or check.id.upper().replace(".", "_"), severity=severity,
-                subject=f"{subject_prefix}{check.title}", evidence=check.evidence, remedy=check.remedy,
-            ))  # fmt: skip
+            out.append(
+                Finding(
+                    code=check.code or check.id.upper().replace(".", "_"),
+                    severity=severity,
+                    subject=f"{subject_prefix}{check.title}",
+                    evidence=check.evidence,
+                    remedy=check.remedy,
+                )
+            )
     out.sort(key=lambda f: -f.severity.rank)
     return out

@@ -66,13 +66,21 @@ def _match_one(m: Match, pkt: Packet, hook: str) -> bool | None:
     if m.field in ("iif", "oif"):
         inbound = hook in ("input", "prerouting")
         iface = pkt.iif if (m.field == "iif") == inbound else None
-        hit = iface is not None and any(v == iface or (v.endswith(("*", "+")) and iface.startswith(v[:-1])) for v in m.values)
+        hit = iface is not None and any(
+            v == iface or (v.endswith(("*", "+")) and iface.startswith(v[:-1])) for v in m.values
+        )
     elif m.field == "l4proto":
-        hit = pkt.proto in m.values or (pkt.proto == "tcp" and "6" in m.values) or (pkt.proto == "udp" and "17" in m.values)
+        hit = (
+            pkt.proto in m.values
+            or (pkt.proto == "tcp" and "6" in m.values)
+            or (pkt.proto == "udp" and "17" in m.values)
+        )
     elif m.field == "dport":
         hit = any(lo <= pkt.dport <= hi for lo, hi in m.values)
     elif m.field in ("daddr", "saddr"):
-        addr = ipaddress.ip_address(pkt.daddr if m.field == "daddr" or pkt.saddr is None else pkt.saddr)
+        addr = ipaddress.ip_address(
+            pkt.daddr if m.field == "daddr" or pkt.saddr is None else pkt.saddr
+        )
         nets = [ipaddress.ip_network(n) for n in m.values]
         if nets and all(n.version != addr.version for n in nets):
             return False
@@ -100,8 +108,14 @@ class _Walk:
     possible: list[FirewallRule] = field(default_factory=list)
 
 
-def _run_chain(chains: dict[tuple[str, str, str], Chain], chain: Chain, pkt: Packet, hook: str, walk: _Walk,
-               depth: int) -> FirewallRule | str | None:
+def _run_chain(
+    chains: dict[tuple[str, str, str], Chain],
+    chain: Chain,
+    pkt: Packet,
+    hook: str,
+    walk: _Walk,
+    depth: int,
+) -> FirewallRule | str | None:
     """Returns a blocking rule, ``"accept"``, ``"goto-end"``, or None (fell off the end / return)."""
     if depth > 16:
         return None
@@ -145,7 +159,10 @@ def evaluate(ruleset: Ruleset, packet: Packet) -> Verdict:
     index = {(c.family, c.table, c.name): c for c in ruleset.chains}
     walk = _Walk()
     for hook in ("output", "input") if packet.iif == "lo" else ("input",):
-        base = sorted((c for c in ruleset.chains if c.hook == hook and c.family in fams), key=lambda c: c.priority)
+        base = sorted(
+            (c for c in ruleset.chains if c.hook == hook and c.family in fams),
+            key=lambda c: c.priority,
+        )
         for chain in base:
             got = _run_chain(index, chain, packet, hook, walk, 0)
             if isinstance(got, FirewallRule):
@@ -173,7 +190,9 @@ def find_loopback_blocks(ruleset: Ruleset) -> list[FirewallRule]:
                     out.append(rule)
                     break
                 if m.field == "daddr" and any(
-                    ipaddress.ip_network(n).overlaps(loop4 if ipaddress.ip_network(n).version == 4 else loop6)
+                    ipaddress.ip_network(n).overlaps(
+                        loop4 if ipaddress.ip_network(n).version == 4 else loop6
+                    )
                     for n in m.values
                 ):
                     out.append(rule)

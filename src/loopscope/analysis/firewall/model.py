@@ -13,8 +13,13 @@ __all__ = ["Chain", "FirewallRule", "Match", "Packet", "Ruleset", "Verdict"]
 
 _TERMINAL = ("accept", "drop", "reject")
 _BLOCKING = ("drop", "reject")
-_IPT_HOOKS = {"INPUT": "input", "OUTPUT": "output", "FORWARD": "forward", "PREROUTING": "prerouting",
-              "POSTROUTING": "postrouting"}  # fmt: skip
+_IPT_HOOKS = {
+    "INPUT": "input",
+    "OUTPUT": "output",
+    "FORWARD": "forward",
+    "PREROUTING": "prerouting",
+    "POSTROUTING": "postrouting",
+}
 _IPT_PRIO = {"raw": -300, "mangle": -150, "nat": -100, "filter": 0, "security": 50}
 
 

@@ -119,7 +119,7 @@ def _nft_match(m: dict[str, Any], sets: dict[str, tuple[Any, ...]]) -> list[Matc
         if fld in ("daddr", "saddr") and proto in ("ip", "ip6"):
             nets = _nets(right, sets)
             return [Match(fld, negate, nets)] if nets is not None else unknown
-        if fld == "protocol" and proto == "ip" or fld == "nexthdr" and proto == "ip6":
+        if (fld == "protocol" and proto == "ip") or (fld == "nexthdr" and proto == "ip6"):
             names = _words(right)
             return [Match("l4proto", negate, names)] if names else unknown
         return unknown
@@ -135,7 +135,7 @@ def _nft_rule(obj: dict[str, Any], position: int, sets: dict[str, tuple[Any, ...
     target: str | None = None
     words: list[str] = []
     for expr in obj.get("expr", []):
-        (kind, body), = expr.items()
+        ((kind, body),) = expr.items()
         if kind == "match":
             matches += _nft_match(body, sets)
             words.append(_match_text(body))
@@ -144,7 +144,10 @@ def _nft_rule(obj: dict[str, Any], position: int, sets: dict[str, tuple[Any, ...
             words.append(kind)
         elif kind == "reject":
             verdict = verdict or "reject"
-            words.append("reject" + (f" with {body['type']}" if isinstance(body, dict) and "type" in body else ""))
+            words.append(
+                "reject"
+                + (f" with {body['type']}" if isinstance(body, dict) and "type" in body else "")
+            )
         elif kind in ("jump", "goto"):
             verdict, target = verdict or kind, body.get("target")
             words.append(f"{kind} {target}")
@@ -160,9 +163,17 @@ def _nft_rule(obj: dict[str, Any], position: int, sets: dict[str, tuple[Any, ...
         else:
             matches.append(Match("unknown", False, (kind,)))
             words.append(kind)
-    return FirewallRule(source="nft", family=obj["family"], table=obj["table"], chain=obj["chain"],
-                        position=position, matches=tuple(matches), verdict=verdict, target=target,
-                        text=" ".join(words))  # fmt: skip
+    return FirewallRule(
+        source="nft",
+        family=obj["family"],
+        table=obj["table"],
+        chain=obj["chain"],
+        position=position,
+        matches=tuple(matches),
+        verdict=verdict,
+        target=target,
+        text=" ".join(words),
+    )
 
 
 def _operand_text(x: Any) -> str:
@@ -216,14 +227,23 @@ def parse_nft_json(text: str) -> Ruleset:
     for item in items:
         if "set" in item:
             s = item["set"]
-            elems = tuple(e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e for e in s.get("elem", []))
+            elems = tuple(
+                e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e
+                for e in s.get("elem", [])
+            )
             sets.setdefault((s["family"], s["table"]), {})[s["name"]] = elems
         elif "chain" in item:
             c = item["chain"]
             key = (c["family"], c["table"], c["name"])
             prio = c.get("prio", 0)
-            chains[key] = Chain(family=c["family"], table=c["table"], name=c["name"], hook=c.get("hook"),
-                                priority=prio if isinstance(prio, int) else 0, policy=c.get("policy"))  # fmt: skip
+            chains[key] = Chain(
+                family=c["family"],
+                table=c["table"],
+                name=c["name"],
+                hook=c.get("hook"),
+                priority=prio if isinstance(prio, int) else 0,
+                policy=c.get("policy"),
+            )
             order.append(key)
     rules: dict[tuple[str, str, str], list[FirewallRule]] = {k: [] for k in order}
     for item in items:
@@ -260,7 +280,9 @@ def _ipt_rule(tokens: list[str], family: str, table: str, position: int) -> Fire
             continue
         arg = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok in ("-i", "--in-interface", "-o", "--out-interface"):
-            matches.append(Match("iif" if tok in ("-i", "--in-interface") else "oif", negate, (arg,)))
+            matches.append(
+                Match("iif" if tok in ("-i", "--in-interface") else "oif", negate, (arg,))
+            )
         elif tok in ("-p", "--protocol"):
             matches.append(Match("l4proto", negate, (arg,)))
         elif tok in ("-s", "--source", "-d", "--destination"):
@@ -290,13 +312,24 @@ def _ipt_rule(tokens: list[str], family: str, table: str, position: int) -> Fire
             i += 3 if tok == "-c" else 2
             continue
         elif tok.startswith("-"):
-            matches.append(Match("unknown", False, (f"{'! ' if negate else ''}{tok} {arg}".strip(),)))
+            matches.append(
+                Match("unknown", False, (f"{'! ' if negate else ''}{tok} {arg}".strip(),))
+            )
         else:
             i += 1
             continue
         negate, i = False, i + 2
-    return FirewallRule(source="iptables", family=family, table=table, chain=chain, position=position,
-                        matches=tuple(matches), verdict=verdict, target=target, text=" ".join(tokens))  # fmt: skip
+    return FirewallRule(
+        source="iptables",
+        family=family,
+        table=table,
+        chain=chain,
+        position=position,
+        matches=tuple(matches),
+        verdict=verdict,
+        target=target,
+        text=" ".join(tokens),
+    )
 
 
 def parse_iptables_save(text: str, family: str | None = None) -> Ruleset:
@@ -342,9 +375,14 @@ def parse_iptables_save(text: str, family: str | None = None) -> Ruleset:
                     raise ValueError("chain outside a table")
                 name, policy = line[1:].split()[:2]
                 chains[(fam, table, name)] = Chain(
-                    family=fam, table=table, name=name, hook=_IPT_HOOKS.get(name), source="iptables",
-                    priority=_IPT_PRIO.get(table, 0), policy=policy.lower() if policy != "-" else None,
-                )  # fmt: skip
+                    family=fam,
+                    table=table,
+                    name=name,
+                    hook=_IPT_HOOKS.get(name),
+                    source="iptables",
+                    priority=_IPT_PRIO.get(table, 0),
+                    policy=policy.lower() if policy != "-" else None,
+                )
             elif line.startswith("-A "):
                 if table is None:
                     raise ValueError("rule outside a table")
@@ -354,26 +392,38 @@ def parse_iptables_save(text: str, family: str | None = None) -> Ruleset:
         except (ValueError, IndexError) as exc:
             raise ParseError(str(exc), path="iptables-save", lineno=lineno, line=raw) from exc
     out = tuple(replace(c, rules=tuple(rules.get(k, ()))) for k, c in chains.items())
-    return Ruleset(chains=out, sources=tuple(dict.fromkeys(sources or ["iptables"])), nf_tables_backed=nf_tables)
+    return Ruleset(
+        chains=out,
+        sources=tuple(dict.fromkeys(sources or ["iptables"])),
+        nf_tables_backed=nf_tables,
+    )
 
 
 def merge_rulesets(*rulesets: Ruleset) -> Ruleset:
     """Join rulesets; with iptables-nft, the nft copies of ip/ip6 tables that iptables-save also
     printed are dropped (the iptables text decodes extensions that nft shows as opaque ``xt``)."""
-    ipt_tables = {(c.family, c.table) for rs in rulesets if "nft" not in rs.sources and rs.nf_tables_backed
-                  for c in rs.chains}
+    ipt_tables = {
+        (c.family, c.table)
+        for rs in rulesets
+        if "nft" not in rs.sources and rs.nf_tables_backed
+        for c in rs.chains
+    }
     chains: list[Chain] = []
     for rs in rulesets:
         for c in rs.chains:
             if "nft" in rs.sources and (c.family, c.table) in ipt_tables:
                 continue
             chains.append(c)
-    return Ruleset(chains=tuple(chains), sources=tuple(s for rs in rulesets for s in rs.sources),
-                   nf_tables_backed=any(rs.nf_tables_backed for rs in rulesets))  # fmt: skip
+    return Ruleset(
+        chains=tuple(chains),
+        sources=tuple(s for rs in rulesets for s in rs.sources),
+        nf_tables_backed=any(rs.nf_tables_backed for rs in rulesets),
+    )
 
 
-def parse_rulesets(nft_json: str | None = None, iptables_save: str | None = None,
-                   ip6tables_save: str | None = None) -> tuple[Ruleset, tuple[str, ...]]:
+def parse_rulesets(
+    nft_json: str | None = None, iptables_save: str | None = None, ip6tables_save: str | None = None
+) -> tuple[Ruleset, tuple[str, ...]]:
     """Parse whichever dumps were read (None = not read) and merge them.
 
     Returns:
@@ -387,7 +437,10 @@ def parse_rulesets(nft_json: str | None = None, iptables_save: str | None = None
             parts.append(parse_nft_json(nft_json))
         except ParseError as exc:
             errors.append(f"nft: {exc}")
-    for text, fam, tool in ((iptables_save, "ip", "iptables-save"), (ip6tables_save, "ip6", "ip6tables-save")):
+    for text, fam, tool in (
+        (iptables_save, "ip", "iptables-save"),
+        (ip6tables_save, "ip6", "ip6tables-save"),
+    ):
         if text is not None and text.strip():
             try:
                 parts.append(parse_iptables_save(text, fam))

@@ -13,10 +13,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from loopscope.analysis.listeners import Listener
-from loopscope.analysis.scope import unmap
 from loopscope.analysis.bench.nagle import find_nagle_stall
 from loopscope.analysis.firewall.evaluate import Packet, Ruleset, evaluate
+from loopscope.analysis.listeners import Listener
+from loopscope.analysis.scope import unmap
 from loopscope.model import Finding, Proto, Severity
 from loopscope.model.probe import AddressResult
 
@@ -56,12 +56,16 @@ def _bind_remedy(binds: Sequence[Listener], address: str) -> str:
     version = ipaddress.ip_address(address.split("%")[0]).version
     loop_only = all(unmap(li.local.address).is_loopback for li in binds)
     if loop_only and not ipaddress.ip_address(address.split("%")[0]).is_loopback:
-        return "bind to 0.0.0.0 or the host address if it must be reachable (it is loopback-only now)"
+        return (
+            "bind to 0.0.0.0 or the host address if it must be reachable (it is loopback-only now)"
+        )
     if version == 6 and ipaddress.ip_address(address.split("%")[0]).is_loopback:
         return "also listen on [::1] (or [::] for all IPv6 addresses): clients that resolve localhost to ::1 fail"
     if version == 6:
         return "listen on [::] (or this IPv6 address) if it must be reachable over IPv6"
-    return "also listen on 127.0.0.1 (or 0.0.0.0), or on [::] with IPV6_V6ONLY off for both families"
+    return (
+        "also listen on 127.0.0.1 (or 0.0.0.0), or on [::] with IPV6_V6ONLY off for both families"
+    )
 
 
 def diagnose(
@@ -97,87 +101,134 @@ def diagnose(
         elsewhere = [li for li in other_netns if li.proto is Proto.TCP and li.local.port == port]
         if elsewhere:
             names = sorted({li.netns_label for li in elsewhere})
-            findings.append(Finding(
-                code="PROBE_LISTENER_IN_OTHER_NETNS", severity=Severity.HIGH, subject=subject,
-                evidence=f"nothing listens on port {port} in this namespace; it listens in netns "
-                         f"{', '.join(names)}: {describe_binds(elsewhere)}",
-                remedy="probe from inside that namespace (ip netns exec NAME / nsenter -n -t PID), publish the "
-                       "port to the host (container port mapping), or run the service in the host namespace",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    code="PROBE_LISTENER_IN_OTHER_NETNS",
+                    severity=Severity.HIGH,
+                    subject=subject,
+                    evidence=f"nothing listens on port {port} in this namespace; it listens in netns "
+                    f"{', '.join(names)}: {describe_binds(elsewhere)}",
+                    remedy="probe from inside that namespace (ip netns exec NAME / nsenter -n -t PID), publish the "
+                    "port to the host (container port mapping), or run the service in the host namespace",
+                )
+            )
         else:
-            findings.append(Finding(
-                code="PROBE_NOTHING_LISTENING", severity=Severity.HIGH, subject=subject,
-                evidence=f"no TCP listener on port {port}; connects got "
-                         f"{', '.join(sorted({r.first.error or '?' for r in refused_or_timeout}))}",
-                remedy="start the service, or check its configured port (ss -ltnp / loopscope ports)",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    code="PROBE_NOTHING_LISTENING",
+                    severity=Severity.HIGH,
+                    subject=subject,
+                    evidence=f"no TCP listener on port {port}; connects got "
+                    f"{', '.join(sorted({r.first.error or '?' for r in refused_or_timeout}))}",
+                    remedy="start the service, or check its configured port (ss -ltnp / loopscope ports)",
+                )
+            )
     for r in failed:
         att = r.first
         addr = r.candidate.address
         if att.phase != "connect" or not here:
             if att.phase != "connect":
-                findings.append(Finding(
-                    code="PROBE_UNEXPLAINED_FAILURE", severity=Severity.MEDIUM, subject=f"{r.candidate.label} {subject}",
-                    evidence=f"connected, then {att.phase} failed: {att.error}",
-                    remedy="check the protocol (http vs https vs other) and the server's logs",
-                ))  # fmt: skip
+                findings.append(
+                    Finding(
+                        code="PROBE_UNEXPLAINED_FAILURE",
+                        severity=Severity.MEDIUM,
+                        subject=f"{r.candidate.label} {subject}",
+                        evidence=f"connected, then {att.phase} failed: {att.error}",
+                        remedy="check the protocol (http vs https vs other) and the server's logs",
+                    )
+                )
             continue
         covering = [li for li in here if covers(li, addr)]
         verdict = None
         if ruleset is not None:
             version = ipaddress.ip_address(addr.split("%")[0]).version
-            verdict = evaluate(ruleset, Packet(proto="tcp", version=version, daddr=addr, dport=port))
+            verdict = evaluate(
+                ruleset, Packet(proto="tcp", version=version, daddr=addr, dport=port)
+            )
         if verdict is not None and verdict.blocked:
-            findings.append(Finding(
-                code="PROBE_FIREWALL_BLOCKS", severity=Severity.HIGH, subject=f"{r.candidate.label} {subject}",
-                evidence=f"connect to {addr} got {att.error}; firewall: {verdict.evidence}",
-                remedy="remove or narrow the rule, or add an accept for this port on lo before it",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    code="PROBE_FIREWALL_BLOCKS",
+                    severity=Severity.HIGH,
+                    subject=f"{r.candidate.label} {subject}",
+                    evidence=f"connect to {addr} got {att.error}; firewall: {verdict.evidence}",
+                    remedy="remove or narrow the rule, or add an accept for this port on lo before it",
+                )
+            )
             continue
         if not covering:
-            findings.append(Finding(
-                code="PROBE_NOT_BOUND_TO_ADDRESS", severity=Severity.MEDIUM, subject=f"{r.candidate.label} {subject}",
-                evidence=f"connect to {addr} got {att.error}: port {port} listens on {describe_binds(here)} only",
-                remedy=_bind_remedy(here, addr),
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    code="PROBE_NOT_BOUND_TO_ADDRESS",
+                    severity=Severity.MEDIUM,
+                    subject=f"{r.candidate.label} {subject}",
+                    evidence=f"connect to {addr} got {att.error}: port {port} listens on {describe_binds(here)} only",
+                    remedy=_bind_remedy(here, addr),
+                )
+            )
             continue
-        full = [li for li in covering if li.backlog and li.accept_queue is not None and li.accept_queue >= li.backlog]
+        full = [
+            li
+            for li in covering
+            if li.backlog and li.accept_queue is not None and li.accept_queue >= li.backlog
+        ]
         if full:
             li = full[0]
-            findings.append(Finding(
-                code="PROBE_ACCEPT_QUEUE_FULL", severity=Severity.HIGH, subject=f"{r.candidate.label} {subject}",
-                evidence=f"connect to {addr} got {att.error}; listener {li.local} has {li.accept_queue} connections "
-                         f"waiting for accept() with backlog {li.backlog}: new SYNs are dropped",
-                remedy="the server is not calling accept() fast enough (stuck or overloaded); raise its listen() "
-                       "backlog and net.core.somaxconn only after fixing that",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    code="PROBE_ACCEPT_QUEUE_FULL",
+                    severity=Severity.HIGH,
+                    subject=f"{r.candidate.label} {subject}",
+                    evidence=f"connect to {addr} got {att.error}; listener {li.local} has {li.accept_queue} connections "
+                    f"waiting for accept() with backlog {li.backlog}: new SYNs are dropped",
+                    remedy="the server is not calling accept() fast enough (stuck or overloaded); raise its listen() "
+                    "backlog and net.core.somaxconn only after fixing that",
+                )
+            )
             continue
-        maybe = f"; rules that may match: {verdict.evidence}" if verdict is not None and verdict.possible else ""
-        findings.append(Finding(
-            code="PROBE_UNEXPLAINED_FAILURE", severity=Severity.MEDIUM, subject=f"{r.candidate.label} {subject}",
-            evidence=f"connect to {addr} got {att.error} although {describe_binds(covering)} listens{maybe}",
-            remedy="check firewall rules (nft list ruleset), SO_BINDTODEVICE, and the server's state",
-        ))  # fmt: skip
+        maybe = (
+            f"; rules that may match: {verdict.evidence}"
+            if verdict is not None and verdict.possible
+            else ""
+        )
+        findings.append(
+            Finding(
+                code="PROBE_UNEXPLAINED_FAILURE",
+                severity=Severity.MEDIUM,
+                subject=f"{r.candidate.label} {subject}",
+                evidence=f"connect to {addr} got {att.error} although {describe_binds(covering)} listens{maybe}",
+                remedy="check firewall rules (nft list ruleset), SO_BINDTODEVICE, and the server's state",
+            )
+        )
     local = [r for r in results if "localhost #" in r.candidate.label]
-    ordered = sorted(local, key=lambda r: int(r.candidate.label.split("localhost #", 1)[1].split(")")[0]))
+    ordered = sorted(
+        local, key=lambda r: int(r.candidate.label.split("localhost #", 1)[1].split(")")[0])
+    )
     if len(ordered) > 1 and not ordered[0].ok and any(r.ok for r in ordered[1:]):
-        findings.append(Finding(
-            code="PROBE_LOCALHOST_FIRST_FAILS", severity=Severity.MEDIUM, subject=f"localhost {subject}",
-            evidence=f"localhost resolves first to {ordered[0].candidate.address}, which fails "
-                     f"({ordered[0].first.error}); a later address works",
-            remedy="listen on both 127.0.0.1 and ::1, or point clients at the working literal address; clients "
-                   "that try only the first address (many do) fail or wait for a timeout",
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                code="PROBE_LOCALHOST_FIRST_FAILS",
+                severity=Severity.MEDIUM,
+                subject=f"localhost {subject}",
+                evidence=f"localhost resolves first to {ordered[0].candidate.address}, which fails "
+                f"({ordered[0].first.error}); a later address works",
+                remedy="listen on both 127.0.0.1 and ::1, or point clients at the working literal address; clients "
+                "that try only the first address (many do) fail or wait for a timeout",
+            )
+        )
     for r in results:
         tls = next((a.tls for a in r.attempts if a.tls is not None), None)
         if tls is not None and tls.expires_in_s is not None and tls.expires_in_s < _EXPIRING_S:
             expired = tls.expires_in_s < 0
-            findings.append(Finding(
-                code="PROBE_TLS_CERT_EXPIRED" if expired else "PROBE_TLS_CERT_EXPIRING",
-                severity=Severity.HIGH if expired else Severity.LOW, subject=f"{r.candidate.label} {subject}",
-                evidence=f"certificate {tls.subject} expires {tls.not_after} ({tls.expires_in_s / 86400:.1f} days)",
-                remedy="renew the certificate",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    code="PROBE_TLS_CERT_EXPIRED" if expired else "PROBE_TLS_CERT_EXPIRING",
+                    severity=Severity.HIGH if expired else Severity.LOW,
+                    subject=f"{r.candidate.label} {subject}",
+                    evidence=f"certificate {tls.subject} expires {tls.not_after} ({tls.expires_in_s / 86400:.1f} days)",
+                    remedy="renew the certificate",
+                )
+            )
             break
     for addr, lats in (latencies_ns or {}).items():
         nagle = find_nagle_stall(lats, subject=f"requests to {addr} {subject}")

@@ -18,7 +18,14 @@ from typing import Any
 from loopscope.errors import UsageError
 from loopscope.model.probe import AddressResult, HttpInfo
 
-__all__ = ["CheckResult", "Expectation", "check_http", "check_results", "json_path", "parse_expectations"]
+__all__ = [
+    "CheckResult",
+    "Expectation",
+    "check_http",
+    "check_results",
+    "json_path",
+    "parse_expectations",
+]
 
 _MISSING = object()
 
@@ -72,8 +79,9 @@ def _status(spec: str) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def parse_expectations(*, status: str | None, headers: Sequence[str], body: str | None,
-                       json_paths: Sequence[str]) -> list[Expectation]:
+def parse_expectations(
+    *, status: str | None, headers: Sequence[str], body: str | None, json_paths: Sequence[str]
+) -> list[Expectation]:
     """Parse the --expect-* options.
 
     Args:
@@ -93,8 +101,14 @@ def parse_expectations(*, status: str | None, headers: Sequence[str], body: str 
         if not m:
             raise UsageError(f"bad --expect-header {h!r}: use 'Name' or 'Name: value'")
         name, value = m.group(1).lower(), m.group(2)
-        out.append(Expectation(kind="header", text=f"header {name}" + (f": {value}" if value is not None else ""),
-                               name=name, value=value.strip() if value is not None else None))  # fmt: skip
+        out.append(
+            Expectation(
+                kind="header",
+                text=f"header {name}" + (f": {value}" if value is not None else ""),
+                name=name,
+                value=value.strip() if value is not None else None,
+            )
+        )
     if body is not None:
         try:
             out.append(Expectation(kind="body", text=f"body ~ /{body}/", pattern=re.compile(body)))
@@ -102,13 +116,17 @@ def parse_expectations(*, status: str | None, headers: Sequence[str], body: str 
             raise UsageError(f"bad --expect-body regex {body!r}: {exc}") from None
     for jp in json_paths:
         if "=" not in jp:
-            raise UsageError(f"bad --expect-json {jp!r}: use PATH=VALUE, e.g. status=ok or items.0.id=3")
+            raise UsageError(
+                f"bad --expect-json {jp!r}: use PATH=VALUE, e.g. status=ok or items.0.id=3"
+            )
         path, raw = jp.split("=", 1)
         try:
             value = json.loads(raw)
         except ValueError:
             value = raw
-        out.append(Expectation(kind="json", text=f"json {path}={raw}", name=path.strip(), value=value))
+        out.append(
+            Expectation(kind="json", text=f"json {path}={raw}", name=path.strip(), value=value)
+        )
     return out
 
 
@@ -122,7 +140,11 @@ def json_path(doc: Any, path: str) -> Any:
     for step in [s for s in re.split(r"\.|\[(\d+)\]", path) if s]:
         if isinstance(cur, dict) and step in cur:
             cur = cur[step]
-        elif isinstance(cur, list) and step.lstrip("-").isdigit() and -len(cur) <= int(step) < len(cur):
+        elif (
+            isinstance(cur, list)
+            and step.lstrip("-").isdigit()
+            and -len(cur) <= int(step) < len(cur)
+        ):
             cur = cur[int(step)]
         else:
             return _MISSING
@@ -144,7 +166,9 @@ def check_http(exp: Expectation, info: HttpInfo | None) -> tuple[bool, str]:
     if exp.kind == "body":
         assert exp.pattern is not None
         m = exp.pattern.search(text)
-        return m is not None, (f"matched {m.group(0)[:60]!r}" if m else f"{info.body_bytes} bytes, no match")
+        return m is not None, (
+            f"matched {m.group(0)[:60]!r}" if m else f"{info.body_bytes} bytes, no match"
+        )
     try:
         doc = json.loads(text)
     except ValueError:
@@ -155,19 +179,29 @@ def check_http(exp: Expectation, info: HttpInfo | None) -> tuple[bool, str]:
     return got == exp.value, json.dumps(got)[:80]
 
 
-def check_results(expectations: Sequence[Expectation], results: Sequence[AddressResult]) -> list[CheckResult]:
+def check_results(
+    expectations: Sequence[Expectation], results: Sequence[AddressResult]
+) -> list[CheckResult]:
     """Every expectation on every address that answered HTTP (all its attempts must pass); when no
     address answered, each expectation fails once with target ``any address``. Addresses that did not
     connect are the diagnosis's business, not the expectations'."""
     out = []
     answered = [r for r in results if any(a.http is not None for a in r.attempts)]
     if not answered:
-        return [CheckResult(expectation=e.text, target="any address", ok=False, got="no HTTP response")
-                for e in expectations]
+        return [
+            CheckResult(expectation=e.text, target="any address", ok=False, got="no HTTP response")
+            for e in expectations
+        ]
     for r in answered:
         for exp in expectations:
             verdicts = [check_http(exp, a.http) for a in r.attempts] or [(False, "not tried")]
             bad = next(((ok, got) for ok, got in verdicts if not ok), None)
-            out.append(CheckResult(expectation=exp.text, target=r.candidate.label, ok=bad is None,
-                                   got=(bad or verdicts[0])[1] if r.attempts else "not tried"))  # fmt: skip
+            out.append(
+                CheckResult(
+                    expectation=exp.text,
+                    target=r.candidate.label,
+                    ok=bad is None,
+                    got=(bad or verdicts[0])[1] if r.attempts else "not tried",
+                )
+            )
     return out

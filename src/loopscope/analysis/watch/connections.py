@@ -107,7 +107,7 @@ def find_apps(data: WatchData) -> list[App]:
             base[1].update({p.pid: p for p in lst.owners})
             base[2].add(lst.local.port)
     apps = []
-    for pids, procs, ports in groups:
+    for _pids, procs, ports in groups:
         processes = tuple(procs[p] for p in sorted(procs))
         name = _label(processes) if processes else f"?:{min(ports)}"
         apps.append(App(name=name, processes=processes, ports=tuple(sorted(ports))))
@@ -140,8 +140,11 @@ class _Index:
         self.by_tuple: dict[tuple[Endpoint, Endpoint], list[Instance]] = {}
 
     def add(self, inst: Instance) -> None:
-        bisect.insort(self.by_tuple.setdefault((inst.client, inst.server), []), inst,
-                      key=lambda i: -1 if i.opened_ns is None else i.opened_ns)
+        bisect.insort(
+            self.by_tuple.setdefault((inst.client, inst.server), []),
+            inst,
+            key=lambda i: -1 if i.opened_ns is None else i.opened_ns,
+        )
 
     def find(self, client: Endpoint, server: Endpoint, at_ns: int | None) -> Instance | None:
         found = self.by_tuple.get((client, server))
@@ -172,9 +175,18 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
         if ev.kind is ConnectKind.ACTIVE:
             if ev.remote.port not in ports or not _is_local(ev.remote.address, hosts):
                 continue
-            inst = new(Instance(client=_ep(ev.local), server=_ep(ev.remote), opened_ns=ev.at_ns, client_pid=ev.pid,
-                                client_process=data.processes.get(ev.pid or -1), client_cookie=ev.cookie,
-                                established=False, source="ebpf"))
+            inst = new(
+                Instance(
+                    client=_ep(ev.local),
+                    server=_ep(ev.remote),
+                    opened_ns=ev.at_ns,
+                    client_pid=ev.pid,
+                    client_process=data.processes.get(ev.pid or -1),
+                    client_cookie=ev.cookie,
+                    established=False,
+                    source="ebpf",
+                )
+            )
             by_cookie[ev.cookie] = inst
         else:
             if ev.local.port not in ports:
@@ -182,7 +194,9 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
             client, server = _ep(ev.remote), _ep(ev.local)
             found = index.find(client, server, ev.at_ns)
             if found is None or found.server_cookie is not None:
-                found = new(Instance(client=client, server=server, opened_ns=ev.at_ns, source="ebpf"))
+                found = new(
+                    Instance(client=client, server=server, opened_ns=ev.at_ns, source="ebpf")
+                )
             found.server_cookie = ev.cookie
             found.established = True
             by_cookie[ev.cookie] = found
@@ -205,8 +219,16 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
                 rst_ports.setdefault(local.port, []).append(ce.at_ns)  # a client end that sent RST
             continue  # (or a listener closing); the connection is counted from the server side
         if local.port in ports and not ebpf:
-            inst = new(Instance(client=remote, server=local, closed_ns=ce.at_ns, server_cookie=ce.cookie,
-                                server_tcp_info=ce.tcp_info, source="destroy"))
+            inst = new(
+                Instance(
+                    client=remote,
+                    server=local,
+                    closed_ns=ce.at_ns,
+                    server_cookie=ce.cookie,
+                    server_tcp_info=ce.tcp_info,
+                    source="destroy",
+                )
+            )
             by_cookie[ce.cookie] = inst
         elif remote.port in ports:
             client_side.setdefault((local, remote), []).append((ce.cookie, ce.tcp_info, ce.at_ns))
@@ -232,13 +254,21 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
     for sample in data.samples:
         for pc in sample.established:
             known = (pc.client_cookie is not None and pc.client_cookie in by_cookie) or (
-                pc.server_cookie is not None and pc.server_cookie in by_cookie)
+                pc.server_cookie is not None and pc.server_cookie in by_cookie
+            )
             if known:
                 ck = pc.client_cookie if pc.client_cookie in by_cookie else pc.server_cookie
                 inst = by_cookie[ck if ck is not None else -1]
             else:
-                inst = new(Instance(client=pc.client, server=pc.server, client_cookie=pc.client_cookie,
-                                    server_cookie=pc.server_cookie, source="snapshot"))
+                inst = new(
+                    Instance(
+                        client=pc.client,
+                        server=pc.server,
+                        client_cookie=pc.client_cookie,
+                        server_cookie=pc.server_cookie,
+                        source="snapshot",
+                    )
+                )
                 for pc_cookie in (pc.client_cookie, pc.server_cookie):
                     if pc_cookie is not None:
                         by_cookie[pc_cookie] = inst

@@ -38,26 +38,40 @@ def _self_call(app: AppStats) -> list[Finding]:
     factor = app.self_factor
     unit = app.unit
     count = app.self_requests if app.self_requests is not None else app.self_connections
-    factor_txt = f"{factor:g} self-call {unit} per external {unit[:-1]}" if factor is not None else \
-        "no external traffic in the window"
-    out = [Finding(
-        code="SELF_CALL", severity=Severity.LOW, subject=app.name,
-        evidence=f"{count} loopback {unit} from the app to its own listener(s) {list(app.ports)} in "
-                 f"{app.window_s:.1f} s ({rate:.1f} connections/s); {factor_txt}",
-        remedy="call the code in-process instead of over HTTP, or give internal calls their own pool "
-               "and keep-alive so they do not compete with external requests for workers",
-    )]
-    if factor is not None and factor >= 1.0:
-        paths = ", ".join(f"{p} x{f:g}" for p, f in sorted(app.per_path_factor.items(), key=lambda kv: -kv[1]) if f)
-        out.append(Finding(
-            code="SELF_CALL_ON_HOT_PATH", severity=Severity.HIGH if factor >= 2 else Severity.MEDIUM,
+    factor_txt = (
+        f"{factor:g} self-call {unit} per external {unit[:-1]}"
+        if factor is not None
+        else "no external traffic in the window"
+    )
+    out = [
+        Finding(
+            code="SELF_CALL",
+            severity=Severity.LOW,
             subject=app.name,
-            evidence=f"amplification {factor:g}: every external {unit[:-1]} causes {factor:g} more {unit} to "
-                     f"the same app" + (f" (per path: {paths})" if paths else ""),
-            remedy="each external request holds a worker while it waits on its own internal calls: under load "
-                   "the workers wait on each other (self-deadlock). Inline the internal call, or serve it "
-                   "from a separate worker pool",
-        ))
+            evidence=f"{count} loopback {unit} from the app to its own listener(s) {list(app.ports)} in "
+            f"{app.window_s:.1f} s ({rate:.1f} connections/s); {factor_txt}",
+            remedy="call the code in-process instead of over HTTP, or give internal calls their own pool "
+            "and keep-alive so they do not compete with external requests for workers",
+        )
+    ]
+    if factor is not None and factor >= 1.0:
+        paths = ", ".join(
+            f"{p} x{f:g}"
+            for p, f in sorted(app.per_path_factor.items(), key=lambda kv: -kv[1])
+            if f
+        )
+        out.append(
+            Finding(
+                code="SELF_CALL_ON_HOT_PATH",
+                severity=Severity.HIGH if factor >= 2 else Severity.MEDIUM,
+                subject=app.name,
+                evidence=f"amplification {factor:g}: every external {unit[:-1]} causes {factor:g} more {unit} to "
+                f"the same app" + (f" (per path: {paths})" if paths else ""),
+                remedy="each external request holds a worker while it waits on its own internal calls: under load "
+                "the workers wait on each other (self-deadlock). Inline the internal call, or serve it "
+                "from a separate worker pool",
+            )
+        )
     return out
 
 
@@ -68,8 +82,12 @@ def _health(app: AppStats) -> list[Finding]:
             continue
         times = app.latency_times_s.get(path, [])
         # load at each health check: other requests in flight then (started, not yet answered)
-        spans = sorted((t, t + ms / 1000) for p, ts in app.latency_times_s.items() if p != path
-                       for t, ms in zip(ts, app.latency_by_path_ms.get(p, [])))
+        spans = sorted(
+            (t, t + ms / 1000)
+            for p, ts in app.latency_times_s.items()
+            if p != path
+            for t, ms in zip(ts, app.latency_by_path_ms.get(p, []), strict=False)
+        )
         if not spans:
             continue
         starts = [a for a, _ in spans]
@@ -81,14 +99,23 @@ def _health(app: AppStats) -> list[Finding]:
         r = correlation(load, lats)
         fast = min(lats)
         slow = max(lats)
-        if r is not None and r >= HEALTH_MIN_CORRELATION and fast > 0 and slow / fast >= HEALTH_MIN_SLOWDOWN:
-            out.append(Finding(
-                code="HEALTH_CHECK_SLOW_UNDER_LOAD", severity=Severity.MEDIUM, subject=f"{app.name} {path}",
-                evidence=f"{len(lats)} health checks: {fast:.1f}-{slow:.1f} ms, correlation with request "
-                         f"load r={r:.2f}",
-                remedy="the health check queues behind real work: serve it from a dedicated thread or port, "
-                       "or a load balancer will mark a busy but healthy app down",
-            ))
+        if (
+            r is not None
+            and r >= HEALTH_MIN_CORRELATION
+            and fast > 0
+            and slow / fast >= HEALTH_MIN_SLOWDOWN
+        ):
+            out.append(
+                Finding(
+                    code="HEALTH_CHECK_SLOW_UNDER_LOAD",
+                    severity=Severity.MEDIUM,
+                    subject=f"{app.name} {path}",
+                    evidence=f"{len(lats)} health checks: {fast:.1f}-{slow:.1f} ms, correlation with request "
+                    f"load r={r:.2f}",
+                    remedy="the health check queues behind real work: serve it from a dedicated thread or port, "
+                    "or a load balancer will mark a busy but healthy app down",
+                )
+            )
     return out
 
 
@@ -100,22 +127,30 @@ def check_watch(report: WatchReport) -> list[Finding]:
         findings += _health(app)
     for lp in report.listeners:
         if lp.saturated_samples:
-            findings.append(Finding(
-                code="ACCEPT_QUEUE_SATURATED", severity=Severity.HIGH, subject=lp.listener,
-                evidence=f"accept queue at its limit {lp.backlog} in {lp.saturated_samples} of {lp.samples} "
-                         f"snapshots (max {lp.max_accept_queue})",
-                remedy="the app accepts slower than connections arrive: add workers, raise the listen() "
-                       "backlog and net.core.somaxconn, or find what blocks the workers (self-calls?)",
-            ))
+            findings.append(
+                Finding(
+                    code="ACCEPT_QUEUE_SATURATED",
+                    severity=Severity.HIGH,
+                    subject=lp.listener,
+                    evidence=f"accept queue at its limit {lp.backlog} in {lp.saturated_samples} of {lp.samples} "
+                    f"snapshots (max {lp.max_accept_queue})",
+                    remedy="the app accepts slower than connections arrive: add workers, raise the listen() "
+                    "backlog and net.core.somaxconn, or find what blocks the workers (self-calls?)",
+                )
+            )
     if report.ephemeral_range_size:
         for dest, n in report.max_ephemeral.items():
             pct = 100.0 * n / report.ephemeral_range_size
             if pct >= EPHEMERAL_PRESSURE_PCT:
-                findings.append(Finding(
-                    code="EPHEMERAL_PORT_PRESSURE", severity=Severity.MEDIUM, subject=dest,
-                    evidence=f"{n} client ports toward {dest} ({pct:.0f}% of {report.ephemeral_range_size})",
-                    remedy="reuse connections (keep-alive pools), spread over several loopback addresses "
-                           "(127.0.0.2...), or widen net.ipv4.ip_local_port_range",
-                ))
+                findings.append(
+                    Finding(
+                        code="EPHEMERAL_PORT_PRESSURE",
+                        severity=Severity.MEDIUM,
+                        subject=dest,
+                        evidence=f"{n} client ports toward {dest} ({pct:.0f}% of {report.ephemeral_range_size})",
+                        remedy="reuse connections (keep-alive pools), spread over several loopback addresses "
+                        "(127.0.0.2...), or widen net.ipv4.ip_local_port_range",
+                    )
+                )
     findings.sort(key=lambda f: -f.severity.rank)
     return findings

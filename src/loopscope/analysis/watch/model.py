@@ -94,9 +94,13 @@ class WatchData:
     """Findings the collector itself raised (none today; reserved)."""
 
 
-def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] | None = None, *,
-                    time_wait_other: int = 0,
-                    listeners_only: bool = False) -> SnapshotSample:
+def sample_snapshot(
+    snapshot: Snapshot,
+    time_wait_by_dest: dict[Endpoint, int] | None = None,
+    *,
+    time_wait_other: int = 0,
+    listeners_only: bool = False,
+) -> SnapshotSample:
     """Reduce a snapshot to listeners, established loopback pairs, TIME_WAIT and ephemeral counts.
 
     Args:
@@ -113,8 +117,12 @@ def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] |
     """
     procs = snapshot.processes
     listeners = tuple(
-        ListenerSample(local=s.local, accept_queue=s.accept_queue, backlog=s.backlog,
-                       owners=tuple(procs[k] for k in s.owners if k in procs))
+        ListenerSample(
+            local=s.local,
+            accept_queue=s.accept_queue,
+            backlog=s.backlog,
+            owners=tuple(procs[k] for k in s.owners if k in procs),
+        )
         for s in snapshot.sockets
         if s.state is TcpState.LISTEN
     )
@@ -122,7 +130,11 @@ def sample_snapshot(snapshot: Snapshot, time_wait_by_dest: dict[Endpoint, int] |
     talk = build_talk_map(snapshot)
     established = []
     for conn in talk.connections:
-        if conn.state is not TcpState.ESTABLISHED or conn.client_socket is None or conn.server_socket is None:
+        if (
+            conn.state is not TcpState.ESTABLISHED
+            or conn.client_socket is None
+            or conn.server_socket is None
+        ):
             continue
         if not is_loopback_connection(conn.client_socket, hosts):
             continue

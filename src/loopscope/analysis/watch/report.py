@@ -191,7 +191,9 @@ def _client_name(inst: Instance, client_app: App | None, external: bool) -> str:
     return "?"
 
 
-def _per_path(app_insts: list[tuple[Instance, bool]], internal_times: list[int]) -> dict[str, float]:
+def _per_path(
+    app_insts: list[tuple[Instance, bool]], internal_times: list[int]
+) -> dict[str, float]:
     """Share each internal request among the external requests in flight at its time."""
     intervals: list[tuple[int, int, str]] = []
     for inst, external in app_insts:
@@ -235,14 +237,26 @@ def summarize_watch(data: WatchData) -> WatchReport:
         if server_app is None:
             continue
         local_client = is_loopback(inst.client.address) or inst.client.address in hosts
-        client_app = app_of_process(inst.client_process, inst.client_pid, apps) if local_client else None
+        client_app = (
+            app_of_process(inst.client_process, inst.client_pid, apps) if local_client else None
+        )
         external = client_app is not server_app
         per_app[server_app.name].append((inst, external))
         if client_app is not None and client_app is not server_app:
             outbound[client_app.name].append(inst)
         key = (_client_name(inst, client_app, not local_client), server_app.name, inst.server.port)
-        e = edges.setdefault(key, {"n": 0, "req": 0, "up": 0, "down": 0, "pids": set(), "refused": 0,
-                                   "self": client_app is server_app})
+        e = edges.setdefault(
+            key,
+            {
+                "n": 0,
+                "req": 0,
+                "up": 0,
+                "down": 0,
+                "pids": set(),
+                "refused": 0,
+                "self": client_app is server_app,
+            },
+        )
         if not inst.established:
             e["refused"] = int(e["refused"]) + 1  # type: ignore[call-overload]
             continue
@@ -282,32 +296,63 @@ def summarize_watch(data: WatchData) -> WatchReport:
                     lat[req.path or "?"].append(round((resps[k] - req.at_ns) / 1e6, 3))
                     lat_t[req.path or "?"].append(round((req.at_ns - data.started_ns) / 1e9, 3))
         internal_times = [r.at_ns for i in self_rows for r in i.requests]
-        app_stats.append(AppStats(
-            name=app.name, pids=app.pids, ports=app.ports, external_connections=ext_conns,
-            external_requests=ext_req, self_connections=len(self_rows), self_requests=self_req,
-            outbound_connections=len(out_rows), outbound_requests=out_req, self_factor=self_factor,
-            total_factor=total_factor, unit=unit, window_s=window_s,
-            per_path_factor=_per_path(rows, internal_times) if http else {},
-            external_paths=dict(paths), statuses=dict(statuses), latency_by_path_ms=dict(lat),
-            latency_times_s=dict(lat_t),
-        ))
+        app_stats.append(
+            AppStats(
+                name=app.name,
+                pids=app.pids,
+                ports=app.ports,
+                external_connections=ext_conns,
+                external_requests=ext_req,
+                self_connections=len(self_rows),
+                self_requests=self_req,
+                outbound_connections=len(out_rows),
+                outbound_requests=out_req,
+                self_factor=self_factor,
+                total_factor=total_factor,
+                unit=unit,
+                window_s=window_s,
+                per_path_factor=_per_path(rows, internal_times) if http else {},
+                external_paths=dict(paths),
+                statuses=dict(statuses),
+                latency_by_path_ms=dict(lat),
+                latency_times_s=dict(lat_t),
+            )
+        )
     edge_list = [
-        EdgeStats(client=k[0], server=k[1], port=k[2], connections=int(v["n"]),  # type: ignore[call-overload]
-                  requests=int(v["req"]) if http else None, bytes_to_server=int(v["up"]),  # type: ignore[call-overload]
-                  bytes_to_client=int(v["down"]), self_call=bool(v["self"]),  # type: ignore[call-overload]
-                  client_pids=tuple(sorted(v["pids"])), refused=int(v["refused"]))  # type: ignore[call-overload]
+        EdgeStats(
+            client=k[0],
+            server=k[1],
+            port=k[2],
+            connections=int(v["n"]),  # type: ignore[call-overload]
+            requests=int(v["req"]) if http else None,  # type: ignore[call-overload]
+            bytes_to_server=int(v["up"]),  # type: ignore[call-overload]
+            bytes_to_client=int(v["down"]),  # type: ignore[call-overload]
+            self_call=bool(v["self"]),
+            client_pids=tuple(sorted(v["pids"])),  # type: ignore[call-overload]
+            refused=int(v["refused"]),  # type: ignore[call-overload]
+        )
         for k, v in edges.items()
     ]
     edge_list.sort(key=lambda e: (-e.connections, e.port, e.client))
     return WatchReport(
-        netns_label=data.netns_label, window_s=window_s, started_ns=data.started_ns, apps=tuple(app_stats), edges=tuple(edge_list),
+        netns_label=data.netns_label,
+        window_s=window_s,
+        started_ns=data.started_ns,
+        apps=tuple(app_stats),
+        edges=tuple(edge_list),
         listeners=tuple(_pressure(data, port_app)),
         connections=sum(1 for i in insts if i.established and i.server.port in port_app),
         client_pid_known=sum(1 for i in insts if i.established and i.client_pid is not None),
-        refused=sum(1 for i in insts if not i.established), client_rst=sum(1 for i in insts if i.client_rst),
-        max_time_wait=max((s.time_wait for s in data.samples if s.time_wait is not None), default=0),
-        max_ephemeral=_max_ephemeral(data), ephemeral_range_size=_range_size(data),
-        sources=data.sources, gaps=data.gaps, instances=tuple(insts),
+        refused=sum(1 for i in insts if not i.established),
+        client_rst=sum(1 for i in insts if i.client_rst),
+        max_time_wait=max(
+            (s.time_wait for s in data.samples if s.time_wait is not None), default=0
+        ),
+        max_ephemeral=_max_ephemeral(data),
+        ephemeral_range_size=_range_size(data),
+        sources=data.sources,
+        gaps=data.gaps,
+        instances=tuple(insts),
     )
 
 
@@ -319,15 +364,23 @@ def _pressure(data: WatchData, port_app: dict[int, App]) -> list[ListenerPressur
             app = port_app.get(lst.local.port)
             key = f"{app.name if app else '?'} {lst.local}"
             ports[key] = lst.local.port
-            series[key].append(((s.at_ns - data.started_ns) / 1e9, lst.accept_queue or 0, lst.backlog))
+            series[key].append(
+                ((s.at_ns - data.started_ns) / 1e9, lst.accept_queue or 0, lst.backlog)
+            )
     out = []
     for key, pts in series.items():
         backlog = pts[-1][2]
-        out.append(ListenerPressure(
-            listener=key, port=ports[key], backlog=backlog, max_accept_queue=max(p[1] for p in pts),
-            samples=len(pts), saturated_samples=sum(1 for p in pts if p[2] and p[1] >= p[2]),
-            series=tuple((round(t, 3), q) for t, q, _ in pts),
-        ))
+        out.append(
+            ListenerPressure(
+                listener=key,
+                port=ports[key],
+                backlog=backlog,
+                max_accept_queue=max(p[1] for p in pts),
+                samples=len(pts),
+                saturated_samples=sum(1 for p in pts if p[2] and p[1] >= p[2]),
+                series=tuple((round(t, 3), q) for t, q, _ in pts),
+            )
+        )
     out.sort(key=lambda p: p.port)
     return out
 

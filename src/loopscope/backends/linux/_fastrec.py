@@ -30,7 +30,7 @@ def positional_constructor(cls: type[T]) -> Callable[..., T]:
         env[f"_set_{name}"] = cls.__dict__[name].__set__
         lines.append(f"    _set_{name}(obj, {name})")
     lines.append("    return obj")
-    exec("\n".join(lines), env)  # noqa: S102 - generated from the class's own field names
+    exec("\n".join(lines), env)
     return env["make"]  # type: ignore[no-any-return]
 
 

@@ -22,7 +22,7 @@ from loopscope.backends.linux.procfs import FdScan, ProcRoot, scan_socket_owners
 from loopscope.errors import ParseError
 from loopscope.model import NetnsId, ProcessKey
 
-__all__ = ["OwnerScan", "start_owner_scan", "encode_scan", "decode_scan"]
+__all__ = ["OwnerScan", "decode_scan", "encode_scan", "start_owner_scan"]
 
 _HEADER = struct.Struct("=qqqqq")
 
@@ -46,9 +46,15 @@ def encode_scan(scan: FdScan) -> bytes:
     keys: list[ProcessKey] = sorted({k for ks in scan.owners.values() for k in ks})
     index = {k: i for i, k in enumerate(keys)}
     key_words = array.array("q", [x for k in keys for x in k])
-    pair_words = array.array("q", [x for inode, ks in scan.owners.items() for k in ks for x in (inode, index[k])])
-    ns_words = array.array("q", [x for ns, pid in scan.pid_netns.items() for x in (ns.dev, ns.ino, pid)])
-    head = _HEADER.pack(scan.denied_pids, scan.vanished_pids, len(keys), len(pair_words) // 2, len(ns_words) // 3)
+    pair_words = array.array(
+        "q", [x for inode, ks in scan.owners.items() for k in ks for x in (inode, index[k])]
+    )
+    ns_words = array.array(
+        "q", [x for ns, pid in scan.pid_netns.items() for x in (ns.dev, ns.ino, pid)]
+    )
+    head = _HEADER.pack(
+        scan.denied_pids, scan.vanished_pids, len(keys), len(pair_words) // 2, len(ns_words) // 3
+    )
     return head + key_words.tobytes() + pair_words.tobytes() + ns_words.tobytes()
 
 
@@ -71,9 +77,9 @@ def decode_scan(data: bytes) -> OwnerScan:
     pairs = words[base : base + 2 * npairs]
     get = owners.get
     it = iter(pairs)
-    for inode, idx in zip(it, it):
+    for inode, idx in zip(it, it, strict=False):
         held = get(inode)
-        owners[inode] = (keys[idx],) if held is None else held + (keys[idx],)
+        owners[inode] = (keys[idx],) if held is None else (*held, keys[idx])
     base += 2 * npairs
     ns = words[base:]
     pid_netns = {NetnsId(ns[i], ns[i + 1]): ns[i + 2] for i in range(0, len(ns), 3)}
@@ -108,8 +114,14 @@ class _Pending:
 def _in_thread(root: ProcRoot, pending: _Pending) -> None:
     try:
         scan = scan_socket_owners(root)
-        pending._finish(OwnerScan(owners=scan.owner_tuples(), pid_netns=scan.pid_netns,
-                                  denied_pids=scan.denied_pids, vanished_pids=scan.vanished_pids))  # fmt: skip
+        pending._finish(
+            OwnerScan(
+                owners=scan.owner_tuples(),
+                pid_netns=scan.pid_netns,
+                denied_pids=scan.denied_pids,
+                vanished_pids=scan.vanished_pids,
+            )
+        )
     except BaseException as exc:  # handed to the caller by result()
         pending._finish(error=exc)
 
@@ -161,5 +173,7 @@ def start_owner_scan(root: ProcRoot = ProcRoot()) -> _Pending:
         finally:
             os._exit(code)
     os.close(write_fd)
-    threading.Thread(target=_read_child, args=(read_fd, pid, root, pending), name="fd-scan", daemon=True).start()
+    threading.Thread(
+        target=_read_child, args=(read_fd, pid, root, pending), name="fd-scan", daemon=True
+    ).start()
     return pending

@@ -32,7 +32,11 @@ def _run(argv: list[str], timeout_s: float) -> tuple[str | None, str | None]:
     except OSError as exc:
         return None, f"{argv[0]}: {exc.strerror}"
     if proc.returncode != 0:
-        msg = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        msg = (
+            proc.stderr.strip().splitlines()[-1]
+            if proc.stderr.strip()
+            else f"exit {proc.returncode}"
+        )
         hint = " (run as root)" if "ermission" in msg or "not permitted" in msg else ""
         return None, f"{argv[0]}: {msg}{hint}"
     return proc.stdout, None

@@ -46,10 +46,14 @@ METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"PATCH", b"OPTIONS", b"
 Op = tuple[int, "str | int", "str | int", int]
 
 
-MAX_FILTER_PORTS = 40  # classic BPF jump offsets are 8-bit: more ports are filtered in Python instead
+MAX_FILTER_PORTS = (
+    40  # classic BPF jump offsets are 8-bit: more ports are filtered in Python instead
+)
 
 
-def _ports_check(ports: Sequence[int], offset_dport: int, offset_sport: int, indirect: bool) -> list[Op | str]:
+def _ports_check(
+    ports: Sequence[int], offset_dport: int, offset_sport: int, indirect: bool
+) -> list[Op | str]:
     if not ports or len(ports) > MAX_FILTER_PORTS:
         return []  # every port passes the kernel filter; parse_packet checks the ports
     load = LD_H_IND if indirect else LD_H_ABS
@@ -174,20 +178,31 @@ def parse_packet(data: bytes, *, at_ns: int, ports: frozenset[int]) -> HttpEvent
     if len(data) < tcp + 20:
         return None
     sport, dport = struct.unpack_from("!HH", data, tcp)
-    payload = data[tcp + (data[tcp + 12] >> 4) * 4:]
+    payload = data[tcp + (data[tcp + 12] >> 4) * 4 :]
     line = payload.split(b"\r\n", 1)[0]
     if line.startswith(b"HTTP/1.") and sport in ports:
         parts = line.split(b" ", 2)
         if len(parts) >= 2 and parts[1].isdigit():
-            return HttpEvent(at_ns=at_ns, kind=HttpKind.RESPONSE, client=Endpoint(dst, dport),
-                             server=Endpoint(src, sport), status=int(parts[1]))
+            return HttpEvent(
+                at_ns=at_ns,
+                kind=HttpKind.RESPONSE,
+                client=Endpoint(dst, dport),
+                server=Endpoint(src, sport),
+                status=int(parts[1]),
+            )
         return None
     if dport in ports:
         parts = line.split(b" ")
         if len(parts) == 3 and parts[0] in METHODS and parts[2].startswith(b"HTTP/1."):
             path = parts[1].split(b"?", 1)[0].decode("ascii", errors="replace")
-            return HttpEvent(at_ns=at_ns, kind=HttpKind.REQUEST, client=Endpoint(src, sport),
-                             server=Endpoint(dst, dport), method=parts[0].decode(), path=path)
+            return HttpEvent(
+                at_ns=at_ns,
+                kind=HttpKind.REQUEST,
+                client=Endpoint(src, sport),
+                server=Endpoint(dst, dport),
+                method=parts[0].decode(),
+                path=path,
+            )
     return None
 
 
@@ -203,7 +218,9 @@ class HttpCapture:
         BackendUnavailable: no CAP_NET_RAW, or the filter was refused.
     """
 
-    def __init__(self, ports: Sequence[int], *, netns: str | None = None, snaplen: int = 512) -> None:
+    def __init__(
+        self, ports: Sequence[int], *, netns: str | None = None, snaplen: int = 512
+    ) -> None:
         if not ports:
             raise BackendUnavailable("http capture: no listener ports to watch")
         self.ports = frozenset(ports)
@@ -215,7 +232,9 @@ class HttpCapture:
                 # protocol 0: nothing is queued until bind(), which comes after the filter is attached
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
             except (PermissionError, AttributeError) as exc:
-                raise BackendUnavailable(f"http capture: AF_PACKET socket: {exc}; needs root (CAP_NET_RAW)") from exc
+                raise BackendUnavailable(
+                    f"http capture: AF_PACKET socket: {exc}; needs root (CAP_NET_RAW)"
+                ) from exc
             try:
                 import ctypes
 

@@ -84,7 +84,12 @@ def _match(data: bytes, version: int, method: str, ident: int | None, seq: int) 
 
 
 def ping(
-    target: IPAddress, *, method: str, count: int = 3, timeout_s: float = 0.3, skipped_reason: str | None = None
+    target: IPAddress,
+    *,
+    method: str,
+    count: int = 3,
+    timeout_s: float = 0.3,
+    skipped_reason: str | None = None,
 ) -> IcmpResult:
     """Send up to ``count`` echo requests to ``target`` one after the other and time each reply; stop at
     the first request left unanswered.
@@ -139,4 +144,11 @@ def ping(
                 error = f"no echo reply within {timeout_s * 1000:.0f} ms"
             if not got:
                 break  # one silent request is enough: do not wait count times as long
-    return IcmpResult(target=target, method=method, sent=sent, received=len(rtts), rtts_us=tuple(rtts), error=error)
+    return IcmpResult(
+        target=target,
+        method=method,
+        sent=sent,
+        received=len(rtts),
+        rtts_us=tuple(rtts),
+        error=error,
+    )

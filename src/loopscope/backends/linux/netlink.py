@@ -20,22 +20,22 @@ from typing import Protocol
 from loopscope.errors import BackendUnavailable, NetlinkError, ParseError
 
 __all__ = [
-    "NLMSG_NOOP",
-    "NLMSG_ERROR",
     "NLMSG_DONE",
-    "NLM_F_REQUEST",
-    "NLM_F_MULTI",
-    "NLM_F_DUMP",
+    "NLMSG_ERROR",
     "NLMSG_HDR",
-    "NetlinkMessage",
-    "Transport",
+    "NLMSG_NOOP",
+    "NLM_F_DUMP",
+    "NLM_F_MULTI",
+    "NLM_F_REQUEST",
     "KernelTransport",
-    "ReplayTransport",
+    "NetlinkMessage",
     "RecordingTransport",
-    "pack_message",
-    "parse_messages",
-    "parse_attributes",
+    "ReplayTransport",
+    "Transport",
     "dump",
+    "pack_message",
+    "parse_attributes",
+    "parse_messages",
 ]
 
 NLMSG_NOOP = 1
@@ -198,7 +198,11 @@ def pack_message(msg_type: int, flags: int, seq: int, payload: bytes) -> bytes:
     Example: ``pack_message(20, 0x301, 1, b"")`` -> 16 bytes ``10 00 00 00 14 00 01 03 01 00 00 00 00 00 00 00``.
     """
     length = NLMSG_HDR.size + len(payload)
-    return NLMSG_HDR.pack(length, msg_type, flags, seq, 0) + payload + b"\0" * (_align4(length) - length)
+    return (
+        NLMSG_HDR.pack(length, msg_type, flags, seq, 0)
+        + payload
+        + b"\0" * (_align4(length) - length)
+    )
 
 
 def _frames(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
@@ -268,7 +272,9 @@ def parse_attributes(data: bytes, offset: int = 0) -> dict[int, bytes]:
     return attrs
 
 
-def dump(transport: Transport, msg_type: int, payload: bytes, *, seq: int = 1, what: str = "") -> Iterator[bytes]:
+def dump(
+    transport: Transport, msg_type: int, payload: bytes, *, seq: int = 1, what: str = ""
+) -> Iterator[bytes]:
     """Send one NLM_F_DUMP request and yield each reply payload until NLMSG_DONE.
 
     Args:

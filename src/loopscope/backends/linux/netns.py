@@ -20,7 +20,15 @@ from typing import TypeVar
 from loopscope.errors import NetnsError, UsageError
 from loopscope.model import NetnsId
 
-__all__ = ["NetnsTarget", "CLONE_NEWNET", "netns_id_of", "current_netns", "resolve_netns", "list_netns", "run_in_netns"]
+__all__ = [
+    "CLONE_NEWNET",
+    "NetnsTarget",
+    "current_netns",
+    "list_netns",
+    "netns_id_of",
+    "resolve_netns",
+    "run_in_netns",
+]
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
@@ -90,7 +98,12 @@ def resolve_netns(spec: str | None) -> NetnsTarget:
         parts = spec.strip("/").split("/")
         if spec.startswith(NETNS_RUN_DIR + "/") and len(parts) == 3:
             label = parts[2]
-        elif len(parts) == 4 and parts[0] == "proc" and parts[1].isdigit() and parts[2:] == ["ns", "net"]:
+        elif (
+            len(parts) == 4
+            and parts[0] == "proc"
+            and parts[1].isdigit()
+            and parts[2:] == ["ns", "net"]
+        ):
             label = f"pid {parts[1]}"
     else:
         if "/" in spec or spec in (".", ".."):
@@ -101,7 +114,9 @@ def resolve_netns(spec: str | None) -> NetnsTarget:
     except FileNotFoundError:
         raise UsageError(f"no network namespace {spec!r} (looked at {path})") from None
     except PermissionError:
-        raise UsageError(f"no permission to open network namespace {spec!r} ({path}): run as root") from None
+        raise UsageError(
+            f"no permission to open network namespace {spec!r} ({path}): run as root"
+        ) from None
     if ident == current_netns():
         label = "host" if not spec.isdigit() or spec == str(os.getpid()) else label
     return NetnsTarget(path=path, label=label, id=ident)
@@ -117,7 +132,9 @@ def list_netns(pid_namespaces: dict[NetnsId, int] | None = None) -> list[NetnsTa
     for ident, name in _named().items():
         if ident not in seen:
             seen.add(ident)
-            targets.append(NetnsTarget(path=os.path.join(NETNS_RUN_DIR, name), label=name, id=ident))
+            targets.append(
+                NetnsTarget(path=os.path.join(NETNS_RUN_DIR, name), label=name, id=ident)
+            )
     for ident, pid in sorted((pid_namespaces or {}).items(), key=lambda kv: kv[1]):
         if ident not in seen:
             seen.add(ident)
@@ -164,13 +181,19 @@ def run_in_netns(target: NetnsTarget, fn: Callable[[], T]) -> T:
             try:
                 fd = os.open(target.path, os.O_RDONLY)
             except OSError as exc:
-                failure.append(NetnsError(f"cannot open network namespace {target.label}: {exc.strerror}"))
+                failure.append(
+                    NetnsError(f"cannot open network namespace {target.label}: {exc.strerror}")
+                )
                 return
             try:
                 setns(fd, CLONE_NEWNET)
             except OSError as exc:
                 hint = ": run as root" if exc.errno == errno.EPERM else ""
-                failure.append(NetnsError(f"cannot enter network namespace {target.label}: {exc.strerror}{hint}"))
+                failure.append(
+                    NetnsError(
+                        f"cannot enter network namespace {target.label}: {exc.strerror}{hint}"
+                    )
+                )
                 return
             finally:
                 os.close(fd)

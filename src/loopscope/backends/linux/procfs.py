@@ -29,15 +29,15 @@ from loopscope.model import (
 )
 
 __all__ = [
-    "ProcRoot",
     "FdScan",
-    "scan_socket_owners",
-    "read_process",
-    "parse_stat",
-    "read_stack_facts",
+    "ProcRoot",
     "decode_address",
     "parse_proc_net_line",
+    "parse_stat",
     "read_proc_net",
+    "read_process",
+    "read_stack_facts",
+    "scan_socket_owners",
 ]
 
 
@@ -92,7 +92,9 @@ def parse_stat(text: str, path: str = "stat") -> tuple[str, int, int, int]:
     rest = text[close_at + 2 :].split()
     # rest[0] is field 3 (state); field n is rest[n - 3]
     if len(rest) < 20:
-        raise ParseError(f"stat has {len(rest) + 2} fields, need 22", path=path, lineno=1, line=text[:80])
+        raise ParseError(
+            f"stat has {len(rest) + 2} fields, need 22", path=path, lineno=1, line=text[:80]
+        )
     try:
         return comm, int(rest[1]), int(rest[2]), int(rest[19])
     except ValueError:
@@ -210,7 +212,9 @@ def read_process(key: ProcessKey, root: ProcRoot = ProcRoot()) -> ProcessInfo | 
     pid = str(key.pid)
     try:
         with open(root.join(pid, "stat"), "rb") as fh:
-            comm, ppid, pgid, ticks = parse_stat(fh.read().decode(errors="replace"), root.join(pid, "stat"))
+            comm, ppid, pgid, ticks = parse_stat(
+                fh.read().decode(errors="replace"), root.join(pid, "stat")
+            )
     except (OSError, ParseError):
         return None
     if ticks != key.start_ticks:
@@ -308,10 +312,19 @@ def read_stack_facts(root: ProcRoot = ProcRoot()) -> StackFacts:
 # /proc/net/{tcp,tcp6,udp,udp6}: the fallback when sock_diag is unavailable.
 
 _PROC_STATES = {
-    1: TcpState.ESTABLISHED, 2: TcpState.SYN_SENT, 3: TcpState.SYN_RECV, 4: TcpState.FIN_WAIT1,
-    5: TcpState.FIN_WAIT2, 6: TcpState.TIME_WAIT, 7: TcpState.CLOSE, 8: TcpState.CLOSE_WAIT,
-    9: TcpState.LAST_ACK, 10: TcpState.LISTEN, 11: TcpState.CLOSING, 12: TcpState.NEW_SYN_RECV,
-}  # fmt: skip
+    1: TcpState.ESTABLISHED,
+    2: TcpState.SYN_SENT,
+    3: TcpState.SYN_RECV,
+    4: TcpState.FIN_WAIT1,
+    5: TcpState.FIN_WAIT2,
+    6: TcpState.TIME_WAIT,
+    7: TcpState.CLOSE,
+    8: TcpState.CLOSE_WAIT,
+    9: TcpState.LAST_ACK,
+    10: TcpState.LISTEN,
+    11: TcpState.CLOSING,
+    12: TcpState.NEW_SYN_RECV,
+}
 
 
 def decode_address(text: str) -> Endpoint:
@@ -331,7 +344,9 @@ def decode_address(text: str) -> Endpoint:
         port = int(port_hex, 16)
         raw = bytes.fromhex(addr_hex)
         if len(raw) == 4:
-            return Endpoint(ipaddress.IPv4Address(struct.pack("=I", struct.unpack(">I", raw)[0])), port)
+            return Endpoint(
+                ipaddress.IPv4Address(struct.pack("=I", struct.unpack(">I", raw)[0])), port
+            )
         if len(raw) == 16:
             words = struct.unpack(">4I", raw)
             return Endpoint(ipaddress.IPv6Address(struct.pack("=4I", *words)), port)
@@ -341,7 +356,13 @@ def decode_address(text: str) -> Endpoint:
 
 
 def parse_proc_net_line(
-    line: str, *, proto: Proto, family: Family, netns: NetnsId, path: str = "/proc/net/tcp", lineno: int = 0
+    line: str,
+    *,
+    proto: Proto,
+    family: Family,
+    netns: NetnsId,
+    path: str = "/proc/net/tcp",
+    lineno: int = 0,
 ) -> SocketRecord:
     """Parse one data line of /proc/net/tcp{,6} or udp{,6}.
 
@@ -368,7 +389,9 @@ def parse_proc_net_line(
     elif state_no in _PROC_STATES:
         state = _PROC_STATES[state_no]
     else:
-        raise ParseError(f"unknown state {state_no}", path=path, lineno=lineno, line=line.strip()[:120])
+        raise ParseError(
+            f"unknown state {state_no}", path=path, lineno=lineno, line=line.strip()[:120]
+        )
     listening = state is TcpState.LISTEN
     return SocketRecord(
         proto=proto,
@@ -407,7 +430,9 @@ def read_proc_net(
             for lineno, line in enumerate(lines[1:], start=2):
                 if line.strip():
                     out.append(
-                        parse_proc_net_line(line, proto=proto, family=family, netns=netns, path=path, lineno=lineno)
+                        parse_proc_net_line(
+                            line, proto=proto, family=family, netns=netns, path=path, lineno=lineno
+                        )
                     )
     return out
 

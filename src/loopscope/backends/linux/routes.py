@@ -16,6 +16,7 @@ import ipaddress
 import socket
 import struct
 
+from loopscope.analysis.doctor.facts import RouteEntry, RouteLookup
 from loopscope.backends.linux.netlink import (
     NLM_F_REQUEST,
     NLMSG_ERROR,
@@ -26,7 +27,6 @@ from loopscope.backends.linux.netlink import (
     parse_attributes,
     parse_messages,
 )
-from loopscope.analysis.doctor.facts import RouteEntry, RouteLookup
 from loopscope.errors import NetlinkError, ParseError
 from loopscope.model import IPAddress
 
@@ -50,8 +50,20 @@ RTA_PREFSRC = 7
 RTA_TABLE = 15
 RT_TABLE_MAIN = 254
 RT_TABLE_LOCAL = 255
-ROUTE_TYPES = ("unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole",
-               "unreachable", "prohibit", "throw", "nat", "xresolve")  # fmt: skip
+ROUTE_TYPES = (
+    "unspec",
+    "unicast",
+    "local",
+    "broadcast",
+    "anycast",
+    "multicast",
+    "blackhole",
+    "unreachable",
+    "prohibit",
+    "throw",
+    "nat",
+    "xresolve",
+)
 
 _RTMSG = struct.Struct("=BBBBBBBBI")
 
@@ -61,7 +73,9 @@ def _addr(family: int, raw: bytes | None) -> IPAddress | None:
         return None
     want = 4 if family == socket.AF_INET else 16
     if len(raw) != want:
-        raise ParseError(f"route address of {len(raw)} bytes for family {family}", path="netlink", line=raw.hex())
+        raise ParseError(
+            f"route address of {len(raw)} bytes for family {family}", path="netlink", line=raw.hex()
+        )
     return ipaddress.IPv4Address(raw) if want == 4 else ipaddress.IPv6Address(raw)
 
 
@@ -77,7 +91,9 @@ def parse_route(payload: bytes, names: dict[int, str]) -> RouteEntry | None:
     """
     if len(payload) < _RTMSG.size:
         raise ParseError("rtmsg too short", path="netlink", line=payload.hex())
-    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, _flags = _RTMSG.unpack_from(payload)
+    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, _flags = _RTMSG.unpack_from(
+        payload
+    )
     if family not in (socket.AF_INET, socket.AF_INET6):
         return None
     attrs = parse_attributes(payload, _RTMSG.size)
@@ -124,7 +140,9 @@ def dump_routes(transport: Transport, names: dict[int, str]) -> list[RouteEntry]
     return out
 
 
-def lookup_route(transport: Transport, address: IPAddress, names: dict[int, str], *, seq: int = 20) -> RouteLookup:
+def lookup_route(
+    transport: Transport, address: IPAddress, names: dict[int, str], *, seq: int = 20
+) -> RouteLookup:
     """``ip route get ADDRESS``: the route the kernel would use, or the error it gives.
 
     Raises:

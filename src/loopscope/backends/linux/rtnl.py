@@ -19,7 +19,14 @@ from loopscope.backends.linux.netlink import KernelTransport, Transport, dump, p
 from loopscope.errors import ParseError
 from loopscope.model import InterfaceAddress, LinkInfo
 
-__all__ = ["parse_link", "parse_address", "dump_links", "dump_addresses", "read_links", "read_addresses"]
+__all__ = [
+    "dump_addresses",
+    "dump_links",
+    "parse_address",
+    "parse_link",
+    "read_addresses",
+    "read_links",
+]
 
 NETLINK_ROUTE = 0
 RTM_GETLINK = 18
@@ -82,9 +89,13 @@ def parse_address(payload: bytes, names: dict[int, str]) -> InterfaceAddress | N
         return None
     want = 4 if family == socket.AF_INET else 16
     if len(raw) != want:
-        raise ParseError(f"address of {len(raw)} bytes for family {family}", path="netlink", line=raw.hex())
+        raise ParseError(
+            f"address of {len(raw)} bytes for family {family}", path="netlink", line=raw.hex()
+        )
     address = ipaddress.IPv4Address(raw) if want == 4 else ipaddress.IPv6Address(raw)
-    return InterfaceAddress(interface=names.get(index, f"if{index}"), index=index, address=address, prefixlen=prefixlen)
+    return InterfaceAddress(
+        interface=names.get(index, f"if{index}"), index=index, address=address, prefixlen=prefixlen
+    )
 
 
 def dump_links(transport: Transport) -> list[LinkInfo]:

@@ -21,18 +21,27 @@ from collections.abc import Iterable, Iterator, Mapping
 from loopscope.backends.linux._fastrec import positional_constructor
 from loopscope.backends.linux.netlink import KernelTransport, Transport, dump
 from loopscope.errors import ParseError
-from loopscope.model import Endpoint, Family, NetnsId, ProcessKey, Proto, SocketRecord, TcpInfo, TcpState
+from loopscope.model import (
+    Endpoint,
+    Family,
+    NetnsId,
+    ProcessKey,
+    Proto,
+    SocketRecord,
+    TcpInfo,
+    TcpState,
+)
 
 __all__ = [
-    "SOCK_DIAG_BY_FAMILY",
+    "ALL_STATES",
+    "INET_DIAG_CGROUP_ID",
     "INET_DIAG_INFO",
     "INET_DIAG_SKV6ONLY",
-    "INET_DIAG_CGROUP_ID",
-    "ALL_STATES",
+    "SOCK_DIAG_BY_FAMILY",
     "build_request",
+    "dump_sockets",
     "parse_inet_diag_msg",
     "parse_tcp_info",
-    "dump_sockets",
     "read_sockets",
 ]
 
@@ -79,7 +88,9 @@ _TCPI_U32 = {
 _TCPI_U64 = {"bytes_acked": 120, "bytes_received": 128, "bytes_sent": 200}
 
 
-def build_request(family: int, protocol: int, *, states: int = ALL_STATES, tcp_info: bool = False) -> bytes:
+def build_request(
+    family: int, protocol: int, *, states: int = ALL_STATES, tcp_info: bool = False
+) -> bytes:
     """Body of a SOCK_DIAG_BY_FAMILY dump request (struct inet_diag_req_v2, 56 bytes).
 
     Args:
@@ -119,7 +130,9 @@ _NLA = struct.Struct("=HH")
 _U64 = struct.Struct("=Q")
 _INET, _INET6 = Family.INET, Family.INET6
 _ntohs = socket.ntohs
-_make_record = positional_constructor(SocketRecord)  # field order of SocketRecord, see model/records.py
+_make_record = positional_constructor(
+    SocketRecord
+)  # field order of SocketRecord, see model/records.py
 _ADDR_CACHE: dict[tuple[int, bytes], ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
 _tuple_new = tuple.__new__
 _NO_OWNERS: tuple[ProcessKey, ...] = ()
@@ -164,17 +177,41 @@ def parse_inet_diag_msg(
         ParseError: shorter than 72 bytes, unknown family, or a malformed attribute.
     """
     if len(payload) < MSG_SIZE:
-        raise ParseError(f"inet_diag_msg too short: {len(payload)} bytes", path="netlink", line=payload[:16].hex())
-    (family, state_no, _timer, _retrans, sport, dport, src, dst, ifindex, cookie_lo, cookie_hi,
-     _expires, rqueue, wqueue, uid, inode) = _HEAD.unpack_from(payload)  # fmt: skip
+        raise ParseError(
+            f"inet_diag_msg too short: {len(payload)} bytes",
+            path="netlink",
+            line=payload[:16].hex(),
+        )
+    (
+        family,
+        state_no,
+        _timer,
+        _retrans,
+        sport,
+        dport,
+        src,
+        dst,
+        ifindex,
+        cookie_lo,
+        cookie_hi,
+        _expires,
+        rqueue,
+        wqueue,
+        uid,
+        inode,
+    ) = _HEAD.unpack_from(payload)
     if family != socket.AF_INET and family != socket.AF_INET6:
-        raise ParseError(f"unknown address family {family}", path="netlink", line=payload[:16].hex())
+        raise ParseError(
+            f"unknown address family {family}", path="netlink", line=payload[:16].hex()
+        )
     if proto is Proto.UDP and state_no == 7:
         state: TcpState | None = TcpState.UNCONN
     else:
         state = _TCP_STATES.get(state_no)
     if state is None:
-        raise ParseError(f"unknown socket state {state_no}", path="netlink", line=payload[:16].hex())
+        raise ParseError(
+            f"unknown socket state {state_no}", path="netlink", line=payload[:16].hex()
+        )
     v6only: bool | None = None
     cgroup_id: int | None = None
     info: TcpInfo | None = None
@@ -183,8 +220,12 @@ def parse_inet_diag_msg(
     while offset + 4 <= size:  # attributes: only the three we keep are decoded
         length, attr_type = _NLA.unpack_from(payload, offset)
         if length < 4 or offset + length > size:
-            raise ParseError(f"bad attribute length {length} at offset {offset} of {size}", path="netlink",
-                             lineno=offset, line=payload[offset : offset + 8].hex())  # fmt: skip
+            raise ParseError(
+                f"bad attribute length {length} at offset {offset} of {size}",
+                path="netlink",
+                lineno=offset,
+                line=payload[offset : offset + 8].hex(),
+            )
         attr_type &= 0x3FFF
         if attr_type == INET_DIAG_SKV6ONLY and length > 4:
             v6only = payload[offset + 4] != 0
@@ -199,10 +240,14 @@ def parse_inet_diag_msg(
         endpoints = {}
     local = endpoints.get((src, sport))
     if local is None:
-        local = endpoints[(src, sport)] = _tuple_new(Endpoint, (_cached_address(family, src), _ntohs(sport)))
+        local = endpoints[(src, sport)] = _tuple_new(
+            Endpoint, (_cached_address(family, src), _ntohs(sport))
+        )
     remote = endpoints.get((dst, dport))
     if remote is None:
-        remote = endpoints[(dst, dport)] = _tuple_new(Endpoint, (_cached_address(family, dst), _ntohs(dport)))
+        remote = endpoints[(dst, dport)] = _tuple_new(
+            Endpoint, (_cached_address(family, dst), _ntohs(dport))
+        )
     return _make_record(
         proto,
         _INET if family == socket.AF_INET else _INET6,
@@ -261,10 +306,14 @@ def dump_sockets(
         states = ALL_STATES
         if listening_only:  # TCP LISTEN; UDP sockets that are not connected (TCP_CLOSE)
             states = (1 << 10) if proto is Proto.TCP else (1 << 7)
-        req = build_request(family, ipproto, states=states, tcp_info=tcp_info and proto is Proto.TCP)
+        req = build_request(
+            family, ipproto, states=states, tcp_info=tcp_info and proto is Proto.TCP
+        )
         what = f"sock_diag {proto}/{'v4' if family == socket.AF_INET else 'v6'} dump"
         for payload in dump(transport, SOCK_DIAG_BY_FAMILY, req, seq=seq, what=what):
-            yield parse_inet_diag_msg(payload, proto=proto, netns=netns, owners=owners, endpoints=endpoints)
+            yield parse_inet_diag_msg(
+                payload, proto=proto, netns=netns, owners=owners, endpoints=endpoints
+            )
 
 
 def read_sockets(
@@ -282,5 +331,13 @@ def read_sockets(
         NetlinkError: a dump was refused.
     """
     with KernelTransport(NETLINK_SOCK_DIAG) as transport:
-        return list(dump_sockets(transport, netns=netns, protos=protos, tcp_info=tcp_info, owners=owners,
-                                 listening_only=listening_only))  # fmt: skip
+        return list(
+            dump_sockets(
+                transport,
+                netns=netns,
+                protos=protos,
+                tcp_info=tcp_info,
+                owners=owners,
+                listening_only=listening_only,
+            )
+        )

@@ -30,7 +30,10 @@ from loopscope.model import Family, NetnsId, TcpInfo
 from loopscope.model.events import CloseEvent
 
 __all__ = [
-    "SKNLGRP_INET6_TCP_DESTROY", "SKNLGRP_INET_TCP_DESTROY", "DestroySubscription", "parse_destroy_datagram",
+    "SKNLGRP_INET6_TCP_DESTROY",
+    "SKNLGRP_INET_TCP_DESTROY",
+    "DestroySubscription",
+    "parse_destroy_datagram",
     "parse_destroy_message",
 ]
 
@@ -65,16 +68,20 @@ def _find_info(payload: bytes, offset: int, end: int) -> tuple[int, int]:
     while offset + 4 <= end:
         length, kind = _NLA.unpack_from(payload, offset)
         if length < 4 or offset + length > end:
-            raise ParseError(f"bad attribute length {length} at offset {offset}", path="netlink",
-                             line=payload[offset:offset + 8].hex())
+            raise ParseError(
+                f"bad attribute length {length} at offset {offset}",
+                path="netlink",
+                line=payload[offset : offset + 8].hex(),
+            )
         if kind & 0x3FFF == INET_DIAG_INFO:
             return offset + 4, length - 4
         offset += (length + 3) & ~3
     return -1, 0
 
 
-def parse_destroy_message(payload: bytes, *, netns: NetnsId, at_ns: int, offset: int = 0,
-                          end: int | None = None) -> CloseEvent:
+def parse_destroy_message(
+    payload: bytes, *, netns: NetnsId, at_ns: int, offset: int = 0, end: int | None = None
+) -> CloseEvent:
     """Decode one destroy message (``inet_diag_msg`` + attributes at ``payload[offset:end]``) into a
     CloseEvent, reading only the fields watch uses: the 4-tuple, the cookie and tcp_info's byte counters.
 
@@ -90,7 +97,9 @@ def parse_destroy_message(payload: bytes, *, netns: NetnsId, at_ns: int, offset:
     """
     end = len(payload) if end is None else end
     if end - offset < 72 or payload[offset] not in (socket.AF_INET, socket.AF_INET6):
-        raise ParseError("bad destroy message", path="netlink", line=payload[offset:offset + 16].hex())
+        raise ParseError(
+            "bad destroy message", path="netlink", line=payload[offset : offset + 16].hex()
+        )
     family = payload[offset]
     sport, dport, src, dst = _SOCKID.unpack_from(payload, offset + 4)
     lo, hi = _COOKIE.unpack_from(payload, offset + 44)
@@ -103,10 +112,24 @@ def parse_destroy_message(payload: bytes, *, netns: NetnsId, at_ns: int, offset:
         # bytes_sent, segs_in, segs_out, last_data_recv_ms, snd_cwnd
         tcp_info = _make_info(None, None, None, None, acked, received, sent, None, None, None, None)
     if family == socket.AF_INET:
-        return _make_close(at_ns, _INET, cached_endpoint(src[:4], sport), cached_endpoint(dst[:4], dport),
-                           lo | (hi << 32), netns, tcp_info)
-    return _make_close(at_ns, _INET6, cached_endpoint(src, sport), cached_endpoint(dst, dport), lo | (hi << 32),
-                       netns, tcp_info)
+        return _make_close(
+            at_ns,
+            _INET,
+            cached_endpoint(src[:4], sport),
+            cached_endpoint(dst[:4], dport),
+            lo | (hi << 32),
+            netns,
+            tcp_info,
+        )
+    return _make_close(
+        at_ns,
+        _INET6,
+        cached_endpoint(src, sport),
+        cached_endpoint(dst, dport),
+        lo | (hi << 32),
+        netns,
+        tcp_info,
+    )
 
 
 def parse_destroy_datagram(data: bytes, *, netns: NetnsId, at_ns: int) -> list[CloseEvent]:
@@ -124,10 +147,17 @@ def parse_destroy_datagram(data: bytes, *, netns: NetnsId, at_ns: int) -> list[C
     while offset + 16 <= size:
         length, kind, _flags, _seq, _pid = _NLMSG.unpack_from(data, offset)
         if length < 16 or offset + length > size:
-            raise ParseError(f"bad nlmsg_len {length} at offset {offset}", path="netlink",
-                             line=data[offset:offset + 16].hex())
+            raise ParseError(
+                f"bad nlmsg_len {length} at offset {offset}",
+                path="netlink",
+                line=data[offset : offset + 16].hex(),
+            )
         if kind == SOCK_DIAG_BY_FAMILY:
-            out.append(parse_destroy_message(data, netns=netns, at_ns=at_ns, offset=offset + 16, end=offset + length))
+            out.append(
+                parse_destroy_message(
+                    data, netns=netns, at_ns=at_ns, offset=offset + 16, end=offset + length
+                )
+            )
         offset += (length + 3) & ~3
     return out
 
@@ -145,9 +175,13 @@ class DestroySubscription:
         UsageError / NetnsError: the namespace is unknown or cannot be entered.
     """
 
-    def __init__(self, netns: str | None = None, *,
-                 groups: Iterable[int] = (SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET6_TCP_DESTROY),
-                 rcvbuf_bytes: int = 8 << 20) -> None:
+    def __init__(
+        self,
+        netns: str | None = None,
+        *,
+        groups: Iterable[int] = (SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET6_TCP_DESTROY),
+        rcvbuf_bytes: int = 8 << 20,
+    ) -> None:
         target = resolve_netns(netns)
         self.netns = target.id
         self.label = target.label
@@ -164,7 +198,9 @@ class DestroySubscription:
                     transport.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
             except OSError as exc:
                 transport.close()
-                raise BackendUnavailable(f"sock_diag destroy events: cannot join group: {exc}") from exc
+                raise BackendUnavailable(
+                    f"sock_diag destroy events: cannot join group: {exc}"
+                ) from exc
             return transport
 
         self._transport = run_in_netns(target, open_inside)

@@ -12,11 +12,11 @@ from typing import Any
 
 from loopscope.errors import BackendUnavailable
 from loopscope.model import (
-    InterfaceAddress,
-    LinkInfo,
     Endpoint,
     Family,
     Gap,
+    InterfaceAddress,
+    LinkInfo,
     NetnsId,
     ProcessInfo,
     ProcessKey,
@@ -28,16 +28,27 @@ from loopscope.model import (
 __all__ = ["CANNOT_SEE", "read_psutil", "read_psutil_interfaces"]
 
 CANNOT_SEE = (
-    Gap(what="accept queue and backlog", reason="psutil does not report them; use Linux for the full view"),
+    Gap(
+        what="accept queue and backlog",
+        reason="psutil does not report them; use Linux for the full view",
+    ),
     Gap(what="other network namespaces", reason="psutil reads the caller's namespace only"),
 )
 
 _STATES = {
-    "ESTABLISHED": TcpState.ESTABLISHED, "SYN_SENT": TcpState.SYN_SENT, "SYN_RECV": TcpState.SYN_RECV,
-    "FIN_WAIT1": TcpState.FIN_WAIT1, "FIN_WAIT2": TcpState.FIN_WAIT2, "TIME_WAIT": TcpState.TIME_WAIT,
-    "CLOSE": TcpState.CLOSE, "CLOSE_WAIT": TcpState.CLOSE_WAIT, "LAST_ACK": TcpState.LAST_ACK,
-    "LISTEN": TcpState.LISTEN, "CLOSING": TcpState.CLOSING, "NONE": TcpState.UNCONN,
-}  # fmt: skip
+    "ESTABLISHED": TcpState.ESTABLISHED,
+    "SYN_SENT": TcpState.SYN_SENT,
+    "SYN_RECV": TcpState.SYN_RECV,
+    "FIN_WAIT1": TcpState.FIN_WAIT1,
+    "FIN_WAIT2": TcpState.FIN_WAIT2,
+    "TIME_WAIT": TcpState.TIME_WAIT,
+    "CLOSE": TcpState.CLOSE,
+    "CLOSE_WAIT": TcpState.CLOSE_WAIT,
+    "LAST_ACK": TcpState.LAST_ACK,
+    "LISTEN": TcpState.LISTEN,
+    "CLOSING": TcpState.CLOSING,
+    "NONE": TcpState.UNCONN,
+}
 
 
 def _endpoint(addr: Any, family: int) -> Endpoint:
@@ -133,11 +144,23 @@ def read_psutil_interfaces() -> tuple[list[LinkInfo], list[InterfaceAddress]]:
             if a.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
             ip = ipaddress.ip_address(a.address.split("%", 1)[0])
-            prefix = bin(int(ipaddress.ip_address(a.netmask))).count("1") if a.netmask else ip.max_prefixlen
+            prefix = (
+                bin(int(ipaddress.ip_address(a.netmask))).count("1")
+                if a.netmask
+                else ip.max_prefixlen
+            )
             mine.append(InterfaceAddress(interface=name, index=index, address=ip, prefixlen=prefix))
         addresses += mine
         st = stats.get(name)
         loop = any(x.address.is_loopback for x in mine)
-        links.append(LinkInfo(name=name, index=index, up=bool(st and st.isup), running=bool(st and st.isup),
-                              loopback=loop, mtu=st.mtu if st else None))  # fmt: skip
+        links.append(
+            LinkInfo(
+                name=name,
+                index=index,
+                up=bool(st and st.isup),
+                running=bool(st and st.isup),
+                loopback=loop,
+                mtu=st.mtu if st else None,
+            )
+        )
     return links, addresses

@@ -1,11 +1,7 @@
 """ratio_to_call, CLI argument parsers, and the purity of the bench analysis modules."""
 
-import ast
-from pathlib import Path
-
 import pytest
 
-import loopscope.bench as bp
 from loopscope.analysis.bench.results import CellResult, ratio_to_call
 from loopscope.analysis.bench.stats import summarize_latencies
 from loopscope.cli.bench import format_size, parse_paths, parse_sizes
@@ -17,9 +13,14 @@ def _cell(path, size, p50):
 
 
 def test_ratio_to_call_per_size():
-    cells = [_cell("call", 1, 100), _cell("tcp4", 1, 15_000), _cell("call", 1024, 200),
-             _cell("tcp4", 1024, 20_000), _cell("tcp4", 65536, 50_000),
-             CellResult(path="udp4", label="udp", size_bytes=1, skipped_reason="x")]
+    cells = [
+        _cell("call", 1, 100),
+        _cell("tcp4", 1, 15_000),
+        _cell("call", 1024, 200),
+        _cell("tcp4", 1024, 20_000),
+        _cell("tcp4", 65536, 50_000),
+        CellResult(path="udp4", label="udp", size_bytes=1, skipped_reason="x"),
+    ]
     out = ratio_to_call(cells)
     assert [c.ratio_to_call for c in out] == [1.0, 150.0, 1.0, 100.0, None, None]
     assert out[5].skipped_reason == "x"
@@ -31,7 +32,12 @@ def test_parse_sizes_and_format():
     for bad in ("0", "x", "1g", "-5", ""):
         with pytest.raises(UsageError):
             parse_sizes(bad)
-    assert [format_size(v) for v in (1, 1500, 65536, 1048576)] == ["1 B", "1500 B", "64 KiB", "1 MiB"]
+    assert [format_size(v) for v in (1, 1500, 65536, 1048576)] == [
+        "1 B",
+        "1500 B",
+        "64 KiB",
+        "1 MiB",
+    ]
 
 
 def test_parse_paths():

@@ -24,7 +24,15 @@ def test_one_to_hundred_exact():
 def test_bucket_golden_values_8_bits():
     h = LogHistogram(8)
     assert [h.bucket_index(v) for v in (0, 255, 256, 257, 258, 511, 512, 515, 516)] == [
-        0, 255, 256, 256, 257, 383, 384, 384, 385,
+        0,
+        255,
+        256,
+        256,
+        257,
+        383,
+        384,
+        384,
+        385,
     ]
     assert h.bucket_bounds(255) == (255, 255)
     assert h.bucket_bounds(256) == (256, 257)

@@ -35,7 +35,9 @@ def main() -> None:
         _write("doctor_lo_down.json")
         ip = ["ip", "-n", NAME]
         subprocess.run([*ip, "link", "set", "lo", "up"], check=True)
-        subprocess.run([*ip, "link", "add", "rec0", "type", "veth", "peer", "name", "rec1"], check=True)
+        subprocess.run(
+            [*ip, "link", "add", "rec0", "type", "veth", "peer", "name", "rec1"], check=True
+        )
         subprocess.run([*ip, "addr", "add", "10.213.9.1/24", "dev", "rec0"], check=True)
         subprocess.run([*ip, "link", "set", "rec1", "up"], check=True)
         subprocess.run([*ip, "link", "set", "rec0", "up"], check=True)

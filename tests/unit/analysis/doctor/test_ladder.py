@@ -19,7 +19,15 @@ from loopscope.model import Severity
 
 
 def _c(id_: str, verdict: Verdict, depends_on: tuple[str, ...] = (), rung: int = 1) -> CheckResult:
-    return CheckResult(id=id_, rung=rung, title=id_, verdict=verdict, evidence="e", remedy="r", depends_on=depends_on)
+    return CheckResult(
+        id=id_,
+        rung=rung,
+        title=id_,
+        verdict=verdict,
+        evidence="e",
+        remedy="r",
+        depends_on=depends_on,
+    )
 
 
 def test_worst_orders_fail_warn_ok_skipped():
@@ -30,16 +38,29 @@ def test_worst_orders_fail_warn_ok_skipped():
 
 
 def test_causes_attach_only_to_failed_dependencies():
-    out = attach_causes([_c("lo.link", Verdict.FAIL), _c("echo", Verdict.FAIL, ("lo.link", "lo.routes")),
-                         _c("mtu", Verdict.OK, ("lo.link",))])  # fmt: skip
+    out = attach_causes(
+        [
+            _c("lo.link", Verdict.FAIL),
+            _c("echo", Verdict.FAIL, ("lo.link", "lo.routes")),
+            _c("mtu", Verdict.OK, ("lo.link",)),
+        ]
+    )
     assert out[1].caused_by == ("lo.link",) and out[1].remedy.startswith("fix lo.link first")
     assert out[2].caused_by == ()
-    assert attach_causes([_c("lo.link", Verdict.OK), _c("echo", Verdict.FAIL, ("lo.link",))])[1].caused_by == ()
+    assert (
+        attach_causes([_c("lo.link", Verdict.OK), _c("echo", Verdict.FAIL, ("lo.link",))])[
+            1
+        ].caused_by
+        == ()
+    )
 
 
 def test_failed_rung_invalidates_the_rungs_above():
-    rungs = [build_rung(1, [_c("a", Verdict.FAIL)]), build_rung(2, [_c("b", Verdict.OK, rung=2)]),
-             build_rung(3, [_c("c", Verdict.OK, rung=3)])]  # fmt: skip
+    rungs = [
+        build_rung(1, [_c("a", Verdict.FAIL)]),
+        build_rung(2, [_c("b", Verdict.OK, rung=2)]),
+        build_rung(3, [_c("c", Verdict.OK, rung=3)]),
+    ]
     out = mark_meaningless(rungs)
     assert out[0].invalidates == (2, 3) and out[0].meaningful
     assert not out[1].meaningful and "rung 1" in out[1].not_meaningful_because
@@ -47,24 +68,43 @@ def test_failed_rung_invalidates_the_rungs_above():
 
 
 def test_passing_rungs_stay_meaningful():
-    out = mark_meaningless([build_rung(1, [_c("a", Verdict.WARN)]), build_rung(2, [_c("b", Verdict.FAIL, rung=2)])])
+    out = mark_meaningless(
+        [build_rung(1, [_c("a", Verdict.WARN)]), build_rung(2, [_c("b", Verdict.FAIL, rung=2)])]
+    )
     assert out[0].invalidates == () and out[1].meaningful and out[1].invalidates == (3,)
 
 
 def test_findings_only_for_warn_and_fail_with_default_severities():
-    rung = RungResult(rung=1, name="x", verdict=Verdict.FAIL, checks=(
-        _c("a.b", Verdict.FAIL), _c("c", Verdict.WARN), _c("d", Verdict.OK), _c("e", Verdict.SKIPPED),
-        replace(_c("f", Verdict.FAIL), severity=Severity.CRITICAL, code="LO_DOWN")))  # fmt: skip
+    rung = RungResult(
+        rung=1,
+        name="x",
+        verdict=Verdict.FAIL,
+        checks=(
+            _c("a.b", Verdict.FAIL),
+            _c("c", Verdict.WARN),
+            _c("d", Verdict.OK),
+            _c("e", Verdict.SKIPPED),
+            replace(_c("f", Verdict.FAIL), severity=Severity.CRITICAL, code="LO_DOWN"),
+        ),
+    )
     found = findings_of([rung], subject_prefix="netns blue: ")
     assert [(f.code, f.severity) for f in found] == [
-        ("LO_DOWN", Severity.CRITICAL), ("A_B", Severity.HIGH), ("C", Severity.MEDIUM)]
+        ("LO_DOWN", Severity.CRITICAL),
+        ("A_B", Severity.HIGH),
+        ("C", Severity.MEDIUM),
+    ]
     assert found[0].subject == "netns blue: f"
 
 
 def test_healthy_host_passes_every_rung(healthy):
     rungs = judge(healthy)
     assert [r.rung for r in rungs] == [1, 2]
-    bad = [(c.id, c.verdict, c.evidence) for r in rungs for c in r.checks if c.verdict is not Verdict.OK]
+    bad = [
+        (c.id, c.verdict, c.evidence)
+        for r in rungs
+        for c in r.checks
+        if c.verdict is not Verdict.OK
+    ]
     assert bad == []
     assert not findings_of(rungs)
 
@@ -74,10 +114,18 @@ def test_lo_down_fails_rung1_with_remedy_and_explains_the_rest(lo_down):
     rung1 = rungs[0]
     assert rung1.verdict is Verdict.FAIL and rung1.invalidates == (2, 3)
     link = next(c for c in rung1.checks if c.id == "lo.link")
-    assert link.verdict is Verdict.FAIL and link.code == "LO_DOWN" and link.severity is Severity.CRITICAL
+    assert (
+        link.verdict is Verdict.FAIL
+        and link.code == "LO_DOWN"
+        and link.severity is Severity.CRITICAL
+    )
     assert link.remedy == "ip -n blue link set lo up"
     echo = next(c for c in rung1.checks if c.id == "echo.tcp.127.0.0.1")
-    assert echo.verdict is Verdict.FAIL and "lo.link" in echo.caused_by and "ENETUNREACH" in echo.evidence
+    assert (
+        echo.verdict is Verdict.FAIL
+        and "lo.link" in echo.caused_by
+        and "ENETUNREACH" in echo.evidence
+    )
     assert not rungs[1].meaningful
     # an isolated namespace has nothing beyond lo: rung 2 only warns, it does not fail
     assert rungs[1].verdict is Verdict.WARN
@@ -86,8 +134,13 @@ def test_lo_down_fails_rung1_with_remedy_and_explains_the_rest(lo_down):
 def test_external_rung_only_when_gathered(healthy):
     from loopscope.analysis.doctor.facts import ExternalFacts
 
-    ext = ExternalFacts(host="127.0.0.1", port=9, addresses=(healthy.loopback.icmp[0].target,), resolve_us=0.0,
-                        connects=(("127.0.0.1", None, "connect: Connection refused (ECONNREFUSED)"),))  # fmt: skip
+    ext = ExternalFacts(
+        host="127.0.0.1",
+        port=9,
+        addresses=(healthy.loopback.icmp[0].target,),
+        resolve_us=0.0,
+        connects=(("127.0.0.1", None, "connect: Connection refused (ECONNREFUSED)"),),
+    )
     rungs = judge(replace(healthy, external=ext))
     assert [r.rung for r in rungs] == [1, 2, 3] and rungs[2].verdict is Verdict.FAIL
 
@@ -104,14 +157,25 @@ def test_recorded_lo_down_namespace(recorded_lo_down):
     assert rungs[0].verdict is Verdict.FAIL and rungs[0].invalidates == (2, 3)
     assert checks["lo.link"].code == "LO_DOWN"
     assert checks["lo.link"].remedy == "ip -n ls-record-doctor link set lo up"
-    assert checks["echo.tcp.127.0.0.1"].verdict is Verdict.FAIL and "lo.link" in checks["echo.tcp.127.0.0.1"].caused_by
-    assert checks["lo.routes"].verdict is Verdict.FAIL and "Network is unreachable" in checks["lo.routes"].evidence
+    assert (
+        checks["echo.tcp.127.0.0.1"].verdict is Verdict.FAIL
+        and "lo.link" in checks["echo.tcp.127.0.0.1"].caused_by
+    )
+    assert (
+        checks["lo.routes"].verdict is Verdict.FAIL
+        and "Network is unreachable" in checks["lo.routes"].evidence
+    )
     assert checks["icmp.127.0.0.1"].verdict is Verdict.FAIL
 
 
 def test_recorded_healthy_namespace(recorded_ok):
     rungs = judge(recorded_ok)
-    bad = [(c.id, c.verdict, c.evidence) for r in rungs for c in r.checks if c.verdict is not Verdict.OK]
+    bad = [
+        (c.id, c.verdict, c.evidence)
+        for r in rungs
+        for c in r.checks
+        if c.verdict is not Verdict.OK
+    ]
     assert bad == []
     checks = {c.id: c for r in rungs for c in r.checks}
     assert checks["net.default_route"].evidence == "default routes: IPv4 via 10.213.9.2 dev rec0"

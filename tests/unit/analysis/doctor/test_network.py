@@ -62,7 +62,9 @@ def test_firewall_ip6_drop_policy_blocks_v6_loopback_only():
     fail = check_firewall(FirewallFacts(ip6tables_save=POLICY_DROP))
     assert fail.verdict is Verdict.FAIL and "any port on ::1 blocked by" in fail.evidence
     assert "127.0.0.1" not in fail.evidence.split("; ", 1)[1]
-    assert check_firewall(FirewallFacts(ip6tables_save=POLICY_DROP), ipv6=False).verdict is Verdict.OK
+    assert (
+        check_firewall(FirewallFacts(ip6tables_save=POLICY_DROP), ipv6=False).verdict is Verdict.OK
+    )
 
 
 def test_firewall_unreadable_or_not_read():
@@ -75,9 +77,16 @@ def test_firewall_unreadable_or_not_read():
 
 def test_interfaces(healthy):
     assert check_interfaces(healthy.loopback.links).verdict is Verdict.OK
-    down = (healthy.loopback.links[0], LinkInfo(name="eth0", index=2, up=False, running=False, loopback=False))
+    down = (
+        healthy.loopback.links[0],
+        LinkInfo(name="eth0", index=2, up=False, running=False, loopback=False),
+    )
     fail = check_interfaces(down)
-    assert fail.verdict is Verdict.FAIL and "eth0 DOWN" in fail.evidence and fail.remedy.startswith("ip link set eth0 up")
+    assert (
+        fail.verdict is Verdict.FAIL
+        and "eth0 DOWN" in fail.evidence
+        and fail.remedy.startswith("ip link set eth0 up")
+    )
     assert check_interfaces(healthy.loopback.links[:1]).verdict is Verdict.WARN
 
 
@@ -86,39 +95,64 @@ def test_host_addresses(healthy):
     assert ok.verdict is Verdict.OK and "192.0.2.2/24 (eth0)" in ok.evidence
     lo_only_addrs = healthy.loopback.addresses[:2]
     assert check_host_addresses(lo_only_addrs, healthy.loopback.links).verdict is Verdict.FAIL
-    assert check_host_addresses(lo_only_addrs, healthy.loopback.links[:1]).verdict is Verdict.SKIPPED
+    assert (
+        check_host_addresses(lo_only_addrs, healthy.loopback.links[:1]).verdict is Verdict.SKIPPED
+    )
 
 
 def test_default_route(healthy):
     ok = check_default_route(healthy.loopback.main_routes, healthy.loopback.links)
     assert ok.verdict is Verdict.OK and "IPv4 via 192.0.2.1 dev eth0" in ok.evidence
-    none = check_default_route([RouteEntry(family=4, table=254, type="unicast", dst="192.0.2.0/24", dev="eth0")],
-                               healthy.loopback.links)  # fmt: skip
+    none = check_default_route(
+        [RouteEntry(family=4, table=254, type="unicast", dst="192.0.2.0/24", dev="eth0")],
+        healthy.loopback.links,
+    )
     assert none.verdict is Verdict.WARN and none.code == "NO_DEFAULT_ROUTE"
 
 
 def test_host_echoes(healthy):
-    assert [c.verdict for c in check_host_echoes(healthy.localnet.echoes)] == [Verdict.OK, Verdict.OK]
-    blocked = EchoResult(proto="tcp", address=A("192.0.2.2"), port=4000, phase="connect", error="connect: timed out")
+    assert [c.verdict for c in check_host_echoes(healthy.localnet.echoes)] == [
+        Verdict.OK,
+        Verdict.OK,
+    ]
+    blocked = EchoResult(
+        proto="tcp", address=A("192.0.2.2"), port=4000, phase="connect", error="connect: timed out"
+    )
     res = check_host_echoes([blocked])[0]
     assert res.verdict is Verdict.FAIL and res.rung == 2 and "timed out" in res.evidence
     assert check_host_echoes([])[0].verdict is Verdict.SKIPPED
-    dad = EchoResult(proto="tcp", address=A("fd00::2"), phase="bind",
-                     error="bind: Cannot assign requested address (EADDRNOTAVAIL)")  # fmt: skip
+    dad = EchoResult(
+        proto="tcp",
+        address=A("fd00::2"),
+        phase="bind",
+        error="bind: Cannot assign requested address (EADDRNOTAVAIL)",
+    )
     assert check_host_echoes([dad])[0].verdict is Verdict.WARN
 
 
 def test_external():
-    ok = ExternalFacts(host="db.example", port=5432, addresses=(A("192.0.2.9"),), resolve_us=1200.0,
-                       connects=(("192.0.2.9", 800.0, None),))  # fmt: skip
-    assert check_external_dns(ok).verdict is Verdict.OK and "in 1.2 ms" in check_external_dns(ok).evidence
+    ok = ExternalFacts(
+        host="db.example",
+        port=5432,
+        addresses=(A("192.0.2.9"),),
+        resolve_us=1200.0,
+        connects=(("192.0.2.9", 800.0, None),),
+    )
+    assert (
+        check_external_dns(ok).verdict is Verdict.OK
+        and "in 1.2 ms" in check_external_dns(ok).evidence
+    )
     assert check_external_connect(ok).verdict is Verdict.OK
     nxdomain = ExternalFacts(host="nope.invalid", port=1, resolve_error="Name or service not known")
     assert check_external_dns(nxdomain).verdict is Verdict.FAIL
     assert check_external_connect(nxdomain).verdict is Verdict.SKIPPED
-    refused = replace(ok, connects=(("192.0.2.9", None, "connect: Connection refused (ECONNREFUSED)"),))
+    refused = replace(
+        ok, connects=(("192.0.2.9", None, "connect: Connection refused (ECONNREFUSED)"),)
+    )
     assert check_external_connect(refused).verdict is Verdict.FAIL
-    second = replace(ok, connects=(("192.0.2.9", None, "connect: timed out"), ("192.0.2.10", 500.0, None)))
+    second = replace(
+        ok, connects=(("192.0.2.9", None, "connect: timed out"), ("192.0.2.10", 500.0, None))
+    )
     assert check_external_connect(second).verdict is Verdict.WARN
     literal = ExternalFacts(host="127.0.0.1", port=1, addresses=(A("127.0.0.1"),), resolve_us=0.0)
     assert check_external_dns(literal).verdict is Verdict.SKIPPED

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from loopscope.analysis.stack import summarize_stack
-from loopscope.analysis.doctor.ports import check_conntrack, check_ephemeral, check_somaxconn, check_time_wait
+from loopscope.analysis.doctor.ports import (
+    check_conntrack,
+    check_ephemeral,
+    check_somaxconn,
+    check_time_wait,
+)
 from loopscope.analysis.doctor.verdict import Verdict
+from loopscope.analysis.stack import summarize_stack
 from loopscope.model import TcpState
 
 
@@ -41,14 +46,28 @@ def test_time_wait(healthy, mk_conn):
     assert check_time_wait(summarize_stack(healthy.snapshot)).verdict is Verdict.OK
     tw = _clients(mk_conn, 600, TcpState.TIME_WAIT)
     fail = check_time_wait(_summary(healthy, tw, (40000, 40999), tw_reuse=0), tw)
-    assert fail.verdict is Verdict.FAIL and "127.0.0.1:5432 holds 600 ephemeral ports (60% of 1000)" in fail.evidence
+    assert (
+        fail.verdict is Verdict.FAIL
+        and "127.0.0.1:5432 holds 600 ephemeral ports (60% of 1000)" in fail.evidence
+    )
     reuse = check_time_wait(_summary(healthy, tw, (40000, 40999), tw_reuse=2), tw)
     # the same count spread over 10 destinations is no pressure
-    spread = [mk_conn("127.0.0.1", 40000 + i, "127.0.0.1", 5000 + i % 10, TcpState.TIME_WAIT) for i in range(600)]
-    assert check_time_wait(_summary(healthy, spread, (40000, 40999), tw_reuse=0), spread).verdict is Verdict.OK
+    spread = [
+        mk_conn("127.0.0.1", 40000 + i, "127.0.0.1", 5000 + i % 10, TcpState.TIME_WAIT)
+        for i in range(600)
+    ]
+    assert (
+        check_time_wait(_summary(healthy, spread, (40000, 40999), tw_reuse=0), spread).verdict
+        is Verdict.OK
+    )
     # server-side TIME_WAIT (local port is the service port) holds no ephemeral port
-    server = [mk_conn("127.0.0.1", 5432, "127.0.0.1", 40000 + i, TcpState.TIME_WAIT) for i in range(600)]
-    assert check_time_wait(_summary(healthy, server, (40000, 40999), tw_reuse=0), server).verdict is Verdict.OK
+    server = [
+        mk_conn("127.0.0.1", 5432, "127.0.0.1", 40000 + i, TcpState.TIME_WAIT) for i in range(600)
+    ]
+    assert (
+        check_time_wait(_summary(healthy, server, (40000, 40999), tw_reuse=0), server).verdict
+        is Verdict.OK
+    )
     assert reuse.verdict is Verdict.WARN and "tcp_tw_reuse=2 (loopback only)" in reuse.evidence
     assert "sysctl" in fail.remedy and "sysctl" not in reuse.remedy
 
@@ -68,5 +87,7 @@ def test_conntrack():
     assert check_conntrack(0, 262144).verdict is Verdict.OK  # recorded on the dev VM
     assert check_conntrack(200_000, 262144).verdict is Verdict.WARN
     full = check_conntrack(262_000, 262144)
-    assert full.verdict is Verdict.FAIL and full.code == "CONNTRACK_FULL" and "(100%)" in full.evidence
+    assert (
+        full.verdict is Verdict.FAIL and full.code == "CONNTRACK_FULL" and "(100%)" in full.evidence
+    )
     assert check_conntrack(None, None).verdict is Verdict.SKIPPED

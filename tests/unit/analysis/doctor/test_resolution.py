@@ -29,21 +29,44 @@ def test_parse_hosts_golden():
 
 def test_localhost_ok_and_failures():
     entries = tuple(e for e in parse_hosts(HOSTS) if "localhost" in e.names)
-    ok = check_localhost(ResolutionFacts(hosts_entries=entries, order=(A("::1"), A("127.0.0.1")), duration_us=1500))
-    assert ok.verdict is Verdict.OK and ok.evidence == "localhost -> ::1, 127.0.0.1 (getaddrinfo in 1.5 ms); /etc/hosts: line 1 127.0.0.1, line 4 ::1"
+    ok = check_localhost(
+        ResolutionFacts(hosts_entries=entries, order=(A("::1"), A("127.0.0.1")), duration_us=1500)
+    )
+    assert (
+        ok.verdict is Verdict.OK
+        and ok.evidence
+        == "localhost -> ::1, 127.0.0.1 (getaddrinfo in 1.5 ms); /etc/hosts: line 1 127.0.0.1, line 4 ::1"
+    )
     none = check_localhost(ResolutionFacts(error="Name or service not known"))
     assert none.verdict is Verdict.FAIL and none.code == "LOCALHOST_UNRESOLVED"
     remote = check_localhost(ResolutionFacts(hosts_entries=entries, order=(A("192.0.2.2"),)))
-    assert remote.verdict is Verdict.FAIL and remote.code == "LOCALHOST_NOT_LOOPBACK" and "192.0.2.2" in remote.remedy
+    assert (
+        remote.verdict is Verdict.FAIL
+        and remote.code == "LOCALHOST_NOT_LOOPBACK"
+        and "192.0.2.2" in remote.remedy
+    )
     synthesised = check_localhost(ResolutionFacts(order=(A("127.0.0.1"),)))
     assert synthesised.verdict is Verdict.WARN and synthesised.code == "LOCALHOST_NOT_IN_HOSTS"
 
 
 def test_listener_families_by_bind_address(mk_listener):
-    socks = [mk_listener("127.0.0.1", 8080), mk_listener("::1", 8081), mk_listener("::", 8082, v6only=False),
-             mk_listener("::", 8083, v6only=True), mk_listener("0.0.0.0", 8084), mk_listener("192.0.2.2", 8085),
-             mk_listener("::ffff:127.0.0.1", 8086)]  # fmt: skip
-    assert listener_families(socks) == {8080: {4}, 8081: {6}, 8082: {4, 6}, 8083: {6}, 8084: {4}, 8086: {4}}
+    socks = [
+        mk_listener("127.0.0.1", 8080),
+        mk_listener("::1", 8081),
+        mk_listener("::", 8082, v6only=False),
+        mk_listener("::", 8083, v6only=True),
+        mk_listener("0.0.0.0", 8084),
+        mk_listener("192.0.2.2", 8085),
+        mk_listener("::ffff:127.0.0.1", 8086),
+    ]
+    assert listener_families(socks) == {
+        8080: {4},
+        8081: {6},
+        8082: {4, 6},
+        8083: {6},
+        8084: {4},
+        8086: {4},
+    }
 
 
 V6_FIRST = ResolutionFacts(order=(A("::1"), A("127.0.0.1")))
@@ -52,12 +75,16 @@ V4_ONLY = ResolutionFacts(order=(A("127.0.0.1"),))
 
 
 def test_mismatch_ok_when_listener_accepts_first_family(mk_listener):
-    ok = check_localhost_mismatch(V6_FIRST, [mk_listener("::", 8080, v6only=False), mk_listener("::1", 9090)])
+    ok = check_localhost_mismatch(
+        V6_FIRST, [mk_listener("::", 8080, v6only=False), mk_listener("::1", 9090)]
+    )
     assert ok.verdict is Verdict.OK
 
 
 def test_mismatch_v6_first_listener_v4_only_warns_with_fallback(mk_listener):
-    warn = check_localhost_mismatch(V6_FIRST, [mk_listener("127.0.0.1", 8080)], owners={8080: "node"})
+    warn = check_localhost_mismatch(
+        V6_FIRST, [mk_listener("127.0.0.1", 8080)], owners={8080: "node"}
+    )
     assert warn.verdict is Verdict.WARN and warn.code == "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY"
     assert "8080 (node) listens on 127.0.0.1 only" in warn.evidence
 
@@ -70,15 +97,29 @@ def test_mismatch_fails_when_the_other_family_is_absent(mk_listener):
 
 
 def test_mismatch_skips_own_ports_and_udp_and_unresolved(mk_listener):
-    assert check_localhost_mismatch(V6_ONLY, [mk_listener("127.0.0.1", 8080)], skip_ports=(8080,)).verdict is Verdict.OK
+    assert (
+        check_localhost_mismatch(
+            V6_ONLY, [mk_listener("127.0.0.1", 8080)], skip_ports=(8080,)
+        ).verdict
+        is Verdict.OK
+    )
     from loopscope.model import Proto
 
-    assert check_localhost_mismatch(V6_ONLY, [mk_listener("127.0.0.1", 53, proto=Proto.UDP)]).verdict is Verdict.OK
+    assert (
+        check_localhost_mismatch(V6_ONLY, [mk_listener("127.0.0.1", 53, proto=Proto.UDP)]).verdict
+        is Verdict.OK
+    )
     assert check_localhost_mismatch(replace(V6_ONLY, order=()), []).verdict is Verdict.SKIPPED
 
 
 def test_order_from_hosts_follows_rfc6724_precedence():
-    entries = parse_hosts("127.0.0.1 localhost\n::1 localhost\nnot-an-ip localhost\n127.0.0.1 localhost\n")
+    entries = parse_hosts(
+        "127.0.0.1 localhost\n::1 localhost\nnot-an-ip localhost\n127.0.0.1 localhost\n"
+    )
     assert order_from_hosts(entries) == (A("::1"), A("127.0.0.1"))
     assert order_from_hosts(parse_hosts("127.0.0.1 localhost\n")) == (A("127.0.0.1"),)
-    assert order_from_hosts(parse_hosts("fd00::2 x\n127.0.0.1 x\n::1 x\n")) == (A("::1"), A("fd00::2"), A("127.0.0.1"))
+    assert order_from_hosts(parse_hosts("fd00::2 x\n127.0.0.1 x\n::1 x\n")) == (
+        A("::1"),
+        A("fd00::2"),
+        A("127.0.0.1"),
+    )

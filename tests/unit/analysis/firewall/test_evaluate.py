@@ -44,7 +44,7 @@ def test_nft_golden_rule(nft) -> None:  # type: ignore[no-untyped-def]
         Match("dport", False, ((8080, 8080),)),
         Match("l4proto", False, ("tcp",)),
     )
-    assert rule.text == 'iifname lo tcp dport 8080 drop'
+    assert rule.text == "iifname lo tcp dport 8080 drop"
 
 
 def test_nft_sets_ranges_prefixes_and_jumps(nft) -> None:  # type: ignore[no-untyped-def]
@@ -54,7 +54,9 @@ def test_nft_sets_ranges_prefixes_and_jumps(nft) -> None:  # type: ignore[no-unt
     assert rules[2].matches[1] == Match("dport", False, ((9000, 9100),))
     assert rules[2].verdict == "reject"
     assert rules[3].matches[1] == Match("dport", False, ((53, 53), (5353, 5353)))
-    assert rules[4].matches[0] == Match("dport", False, ((7001, 7001), (7002, 7002)))  # @blocked resolved
+    assert rules[4].matches[0] == Match(
+        "dport", False, ((7001, 7001), (7002, 7002))
+    )  # @blocked resolved
     assert (rules[5].verdict, rules[5].target) == ("jump", "extra")
     assert rules[5].matches[0] == Match("dport", True, ((22, 22),))
 
@@ -70,11 +72,15 @@ def test_iptables_golden_rules(ipt) -> None:  # type: ignore[no-untyped-def]
     v4 = _chain(ipt, "ip", "filter", "INPUT")
     assert v4.hook == "input" and v4.policy == "accept"
     assert v4.rules[0].matches == (
-        Match("iif", False, ("lo",)), Match("l4proto", False, ("tcp",)), Match("dport", False, ((5432, 5432),))
+        Match("iif", False, ("lo",)),
+        Match("l4proto", False, ("tcp",)),
+        Match("dport", False, ((5432, 5432),)),
     )
     assert v4.rules[1].matches[2] == Match("dport", False, ((80, 80), (443, 443)))
     out = _chain(ipt, "ip", "filter", "OUTPUT").rules[0]
-    assert out.matches[0] == Match("oif", True, ("lo",)) and out.matches[2] == Match("dport", False, ((1000, 2000),))
+    assert out.matches[0] == Match("oif", True, ("lo",)) and out.matches[2] == Match(
+        "dport", False, ((1000, 2000),)
+    )
     v6 = _chain(ipt, "ip6", "filter", "INPUT")
     assert v6.rules[0].matches[2] == Match("dport", False, ((6379, 6379),))
 
@@ -101,7 +107,9 @@ def test_iptables_golden_rules(ipt) -> None:  # type: ignore[no-untyped-def]
     ],
 )
 def test_evaluate_merged(nft, ipt, proto, version, daddr, dport, blocked, where) -> None:  # type: ignore[no-untyped-def]
-    verdict = evaluate(merge_rulesets(nft, ipt), Packet(proto=proto, version=version, daddr=daddr, dport=dport))
+    verdict = evaluate(
+        merge_rulesets(nft, ipt), Packet(proto=proto, version=version, daddr=daddr, dport=dport)
+    )
     assert verdict.blocked is blocked
     if where:
         assert verdict.rule is not None and verdict.rule.where == where
@@ -156,7 +164,9 @@ def test_parse_errors() -> None:
 
 def test_policy_drop_names_the_right_source_in_a_merged_ruleset(nft) -> None:  # type: ignore[no-untyped-def]
     ipt = parse_iptables_save("*filter\n:INPUT DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n")
-    verdict = evaluate(merge_rulesets(nft, ipt), Packet(proto="tcp", version=4, daddr="127.0.0.1", dport=1))
+    verdict = evaluate(
+        merge_rulesets(nft, ipt), Packet(proto="tcp", version=4, daddr="127.0.0.1", dport=1)
+    )
     assert verdict.blocked and verdict.policy_chain == "iptables ip filter INPUT"
 
 

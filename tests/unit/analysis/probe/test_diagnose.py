@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from loopscope.analysis.listeners import find_listeners
 from loopscope.analysis.firewall.evaluate import parse_iptables_save
+from loopscope.analysis.listeners import find_listeners
 from loopscope.analysis.probe.diagnose import covers, diagnose
 from loopscope.model.probe import AddressResult, Attempt, Candidate, TlsInfo
 from loopscope.testing.factories import listener, make_snapshot, proc
@@ -13,17 +13,35 @@ from loopscope.testing.factories import listener, make_snapshot, proc
 PORT = 8080
 
 
-def _res(addr: str, label: str | None = None, *, ok: bool, error: str = "ECONNREFUSED", phase: str = "connect",
-         tls: TlsInfo | None = None) -> AddressResult:
-    att = Attempt(address=addr, port=PORT, ok=ok, connect_s=0.0001 if ok else None, tls=tls,
-                  error=None if ok else error, phase=None if ok else phase)
-    return AddressResult(candidate=Candidate(address=addr, label=label or addr, family=6 if ":" in addr else 4),
-                         attempts=(att,))
+def _res(
+    addr: str,
+    label: str | None = None,
+    *,
+    ok: bool,
+    error: str = "ECONNREFUSED",
+    phase: str = "connect",
+    tls: TlsInfo | None = None,
+) -> AddressResult:
+    att = Attempt(
+        address=addr,
+        port=PORT,
+        ok=ok,
+        connect_s=0.0001 if ok else None,
+        tls=tls,
+        error=None if ok else error,
+        phase=None if ok else phase,
+    )
+    return AddressResult(
+        candidate=Candidate(address=addr, label=label or addr, family=6 if ":" in addr else 4),
+        attempts=(att,),
+    )
 
 
 def _listeners(*binds: str, **kw):  # type: ignore[no-untyped-def]
     web = proc(42, "python3")
-    return find_listeners(make_snapshot([listener("tcp", b, PORT, owners=[web], **kw) for b in binds], [web]))
+    return find_listeners(
+        make_snapshot([listener("tcp", b, PORT, owners=[web], **kw) for b in binds], [web])
+    )
 
 
 def _codes(findings) -> list[str]:  # type: ignore[no-untyped-def]
@@ -55,7 +73,10 @@ def test_all_ok_means_no_findings() -> None:
 
 
 def test_v6_only_listener_and_localhost_order() -> None:
-    results = [_res("127.0.0.1", "127.0.0.1 (localhost #1)", ok=False), _res("::1", "::1 (localhost #2)", ok=True)]
+    results = [
+        _res("127.0.0.1", "127.0.0.1 (localhost #1)", ok=False),
+        _res("::1", "::1 (localhost #2)", ok=True),
+    ]
     fs = diagnose(results, port=PORT, listeners=_listeners("::1"))
     assert set(_codes(fs)) == {"PROBE_NOT_BOUND_TO_ADDRESS", "PROBE_LOCALHOST_FIRST_FAILS"}
     bound = next(f for f in fs if f.code == "PROBE_NOT_BOUND_TO_ADDRESS")
@@ -70,43 +91,65 @@ def test_nothing_listening_vs_other_netns() -> None:
     assert _codes(fs) == ["PROBE_LISTENER_IN_OTHER_NETNS"] and "blue" in fs[0].evidence
     # a listener on another port here does not count
     web = proc(7, "x")
-    elsewhere = find_listeners(make_snapshot([listener("tcp", "127.0.0.1", 9999, owners=[web])], [web]))
+    elsewhere = find_listeners(
+        make_snapshot([listener("tcp", "127.0.0.1", 9999, owners=[web])], [web])
+    )
     assert _codes(diagnose(results, port=PORT, listeners=elsewhere)) == ["PROBE_NOTHING_LISTENING"]
 
 
 def test_firewall_rule_explains_a_timeout_and_absent_rule_does_not() -> None:
-    rules = parse_iptables_save(f"*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -p tcp --dport {PORT} -j DROP\nCOMMIT\n")
+    rules = parse_iptables_save(
+        f"*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -p tcp --dport {PORT} -j DROP\nCOMMIT\n"
+    )
     results = [_res("127.0.0.1", ok=False, error="ETIMEDOUT")]
     fs = diagnose(results, port=PORT, listeners=_listeners("127.0.0.1"), ruleset=rules)
     assert _codes(fs) == ["PROBE_FIREWALL_BLOCKS"] and "--dport 8080 -j DROP" in fs[0].evidence
-    other = parse_iptables_save("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -p tcp --dport 9 -j DROP\nCOMMIT\n")
+    other = parse_iptables_save(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -p tcp --dport 9 -j DROP\nCOMMIT\n"
+    )
     fs2 = diagnose(results, port=PORT, listeners=_listeners("127.0.0.1"), ruleset=other)
     assert _codes(fs2) == ["PROBE_UNEXPLAINED_FAILURE"]
 
 
 def test_accept_queue_full_and_not_full() -> None:
     results = [_res("127.0.0.1", ok=False, error="ETIMEDOUT")]
-    fs = diagnose(results, port=PORT, listeners=_listeners("127.0.0.1", accept_queue=129, backlog=128))
+    fs = diagnose(
+        results, port=PORT, listeners=_listeners("127.0.0.1", accept_queue=129, backlog=128)
+    )
     assert _codes(fs) == ["PROBE_ACCEPT_QUEUE_FULL"] and "backlog 128" in fs[0].evidence
-    fs2 = diagnose(results, port=PORT, listeners=_listeners("127.0.0.1", accept_queue=3, backlog=128))
+    fs2 = diagnose(
+        results, port=PORT, listeners=_listeners("127.0.0.1", accept_queue=3, backlog=128)
+    )
     assert _codes(fs2) == ["PROBE_UNEXPLAINED_FAILURE"]
 
 
 def test_nagle_cluster_and_fast_series() -> None:
     ok = [_res("127.0.0.1", ok=True)]
     stalled = {"127.0.0.1": [41_000_000] * 10 + [200_000] * 2}
-    assert _codes(diagnose(ok, port=PORT, listeners=[], latencies_ns=stalled)) == ["NAGLE_DELAYED_ACK_STALL"]
+    assert _codes(diagnose(ok, port=PORT, listeners=[], latencies_ns=stalled)) == [
+        "NAGLE_DELAYED_ACK_STALL"
+    ]
     fast = {"127.0.0.1": [200_000] * 12}
     assert diagnose(ok, port=PORT, listeners=[], latencies_ns=fast) == []
 
 
 def test_tls_certificate_expiry() -> None:
     def tls(days: float) -> TlsInfo:
-        return TlsInfo(version="TLSv1.3", cipher="x", handshake_s=0.001, subject="CN=localhost",
-                       not_after="2026-01-01T00:00:00+00:00", expires_in_s=days * 86400)
+        return TlsInfo(
+            version="TLSv1.3",
+            cipher="x",
+            handshake_s=0.001,
+            subject="CN=localhost",
+            not_after="2026-01-01T00:00:00+00:00",
+            expires_in_s=days * 86400,
+        )
 
-    assert _codes(diagnose([_res("127.0.0.1", ok=True, tls=tls(-1))], port=PORT, listeners=[])) == ["PROBE_TLS_CERT_EXPIRED"]
-    assert _codes(diagnose([_res("127.0.0.1", ok=True, tls=tls(3))], port=PORT, listeners=[])) == ["PROBE_TLS_CERT_EXPIRING"]
+    assert _codes(diagnose([_res("127.0.0.1", ok=True, tls=tls(-1))], port=PORT, listeners=[])) == [
+        "PROBE_TLS_CERT_EXPIRED"
+    ]
+    assert _codes(diagnose([_res("127.0.0.1", ok=True, tls=tls(3))], port=PORT, listeners=[])) == [
+        "PROBE_TLS_CERT_EXPIRING"
+    ]
     assert diagnose([_res("127.0.0.1", ok=True, tls=tls(90))], port=PORT, listeners=[]) == []
 
 

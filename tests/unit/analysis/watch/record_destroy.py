@@ -52,7 +52,9 @@ def main() -> None:
         if port in _ports(data) or {case["client_port"] for case in cases} & set(_ports(data)):
             grams.append(data.hex())
     out = {"server_port": port, "cases": cases, "datagrams": grams}
-    Path(__file__).with_name("fixtures").joinpath("destroy.json").write_text(json.dumps(out, indent=1))
+    Path(__file__).with_name("fixtures").joinpath("destroy.json").write_text(
+        json.dumps(out, indent=1)
+    )
 
 
 def _ports(data: bytes) -> tuple[int, int]:

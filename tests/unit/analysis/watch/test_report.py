@@ -48,7 +48,9 @@ HTTP = SourceStatus(name="http_capture", active=True)
 
 
 def proc(pid: int, comm: str = "app", pgid: int | None = None) -> ProcessInfo:
-    return ProcessInfo(key=ProcessKey(pid, pid * 10), comm=comm, pgid=pgid if pgid is not None else pid)
+    return ProcessInfo(
+        key=ProcessKey(pid, pid * 10), comm=comm, pgid=pgid if pgid is not None else pid
+    )
 
 
 def ep(port: int, addr: str = "127.0.0.1") -> Endpoint:
@@ -59,11 +61,22 @@ def listener(port: int, *owners: ProcessInfo, queue: int = 0, backlog: int = 128
     return ListenerSample(local=ep(port), accept_queue=queue, backlog=backlog, owners=owners)
 
 
-def sample(at_s: float, *listeners: ListenerSample, established: tuple[PooledConnection, ...] = (),
-           ephemeral: dict[str, int] | None = None, time_wait: int = 0) -> SnapshotSample:
-    return SnapshotSample(at_ns=int(at_s * S), listeners=listeners, established=established, time_wait=time_wait,
-                          ephemeral_in_use=ephemeral or {}, ephemeral_range=(32768, 60999),
-                          host_addresses=frozenset({LO, IPv4Address("192.0.2.2")}))
+def sample(
+    at_s: float,
+    *listeners: ListenerSample,
+    established: tuple[PooledConnection, ...] = (),
+    ephemeral: dict[str, int] | None = None,
+    time_wait: int = 0,
+) -> SnapshotSample:
+    return SnapshotSample(
+        at_ns=int(at_s * S),
+        listeners=listeners,
+        established=established,
+        time_wait=time_wait,
+        ephemeral_in_use=ephemeral or {},
+        ephemeral_range=(32768, 60999),
+        host_addresses=frozenset({LO, IPv4Address("192.0.2.2")}),
+    )
 
 
 class Conn:
@@ -71,45 +84,109 @@ class Conn:
 
     cookie = 100
 
-    def __init__(self, client_port: int, server_port: int, pid: int | None, at_s: float, *,
-                 path: str | None = None, dur_s: float = 0.01, addr: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        client_port: int,
+        server_port: int,
+        pid: int | None,
+        at_s: float,
+        *,
+        path: str | None = None,
+        dur_s: float = 0.01,
+        addr: str = "127.0.0.1",
+    ) -> None:
         Conn.cookie += 2
         self.c, self.s = ep(client_port, addr), ep(server_port, addr)
         t = int(at_s * S)
         self.connects = [
-            ConnectEvent(at_ns=t, kind=ConnectKind.ACTIVE, family=Family.INET, local=self.c, remote=self.s,
-                         cookie=Conn.cookie, pid=pid, tid=pid),
-            ConnectEvent(at_ns=t + 1000, kind=ConnectKind.PASSIVE, family=Family.INET, local=self.s, remote=self.c,
-                         cookie=Conn.cookie + 1),
+            ConnectEvent(
+                at_ns=t,
+                kind=ConnectKind.ACTIVE,
+                family=Family.INET,
+                local=self.c,
+                remote=self.s,
+                cookie=Conn.cookie,
+                pid=pid,
+                tid=pid,
+            ),
+            ConnectEvent(
+                at_ns=t + 1000,
+                kind=ConnectKind.PASSIVE,
+                family=Family.INET,
+                local=self.s,
+                remote=self.c,
+                cookie=Conn.cookie + 1,
+            ),
         ]
         end = t + int(dur_s * S)
         self.closes = [
-            CloseEvent(at_ns=end, family=Family.INET, local=self.c, remote=self.s, cookie=Conn.cookie, netns=NS),
-            CloseEvent(at_ns=end + 1000, family=Family.INET, local=self.s, remote=self.c, cookie=Conn.cookie + 1,
-                       netns=NS),
+            CloseEvent(
+                at_ns=end,
+                family=Family.INET,
+                local=self.c,
+                remote=self.s,
+                cookie=Conn.cookie,
+                netns=NS,
+            ),
+            CloseEvent(
+                at_ns=end + 1000,
+                family=Family.INET,
+                local=self.s,
+                remote=self.c,
+                cookie=Conn.cookie + 1,
+                netns=NS,
+            ),
         ]
         self.http: list[HttpEvent] = []
         if path is not None:
             self.http = [
-                HttpEvent(at_ns=t + 2000, kind=HttpKind.REQUEST, client=self.c, server=self.s, method="GET", path=path),
-                HttpEvent(at_ns=end - 2000, kind=HttpKind.RESPONSE, client=self.c, server=self.s, status=200),
+                HttpEvent(
+                    at_ns=t + 2000,
+                    kind=HttpKind.REQUEST,
+                    client=self.c,
+                    server=self.s,
+                    method="GET",
+                    path=path,
+                ),
+                HttpEvent(
+                    at_ns=end - 2000,
+                    kind=HttpKind.RESPONSE,
+                    client=self.c,
+                    server=self.s,
+                    status=200,
+                ),
             ]
 
 
-def data(conns: list[Conn], samples: tuple[SnapshotSample, ...], sources: tuple[SourceStatus, ...],
-         processes: dict[int, ProcessInfo] | None = None, *, ebpf: bool = True, extra_http: list[HttpEvent] = (),
-         ) -> WatchData:  # type: ignore[assignment]
+def data(
+    conns: list[Conn],
+    samples: tuple[SnapshotSample, ...],
+    sources: tuple[SourceStatus, ...],
+    processes: dict[int, ProcessInfo] | None = None,
+    *,
+    ebpf: bool = True,
+    extra_http: list[HttpEvent] = (),
+) -> WatchData:  # type: ignore[assignment]
     return WatchData(
-        started_ns=0, ended_ns=10 * S,
+        started_ns=0,
+        ended_ns=10 * S,
         connects=tuple(e for c in conns for e in c.connects) if ebpf else (),
         closes=tuple(e for c in conns for e in c.closes),
         http=tuple(e for c in conns for e in c.http) + tuple(extra_http),
-        samples=samples, processes=processes or {}, sources=sources,
+        samples=samples,
+        processes=processes or {},
+        sources=sources,
     )
 
 
-def self_calling_app(n: int, externals: int) -> tuple[list[Conn], tuple[SnapshotSample, ...], dict[int, ProcessInfo]]:
-    master, worker, client = proc(10, "gunicorn"), proc(11, "gunicorn", pgid=10), proc(99, "loadgen")
+def self_calling_app(
+    n: int, externals: int
+) -> tuple[list[Conn], tuple[SnapshotSample, ...], dict[int, ProcessInfo]]:
+    master, worker, client = (
+        proc(10, "gunicorn"),
+        proc(11, "gunicorn", pgid=10),
+        proc(99, "loadgen"),
+    )
     conns, port = [], 40000
     for k in range(externals):
         t0 = 1.0 + k
@@ -118,7 +195,10 @@ def self_calling_app(n: int, externals: int) -> tuple[list[Conn], tuple[Snapshot
         for j in range(n):
             conns.append(Conn(port, 8080, 11, t0 + 0.01 + 0.1 * j, path="/leaf", dur_s=0.05))
             port += 1
-    samples = (sample(0.5, listener(8080, master, worker)), sample(9.5, listener(8080, master, worker)))
+    samples = (
+        sample(0.5, listener(8080, master, worker)),
+        sample(9.5, listener(8080, master, worker)),
+    )
     return conns, samples, {11: worker, 99: client}
 
 
@@ -134,7 +214,9 @@ def test_amplification_exact_with_ebpf_and_http() -> None:
     assert app.external_paths == {"/work": 4} and app.statuses == {200: 16}
     assert report.connections == 16 and report.client_pid_known == 16
     self_edge = next(e for e in report.edges if e.self_call)
-    assert self_edge.connections == 12 and self_edge.client_pids == (11,) and self_edge.requests == 12
+    assert (
+        self_edge.connections == 12 and self_edge.client_pids == (11,) and self_edge.requests == 12
+    )
     ext_edge = next(e for e in report.edges if not e.self_call)
     assert ext_edge.client == "loadgen[99]" and ext_edge.connections == 4
     codes = [(f.code, f.severity.value) for f in check_watch(report)]
@@ -147,7 +229,9 @@ def test_without_http_connections_stand_in_for_requests() -> None:
     (app,) = report.apps
     assert app.unit == "connections" and app.external_requests is None and app.self_requests is None
     assert app.self_factor == 1.0 and app.per_path_factor == {}
-    assert "SELF_CALL_ON_HOT_PATH" in {f.code for f in check_watch(report)}  # factor >= 1 is the threshold
+    assert "SELF_CALL_ON_HOT_PATH" in {
+        f.code for f in check_watch(report)
+    }  # factor >= 1 is the threshold
 
 
 def test_refused_connect_is_not_a_connection() -> None:
@@ -163,8 +247,14 @@ def test_refused_connect_is_not_a_connection() -> None:
 def test_destroy_only_counts_from_the_server_side_and_sees_client_rst() -> None:
     conns, samples, procs = self_calling_app(n=2, externals=3)
     rst = conns[1]
-    rst.closes[0] = CloseEvent(at_ns=rst.closes[0].at_ns, family=Family.INET, local=Endpoint(IPv4Address(0), rst.c.port),
-                               remote=Endpoint(LO, 0), cookie=rst.closes[0].cookie, netns=NS)
+    rst.closes[0] = CloseEvent(
+        at_ns=rst.closes[0].at_ns,
+        family=Family.INET,
+        local=Endpoint(IPv4Address(0), rst.c.port),
+        remote=Endpoint(LO, 0),
+        cookie=rst.closes[0].cookie,
+        netns=NS,
+    )
     report = summarize_watch(data(conns, samples, (DESTROY,), procs, ebpf=False))
     (app,) = report.apps
     assert report.connections == 9 and report.client_pid_known == 0
@@ -176,12 +266,25 @@ def test_destroy_only_counts_from_the_server_side_and_sees_client_rst() -> None:
 
 def test_keep_alive_pool_from_snapshots_counts_requests() -> None:
     worker = proc(11, "gunicorn", pgid=10)
-    pool = PooledConnection(client=ep(50000), server=ep(8080), client_cookie=7, server_cookie=8, client_owners=(worker,))
+    pool = PooledConnection(
+        client=ep(50000), server=ep(8080), client_cookie=7, server_cookie=8, client_owners=(worker,)
+    )
     samples = (sample(0.5, listener(8080, proc(10, "gunicorn"), worker), established=(pool,)),)
     ext = Conn(40000, 8080, 99, 1.0, path="/work", dur_s=1.0)
-    reqs = [HttpEvent(at_ns=int((1.1 + 0.1 * k) * S), kind=HttpKind.REQUEST, client=ep(50000), server=ep(8080),
-                      method="GET", path="/leaf") for k in range(5)]
-    report = summarize_watch(data([ext], samples, (EBPF, DESTROY, HTTP), {99: proc(99, "loadgen")}, extra_http=reqs))
+    reqs = [
+        HttpEvent(
+            at_ns=int((1.1 + 0.1 * k) * S),
+            kind=HttpKind.REQUEST,
+            client=ep(50000),
+            server=ep(8080),
+            method="GET",
+            path="/leaf",
+        )
+        for k in range(5)
+    ]
+    report = summarize_watch(
+        data([ext], samples, (EBPF, DESTROY, HTTP), {99: proc(99, "loadgen")}, extra_http=reqs)
+    )
     (app,) = report.apps
     assert app.self_connections == 1 and app.self_requests == 5 and app.external_requests == 1
     assert app.self_factor == 5.0 and app.per_path_factor == {"/work": 5.0}
@@ -206,8 +309,12 @@ def test_chain_is_not_a_self_call() -> None:
 def test_accept_queue_and_ephemeral_pressure_findings() -> None:
     app = proc(10)
     samples = (
-        sample(1, listener(8080, app, queue=5, backlog=128), ephemeral={"127.0.0.1:8080/tcp": 1000}),
-        sample(2, listener(8080, app, queue=128, backlog=128), ephemeral={"127.0.0.1:8080/tcp": 20000}),
+        sample(
+            1, listener(8080, app, queue=5, backlog=128), ephemeral={"127.0.0.1:8080/tcp": 1000}
+        ),
+        sample(
+            2, listener(8080, app, queue=128, backlog=128), ephemeral={"127.0.0.1:8080/tcp": 20000}
+        ),
     )
     report = summarize_watch(data([], samples, (EBPF,)))
     (lp,) = report.listeners
@@ -228,7 +335,9 @@ def _health_run(slow_with_load: bool) -> list[str]:
         lat_s = 0.002 * (1 + in_flight) if slow_with_load else 0.002 * (1 + (second * 5) % 7)
         conns.append(Conn(port, 8080, 98, second + 0.05, path="/healthz", dur_s=lat_s))
         port += 1
-    report = summarize_watch(data(conns, (sample(0.1, listener(8080, app)),), (EBPF, DESTROY, HTTP)))
+    report = summarize_watch(
+        data(conns, (sample(0.1, listener(8080, app)),), (EBPF, DESTROY, HTTP))
+    )
     return [f.subject for f in check_watch(report) if f.code == "HEALTH_CHECK_SLOW_UNDER_LOAD"]
 
 
@@ -246,10 +355,26 @@ def test_correlation() -> None:
 
 def test_sample_snapshot_adds_time_wait_to_ephemeral_counts() -> None:
     owner = proc(10)
-    lst = SocketRecord(proto=Proto.TCP, family=Family.INET, state=TcpState.LISTEN, local=ep(8080, "0.0.0.0"),
-                       remote=ep(0, "0.0.0.0"), netns=NS, inode=5, accept_queue=2, backlog=64, owners=(owner.key,))
-    snap = Snapshot(taken_at_ns=S, netns=NS, netns_label="host", source="sock_diag", sockets=(lst,),
-                    processes={owner.key: owner})
+    lst = SocketRecord(
+        proto=Proto.TCP,
+        family=Family.INET,
+        state=TcpState.LISTEN,
+        local=ep(8080, "0.0.0.0"),
+        remote=ep(0, "0.0.0.0"),
+        netns=NS,
+        inode=5,
+        accept_queue=2,
+        backlog=64,
+        owners=(owner.key,),
+    )
+    snap = Snapshot(
+        taken_at_ns=S,
+        netns=NS,
+        netns_label="host",
+        source="sock_diag",
+        sockets=(lst,),
+        processes={owner.key: owner},
+    )
     s = sample_snapshot(snap, {ep(8080): 300, ep(443, "192.0.2.9"): 7})
     assert s.time_wait == 307
     assert s.ephemeral_in_use == {"127.0.0.1:8080/tcp": 300}
@@ -259,17 +384,28 @@ def test_sample_snapshot_adds_time_wait_to_ephemeral_counts() -> None:
 
 def test_recorded_destroy_events_join_to_server_side_counts() -> None:
     rec = json.loads((Path(__file__).parent / "fixtures" / "destroy.json").read_text())
-    closes = [e for g in rec["datagrams"] for e in parse_destroy_datagram(bytes.fromhex(g), netns=NS, at_ns=S)]
+    closes = [
+        e
+        for g in rec["datagrams"]
+        for e in parse_destroy_datagram(bytes.fromhex(g), netns=NS, at_ns=S)
+    ]
     port = rec["server_port"]
     server_side = [e for e in closes if e.local.port == port]
-    assert sorted(e.remote.port for e in server_side) == sorted(c["client_port"] for c in rec["cases"])
+    assert sorted(e.remote.port for e in server_side) == sorted(
+        c["client_port"] for c in rec["cases"]
+    )
     rst_port = next(c["client_port"] for c in rec["cases"] if c["rst"])
     (rst,) = [e for e in closes if e.local.port == rst_port]
     assert rst.remote.port == 0  # the client end that sent RST lost its peer
     normal = next(e for e in closes if e.local.port != port and e.remote.port == port)
     assert normal.tcp_info is not None and normal.tcp_info.bytes_sent == 4  # "ping"
-    wd = WatchData(started_ns=0, ended_ns=2 * S, closes=tuple(closes), sources=(DESTROY,),
-                   samples=(sample(0.5, listener(port, proc(10))),))
+    wd = WatchData(
+        started_ns=0,
+        ended_ns=2 * S,
+        closes=tuple(closes),
+        sources=(DESTROY,),
+        samples=(sample(0.5, listener(port, proc(10))),),
+    )
     report = summarize_watch(wd)
     assert report.connections == 2 and report.client_rst == 1
     # up: client bytes_sent 4 + (RST case, no client counters) server bytes_received 4 - 1 for a FIN it never
@@ -287,10 +423,18 @@ def test_lean_destroy_parser_agrees_with_the_sock_diag_parser() -> None:
         for msg in parse_messages(bytes.fromhex(g)):
             full = parse_inet_diag_msg(msg.payload, proto=Proto.TCP, netns=NS)
             (lean,) = parse_destroy_datagram(msg_bytes(msg), netns=NS, at_ns=1)
-            assert (lean.local, lean.remote, lean.cookie, lean.family) == (full.local, full.remote, full.cookie, full.family)
+            assert (lean.local, lean.remote, lean.cookie, lean.family) == (
+                full.local,
+                full.remote,
+                full.cookie,
+                full.family,
+            )
             assert full.tcp_info is not None and lean.tcp_info is not None
-            assert (lean.tcp_info.bytes_sent, lean.tcp_info.bytes_received, lean.tcp_info.bytes_acked) == (
-                full.tcp_info.bytes_sent, full.tcp_info.bytes_received, full.tcp_info.bytes_acked)
+            assert (
+                lean.tcp_info.bytes_sent,
+                lean.tcp_info.bytes_received,
+                lean.tcp_info.bytes_acked,
+            ) == (full.tcp_info.bytes_sent, full.tcp_info.bytes_received, full.tcp_info.bytes_acked)
             n += 1
     assert n == 4
 

@@ -8,6 +8,12 @@ import struct
 import pytest
 
 from loopscope.backends.linux.bpf import sockops as ebpf
+from loopscope.backends.linux.bpf.sockops import (
+    EVENT,
+    build_sockops_program,
+    find_cgroup2_root,
+    parse_event,
+)
 from loopscope.backends.linux.bpf.syscall import (
     EXIT,
     JA,
@@ -20,12 +26,6 @@ from loopscope.backends.linux.bpf.syscall import (
     Insn,
     Label,
     assemble,
-)
-from loopscope.backends.linux.bpf.sockops import (
-    EVENT,
-    build_sockops_program,
-    find_cgroup2_root,
-    parse_event,
 )
 from loopscope.errors import ParseError
 from loopscope.model import Endpoint, Family
@@ -81,10 +81,15 @@ def test_program_shape_and_documentation() -> None:
     insns = [i for i in prog if isinstance(i, Insn)]
     assert all(i.comment for i in insns), "every instruction is documented"
     code = assemble(prog)
-    assert len(code) % 8 == 0 and len(code) // 8 == 61  # 2 + 2 op tests + ja + 7 + 3 netns + 14 copies x 2 + 7 push + 9 drop count + 2
+    assert (
+        len(code) % 8 == 0 and len(code) // 8 == 61
+    )  # 2 + 2 op tests + ja + 7 + 3 netns + 14 copies x 2 + 7 push + 9 drop count + 2
     # both map fds appear as BPF_PSEUDO_MAP_FD wide loads
-    wide = [(code[k + 1] >> 4, struct.unpack_from("<i", code, k + 4)[0]) for k in range(0, len(code), 8)
-            if code[k] == LD_IMM64]
+    wide = [
+        (code[k + 1] >> 4, struct.unpack_from("<i", code, k + 4)[0])
+        for k in range(0, len(code), 8)
+        if code[k] == LD_IMM64
+    ]
     assert wide == [(1, 11), (1, 12)]
     # the last two are r0 = 1; exit
     assert code[-16:].hex() == "b700000001000000" + "9500000000000000"
@@ -93,14 +98,22 @@ def test_program_shape_and_documentation() -> None:
     assert jeq == [3, 5]
 
 
-def _record(op: int, family: int, lport: int, rport_raw: int, lip: bytes, rip: bytes, pid_tgid: int) -> bytes:
+def _record(
+    op: int, family: int, lport: int, rport_raw: int, lip: bytes, rip: bytes, pid_tgid: int
+) -> bytes:
     if family == 2:
-        return EVENT.pack(1_000, pid_tgid, 99, op, family, lport, rport_raw, lip, rip, b"\0" * 16, b"\0" * 16, 3)
-    return EVENT.pack(1_000, pid_tgid, 99, op, family, lport, rport_raw, b"\0" * 4, b"\0" * 4, lip, rip, 0)
+        return EVENT.pack(
+            1_000, pid_tgid, 99, op, family, lport, rport_raw, lip, rip, b"\0" * 16, b"\0" * 16, 3
+        )
+    return EVENT.pack(
+        1_000, pid_tgid, 99, op, family, lport, rport_raw, b"\0" * 4, b"\0" * 4, lip, rip, 0
+    )
 
 
 def test_parse_event_ipv4_connect() -> None:
-    raw = _record(3, 2, 53110, 0x901F0000, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2]), (4242 << 32) | 4243)
+    raw = _record(
+        3, 2, 53110, 0x901F0000, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2]), (4242 << 32) | 4243
+    )
     ev = parse_event(raw, mono_to_real_ns=5)
     assert ev.kind is ConnectKind.ACTIVE
     assert ev.family is Family.INET
@@ -113,7 +126,12 @@ def test_parse_event_ipv6_passive_has_no_pid() -> None:
     one = ipaddress.IPv6Address("::1").packed
     raw = _record(5, 10, 8080, 0xD9CF0000, one, one, (1 << 32) | 1)
     ev = parse_event(raw)
-    assert ev.kind is ConnectKind.PASSIVE and ev.pid is None and ev.tid is None and ev.netns_cookie is None
+    assert (
+        ev.kind is ConnectKind.PASSIVE
+        and ev.pid is None
+        and ev.tid is None
+        and ev.netns_cookie is None
+    )
     assert ev.remote.port == 0xCFD9 and str(ev.local) == "[::1]:8080"
 
 
@@ -149,7 +167,9 @@ def test_namespace_filter_skips_other_namespaces_in_the_kernel() -> None:
     code = assemble(prog)
     insns = [i for i in prog if isinstance(i, Insn)]
     k = next(n for n, i in enumerate(insns) if i.code == LD_IMM64 and i.src == 0)
-    assert insns[k].imm == 0x1_0000_0007 and insns[k + 1].code == 0x5D and insns[k + 1].target == "out"
+    assert (
+        insns[k].imm == 0x1_0000_0007 and insns[k + 1].code == 0x5D and insns[k + 1].target == "out"
+    )
     assert insns[k - 2].imm == 122  # right after bpf_get_netns_cookie and its store
     assert len(code) // 8 == 61 - 1 + 3  # one op test fewer, + ld_imm64 (2 slots) + jne
 
@@ -161,5 +181,7 @@ def test_ring_buffer_program_writes_with_no_wakeup_and_counts_failures() -> None
     k = next(n for n, i in enumerate(prog) if i.code == 0x85 and i.imm == 130)
     assert (prog[k - 2].dst, prog[k - 2].imm) == (3, EVENT.size)  # r3 = record size
     assert (prog[k - 1].dst, prog[k - 1].imm) == (4, 1)  # r4 = BPF_RB_NO_WAKEUP
-    assert prog[k + 1].code == JEQ_K and prog[k + 1].target == "out"  # 0 = written; else count a drop
+    assert (
+        prog[k + 1].code == JEQ_K and prog[k + 1].target == "out"
+    )  # 0 = written; else count a drop
     assert len(assemble(build_sockops_program(11, 12, (3, 5), ringbuf=True))) // 8 == 61 + 1

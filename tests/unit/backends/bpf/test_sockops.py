@@ -33,7 +33,7 @@ def _ring(records: list[tuple[int, bytes]], start: int = 0) -> tuple[int, int]:
 
 
 def _read(ring: RingBuffer) -> list[bytes]:
-    return [bytes(ring.view[off:off + n]) for off, n in ring.records()]
+    return [bytes(ring.view[off : off + n]) for off, n in ring.records()]
 
 
 def test_committed_records_in_order_and_consumer_advances() -> None:
@@ -52,7 +52,7 @@ def test_a_record_is_consumed_only_once_the_caller_moves_past_it() -> None:
     fd, _ = _ring([(0, b"one"), (0, b"two"), (0, b"three")])
     ring = RingBuffer(fd, SIZE)
     for _off, n in ring.records():
-        if n == 3 and bytes(ring.view[_off:_off + 3]) == b"two":
+        if n == 3 and bytes(ring.view[_off : _off + 3]) == b"two":
             break  # stop before taking "two"
     assert _read(ring) == [b"two", b"three"]  # "one" was consumed, "two" was not
     ring.close()
@@ -60,7 +60,14 @@ def test_a_record_is_consumed_only_once_the_caller_moves_past_it() -> None:
 
 
 def test_stops_at_a_busy_record_and_skips_discarded_ones() -> None:
-    fd, _ = _ring([(RINGBUF_DISCARD_BIT, b"dropped"), (0, b"kept"), (RINGBUF_BUSY_BIT, b"inprogress"), (0, b"later")])
+    fd, _ = _ring(
+        [
+            (RINGBUF_DISCARD_BIT, b"dropped"),
+            (0, b"kept"),
+            (RINGBUF_BUSY_BIT, b"inprogress"),
+            (0, b"later"),
+        ]
+    )
     ring = RingBuffer(fd, SIZE)
     assert _read(ring) == [b"kept"]
     assert ring.pending_bytes() == 8 + 16 + 8 + 8  # the busy record and the one after it wait

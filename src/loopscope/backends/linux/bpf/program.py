@@ -61,9 +61,15 @@ _STACK_EVENT = -88  # event lives at r10-88 .. r10-1
 _STACK_KEY = -96  # u32 key 0 for the drop counter lookup
 
 
-def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
-                          netns_cookie: bool = True, only_netns: int | None = None,
-                          ringbuf: bool = False) -> list[Insn | Label]:
+def build_sockops_program(
+    queue_fd: int,
+    drops_fd: int,
+    ops: Iterable[int],
+    *,
+    netns_cookie: bool = True,
+    only_netns: int | None = None,
+    ringbuf: bool = False,
+) -> list[Insn | Label]:
     """The SOCK_OPS program: on the chosen ``ops``, write an :data:`EVENT` into the map ``queue_fd``
     (``bpf_ringbuf_output(.., BPF_RB_NO_WAKEUP)`` into a ring buffer with ``ringbuf``, else
     ``bpf_map_push_elem`` into a queue); count failed writes (buffer full) in ``drops_fd[0]``.
@@ -94,11 +100,21 @@ def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
         ]
         if only_netns is not None:
             p += [
-                Insn(LD_IMM64, 1, 0, imm=only_netns, comment="r1 = the watched namespace's cookie (2 slots)"),
+                Insn(
+                    LD_IMM64,
+                    1,
+                    0,
+                    imm=only_netns,
+                    comment="r1 = the watched namespace's cookie (2 slots)",
+                ),
                 Insn(JNE_X, 0, 1, target="out", comment="another namespace: skip (no queue push)"),
             ]
     else:
-        p.append(Insn(ST_DW, 10, 0, ev + 80, 0, comment="ev.netns_cookie = 0 (BPF_ST | BPF_MEM | BPF_DW)"))
+        p.append(
+            Insn(
+                ST_DW, 10, 0, ev + 80, 0, comment="ev.netns_cookie = 0 (BPF_ST | BPF_MEM | BPF_DW)"
+            )
+        )
     p += [
         Insn(CALL, imm=FN_KTIME_GET_NS, comment="r0 = bpf_ktime_get_ns()"),
         Insn(STX_DW, 10, 0, ev + 0, comment="ev.ktime_ns = r0"),
@@ -108,26 +124,43 @@ def build_sockops_program(queue_fd: int, drops_fd: int, ops: Iterable[int], *,
         Insn(CALL, imm=FN_GET_SOCKET_COOKIE, comment="r0 = bpf_get_socket_cookie(ctx)"),
         Insn(STX_DW, 10, 0, ev + 16, comment="ev.cookie = r0"),
     ]
-    copies = [
-        (SO_OP, 24, "op"), (SO_FAMILY, 28, "family"), (SO_LOCAL_PORT, 32, "local_port"),
-        (SO_REMOTE_PORT, 36, "remote_port"), (SO_LOCAL_IP4, 40, "local_ip4"), (SO_REMOTE_IP4, 44, "remote_ip4"),
-    ] + [(SO_LOCAL_IP6 + 4 * i, 48 + 4 * i, f"local_ip6[{i}]") for i in range(4)] + [
-        (SO_REMOTE_IP6 + 4 * i, 64 + 4 * i, f"remote_ip6[{i}]") for i in range(4)
-    ]
+    copies = (
+        [
+            (SO_OP, 24, "op"),
+            (SO_FAMILY, 28, "family"),
+            (SO_LOCAL_PORT, 32, "local_port"),
+            (SO_REMOTE_PORT, 36, "remote_port"),
+            (SO_LOCAL_IP4, 40, "local_ip4"),
+            (SO_REMOTE_IP4, 44, "remote_ip4"),
+        ]
+        + [(SO_LOCAL_IP6 + 4 * i, 48 + 4 * i, f"local_ip6[{i}]") for i in range(4)]
+        + [(SO_REMOTE_IP6 + 4 * i, 64 + 4 * i, f"remote_ip6[{i}]") for i in range(4)]
+    )
     for ctx_off, ev_off, name in copies:
         p.append(Insn(LDX_W, 2, 6, ctx_off, comment=f"r2 = ctx->{name}"))
         p.append(Insn(STX_W, 10, 2, ev + ev_off, comment=f"ev.{name} = r2"))
     p += [
-        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=queue_fd,
-             comment=f"r1 = &{'ring' if ringbuf else 'queue'} (map fd, 2 slots)"),
+        Insn(
+            LD_IMM64,
+            1,
+            BPF_PSEUDO_MAP_FD,
+            imm=queue_fd,
+            comment=f"r1 = &{'ring' if ringbuf else 'queue'} (map fd, 2 slots)",
+        ),
         Insn(MOV64_X, 2, 10, comment="r2 = fp"),
         Insn(ADD64_K, 2, imm=ev, comment="r2 = &ev"),
     ]
     if ringbuf:
         p += [
             Insn(MOV64_K, 3, imm=EVENT.size, comment=f"r3 = {EVENT.size} (record size)"),
-            Insn(MOV64_K, 4, imm=BPF_RB_NO_WAKEUP, comment="r4 = BPF_RB_NO_WAKEUP (no poller wakeup)"),
-            Insn(CALL, imm=FN_RINGBUF_OUTPUT, comment="r0 = bpf_ringbuf_output(&ring, &ev, size, flags)"),
+            Insn(
+                MOV64_K, 4, imm=BPF_RB_NO_WAKEUP, comment="r4 = BPF_RB_NO_WAKEUP (no poller wakeup)"
+            ),
+            Insn(
+                CALL,
+                imm=FN_RINGBUF_OUTPUT,
+                comment="r0 = bpf_ringbuf_output(&ring, &ev, size, flags)",
+            ),
         ]
     else:
         p += [

@@ -26,6 +26,12 @@ import time
 from collections.abc import Sequence
 
 from loopscope.backends.linux._fastrec import cached_endpoint, positional_constructor
+from loopscope.backends.linux.bpf.program import (
+    EVENT,
+    OP_PASSIVE_ESTABLISHED,
+    OP_TCP_CONNECT,
+    build_sockops_program,
+)
 from loopscope.backends.linux.bpf.syscall import (
     BPF_ENABLE_STATS,
     BPF_LINK_CREATE,
@@ -44,12 +50,6 @@ from loopscope.backends.linux.bpf.syscall import (
     bpf_attr,
     bpf_failure,
     create_map,
-)
-from loopscope.backends.linux.bpf.program import (
-    EVENT,
-    OP_PASSIVE_ESTABLISHED,
-    OP_TCP_CONNECT,
-    build_sockops_program,
 )
 from loopscope.errors import BackendUnavailable, ParseError
 from loopscope.model import Family
@@ -116,16 +116,35 @@ def _decode(fields: _EventFields, mono_to_real_ns: int) -> ConnectEvent:
     """
     ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6, netns = fields
     if family == 2:
-        local, remote, fam = cached_endpoint(lip4, lport), cached_endpoint(rip4, _port_from_ctx(rport_raw)), _INET
+        local, remote, fam = (
+            cached_endpoint(lip4, lport),
+            cached_endpoint(rip4, _port_from_ctx(rport_raw)),
+            _INET,
+        )
     elif family == 10:
-        local, remote, fam = cached_endpoint(lip6, lport), cached_endpoint(rip6, _port_from_ctx(rport_raw)), _INET6
+        local, remote, fam = (
+            cached_endpoint(lip6, lport),
+            cached_endpoint(rip6, _port_from_ctx(rport_raw)),
+            _INET6,
+        )
     else:
         raise ParseError(f"unknown family {family} in sockops record", path="bpf", line=f"op={op}")
     if op == OP_TCP_CONNECT:
         # positional, in field order: at_ns, kind, family, local, remote, cookie, pid, tid, netns_cookie
-        return _make_event(ktime + mono_to_real_ns, _ACTIVE, fam, local, remote, cookie, pid_tgid >> 32,
-                           pid_tgid & 0xFFFFFFFF, netns or None)
-    return _make_event(ktime + mono_to_real_ns, _PASSIVE, fam, local, remote, cookie, None, None, netns or None)
+        return _make_event(
+            ktime + mono_to_real_ns,
+            _ACTIVE,
+            fam,
+            local,
+            remote,
+            cookie,
+            pid_tgid >> 32,
+            pid_tgid & 0xFFFFFFFF,
+            netns or None,
+        )
+    return _make_event(
+        ktime + mono_to_real_ns, _PASSIVE, fam, local, remote, cookie, None, None, netns or None
+    )
 
 
 def netns_cookie_of_current() -> int | None:
@@ -151,7 +170,9 @@ def count_attached_sockops(cgroup_path: str) -> int:
     except OSError as exc:
         raise BackendUnavailable(f"cannot open cgroup {cgroup_path}: {exc}") from exc
     try:
-        attr = bpf_attr((0, "=I", fd), (4, "=I", BPF_CGROUP_SOCK_OPS))  # target_fd, attach_type; prog_ids NULL
+        attr = bpf_attr(
+            (0, "=I", fd), (4, "=I", BPF_CGROUP_SOCK_OPS)
+        )  # target_fd, attach_type; prog_ids NULL
         ret = BpfSyscall().call(BPF_PROG_QUERY, attr)
         if ret < 0:
             raise bpf_failure("BPF_PROG_QUERY", -ret)
@@ -193,9 +214,15 @@ class SockopsCollector:
             (the verifier log is in the message).
     """
 
-    def __init__(self, cgroup_path: str | None = None, *, ring_bytes: int = 4 << 20,
-                 ops: Sequence[int] = (OP_TCP_CONNECT, OP_PASSIVE_ESTABLISHED),
-                 only_netns_cookie: int | None = None, transport: str = "auto") -> None:
+    def __init__(
+        self,
+        cgroup_path: str | None = None,
+        *,
+        ring_bytes: int = 4 << 20,
+        ops: Sequence[int] = (OP_TCP_CONNECT, OP_PASSIVE_ESTABLISHED),
+        only_netns_cookie: int | None = None,
+        transport: str = "auto",
+    ) -> None:
         self._fds: list[int] = []
         self._ring: RingBuffer | None = None
         self.link_fd: int | None = None
@@ -215,8 +242,9 @@ class SockopsCollector:
             raise
         self.mono_to_real_ns = time.time_ns() - time.monotonic_ns()
         self._value = ctypes.create_string_buffer(EVENT.size)
-        self._drain_attr = bpf_attr((0, "=I", self.queue_fd), (8, "=Q", 0),
-                                    (16, "=Q", ctypes.addressof(self._value)))
+        self._drain_attr = bpf_attr(
+            (0, "=I", self.queue_fd), (8, "=Q", 0), (16, "=Q", ctypes.addressof(self._value))
+        )
         self.events_read = 0
 
     def _map(self, map_type: int, key_size: int, value_size: int, entries: int, name: bytes) -> int:
@@ -244,16 +272,33 @@ class SockopsCollector:
     def _load(self, ops: Sequence[int], only_netns: int | None) -> None:
         license_ = ctypes.create_string_buffer(b"GPL")
         log = ctypes.create_string_buffer(1 << 16)
-        attempts = [(True, 0), (False, 0), (False, 1)]  # netns cookie helper first; verifier log last
+        attempts = [
+            (True, 0),
+            (False, 0),
+            (False, 1),
+        ]  # netns cookie helper first; verifier log last
         for with_netns, log_level in attempts:
-            code = assemble(build_sockops_program(self.queue_fd, self.drops_fd, ops, netns_cookie=with_netns,
-                                                  only_netns=only_netns, ringbuf=self.transport == "ringbuf"))
+            code = assemble(
+                build_sockops_program(
+                    self.queue_fd,
+                    self.drops_fd,
+                    ops,
+                    netns_cookie=with_netns,
+                    only_netns=only_netns,
+                    ringbuf=self.transport == "ringbuf",
+                )
+            )
             insns = ctypes.create_string_buffer(code, len(code))
-            attr = bpf_attr((0, "=I", BPF_PROG_TYPE_SOCK_OPS), (4, "=I", len(code) // 8),
-                            (8, "=Q", ctypes.addressof(insns)), (16, "=Q", ctypes.addressof(license_)),
-                            (24, "=I", log_level), (28, "=I", len(log) if log_level else 0),
-                            (32, "=Q", ctypes.addressof(log) if log_level else 0),
-                            (68, "=I", BPF_CGROUP_SOCK_OPS))
+            attr = bpf_attr(
+                (0, "=I", BPF_PROG_TYPE_SOCK_OPS),
+                (4, "=I", len(code) // 8),
+                (8, "=Q", ctypes.addressof(insns)),
+                (16, "=Q", ctypes.addressof(license_)),
+                (24, "=I", log_level),
+                (28, "=I", len(log) if log_level else 0),
+                (32, "=Q", ctypes.addressof(log) if log_level else 0),
+                (68, "=I", BPF_CGROUP_SOCK_OPS),
+            )
             struct.pack_into("16s", attr, 48, b"ls_sockops")  # prog_name[16]
             fd = self._bpf.call(BPF_PROG_LOAD, attr)
             if fd >= 0:
@@ -261,13 +306,17 @@ class SockopsCollector:
                 break
             if log_level == 1 or -fd in (errno_mod.EPERM,):
                 text = log.value.decode(errors="replace").strip().splitlines()[-3:]
-                raise bpf_failure("BPF_PROG_LOAD", -fd, f" (verifier: {' | '.join(text)})" if text else "")
+                raise bpf_failure(
+                    "BPF_PROG_LOAD", -fd, f" (verifier: {' | '.join(text)})" if text else ""
+                )
         self.prog_fd = fd
         self._fds.append(fd)
         try:
             self.cgroup_fd = os.open(self.cgroup_path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            raise BackendUnavailable(f"eBPF sockops: cannot open cgroup {self.cgroup_path}: {exc}") from exc
+            raise BackendUnavailable(
+                f"eBPF sockops: cannot open cgroup {self.cgroup_path}: {exc}"
+            ) from exc
         self._fds.append(self.cgroup_fd)
 
     @property
@@ -285,7 +334,9 @@ class SockopsCollector:
             return
         if not self._fds:
             raise BackendUnavailable("eBPF sockops collector is closed")
-        attr = bpf_attr((0, "=I", self.prog_fd), (4, "=I", self.cgroup_fd), (8, "=I", BPF_CGROUP_SOCK_OPS))
+        attr = bpf_attr(
+            (0, "=I", self.prog_fd), (4, "=I", self.cgroup_fd), (8, "=I", BPF_CGROUP_SOCK_OPS)
+        )
         link = self._bpf.call(BPF_LINK_CREATE, attr)
         if link < 0:
             raise bpf_failure("BPF_LINK_CREATE", -link)
@@ -316,10 +367,16 @@ class SockopsCollector:
                 if len(out) >= max_events:
                     break  # this record is not consumed: the next drain starts with it
                 if size != EVENT.size:
-                    raise ParseError(f"sockops record is {size} bytes, want {EVENT.size}", path="bpf")
+                    raise ParseError(
+                        f"sockops record is {size} bytes, want {EVENT.size}", path="bpf"
+                    )
                 out.append(_decode(unpack(view, offset), mono))
         else:
-            call, nr, size_arg = self._bpf.libc.syscall, ctypes.c_long(self._bpf.nr), ctypes.c_uint(128)
+            call, nr, size_arg = (
+                self._bpf.libc.syscall,
+                ctypes.c_long(self._bpf.nr),
+                ctypes.c_uint(128),
+            )
             attr, cmd = self._drain_attr, ctypes.c_int(BPF_MAP_LOOKUP_AND_DELETE_ELEM)
             for _ in range(max_events):
                 if call(nr, cmd, attr, size_arg) < 0:
@@ -347,7 +404,9 @@ class SockopsCollector:
             BackendUnavailable: BPF_OBJ_GET_INFO_BY_FD failed.
         """
         info = ctypes.create_string_buffer(_INFO_SIZE)
-        attr = bpf_attr((0, "=I", self.prog_fd), (4, "=I", _INFO_SIZE), (8, "=Q", ctypes.addressof(info)))
+        attr = bpf_attr(
+            (0, "=I", self.prog_fd), (4, "=I", _INFO_SIZE), (8, "=Q", ctypes.addressof(info))
+        )
         ret = self._bpf.call(BPF_OBJ_GET_INFO_BY_FD, attr)
         if ret < 0:
             raise bpf_failure("BPF_OBJ_GET_INFO_BY_FD", -ret)
@@ -360,8 +419,11 @@ class SockopsCollector:
             return 0
         value = ctypes.create_string_buffer(8)
         key = ctypes.create_string_buffer(4)
-        attr = bpf_attr((0, "=I", self.drops_fd), (8, "=Q", ctypes.addressof(key)),
-                        (16, "=Q", ctypes.addressof(value)))
+        attr = bpf_attr(
+            (0, "=I", self.drops_fd),
+            (8, "=Q", ctypes.addressof(key)),
+            (16, "=Q", ctypes.addressof(value)),
+        )
         if self._bpf.call(BPF_MAP_LOOKUP_ELEM, attr) < 0:
             return 0
         return int(struct.unpack("=Q", value.raw)[0])

@@ -20,13 +20,32 @@ from dataclasses import dataclass
 from loopscope.errors import BackendUnavailable
 
 __all__ = [
-    "BpfSyscall", "Insn", "Label", "RingBuffer", "assemble", "bpf_attr", "bpf_failure", "create_map",
+    "BpfSyscall",
+    "Insn",
+    "Label",
+    "RingBuffer",
+    "assemble",
+    "bpf_attr",
+    "bpf_failure",
+    "create_map",
 ]
 
 # --- bpf(2) commands, map types, helpers (include/uapi/linux/bpf.h) ---
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+_SYS_BPF = {
+    "x86_64": 321,
+    "aarch64": 280,
+    "armv7l": 386,
+    "riscv64": 280,
+    "ppc64le": 361,
+    "s390x": 351,
+}
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_LOAD = 0, 1, 5
-BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_LINK_CREATE = 15, 16, 21, 28
+BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_MAP_LOOKUP_AND_DELETE_ELEM, BPF_LINK_CREATE = (
+    15,
+    16,
+    21,
+    28,
+)
 BPF_ENABLE_STATS, BPF_STATS_RUN_TIME = 32, 0
 BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_QUEUE, BPF_MAP_TYPE_RINGBUF = 2, 22, 27
 BPF_PSEUDO_MAP_FD = 1
@@ -47,7 +66,9 @@ JEQ_K, JNE_K, JA = 0x15, 0x55, 0x05  # BPF_JMP | BPF_JEQ / BPF_JNE | BPF_K; BPF_
 JNE_X = 0x5D  # BPF_JMP | BPF_JNE | BPF_X: if dst != src goto
 CALL, EXIT = 0x85, 0x95  # BPF_JMP | BPF_CALL / BPF_EXIT
 LD_IMM64 = 0x18  # BPF_LD | BPF_DW | BPF_IMM (two slots)
-ATOMIC_DW = 0xDB  # BPF_STX | BPF_ATOMIC | BPF_DW, imm = BPF_ADD (0): lock *(u64 *)(dst + off) += src
+ATOMIC_DW = (
+    0xDB  # BPF_STX | BPF_ATOMIC | BPF_DW, imm = BPF_ADD (0): lock *(u64 *)(dst + off) += src
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +88,9 @@ class Insn:
 
         Example: ``Insn(MOV64_X, dst=6, src=1).encode().hex() == "bf16000000000000"``.
         """
-        return _INSN.pack(self.code, (self.src << 4) | self.dst, self.off if off is None else off, self.imm)
+        return _INSN.pack(
+            self.code, (self.src << 4) | self.dst, self.off if off is None else off, self.imm
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +155,9 @@ class BpfSyscall:
 
     def call(self, cmd: int, attr: ctypes.Array[ctypes.c_char]) -> int:
         """Run one command; returns the result or ``-errno``."""
-        ret = self.libc.syscall(ctypes.c_long(self.nr), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
+        ret = self.libc.syscall(
+            ctypes.c_long(self.nr), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr))
+        )
         return int(ret) if ret >= 0 else -ctypes.get_errno()
 
 
@@ -147,17 +172,25 @@ def bpf_attr(*fields: tuple[int, str, int]) -> ctypes.Array[ctypes.c_char]:
 def bpf_failure(what: str, err: int, extra: str = "") -> BackendUnavailable:
     """The error for a refused bpf() command (``err`` is a positive errno)."""
     name = errno_mod.errorcode.get(err, str(err))
-    hint = "; needs root (CAP_BPF + CAP_NET_ADMIN)" if err in (errno_mod.EPERM, errno_mod.EACCES) else ""
+    hint = (
+        "; needs root (CAP_BPF + CAP_NET_ADMIN)"
+        if err in (errno_mod.EPERM, errno_mod.EACCES)
+        else ""
+    )
     return BackendUnavailable(f"eBPF: {what} failed: {name}{hint}{extra}")
 
 
-def create_map(bpf: BpfSyscall, map_type: int, key_size: int, value_size: int, entries: int, name: bytes) -> int:
+def create_map(
+    bpf: BpfSyscall, map_type: int, key_size: int, value_size: int, entries: int, name: bytes
+) -> int:
     """BPF_MAP_CREATE; returns the map fd (the caller closes it).
 
     Raises:
         BackendUnavailable: the kernel refused (unknown map type on an old kernel, no permission).
     """
-    attr = bpf_attr((0, "=I", map_type), (4, "=I", key_size), (8, "=I", value_size), (12, "=I", entries))
+    attr = bpf_attr(
+        (0, "=I", map_type), (4, "=I", key_size), (8, "=I", value_size), (12, "=I", entries)
+    )
     struct.pack_into("16s", attr, 28, name)  # map_name[16]
     fd = bpf.call(BPF_MAP_CREATE, attr)
     if fd < 0:
@@ -189,8 +222,12 @@ class RingBuffer:
     def __init__(self, map_fd: int, size: int) -> None:
         page = mmap.PAGESIZE
         try:
-            self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-            self._prod = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+            self._cons = mmap.mmap(
+                map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0
+            )
+            self._prod = mmap.mmap(
+                map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
+            )
         except (OSError, ValueError) as exc:
             raise BackendUnavailable(f"eBPF: cannot mmap the ring buffer: {exc}") from exc
         self._mask = size - 1
