@@ -34,8 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from loopscope.analysis.probe.target import parse_target  # noqa: E402  (after the sys.path line)
 from loopscope.probes.run import run_probe  # noqa: E402  (after the sys.path line)
-from loopscope.probes.target import local_candidates, parse_target  # noqa: E402  (after the sys.path line)
+from loopscope.probes.target import local_candidates  # noqa: E402  (after the sys.path line)
 
 SERVER = r"""
 import http.server, json, socket, sys, time

@@ -14,9 +14,9 @@ import pytest
 from procs import python_child, run_loopscope
 from servers import free_port, python_http_server
 
+from loopscope.analysis.probe.target import parse_target
 from loopscope.model import InterfaceAddress
 from loopscope.probes.run import run_probe
-from loopscope.probes.target import parse_target
 
 pytestmark = [pytest.mark.linux]
 

@@ -8,6 +8,7 @@ import typer
 
 from loopscope.analysis.bench.stats import summarize_latencies
 from loopscope.analysis.probe.expect import parse_expectations
+from loopscope.analysis.probe.target import parse_target
 from loopscope.cli.common import (
     FailOnOption,
     JsonOption,
@@ -20,7 +21,6 @@ from loopscope.cli.tables import print_findings, print_gaps, print_table
 from loopscope.errors import UsageError
 from loopscope.model.probe import AddressResult, Attempt
 from loopscope.probes.run import ProbeReport, run_probe
-from loopscope.probes.target import parse_target
 from loopscope.render.fields import FieldSpec
 
 __all__ = [

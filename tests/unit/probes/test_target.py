@@ -1,4 +1,4 @@
-"""Target parsing and candidate lists (pure parts; localhost resolution is real getaddrinfo)."""
+"""Candidate address lists of a probe target (localhost resolution is real getaddrinfo)."""
 
 from __future__ import annotations
 
@@ -6,42 +6,11 @@ import ipaddress
 
 import pytest
 
+from loopscope.analysis.probe.target import parse_target
 from loopscope.errors import UsageError
 from loopscope.model import InterfaceAddress
-from loopscope.model.probe import ProbeTarget
 from loopscope.probes.run import choose_mode
-from loopscope.probes.target import candidates_for, local_candidates, parse_target
-
-
-@pytest.mark.parametrize(
-    ("spec", "host", "port", "path", "scheme"),
-    [
-        ("", None, 80, None, "auto"),
-        (":8080", None, 8080, None, "auto"),
-        ("8080", None, 8080, None, "auto"),
-        ("localhost:8080/health", "localhost", 8080, "/health", "auto"),
-        ("[::1]:443", "::1", 443, None, "auto"),
-        ("[::1]/x?y=1", "::1", 80, "/x?y=1", "auto"),
-        ("::1", "::1", 80, None, "auto"),
-        ("https://127.0.0.1:8443/", "127.0.0.1", 8443, "/", "https"),
-        ("https://example.test", "example.test", 443, None, "https"),
-        ("tcp://:6379", None, 6379, None, "tcp"),
-        ("/health", None, 80, "/health", "auto"),
-        (":8080/a/b", None, 8080, "/a/b", "auto"),
-    ],
-)
-def test_parse_target(
-    spec: str, host: str | None, port: int, path: str | None, scheme: str
-) -> None:
-    assert parse_target(spec) == ProbeTarget(host=host, port=port, path=path, scheme=scheme)
-
-
-@pytest.mark.parametrize(
-    "spec", ["ftp://x", ":0", ":65536", ":http", "[::1", "[::1]x", "[zz::1]:80", "1:2:3:zz"]
-)
-def test_parse_target_rejects(spec: str) -> None:
-    with pytest.raises(UsageError):
-        parse_target(spec)
+from loopscope.probes.target import candidates_for, local_candidates
 
 
 def test_choose_mode() -> None:
