@@ -1,6 +1,8 @@
 """Facts the doctor reads (I/O lives in ``loopscope.doctor.gather``), as frozen values (pure, stdlib only).
 
-Each rung's checks are pure functions over these records, so they can be tested on recorded facts.
+Each rung's checks are pure functions over these records, so they can be tested on recorded facts. The
+records that backends return (routes, ICMP and echo results, sysctls, firewall dumps) live in
+:mod:`loopscope.model` and are re-exported here, so the checks find every fact in one place.
 """
 
 from __future__ import annotations
@@ -8,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loopscope.model import InterfaceAddress, IPAddress, LinkInfo, Snapshot
+from loopscope.model.echo import EchoResult, IcmpResult
+from loopscope.model.firewall import FirewallFacts
+from loopscope.model.routing import RouteEntry, RouteLookup
+from loopscope.model.sysctls import Sysctls
 
 __all__ = [
     "DoctorFacts",
@@ -23,83 +29,6 @@ __all__ = [
     "RouteLookup",
     "Sysctls",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RouteEntry:
-    """One route of a routing table (netlink RTM_NEWROUTE)."""
-
-    family: int
-    """4 or 6."""
-    table: int
-    """Routing table id: 255 local, 254 main, 253 default."""
-    type: str
-    """Route type as ``ip route`` names it: ``unicast``, ``local``, ``broadcast``, ``unreachable``..."""
-    dst: str
-    """Destination prefix, ``127.0.0.0/8``; ``default`` for a zero-length prefix."""
-    dev: str | None = None
-    """Output interface name (RTA_OIF), None if absent."""
-    gateway: IPAddress | None = None
-    """Next hop (RTA_GATEWAY), None for direct routes."""
-    prefsrc: IPAddress | None = None
-    """Preferred source address (RTA_PREFSRC)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RouteLookup:
-    """The answer to ``ip route get ADDRESS`` (RTM_GETROUTE without NLM_F_DUMP): the FIB's real choice,
-    policy rules included."""
-
-    address: IPAddress
-    """The address looked up."""
-    type: str | None = None
-    """Route type chosen (``local`` for the host's own addresses), None on error."""
-    dev: str | None = None
-    """Output interface chosen (``lo`` for local routes)."""
-    error: str | None = None
-    """``Network is unreachable (errno 101)`` when the lookup failed."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IcmpResult:
-    """ICMP echo to one address."""
-
-    target: IPAddress
-    """Address pinged."""
-    method: str
-    """``raw`` (SOCK_RAW, needs CAP_NET_RAW), ``dgram`` (unprivileged ICMP socket) or ``none``."""
-    sent: int = 0
-    """Echo requests sent."""
-    received: int = 0
-    """Matching echo replies received."""
-    rtts_us: tuple[float, ...] = ()
-    """Round-trip time of each reply, microseconds (user space to user space)."""
-    error: str | None = None
-    """Why it could not be sent or answered (``sendto: Network is unreachable``), None when fine."""
-    skipped_reason: str | None = None
-    """Set when no ICMP socket can be opened here (not root and gid outside ping_group_range)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EchoResult:
-    """A TCP or UDP echo through a listener the doctor started itself."""
-
-    proto: str
-    """``tcp`` or ``udp``."""
-    address: IPAddress
-    """Address the listener was bound to and the client connected to."""
-    port: int | None = None
-    """Port the listener got (bound to port 0), None if bind failed."""
-    phase: str = "done"
-    """Where it stopped: ``bind``, ``connect``, ``send``, ``recv`` or ``done``."""
-    connect_us: float | None = None
-    """TCP connect() time, microseconds."""
-    rtts_us: tuple[float, ...] = ()
-    """1-byte request/response round trips, microseconds."""
-    error: str | None = None
-    """The error that stopped it (``connect: Connection refused``), None when fine."""
-    skipped_reason: str | None = None
-    """Set when the address cannot be expected to work (IPv6 disabled), so nothing was tried."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,42 +63,6 @@ class ResolutionFacts:
     """Resolution error (``Name or service not known``)."""
     duration_us: float | None = None
     """Time the resolution took, microseconds."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Sysctls:
-    """Sysctls the doctor needs beyond :class:`~loopscope.model.StackFacts` (per namespace)."""
-
-    route_localnet: dict[str, bool] = field(default_factory=dict)
-    """``net.ipv4.conf.<if>.route_localnet`` for ``all``, ``default`` and every interface."""
-    ipv6_module: bool = True
-    """False when /proc/sys/net/ipv6 does not exist (kernel booted with ``ipv6.disable=1``)."""
-    martian_src: int | None = None
-    """Packets dropped with a martian source (``/proc/net/stat/rt_cache`` in_martian_src, all CPUs)."""
-    martian_dst: int | None = None
-    """Packets dropped with a martian destination (in_martian_dst, all CPUs)."""
-    icmp_echo_ignore_v4: bool | None = None
-    """net.ipv4.icmp_echo_ignore_all: the kernel answers no IPv4 echo request."""
-    icmp_echo_ignore_v6: bool | None = None
-    """net.ipv6.icmp.echo_ignore_all: the kernel answers no ICMPv6 echo request."""
-    conntrack_count: int | None = None
-    """net.netfilter.nf_conntrack_count (this namespace); None when conntrack is not loaded."""
-    conntrack_max: int | None = None
-    """net.netfilter.nf_conntrack_max; when the table is full, new connections are dropped, loopback too."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FirewallFacts:
-    """The namespace's firewall rulesets as their tools print them (parsed by the pure checks)."""
-
-    nft_json: str | None = None
-    """``nft -j list ruleset`` output, None when nft is missing or failed."""
-    iptables_save: str | None = None
-    """``iptables-save`` output, None when missing or failed."""
-    ip6tables_save: str | None = None
-    """``ip6tables-save`` output, None when missing or failed."""
-    errors: tuple[str, ...] = ()
-    """Rulesets that could not be read, and why (``nft: not installed``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,8 +20,8 @@ import socket
 import struct
 import time
 
-from loopscope.analysis.doctor.facts import IcmpResult
 from loopscope.model import IPAddress
+from loopscope.model.echo import IcmpResult
 
 __all__ = ["build_echo", "checksum", "icmp_method", "ping"]
 

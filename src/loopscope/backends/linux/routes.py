@@ -16,7 +16,6 @@ import ipaddress
 import socket
 import struct
 
-from loopscope.analysis.doctor.facts import RouteEntry, RouteLookup
 from loopscope.backends.linux.netlink import (
     NLM_F_REQUEST,
     NLMSG_ERROR,
@@ -27,8 +26,9 @@ from loopscope.backends.linux.netlink import (
     parse_attributes,
     parse_messages,
 )
-from loopscope.errors import NetlinkError, ParseError
+from loopscope.errors import NetlinkError, ParseError, errno_message
 from loopscope.model import IPAddress
+from loopscope.model.routing import RouteEntry, RouteLookup
 
 __all__ = [
     "ROUTE_TYPES",
@@ -163,9 +163,7 @@ def lookup_route(
                 (err,) = struct.unpack_from("=i", msg.payload)
                 if err == 0:
                     continue
-                import os
-
-                return RouteLookup(address=address, error=f"{os.strerror(-err)} (errno {-err})")
+                return RouteLookup(address=address, error=errno_message(-err))
             if msg.type == RTM_NEWROUTE:
                 route = parse_route(msg.payload, names)
                 if route is None:
