@@ -6,6 +6,9 @@ top of a command, and turn it into a one-line message and exit code 2.
 
 from __future__ import annotations
 
+import errno as _errno
+import os as _os
+
 __all__ = [
     "BackendUnavailable",
     "LoopscopeError",
@@ -14,7 +17,37 @@ __all__ = [
     "ParseError",
     "ProbeError",
     "UsageError",
+    "describe_os_error",
+    "errno_message",
+    "errno_name",
 ]
+
+
+def errno_name(err: int) -> str:
+    """The symbolic name of a positive errno, or its number when the name is unknown.
+
+    Example: ``errno_name(111) == "ECONNREFUSED"``; ``errno_name(9999) == "9999"``.
+    """
+    return _errno.errorcode.get(err, str(err))
+
+
+def errno_message(err: int) -> str:
+    """The C library's text of a positive errno and its number, as netlink errors are shown.
+
+    Example: ``errno_message(101) == "Network is unreachable (errno 101)"``.
+    """
+    return f"{_os.strerror(err)} (errno {err})"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError as one phrase: the C library's text and the symbolic name; ``timed out`` for timeouts.
+
+    Example: ``describe_os_error(ConnectionRefusedError(111, "Connection refused"))``
+    -> ``"Connection refused (ECONNREFUSED)"``; ``describe_os_error(TimeoutError())`` -> ``"timed out"``.
+    """
+    if isinstance(exc, TimeoutError) or exc.errno is None:
+        return "timed out"
+    return f"{exc.strerror} ({errno_name(exc.errno)})"
 
 
 class LoopscopeError(Exception):
@@ -57,13 +90,9 @@ class NetlinkError(LoopscopeError):
     """
 
     def __init__(self, errno: int, request: str = "") -> None:
-        import os as _os
-
         self.errno = errno
         self.request = request
-        super().__init__(
-            f"netlink {request or 'request'} failed: {_os.strerror(errno)} (errno {errno})"
-        )
+        super().__init__(f"netlink {request or 'request'} failed: {errno_message(errno)}")
 
 
 class ProbeError(LoopscopeError):

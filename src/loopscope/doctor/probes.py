@@ -14,17 +14,18 @@ import socket
 import struct
 import time
 
-from loopscope.analysis.doctor.facts import EchoResult, ExternalFacts
+from loopscope.analysis.doctor.facts import ExternalFacts
+from loopscope.backends.resolve import distinct_addresses, resolve_stream
+from loopscope.errors import ProbeError, describe_os_error
 from loopscope.model import IPAddress
+from loopscope.model.echo import EchoResult
 
 __all__ = ["connect_external", "resolve", "tcp_echo", "udp_echo"]
 
 
 def _err(phase: str, exc: OSError) -> str:
-    if isinstance(exc, TimeoutError) or exc.errno is None:
-        return f"{phase}: timed out"
-    name = errno.errorcode.get(exc.errno, str(exc.errno))
-    return f"{phase}: {exc.strerror} ({name})"
+    """``connect: Connection refused (ECONNREFUSED)``, ``connect: timed out``."""
+    return f"{phase}: {describe_os_error(exc)}"
 
 
 def _sockaddr(
@@ -166,16 +167,11 @@ def resolve(name: str, port: int | None = None) -> tuple[tuple[IPAddress, ...], 
     """
     t0 = time.perf_counter_ns()
     try:
-        infos = socket.getaddrinfo(name, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        return (), (time.perf_counter_ns() - t0) / 1e3, exc.strerror
+        answers = resolve_stream(name, port)
+    except ProbeError as exc:
+        return (), (time.perf_counter_ns() - t0) / 1e3, exc.reason
     took_us = (time.perf_counter_ns() - t0) / 1e3
-    seen: list[IPAddress] = []
-    for *_rest, sockaddr in infos:
-        addr = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-        if addr not in seen:
-            seen.append(addr)
-    return tuple(seen), took_us, None
+    return distinct_addresses(answers), took_us, None
 
 
 def connect_external(host: str, port: int, *, timeout_s: float = 3.0) -> ExternalFacts:

@@ -16,6 +16,7 @@ import socket
 import ssl
 import time
 
+from loopscope.errors import errno_name
 from loopscope.model.probe import Attempt, HttpInfo, TlsInfo
 
 __all__ = ["MAX_BODY_BYTES", "connect_tcp", "describe_error", "probe_series", "tls_wrap"]
@@ -31,7 +32,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return f"TLS: {exc.reason or exc}"
     if isinstance(exc, OSError) and exc.errno is not None:
-        return errno.errorcode.get(exc.errno, str(exc.errno))
+        return errno_name(exc.errno)
     return f"{type(exc).__name__}: {exc}"
 
 

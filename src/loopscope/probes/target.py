@@ -5,9 +5,9 @@ lives in :mod:`loopscope.analysis.probe.target`."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 
-from loopscope.errors import UsageError
+from loopscope.backends.resolve import resolve_stream
+from loopscope.errors import ProbeError, UsageError
 from loopscope.model import InterfaceAddress
 from loopscope.model.probe import Candidate, ProbeTarget
 
@@ -31,21 +31,14 @@ def resolve_candidates(name: str, port: int, label_prefix: str | None = None) ->
         UsageError: the name does not resolve.
     """
     try:
-        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise UsageError(f"cannot resolve {name!r}: {exc.strerror}") from exc
+        answers = resolve_stream(name, port)
+    except ProbeError as exc:
+        raise UsageError(f"cannot resolve {name!r}: {exc.reason}") from exc
     out: list[Candidate] = []
-    for i, (fam, _t, _p, _c, sockaddr) in enumerate(infos, 1):
-        addr = str(sockaddr[0])
+    for i, (version, addr) in enumerate(answers, 1):
         if any(c.address == addr for c in out):
             continue
-        out.append(
-            Candidate(
-                address=addr,
-                label=f"{label_prefix or name} #{i}",
-                family=6 if fam == socket.AF_INET6 else 4,
-            )
-        )
+        out.append(Candidate(address=addr, label=f"{label_prefix or name} #{i}", family=version))
     return out
 
 

@@ -310,11 +310,6 @@ def dump(
             yield body
 
 
-def errno_name(err: int) -> str:
-    """``errno_name(1) == "EPERM"``."""
-    return errno_mod.errorcode.get(err, str(err))
-
-
 def is_linux() -> bool:
     """True on Linux (where AF_NETLINK exists)."""
     return hasattr(socket, "AF_NETLINK") and os.uname().sysname == "Linux"

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from loopscope.errors import BackendUnavailable
+from loopscope.errors import BackendUnavailable, errno_name
 
 __all__ = [
     "BpfSyscall",
@@ -171,7 +171,7 @@ def bpf_attr(*fields: tuple[int, str, int]) -> ctypes.Array[ctypes.c_char]:
 
 def bpf_failure(what: str, err: int, extra: str = "") -> BackendUnavailable:
     """The error for a refused bpf() command (``err`` is a positive errno)."""
-    name = errno_mod.errorcode.get(err, str(err))
+    name = errno_name(err)
     hint = (
         "; needs root (CAP_BPF + CAP_NET_ADMIN)"
         if err in (errno_mod.EPERM, errno_mod.EACCES)
