@@ -4,11 +4,13 @@ Both ends of a loopback connection are in the same socket table, so the client s
 (local 127.0.0.1:54321 -> remote 127.0.0.1:8080) and the server socket (local :8080 -> remote :54321)
 pair up by 4-tuple. The server side is the end whose local endpoint matches a listener.
 
-An **app** is the set of processes that own a listener. An edge is a **self-call** when the client
-process is one of those owners (prefork workers inherit the listener, so they are owners too), or is in
-a process group whose leader is an owner (a master's helper processes), or shares the owners' systemd
-service cgroup (``*.service``). A process group led by something else (a shell script, a test runner
-that started both client and server) does not make two processes one app.
+Apps are defined once, in :mod:`loopscope.analysis.apps`: the set of processes that own a listener
+(prefork workers inherit it, so they are owners too). A client is shown as the app it belongs to (one of
+the owners, in a process group led by one, or in the owners' systemd service cgroup), otherwise as its own
+processes. An edge is a **self-call** when the client app is the server app.
+
+The talk map is a snapshot (connections open right now, :class:`TalkEdge`); ``watch`` aggregates over a
+window (:class:`loopscope.analysis.watch.report.WatchEdge`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from loopscope.analysis.apps import UNKNOWN_APP, App, AppKey, client_app, find_apps
 from loopscope.analysis.scope import host_address_set, is_loopback_connection, is_wildcard, unmap
 from loopscope.model import (
     Endpoint,
@@ -28,11 +31,10 @@ from loopscope.model import (
 )
 
 __all__ = [
-    "Edge",
     "LoopbackConnection",
+    "TalkEdge",
     "TalkMap",
     "build_talk_map",
-    "is_same_app",
     "pair_connections",
 ]
 
@@ -58,9 +60,13 @@ class LoopbackConnection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Edge:
-    """Client app -> server app:port, aggregated."""
+class TalkEdge:
+    """Client app -> server app:port over the connections open in one snapshot, aggregated."""
 
+    client_app: AppKey
+    """Client app identity (the edge's key with ``server_app``, ``port`` and ``proto``)."""
+    server_app: AppKey
+    """Server app identity."""
     client: str
     """Client label: ``comm[pid,...]`` or ``?`` when unknown (TIME_WAIT, other users without root)."""
     server: str
@@ -87,7 +93,7 @@ class TalkMap:
 
     connections: tuple[LoopbackConnection, ...] = ()
     """Every loopback connection."""
-    edges: tuple[Edge, ...] = ()
+    edges: tuple[TalkEdge, ...] = ()
     """Aggregated edges, busiest first."""
     self_call_connections: int = 0
     """Connections on self-call edges."""
@@ -95,36 +101,6 @@ class TalkMap:
     """Connections with one end only (peer closed: TIME_WAIT / FIN states)."""
     ephemeral_in_use: dict[str, int] = field(default_factory=dict)
     """Client-side ports in use toward each loopback listener, ``"127.0.0.1:8080/tcp" -> count``."""
-
-
-def _label(processes: list[ProcessInfo]) -> str:
-    if not processes:
-        return "?"
-    names = sorted({p.comm for p in processes})
-    pids = sorted({p.pid for p in processes})
-    shown = ",".join(str(p) for p in pids[:2]) + (",..." if len(pids) > 2 else "")
-    return f"{'/'.join(names)}[{shown}]"
-
-
-def _service_cgroup(proc: ProcessInfo) -> str | None:
-    if proc.cgroup and proc.cgroup.rstrip("/").endswith(".service"):
-        return proc.cgroup.rstrip("/")
-    return None
-
-
-def is_same_app(client: ProcessInfo, owners: list[ProcessInfo]) -> bool:
-    """True when ``client`` belongs to the app made of ``owners``: one of them, in a process group led by
-    one of them, or in the same systemd service cgroup."""
-    owner_pids = {o.pid for o in owners}
-    for owner in owners:
-        if client.key == owner.key:
-            return True
-        if client.pgid is not None and client.pgid in owner_pids and client.netns == owner.netns:
-            return True
-        service = _service_cgroup(client)
-        if service is not None and service == _service_cgroup(owner):
-            return True
-    return False
 
 
 def _listener_index(snapshot: Snapshot) -> dict[tuple[Proto, int], list[SocketRecord]]:
@@ -213,11 +189,16 @@ def pair_connections(snapshot: Snapshot) -> tuple[list[LoopbackConnection], int]
 
 @dataclass(slots=True)
 class _EdgeAcc:
+    client: App
+    server: App
     connections: int = 0
     states: Counter[str] = field(default_factory=Counter)
-    self_call: bool = False
     client_pids: set[int] = field(default_factory=set)
     server_pids: set[int] = field(default_factory=set)
+
+
+def _is_listener(sock: SocketRecord) -> bool:
+    return sock.state is TcpState.LISTEN or (sock.proto is Proto.UDP and sock.is_listener)
 
 
 def build_talk_map(snapshot: Snapshot) -> TalkMap:
@@ -230,48 +211,45 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
             return []
         return [procs[k] for k in sock.owners if k in procs]
 
-    # A client that owns a listener is shown as that app (nginx master + workers as one client).
-    app_of: dict[ProcessKey, list[ProcessInfo]] = {}
-    for sock in snapshot.sockets:
-        if sock.is_listener and sock.owners:
-            owners = owners_of(sock)
-            for owner_key in sock.owners:
-                if len(owners) > len(app_of.get(owner_key, [])):
-                    app_of[owner_key] = owners
-    groups: dict[tuple[str, str, int, Proto], _EdgeAcc] = {}
+    apps = find_apps(
+        ((owners_of(s), s.local.port) for s in snapshot.sockets if _is_listener(s)),
+        netns=snapshot.netns,
+    )
+    by_owner = {k: a for a in apps for k in a.key.processes}
+    unowned = {a.key: a for a in apps if not a.processes}
+    groups: dict[tuple[AppKey, AppKey, int, Proto], _EdgeAcc] = {}
     ephemeral: Counter[str] = Counter()
     self_calls = 0
     for conn in connections:
+        # The listener's owners include every worker; the accepting process is one of them.
         server_owners = owners_of(conn.listener) or owners_of(conn.server_socket)
         client_owners = owners_of(conn.client_socket)
-        # The listener's owners include every worker; the accepting process is one of them.
-        is_self = (
-            bool(client_owners)
-            and bool(server_owners)
-            and any(is_same_app(c, server_owners) for c in client_owners)
-        )
+        server = _server_app(conn, server_owners, by_owner, unowned, snapshot)
+        client = client_app(client_owners, apps, server=server, netns=snapshot.netns)
+        is_self = bool(client_owners) and bool(server_owners) and client.key == server.key
         self_calls += is_self
-        client_app = next((app_of[p.key] for p in client_owners if p.key in app_of), client_owners)
         # Connections to a port nobody listens on any more (TIME_WAIT leftovers) fold into port 0.
         port = conn.server.port if conn.listener is not None or server_owners else 0
-        key = (_label(client_app), _label(server_owners), port, conn.proto)
-        acc = groups.setdefault(key, _EdgeAcc())
+        acc = groups.setdefault(
+            (client.key, server.key, port, conn.proto), _EdgeAcc(client=client, server=server)
+        )
         acc.connections += 1
         acc.states[conn.state.value] += 1
-        acc.self_call = acc.self_call or is_self
         acc.client_pids.update(p.pid for p in client_owners)
         acc.server_pids.update(p.pid for p in server_owners)
         if conn.listener is not None:
             ephemeral[f"{conn.server}/{conn.proto}"] += 1
     edges = [
-        Edge(
-            client=k[0],
-            server=k[1],
+        TalkEdge(
+            client_app=k[0],
+            server_app=k[1],
+            client=acc.client.label,
+            server=acc.server.label,
             port=k[2],
             proto=k[3],
             connections=acc.connections,
             states=dict(acc.states),
-            self_call=acc.self_call,
+            self_call=bool(acc.client.processes) and k[0] == k[1],
             client_pids=tuple(sorted(acc.client_pids)),
             server_pids=tuple(sorted(acc.server_pids)),
         )
@@ -285,6 +263,25 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
         unpaired=unpaired,
         ephemeral_in_use=dict(ephemeral),
     )
+
+
+def _server_app(
+    conn: LoopbackConnection,
+    owners: list[ProcessInfo],
+    by_owner: dict[ProcessKey, App],
+    unowned: dict[AppKey, App],
+    snapshot: Snapshot,
+) -> App:
+    """The listener's app; the accepting process's own app when the listener is gone; unknown else."""
+    for owner in owners:
+        if owner.key in by_owner:
+            return by_owner[owner.key]
+    if owners:
+        return client_app(owners, (), netns=snapshot.netns)
+    if conn.listener is not None:
+        key = AppKey(netns=snapshot.netns, ports=(conn.listener.local.port,))
+        return unowned.get(key) or App(key=key)
+    return App(key=UNKNOWN_APP)
 
 
 def owners_keys(sock: SocketRecord | None) -> tuple[ProcessKey, ...]:

@@ -25,7 +25,7 @@ from loopscope.cli.options import (
 )
 from loopscope.model import Finding, Gap, Severity, Snapshot
 from loopscope.render.fields import EDGE_FIELDS
-from loopscope.render.views import edge_rows
+from loopscope.render.views import talk_edge_rows
 
 __all__ = ["map_command", "register", "self_call_findings", "talk_map_json"]
 
@@ -126,7 +126,7 @@ def map_command(
             print_table(
                 out,
                 EDGE_FIELDS,
-                edge_rows(talk.edges),
+                talk_edge_rows(talk.edges),
                 title=title,
                 empty="no loopback connections",
             )

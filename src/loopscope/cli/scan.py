@@ -27,7 +27,7 @@ from loopscope.cli.options import (
 from loopscope.cli.ports import listener_json
 from loopscope.model import Finding, Gap
 from loopscope.render.fields import EDGE_FIELDS, LISTENER_FIELDS
-from loopscope.render.views import edge_rows, listener_rows, stack_lines
+from loopscope.render.views import listener_rows, stack_lines, talk_edge_rows
 
 __all__ = ["register", "scan_command"]
 
@@ -89,7 +89,7 @@ def scan_command(
         print_table(
             out,
             EDGE_FIELDS,
-            edge_rows(talk.edges[:_MAX_EDGES]),
+            talk_edge_rows(talk.edges[:_MAX_EDGES]),
             title="Loopback talk map",
             empty="no loopback connections right now",
         )

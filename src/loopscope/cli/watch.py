@@ -37,7 +37,7 @@ def _live_view(report: WatchReport) -> Group:
     from rich.console import Group
 
     from loopscope.cli.tables import make_table
-    from loopscope.watch.view import APP_FIELDS, WATCH_EDGE_FIELDS, app_rows, edge_rows
+    from loopscope.watch.view import APP_FIELDS, WATCH_EDGE_FIELDS, app_rows, watch_edge_rows
 
     title = (
         f"loopscope watch ({report.netns_label}) {report.window_s:.0f} s: {report.connections} connections, "
@@ -47,7 +47,7 @@ def _live_view(report: WatchReport) -> Group:
         make_table(APP_FIELDS, app_rows(report.apps), title=f"[bold]{title}[/bold]"),
         make_table(
             WATCH_EDGE_FIELDS,
-            edge_rows(report.edges[:15], report.window_s),
+            watch_edge_rows(report.edges[:15], report.window_s),
             title="[bold]Edges[/bold]",
         ),
     )
@@ -93,8 +93,8 @@ def watch_command(
         SOURCE_FIELDS,
         WATCH_EDGE_FIELDS,
         app_rows,
-        edge_rows,
         source_rows,
+        watch_edge_rows,
         watch_json,
     )
 
@@ -142,7 +142,7 @@ def watch_command(
         print_table(
             out,
             WATCH_EDGE_FIELDS,
-            edge_rows(report.edges, report.window_s),
+            watch_edge_rows(report.edges, report.window_s),
             title="Loopback call graph",
             empty="no connections to local listeners",
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from loopscope.analysis.talkmap import Edge
+from loopscope.analysis.talkmap import TalkEdge
 
 __all__ = ["format_dot"]
 
@@ -13,7 +13,7 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def format_dot(edges: Iterable[Edge], *, title: str = "loopback talk map") -> str:
+def format_dot(edges: Iterable[TalkEdge], *, title: str = "loopback talk map") -> str:
     """A DOT digraph: one node per app label, one edge per (client, server, port) with its connection
     count; self-calls are red loops.
 

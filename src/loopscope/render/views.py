@@ -6,31 +6,17 @@ from collections.abc import Iterable, Mapping
 
 from loopscope.analysis.listeners import Listener
 from loopscope.analysis.stack import StackSummary
-from loopscope.analysis.talkmap import Edge
+from loopscope.analysis.apps import process_label
+from loopscope.analysis.talkmap import TalkEdge
 from loopscope.model import Finding, ProcessInfo
 
 __all__ = [
-    "edge_rows",
     "finding_rows",
     "listener_rows",
-    "process_label",
     "stack_lines",
+    "talk_edge_rows",
     "verdicts_by_listener",
 ]
-
-
-def process_label(owners: Iterable[ProcessInfo], limit: int = 2) -> str:
-    """``nginx[101,102,...]``; ``-`` when no owner is known.
-
-    Example: two gunicorn workers 10 and 11 -> ``gunicorn[10,11]``; three -> ``gunicorn[10,11,...]``.
-    """
-    procs = list(owners)
-    if not procs:
-        return "-"
-    names = sorted({p.comm for p in procs})
-    pids = sorted({p.pid for p in procs})
-    shown = ",".join(str(p) for p in pids[:limit]) + (",..." if len(pids) > limit else "")
-    return f"{'/'.join(names)}[{shown}]"
 
 
 SHORT_VERDICTS = {
@@ -84,7 +70,7 @@ def listener_rows(
                 "port": row.local.port,
                 "scope": row.scope.value,
                 "reach": row.reach,
-                "process": process_label(row.owners),
+                "process": process_label(row.owners) if row.owners else "-",
                 "user": user or "-",
                 "queue": queue,
                 "netns": row.netns_label,
@@ -102,7 +88,7 @@ _SHORT_STATES = {
 }  # as ss prints
 
 
-def edge_rows(edges: Iterable[Edge]) -> list[dict[str, str | int]]:
+def talk_edge_rows(edges: Iterable[TalkEdge]) -> list[dict[str, str | int]]:
     """One row per talk-map edge with the EDGE_FIELDS keys."""
     return [
         {

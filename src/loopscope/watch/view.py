@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from loopscope.analysis.watch.report import AppStats, EdgeStats, WatchReport
+from loopscope.analysis.watch.report import AppStats, WatchEdge, WatchReport
 from loopscope.model import Finding
 from loopscope.render.fields import FieldSpec
 
@@ -13,9 +14,9 @@ __all__ = [
     "SOURCE_FIELDS",
     "WATCH_EDGE_FIELDS",
     "app_rows",
-    "edge_rows",
     "filter_report",
     "source_rows",
+    "watch_edge_rows",
     "watch_json",
 ]
 
@@ -99,10 +100,10 @@ def app_rows(apps: tuple[AppStats, ...] | list[AppStats]) -> list[dict[str, str 
     ]
 
 
-def edge_rows(
-    edges: tuple[EdgeStats, ...] | list[EdgeStats], window_s: float
+def watch_edge_rows(
+    edges: tuple[WatchEdge, ...] | list[WatchEdge], window_s: float
 ) -> list[dict[str, str | int]]:
-    """One row per edge."""
+    """One row per call-graph edge with the WATCH_EDGE_FIELDS keys."""
     return [
         {
             "client": e.client,
@@ -138,19 +139,19 @@ def filter_report(
     """Keep the apps (and edges touching them) that own one of ``pids`` or listen on one of ``ports``."""
     if not pids and not ports:
         return report
-    from dataclasses import replace
-
     apps = tuple(a for a in report.apps if set(a.pids) & set(pids) or set(a.ports) & set(ports))
-    names = {a.name for a in apps}
+    keys = {a.key for a in apps}
+    app_ports = {p for a in apps for p in a.ports}
     edges = tuple(
         e
         for e in report.edges
-        if e.server in names or e.client in names or set(e.client_pids) & set(pids)
+        if e.server_app in keys or e.client_app in keys or set(e.client_pids) & set(pids)
     )
-    listeners = tuple(
-        lp for lp in report.listeners if lp.port in ports or lp.listener.split(" ")[0] in names
-    )
-    return replace(report, apps=apps, edges=edges, listeners=listeners)
+    listeners = tuple(lp for lp in report.listeners if lp.port in ports or lp.port in app_ports)
+    return dataclasses.replace(report, apps=apps, edges=edges, listeners=listeners)
+
+
+_EDGE_KEYS = frozenset({"client_app", "server_app"})  # identities; the labels stand for them in JSON
 
 
 def watch_json(report: WatchReport, findings: list[Finding]) -> dict[str, Any]:
@@ -191,7 +192,10 @@ def watch_json(report: WatchReport, findings: list[Finding]) -> dict[str, Any]:
             }
             for a in report.apps
         ],
-        "edges": report.edges,
+        "edges": [
+            {f.name: getattr(e, f.name) for f in dataclasses.fields(e) if f.name not in _EDGE_KEYS}
+            for e in report.edges
+        ],
         "listeners": report.listeners,
         "max_time_wait": report.max_time_wait,
         "max_ephemeral": report.max_ephemeral,

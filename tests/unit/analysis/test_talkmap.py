@@ -80,7 +80,11 @@ def test_systemd_service_cgroup_counts_as_one_app():
         ("127.0.0.1", 50001), ("127.0.0.1", 9000), client_owner=other, server_owner=a
     )
     talk = build_talk_map(make_snapshot(sockets, [a, helper, other]))
-    assert {e.client: e.self_call for e in talk.edges} == {"helper[11]": True, "cli[12]": False}
+    # the helper is shown as the app it belongs to (as watch shows it); its pid stays in client_pids
+    assert {(e.client, e.client_pids): e.self_call for e in talk.edges} == {
+        ("app[10]", (11,)): True,
+        ("cli[12]", (12,)): False,
+    }
 
 
 def test_recorded_host_pairs_v4_mapped(host1_expected):

@@ -11,8 +11,8 @@ from loopscope.watch.view import (
     APP_FIELDS,
     WATCH_EDGE_FIELDS,
     app_rows,
-    edge_rows,
     filter_report,
+    watch_edge_rows,
     watch_json,
 )
 
@@ -65,7 +65,7 @@ def test_rows_have_every_column_and_readable_values() -> None:
     assert [r["app"] for r in rows] == ["gunicorn[10,11]", "redis[50]"]
     assert rows[0]["factor"] == "2" and rows[0]["self"] == 6 and rows[0]["ext_req"] == 3
     assert all(set(r) == {f.name for f in APP_FIELDS} for r in rows)
-    erows = edge_rows(report.edges, report.window_s)
+    erows = watch_edge_rows(report.edges, report.window_s)
     assert all(set(r) == {f.name for f in WATCH_EDGE_FIELDS} for r in erows)
     assert erows[0]["self_call"] == "self" and erows[0]["rate"] == "0.6"
 

@@ -1,7 +1,8 @@
 """Apps and connection instances of a watch window, joined across eBPF, destroy events, snapshots and
 HTTP lines (pure).
 
-- An **app** is the set of processes owning a listener (listeners whose owner sets overlap merge).
+- An **app** is the set of processes owning a listener (:mod:`loopscope.analysis.apps`; listeners whose
+  owner sets overlap merge, across every snapshot of the window).
 - A **connection instance** is one TCP connection to a listener of this namespace. Ports are reused
   within a window (``tcp_tw_reuse``), so instances are keyed by socket cookie, and a 4-tuple lookup
   (for HTTP lines) takes the latest instance opened before the line.
@@ -15,30 +16,13 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from loopscope.analysis.apps import App, find_apps
 from loopscope.analysis.scope import is_loopback, unmap
-from loopscope.analysis.talkmap import is_same_app
 from loopscope.analysis.watch.model import WatchData
 from loopscope.model import Endpoint, IPAddress, ProcessInfo, TcpInfo
 from loopscope.model.events import ConnectKind, HttpEvent, HttpKind
 
-__all__ = ["App", "Instance", "app_of_process", "build_instances", "find_apps"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class App:
-    """Processes that own one or more listeners."""
-
-    name: str
-    """Label ``comm[pid,...]``."""
-    processes: tuple[ProcessInfo, ...]
-    """Owner processes."""
-    ports: tuple[int, ...]
-    """Listening ports."""
-
-    @property
-    def pids(self) -> tuple[int, ...]:
-        """Owner pids."""
-        return tuple(sorted({p.pid for p in self.processes}))
+__all__ = ["Instance", "build_instances", "find_window_apps"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -77,52 +61,10 @@ class Instance:
     """Which source opened it: ``ebpf``, ``destroy`` or ``snapshot``."""
 
 
-def _label(processes: tuple[ProcessInfo, ...]) -> str:
-    names = sorted({p.comm for p in processes})
-    pids = sorted({p.pid for p in processes})
-    shown = ",".join(str(p) for p in pids[:3]) + (",..." if len(pids) > 3 else "")
-    return f"{'/'.join(names)}[{shown}]" if processes else "?"
-
-
-def find_apps(data: WatchData) -> list[App]:
-    """Apps from the listeners seen in any sample; listeners with no known owner become ``?:PORT`` apps."""
-    groups: list[tuple[set[int], dict[int, ProcessInfo], set[int]]] = []  # (pids, procs, ports)
-    for sample in data.samples:
-        for lst in sample.listeners:
-            pids = {p.pid for p in lst.owners}
-            match = [g for g in groups if pids and g[0] & pids] if pids else []
-            if not pids:
-                match = [g for g in groups if not g[0] and lst.local.port in g[2]]
-            if match:
-                base = match[0]
-                for other in match[1:]:
-                    base[0].update(other[0])
-                    base[1].update(other[1])
-                    base[2].update(other[2])
-                    groups.remove(other)
-            else:
-                base = (set(), {}, set())
-                groups.append(base)
-            base[0].update(pids)
-            base[1].update({p.pid: p for p in lst.owners})
-            base[2].add(lst.local.port)
-    apps = []
-    for _pids, procs, ports in groups:
-        processes = tuple(procs[p] for p in sorted(procs))
-        name = _label(processes) if processes else f"?:{min(ports)}"
-        apps.append(App(name=name, processes=processes, ports=tuple(sorted(ports))))
-    apps.sort(key=lambda a: a.ports)
-    return apps
-
-
-def app_of_process(proc: ProcessInfo | None, pid: int | None, apps: list[App]) -> App | None:
-    """The app a client process belongs to (one of its owners, same process group or service cgroup)."""
-    for app in apps:
-        if pid is not None and pid in app.pids:
-            return app
-        if proc is not None and app.processes and is_same_app(proc, list(app.processes)):
-            return app
-    return None
+def find_window_apps(data: WatchData) -> list[App]:
+    """Apps from the listeners seen in any sample of the window, sorted by ports (see
+    :func:`loopscope.analysis.apps.find_apps`; the window holds one namespace, so keys carry no netns)."""
+    return find_apps((lst.owners, lst.local.port) for s in data.samples for lst in s.listeners)
 
 
 def _ep(ep: Endpoint) -> Endpoint:

@@ -4,12 +4,15 @@ Definitions (per app A, over the window):
 - **external** inbound: connections/requests to A's listeners whose client is not A (a remote host or
   another local process, e.g. a load balancer or a load generator).
 - **self-call**: a connection from a process of A to a listener of A (same process, process group or
-  service cgroup; see :mod:`loopscope.analysis.talkmap`).
+  service cgroup; see :mod:`loopscope.analysis.apps`).
 - **amplification factor**: internal requests A makes over loopback per external request A receives;
   ``self_factor`` counts only calls to itself. Requests come from the HTTP capture (``--http``); without
   it connections stand in for requests (exact for one request per connection) and ``unit`` says so.
 - **per external path**: an internal request at time t is shared equally between the external requests
   to A in flight at t (request line seen, status line not yet).
+
+The call graph (:class:`WatchEdge`) counts connections opened over the window; the talk map's
+:class:`loopscope.analysis.talkmap.TalkEdge` counts the connections open in one snapshot.
 """
 
 from __future__ import annotations
@@ -18,27 +21,27 @@ import bisect
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from loopscope.analysis.apps import EXTERNAL_APP, App, AppKey, client_app
 from loopscope.analysis.scope import is_loopback
-from loopscope.analysis.watch.connections import (
-    App,
-    Instance,
-    app_of_process,
-    build_instances,
-    find_apps,
-)
+from loopscope.analysis.watch.connections import Instance, build_instances, find_window_apps
 from loopscope.analysis.watch.model import WatchData
 from loopscope.model import Gap, IPAddress, TcpInfo
 from loopscope.model.events import SourceStatus
 
-__all__ = ["AppStats", "EdgeStats", "ListenerPressure", "WatchReport", "summarize_watch"]
+__all__ = ["AppStats", "ListenerPressure", "WatchEdge", "WatchReport", "summarize_watch"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EdgeStats:
-    """Client -> server app over loopback, aggregated over the window."""
+class WatchEdge:
+    """Client -> server app over loopback, aggregated over the window (the call graph)."""
 
+    client_app: AppKey
+    """Client app identity (the edge's key with ``server_app`` and ``port``)."""
+    server_app: AppKey
+    """Server app identity."""
     client: str
-    """Client app name, ``pid N comm`` for a process that owns no listener, ``external`` or ``?``."""
+    """Client label: the app, ``comm[pid]`` for a process that owns no listener, ``pid N`` for one
+    known by pid only, ``external`` or ``?``."""
     server: str
     """Server app name."""
     port: int
@@ -63,6 +66,8 @@ class EdgeStats:
 class AppStats:
     """One app over the window."""
 
+    key: AppKey
+    """Identity."""
     name: str
     """``comm[pid,...]``."""
     pids: tuple[int, ...]
@@ -143,7 +148,7 @@ class WatchReport:
     """Window start (every source live), CLOCK_REALTIME ns."""
     apps: tuple[AppStats, ...]
     """Per app."""
-    edges: tuple[EdgeStats, ...]
+    edges: tuple[WatchEdge, ...]
     """Call graph, busiest first; self-loops have ``self_call``."""
     listeners: tuple[ListenerPressure, ...]
     """Accept queue per listener."""
@@ -179,18 +184,6 @@ def _payload(sender: TcpInfo | None, receiver: TcpInfo | None) -> int:
     return 0
 
 
-def _client_name(inst: Instance, client_app: App | None, external: bool) -> str:
-    if client_app is not None:
-        return client_app.name
-    if external:
-        return "external"
-    if inst.client_process is not None:
-        return f"{inst.client_process.comm}[{inst.client_process.pid}]"
-    if inst.client_pid is not None:
-        return f"pid {inst.client_pid}"
-    return "?"
-
-
 def _per_path(
     app_insts: list[tuple[Instance, bool]], internal_times: list[int]
 ) -> dict[str, float]:
@@ -219,60 +212,80 @@ def _per_path(
     return {path: round(shares.get(path, 0.0) / n, 3) for path, n in counts.items()}
 
 
+@dataclass(slots=True)
+class _EdgeAcc:
+    """One call-graph edge while the window is folded."""
+
+    client: App
+    """Client app."""
+    server: App
+    """Server app."""
+    connections: int = 0
+    """Established connections."""
+    requests: int = 0
+    """HTTP requests."""
+    bytes_to_server: int = 0
+    """Payload bytes client -> server."""
+    bytes_to_client: int = 0
+    """Payload bytes server -> client."""
+    client_pids: set[int] = field(default_factory=set)
+    """Client pids seen."""
+    refused: int = 0
+    """connect() attempts with no server side."""
+
+
 def summarize_watch(data: WatchData) -> WatchReport:
     """Join the events of a window and compute per-app rates, amplification, edges and pressure."""
     window_s = max((data.ended_ns - data.started_ns) / 1e9, 1e-9)
     http = any(s.name == "http_capture" and s.active for s in data.sources)
     unit = "requests" if http else "connections"
-    apps = find_apps(data)
+    apps = find_window_apps(data)
     insts = build_instances(data, apps)
     port_app = {p: a for a in apps for p in a.ports}
+    listener_apps = {a.key for a in apps}
     hosts: frozenset[IPAddress] = frozenset().union(*(s.host_addresses for s in data.samples))
 
-    per_app: dict[str, list[tuple[Instance, bool]]] = defaultdict(list)
-    outbound: dict[str, list[Instance]] = defaultdict(list)
-    edges: dict[tuple[str, str, int], dict[str, object]] = {}
+    per_app: dict[AppKey, list[tuple[Instance, bool]]] = defaultdict(list)
+    outbound: dict[AppKey, list[Instance]] = defaultdict(list)
+    edges: dict[tuple[AppKey, AppKey, int], _EdgeAcc] = {}
     for inst in insts:
         server_app = port_app.get(inst.server.port)
         if server_app is None:
             continue
         local_client = is_loopback(inst.client.address) or inst.client.address in hosts
-        client_app = (
-            app_of_process(inst.client_process, inst.client_pid, apps) if local_client else None
+        client = (
+            client_app(
+                () if inst.client_process is None else (inst.client_process,),
+                apps,
+                server=server_app,
+                pid=inst.client_pid,
+            )
+            if local_client
+            else App(key=EXTERNAL_APP)
         )
-        external = client_app is not server_app
-        per_app[server_app.name].append((inst, external))
-        if client_app is not None and client_app is not server_app:
-            outbound[client_app.name].append(inst)
-        key = (_client_name(inst, client_app, not local_client), server_app.name, inst.server.port)
+        external = client.key != server_app.key
+        per_app[server_app.key].append((inst, external))
+        if client.key in listener_apps and external:
+            outbound[client.key].append(inst)
         e = edges.setdefault(
-            key,
-            {
-                "n": 0,
-                "req": 0,
-                "up": 0,
-                "down": 0,
-                "pids": set(),
-                "refused": 0,
-                "self": client_app is server_app,
-            },
+            (client.key, server_app.key, inst.server.port), _EdgeAcc(client=client, server=server_app)
         )
         if not inst.established:
-            e["refused"] = int(e["refused"]) + 1  # type: ignore[call-overload]
+            e.refused += 1
             continue
-        e["n"] = int(e["n"]) + 1  # type: ignore[call-overload]
-        e["req"] = int(e["req"]) + len(inst.requests)  # type: ignore[call-overload]
+        e.connections += 1
+        e.requests += len(inst.requests)
         info, sinfo = inst.tcp_info, inst.server_tcp_info
-        e["up"] = int(e["up"]) + _payload(info, sinfo)  # type: ignore[call-overload]
-        e["down"] = int(e["down"]) + _payload(sinfo, info)  # type: ignore[call-overload]
+        e.bytes_to_server += _payload(info, sinfo)
+        e.bytes_to_client += _payload(sinfo, info)
         if inst.client_pid is not None:
-            e["pids"].add(inst.client_pid)  # type: ignore[attr-defined]
+            e.client_pids.add(inst.client_pid)
     app_stats = []
     for app in apps:
-        rows = [(i, ext) for i, ext in per_app.get(app.name, []) if i.established]
+        rows = [(i, ext) for i, ext in per_app.get(app.key, []) if i.established]
         ext_conns = sum(1 for _, ext in rows if ext)
         self_rows = [i for i, ext in rows if not ext]
-        out_rows = [i for i in outbound.get(app.name, []) if i.established]
+        out_rows = [i for i in outbound.get(app.key, []) if i.established]
         ext_req = sum(len(i.requests) for i, ext in rows if ext) if http else None
         self_req = sum(len(i.requests) for i in self_rows) if http else None
         out_req = sum(len(i.requests) for i in out_rows) if http else None
@@ -298,7 +311,8 @@ def summarize_watch(data: WatchData) -> WatchReport:
         internal_times = [r.at_ns for i in self_rows for r in i.requests]
         app_stats.append(
             AppStats(
-                name=app.name,
+                key=app.key,
+                name=app.label,
                 pids=app.pids,
                 ports=app.ports,
                 external_connections=ext_conns,
@@ -319,19 +333,21 @@ def summarize_watch(data: WatchData) -> WatchReport:
             )
         )
     edge_list = [
-        EdgeStats(
-            client=k[0],
-            server=k[1],
+        WatchEdge(
+            client_app=k[0],
+            server_app=k[1],
+            client=e.client.label,
+            server=e.server.label,
             port=k[2],
-            connections=int(v["n"]),  # type: ignore[call-overload]
-            requests=int(v["req"]) if http else None,  # type: ignore[call-overload]
-            bytes_to_server=int(v["up"]),  # type: ignore[call-overload]
-            bytes_to_client=int(v["down"]),  # type: ignore[call-overload]
-            self_call=bool(v["self"]),
-            client_pids=tuple(sorted(v["pids"])),  # type: ignore[call-overload]
-            refused=int(v["refused"]),  # type: ignore[call-overload]
+            connections=e.connections,
+            requests=e.requests if http else None,
+            bytes_to_server=e.bytes_to_server,
+            bytes_to_client=e.bytes_to_client,
+            self_call=k[0] == k[1],
+            client_pids=tuple(sorted(e.client_pids)),
+            refused=e.refused,
         )
-        for k, v in edges.items()
+        for k, e in edges.items()
     ]
     edge_list.sort(key=lambda e: (-e.connections, e.port, e.client))
     return WatchReport(
@@ -362,7 +378,7 @@ def _pressure(data: WatchData, port_app: dict[int, App]) -> list[ListenerPressur
     for s in data.samples:
         for lst in s.listeners:
             app = port_app.get(lst.local.port)
-            key = f"{app.name if app else '?'} {lst.local}"
+            key = f"{app.label if app else '?'} {lst.local}"
             ports[key] = lst.local.port
             series[key].append(
                 ((s.at_ns - data.started_ns) / 1e9, lst.accept_queue or 0, lst.backlog)
