@@ -1,0 +1,526 @@
+"""In-kernel connection counting for ``loopscope exporter``: a second sockops program that adds 1 to a
+BPF hash map per loopback connection, so there is no per-event work in Python.
+
+Unlike the ``watch`` program (:mod:`loopscope.backends.linux.bpf.program`, one ring record per event),
+this one aggregates in the kernel. On every
+
+- ``BPF_SOCK_OPS_TCP_CONNECT_CB`` (client ``connect()``, runs in the caller's context, so
+  ``bpf_get_current_comm`` names the client) whose destination is loopback (127/8, ::1,
+  ::ffff:127/104) or the connection's own source address (an own address is routed through ``lo``,
+  the kernel picks it as the source), and every
+- ``BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB`` (server side, softirq context: no meaningful current task),
+  with a flag telling whether the peer is local by the same rule,
+
+it does ``counts[key] += 1`` with ``BPF_ATOMIC | BPF_ADD`` on the value (concurrent CPUs never lose an
+increment), inserting the key with ``BPF_NOEXIST`` the first time. When the hash map is full the
+insert fails and the program adds 1 to ``stats[STAT_MAP_FULL]`` of a per-CPU array instead: nothing is
+silent. The key (:data:`KEY`, 56 bytes) is the client's ``comm`` (active side; zero on the passive
+side), op, family, destination address and port, netns cookie and the peer-local flag.
+
+Why ``comm`` and not the client tgid: the comm is captured in the kernel at connect time, so a client
+that has exited before the scrape still has a name, and 10,000 short-lived clients of one program
+make one key, not 10,000 (a tgid key fills the map and needs garbage collection racing the kernel).
+
+User space reads the map at scrape time (:meth:`ConnectionCounter.read`): cumulative counters, never
+reset, so every read is a consistent running total and a missed scrape loses nothing.
+
+Sources of truth: include/uapi/linux/bpf.h (``struct bpf_sock_ops``, ``BPF_NOEXIST``, helper ids,
+``BPF_MAP_GET_NEXT_KEY``), net/core/filter.c ``sock_ops_convert_ctx_access`` (4-byte ctx reads;
+``remote_port`` is the be16 port shifted left by 16 on little-endian hosts, ``local_port`` host
+order), kernel/bpf/helpers.c (``bpf_get_current_comm`` zero-pads to 16 bytes). Little-endian hosts
+only (the address tests compare u32 words as loaded on x86-64/aarch64).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import os
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from loopscope.backends.linux.bpf.program import OP_PASSIVE_ESTABLISHED, OP_TCP_CONNECT
+from loopscope.backends.linux.bpf.sockops import (
+    BPF_CGROUP_SOCK_OPS,
+    BPF_PROG_TYPE_SOCK_OPS,
+    _port_from_ctx,
+    find_cgroup2_root,
+)
+from loopscope.backends.linux.bpf.syscall import (
+    ADD64_K,
+    ATOMIC_DW,
+    BPF_LINK_CREATE,
+    BPF_MAP_LOOKUP_ELEM,
+    BPF_PROG_LOAD,
+    BPF_PSEUDO_MAP_FD,
+    CALL,
+    EXIT,
+    FN_GET_NETNS_COOKIE,
+    FN_MAP_LOOKUP_ELEM,
+    JA,
+    JEQ_K,
+    JNE_X,
+    LD_IMM64,
+    LDX_DW,
+    LDX_W,
+    MOV64_K,
+    MOV64_X,
+    ST_DW,
+    ST_W,
+    STX_DW,
+    STX_W,
+    BpfSyscall,
+    Insn,
+    Label,
+    assemble,
+    bpf_attr,
+    bpf_failure,
+    create_map,
+)
+from loopscope.errors import BackendUnavailable
+from loopscope.model import Family
+
+__all__ = [
+    "KEY",
+    "STAT_MAP_FULL",
+    "ConnectionCount",
+    "ConnectionCounter",
+    "build_counter_program",
+    "decode_count_key",
+    "possible_cpus",
+]
+
+# bpf.h values not needed by the watch program
+BPF_MAP_GET_NEXT_KEY = 4
+BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY = 1, 6
+FN_MAP_UPDATE_ELEM, FN_GET_CURRENT_COMM = 2, 16
+BPF_NOEXIST = 1  # map update flag: create only
+AND64_K = 0x57  # BPF_ALU64 | BPF_AND | BPF_K
+JEQ_X = 0x1D  # BPF_JMP | BPF_JEQ | BPF_X: if dst == src goto
+JNE_K = 0x55  # BPF_JMP | BPF_JNE | BPF_K
+JNE32_K = 0x56  # BPF_JMP32 | BPF_JNE | BPF_K: compares the low 32 bits (imm 0xffff0000 fits)
+
+# struct bpf_sock_ops field offsets (all __u32)
+SO_OP, SO_FAMILY, SO_REMOTE_IP4, SO_LOCAL_IP4 = 0, 20, 24, 28
+SO_REMOTE_IP6, SO_LOCAL_IP6, SO_REMOTE_PORT, SO_LOCAL_PORT = 32, 48, 64, 68
+
+# The hash key (56 bytes, host order unless said):
+#  0 comm[16] (active: the client's task comm, NUL padded; passive: zero) | 16 u32 op | 20 u32 family
+# 24 addr[16] destination (active: remote; passive: local) address, net order, IPv4 in the first 4
+# 40 u64 netns cookie | 48 u32 port raw ctx value (active remote_port; passive local_port)
+# 52 u32 peer_local (1: the peer is loopback or the same address; active keys are always 1)
+KEY = struct.Struct("=16sII16sQII")
+STAT_MAP_FULL = 0  # per-CPU stats[0]: increments lost because the hash map was full
+_STATS = 1
+_K = -56  # key at r10-56 .. r10-1
+_ONE = -64  # u64 1, the initial value
+_SKEY = -68  # u32 stats key
+
+
+def _locality(family_v6: bool, tag: str) -> list[Insn | Label]:
+    """r8 = 1 when the remote address is loopback or equals the local address, else 0."""
+    p: list[Insn | Label] = [Insn(MOV64_K, 8, imm=1, comment="r8 = 1 (assume local)")]
+    if not family_v6:
+        return [
+            *p,
+            Insn(LDX_W, 2, 6, SO_REMOTE_IP4, comment="r2 = ctx->remote_ip4 (net order)"),
+            Insn(LDX_W, 3, 6, SO_LOCAL_IP4, comment="r3 = ctx->local_ip4"),
+            Insn(JEQ_X, 2, 3, target=f"{tag}_v4_local", comment="same address: routed through lo"),
+            Insn(AND64_K, 2, imm=0xFF, comment="r2 = first address byte (little-endian load)"),
+            Insn(JEQ_K, 2, imm=127, target=f"{tag}_v4_local", comment="127.0.0.0/8"),
+            Insn(MOV64_K, 8, imm=0, comment="r8 = 0 (a remote peer)"),
+            Label(f"{tag}_v4_local"),
+        ]
+    for i in range(4):
+        p += [
+            Insn(LDX_W, 2, 6, SO_REMOTE_IP6 + 4 * i, comment=f"r2 = ctx->remote_ip6[{i}]"),
+            Insn(LDX_W, 3, 6, SO_LOCAL_IP6 + 4 * i, comment=f"r3 = ctx->local_ip6[{i}]"),
+            Insn(
+                JNE_X, 2, 3, target=f"{tag}_v6_differ", comment="words differ: not the same address"
+            ),
+        ]
+    p += [
+        Insn(JA, target=f"{tag}_v6_local", comment="same address: routed through lo"),
+        Label(f"{tag}_v6_differ"),
+        Insn(LDX_W, 2, 6, SO_REMOTE_IP6, comment="r2 = remote_ip6[0]"),
+        Insn(
+            JNE_K,
+            2,
+            imm=0,
+            target=f"{tag}_v6_remote",
+            comment="::1 and ::ffff:127/104 start with 0",
+        ),
+        Insn(LDX_W, 2, 6, SO_REMOTE_IP6 + 4, comment="r2 = remote_ip6[1]"),
+        Insn(JNE_K, 2, imm=0, target=f"{tag}_v6_remote", comment="second word 0 too"),
+        Insn(LDX_W, 2, 6, SO_REMOTE_IP6 + 8, comment="r2 = remote_ip6[2]"),
+        Insn(LDX_W, 3, 6, SO_REMOTE_IP6 + 12, comment="r3 = remote_ip6[3]"),
+        Insn(JEQ_K, 2, imm=0, target=f"{tag}_v6_one", comment="third word 0: maybe ::1"),
+        Insn(
+            JNE32_K,
+            2,
+            imm=-65536,
+            target=f"{tag}_v6_remote",
+            comment="not 00 00 ff ff: not v4-mapped",
+        ),
+        Insn(AND64_K, 3, imm=0xFF, comment="r3 = first byte of the mapped IPv4 address"),
+        Insn(JEQ_K, 3, imm=127, target=f"{tag}_v6_local", comment="::ffff:127.0.0.0/104"),
+        Insn(JA, target=f"{tag}_v6_remote", comment="another mapped IPv4 address"),
+        Label(f"{tag}_v6_one"),
+        Insn(JEQ_K, 3, imm=0x01000000, target=f"{tag}_v6_local", comment="::1 (bytes 00 00 00 01)"),
+        Label(f"{tag}_v6_remote"),
+        Insn(MOV64_K, 8, imm=0, comment="r8 = 0 (a remote peer)"),
+        Label(f"{tag}_v6_local"),
+    ]
+    return p
+
+
+def _side(op: int, family_v6: bool, tag: str) -> list[Insn | Label]:
+    """Fill the key for one (op, family) and jump to ``count`` (or ``out`` for a non-local connect)."""
+    active = op == OP_TCP_CONNECT
+    p: list[Insn | Label] = [Label(tag)]
+    if active:
+        p += [
+            Insn(MOV64_X, 1, 10, comment="r1 = fp"),
+            Insn(ADD64_K, 1, imm=_K, comment="r1 = &key.comm"),
+            Insn(MOV64_K, 2, imm=16, comment="r2 = 16"),
+            Insn(CALL, imm=FN_GET_CURRENT_COMM, comment="bpf_get_current_comm(&key.comm, 16)"),
+        ]
+    else:
+        p += [
+            Insn(ST_DW, 10, 0, _K + 0, 0, comment="key.comm[0:8] = 0 (softirq: no client task)"),
+            Insn(ST_DW, 10, 0, _K + 8, 0, comment="key.comm[8:16] = 0"),
+        ]
+    p += _locality(family_v6, tag)
+    if active:
+        p.append(Insn(JEQ_K, 8, imm=0, target="out", comment="destination not local: not counted"))
+    p += [
+        Insn(STX_W, 10, 8, _K + 52, comment="key.peer_local = r8"),
+        Insn(ST_W, 10, 0, _K + 16, op, comment=f"key.op = {op}"),
+        Insn(ST_W, 10, 0, _K + 20, 10 if family_v6 else 2, comment="key.family"),
+        Insn(
+            LDX_W,
+            2,
+            6,
+            SO_REMOTE_PORT if active else SO_LOCAL_PORT,
+            comment="r2 = ctx->remote_port (raw)" if active else "r2 = ctx->local_port",
+        ),
+        Insn(STX_W, 10, 2, _K + 48, comment="key.port = r2"),
+    ]
+    base = (SO_REMOTE_IP6 if active else SO_LOCAL_IP6) if family_v6 else None
+    for i in range(4):
+        if family_v6:
+            assert base is not None
+            p += [
+                Insn(LDX_W, 2, 6, base + 4 * i, comment=f"r2 = destination ip6[{i}]"),
+                Insn(STX_W, 10, 2, _K + 24 + 4 * i, comment=f"key.addr[{4 * i}:{4 * i + 4}] = r2"),
+            ]
+        elif i == 0:
+            src = SO_REMOTE_IP4 if active else SO_LOCAL_IP4
+            p += [
+                Insn(LDX_W, 2, 6, src, comment="r2 = destination ip4"),
+                Insn(STX_W, 10, 2, _K + 24, comment="key.addr[0:4] = r2"),
+            ]
+        else:
+            p.append(Insn(ST_W, 10, 0, _K + 24 + 4 * i, 0, comment=f"key.addr[{4 * i}:] = 0"))
+    p.append(Insn(JA, target="count", comment="count it"))
+    return p
+
+
+def build_counter_program(counts_fd: int, stats_fd: int) -> list[Insn | Label]:
+    """The SOCK_OPS counting program: ``counts[key] += 1`` on loopback connects and on every passive
+    establishment; ``stats[STAT_MAP_FULL] += 1`` (this CPU's slot) when the key cannot be inserted.
+    Always returns 1 (allow).
+
+    Registers: r6 = ctx across calls, r7 = &value, r8 = peer-local flag, r10 = frame pointer.
+    """
+    p: list[Insn | Label] = [
+        Insn(MOV64_X, 6, 1, comment="r6 = ctx (r1-r5 are clobbered by calls)"),
+        Insn(LDX_W, 2, 6, SO_OP, comment="r2 = ctx->op"),
+        Insn(LDX_W, 3, 6, SO_FAMILY, comment="r3 = ctx->family"),
+        Insn(JEQ_K, 2, imm=OP_TCP_CONNECT, target="active", comment="client connect()"),
+        Insn(JEQ_K, 2, imm=OP_PASSIVE_ESTABLISHED, target="passive", comment="server side"),
+        Insn(JA, target="out", comment="other ops: nothing to do"),
+        Label("active"),
+        Insn(JEQ_K, 3, imm=2, target="a4", comment="AF_INET"),
+        Insn(JEQ_K, 3, imm=10, target="a6", comment="AF_INET6"),
+        Insn(JA, target="out", comment="another family"),
+        Label("passive"),
+        Insn(JEQ_K, 3, imm=2, target="p4", comment="AF_INET"),
+        Insn(JEQ_K, 3, imm=10, target="p6", comment="AF_INET6"),
+        Insn(JA, target="out", comment="another family"),
+    ]
+    for op, v6, tag in (
+        (OP_TCP_CONNECT, False, "a4"),
+        (OP_TCP_CONNECT, True, "a6"),
+        (OP_PASSIVE_ESTABLISHED, False, "p4"),
+        (OP_PASSIVE_ESTABLISHED, True, "p6"),
+    ):
+        p += _side(op, v6, tag)
+    p += [
+        Label("count"),
+        Insn(MOV64_X, 1, 6, comment="r1 = ctx"),
+        Insn(CALL, imm=FN_GET_NETNS_COOKIE, comment="r0 = bpf_get_netns_cookie(ctx)"),
+        Insn(STX_DW, 10, 0, _K + 40, comment="key.netns_cookie = r0"),
+        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=counts_fd, comment="r1 = &counts (2 slots)"),
+        Insn(MOV64_X, 2, 10, comment="r2 = fp"),
+        Insn(ADD64_K, 2, imm=_K, comment="r2 = &key"),
+        Insn(CALL, imm=FN_MAP_LOOKUP_ELEM, comment="r0 = &counts[key] or NULL"),
+        Insn(JEQ_K, 0, imm=0, target="insert", comment="new key: insert it"),
+        Label("add"),
+        Insn(MOV64_K, 1, imm=1, comment="r1 = 1"),
+        Insn(ATOMIC_DW, 0, 1, 0, 0, comment="lock *r0 += 1 (BPF_ATOMIC | BPF_ADD)"),
+        Insn(JA, target="out", comment="counted"),
+        Label("insert"),
+        Insn(ST_DW, 10, 0, _ONE, 1, comment="one = 1 (u64)"),
+        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=counts_fd, comment="r1 = &counts"),
+        Insn(MOV64_X, 2, 10, comment="r2 = fp"),
+        Insn(ADD64_K, 2, imm=_K, comment="r2 = &key"),
+        Insn(MOV64_X, 3, 10, comment="r3 = fp"),
+        Insn(ADD64_K, 3, imm=_ONE, comment="r3 = &one"),
+        Insn(MOV64_K, 4, imm=BPF_NOEXIST, comment="r4 = BPF_NOEXIST"),
+        Insn(CALL, imm=FN_MAP_UPDATE_ELEM, comment="r0 = bpf_map_update_elem(&counts, &key, &one)"),
+        Insn(JEQ_K, 0, imm=0, target="out", comment="inserted with value 1: counted"),
+        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=counts_fd, comment="r1 = &counts"),
+        Insn(MOV64_X, 2, 10, comment="r2 = fp"),
+        Insn(ADD64_K, 2, imm=_K, comment="r2 = &key"),
+        Insn(CALL, imm=FN_MAP_LOOKUP_ELEM, comment="another CPU inserted it (EEXIST)?"),
+        Insn(JNE_K, 0, imm=0, target="add", comment="yes: add to it"),
+        Insn(ST_W, 10, 0, _SKEY, STAT_MAP_FULL, comment="skey = STAT_MAP_FULL (map full, E2BIG)"),
+        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=stats_fd, comment="r1 = &stats (per-CPU array)"),
+        Insn(MOV64_X, 2, 10, comment="r2 = fp"),
+        Insn(ADD64_K, 2, imm=_SKEY, comment="r2 = &skey"),
+        Insn(CALL, imm=FN_MAP_LOOKUP_ELEM, comment="r0 = this CPU's &stats[skey] or NULL"),
+        Insn(JEQ_K, 0, imm=0, target="out", comment="NULL: give up"),
+        Insn(LDX_DW, 1, 0, 0, comment="r1 = stats[skey] (this CPU's slot: no other writer)"),
+        Insn(ADD64_K, 1, imm=1, comment="r1 += 1"),
+        Insn(STX_DW, 0, 1, 0, comment="stats[skey] = r1"),
+        Label("out"),
+        Insn(MOV64_K, 0, imm=1, comment="r0 = 1 (sock_ops: success)"),
+        Insn(EXIT, comment="return r0"),
+    ]
+    return p
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionCount:
+    """One counter of the map, decoded."""
+
+    passive: bool
+    """True: counted on the server side (PASSIVE_ESTABLISHED); False: a client connect()."""
+    client_comm: str | None
+    """The client's comm at connect time (untrusted bytes, decoded with replacement); None passive."""
+    family: Family
+    """inet or inet6."""
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    """Destination (server) address."""
+    port: int
+    """Destination (server) port."""
+    netns_cookie: int
+    """The namespace's SO_NETNS_COOKIE."""
+    peer_local: bool
+    """The peer is loopback or the same address (always True for connects)."""
+    count: int
+    """Connections since the program was loaded (cumulative)."""
+
+
+def decode_count_key(key: bytes, count: int) -> ConnectionCount:
+    """Decode a :data:`KEY` and its value.
+
+    Example: comm ``b"curl"``, op 3, family 2, addr ``7f000001``, port raw ``0x901F0000`` ->
+    ``ConnectionCount(passive=False, client_comm="curl", address=127.0.0.1, port=8080, ...)``.
+    """
+    comm, op, family, addr, netns, port_raw, peer_local = KEY.unpack(key)
+    passive = op == OP_PASSIVE_ESTABLISHED
+    if family == 2:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(addr[:4])
+        fam = Family.INET
+    else:
+        address, fam = ipaddress.IPv6Address(addr), Family.INET6
+    return ConnectionCount(
+        passive=passive,
+        client_comm=None if passive else comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+        family=fam,
+        address=address,
+        port=port_raw if passive else _port_from_ctx(port_raw),
+        netns_cookie=netns,
+        peer_local=bool(peer_local),
+        count=count,
+    )
+
+
+def possible_cpus(text: str) -> int:
+    """CPU count from /sys/devices/system/cpu/possible text (per-CPU values come one per CPU).
+
+    Example: ``"0-3,8\\n"`` -> 5.
+    """
+    total = 0
+    for part in text.strip().split(","):
+        lo, _, hi = part.partition("-")
+        total += int(hi or lo) - int(lo) + 1
+    return total
+
+
+class ConnectionCounter:
+    """Loads the counting program, attaches it to the root cgroup v2 (BPF_LINK_CREATE) and reads the
+    counters. Nothing runs until constructed; :meth:`close` (or the context manager) detaches.
+
+    Args:
+        cgroup_path: cgroup v2 directory; the cgroup2 root from /proc/mounts by default.
+        max_entries: hash map size (distinct keys); beyond it increments are counted as map-full.
+
+    Raises:
+        BackendUnavailable: big-endian host, no cgroup2, not root, or the kernel refused (the
+            verifier log is in the message).
+    """
+
+    def __init__(self, cgroup_path: str | None = None, *, max_entries: int = 16384) -> None:
+        self._fds: list[int] = []
+        self.link_fd: int | None = None
+        if sys.byteorder != "little":
+            raise BackendUnavailable("eBPF counter: little-endian hosts only")
+        self._bpf = BpfSyscall()
+        if cgroup_path is None:
+            with open("/proc/mounts", encoding="utf-8") as fh:
+                cgroup_path = find_cgroup2_root(fh.read())
+            if cgroup_path is None:
+                raise BackendUnavailable("eBPF counter: no cgroup2 mount in /proc/mounts")
+        self.cgroup_path = cgroup_path
+        with open("/sys/devices/system/cpu/possible", encoding="ascii") as fh:
+            self._ncpus = possible_cpus(fh.read())
+        try:
+            self.counts_fd = self._map(BPF_MAP_TYPE_HASH, KEY.size, 8, max_entries, b"ls_counts")
+            self.stats_fd = self._map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, _STATS, b"ls_cstats")
+            self._load()
+            self._attach()
+        except BaseException:
+            self.close()
+            raise
+        self.max_entries = max_entries
+
+    def _map(self, map_type: int, key_size: int, value_size: int, entries: int, name: bytes) -> int:
+        fd = create_map(self._bpf, map_type, key_size, value_size, entries, name)
+        self._fds.append(fd)
+        return fd
+
+    def _load(self) -> None:
+        code = assemble(build_counter_program(self.counts_fd, self.stats_fd))
+        insns = ctypes.create_string_buffer(code, len(code))
+        license_ = ctypes.create_string_buffer(b"GPL")
+        log = ctypes.create_string_buffer(1 << 16)
+        for log_level in (0, 1):
+            attr = bpf_attr(
+                (0, "=I", BPF_PROG_TYPE_SOCK_OPS),
+                (4, "=I", len(code) // 8),
+                (8, "=Q", ctypes.addressof(insns)),
+                (16, "=Q", ctypes.addressof(license_)),
+                (24, "=I", log_level),
+                (28, "=I", len(log) if log_level else 0),
+                (32, "=Q", ctypes.addressof(log) if log_level else 0),
+                (68, "=I", BPF_CGROUP_SOCK_OPS),
+            )
+            struct.pack_into("16s", attr, 48, b"ls_counter")
+            fd = self._bpf.call(BPF_PROG_LOAD, attr)
+            if fd >= 0:
+                break
+            if log_level == 1 or fd == -1:  # EPERM: the log would not help
+                text = log.value.decode(errors="replace").strip().splitlines()[-3:]
+                raise bpf_failure(
+                    "BPF_PROG_LOAD(counter)",
+                    -fd,
+                    f" (verifier: {' | '.join(text)})" if text else "",
+                )
+        self.prog_fd = fd
+        self._fds.append(fd)
+        try:
+            self.cgroup_fd = os.open(self.cgroup_path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"eBPF counter: cannot open cgroup {self.cgroup_path}: {exc}"
+            ) from exc
+        self._fds.append(self.cgroup_fd)
+
+    def _attach(self) -> None:
+        attr = bpf_attr(
+            (0, "=I", self.prog_fd), (4, "=I", self.cgroup_fd), (8, "=I", BPF_CGROUP_SOCK_OPS)
+        )
+        link = self._bpf.call(BPF_LINK_CREATE, attr)
+        if link < 0:
+            raise bpf_failure("BPF_LINK_CREATE(counter)", -link)
+        self.link_fd = link
+
+    @property
+    def attached(self) -> bool:
+        """Whether the program is linked to the cgroup."""
+        return self.link_fd is not None
+
+    def _keys(self) -> Iterator[bytes]:
+        key = ctypes.create_string_buffer(KEY.size)
+        nxt = ctypes.create_string_buffer(KEY.size)
+        attr = bpf_attr(
+            (0, "=I", self.counts_fd),
+            (8, "=Q", 0),  # NULL key: the first one
+            (16, "=Q", ctypes.addressof(nxt)),
+        )
+        while self._bpf.call(BPF_MAP_GET_NEXT_KEY, attr) == 0:
+            yield nxt.raw
+            ctypes.memmove(key, nxt, KEY.size)
+            struct.pack_into("=Q", attr, 8, ctypes.addressof(key))
+
+    def read(self) -> list[ConnectionCount]:
+        """Every counter (one BPF_MAP_GET_NEXT_KEY and one lookup per key; keys are few: distinct
+        client names x destinations). A key deleted mid-walk restarts nothing: counters are never
+        deleted by us.
+
+        Raises:
+            BackendUnavailable: the counter is closed.
+        """
+        if not self._fds:
+            raise BackendUnavailable("eBPF counter is closed")
+        out: list[ConnectionCount] = []
+        value = ctypes.create_string_buffer(8)
+        kbuf = ctypes.create_string_buffer(KEY.size)
+        attr = bpf_attr(
+            (0, "=I", self.counts_fd),
+            (8, "=Q", ctypes.addressof(kbuf)),
+            (16, "=Q", ctypes.addressof(value)),
+        )
+        for key in list(self._keys()):
+            ctypes.memmove(kbuf, key, KEY.size)
+            if self._bpf.call(BPF_MAP_LOOKUP_ELEM, attr) == 0:
+                out.append(decode_count_key(key, struct.unpack("=Q", value.raw)[0]))
+        return out
+
+    def map_full(self) -> int:
+        """Increments lost because the hash map was full (sum over CPUs)."""
+        if not self._fds:
+            return 0
+        values = ctypes.create_string_buffer(8 * self._ncpus)
+        key = ctypes.create_string_buffer(struct.pack("=I", STAT_MAP_FULL), 4)
+        attr = bpf_attr(
+            (0, "=I", self.stats_fd),
+            (8, "=Q", ctypes.addressof(key)),
+            (16, "=Q", ctypes.addressof(values)),
+        )
+        if self._bpf.call(BPF_MAP_LOOKUP_ELEM, attr) < 0:
+            return 0
+        return sum(struct.unpack(f"={self._ncpus}Q", values.raw))
+
+    def detach(self) -> None:
+        """Unlink (close the link fd): the kernel stops running the program. Idempotent."""
+        if self.link_fd is not None:
+            os.close(self.link_fd)
+            self.link_fd = None
+
+    def close(self) -> None:
+        """Detach and free the program and maps. Idempotent."""
+        self.detach()
+        while self._fds:
+            os.close(self._fds.pop())
+
+    def __enter__(self) -> ConnectionCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
