@@ -68,7 +68,7 @@ def doctor_command(
                 netns, all_netns, opts, lambda label: status.update(f"doctor: netns {label}")
             )
     if json_out:
-        from loopscope.doctor.render import report_json
+        from loopscope.doctor.render import doctor_report_json
 
         options = {
             "netns": netns,
@@ -79,7 +79,7 @@ def doctor_command(
             "processes": not no_processes,
             "hosts_file": hosts_file,
         }
-        emit_json("doctor", report_json(report, options))
+        emit_json("doctor", doctor_report_json(report, options))
     else:
         from loopscope.doctor.render import print_report
 

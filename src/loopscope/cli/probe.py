@@ -27,8 +27,8 @@ __all__ = [
     "HEADERS_OF_INTEREST",
     "PROBE_FIELDS",
     "probe_command",
+    "probe_report_json",
     "register",
-    "report_json",
     "result_rows",
 ]
 
@@ -159,7 +159,7 @@ def _attempt_json(a: Attempt) -> dict[str, Any]:
     }
 
 
-def report_json(report: ProbeReport) -> dict[str, Any]:
+def probe_report_json(report: ProbeReport) -> dict[str, Any]:
     """The JSON body of a probe report."""
     return {
         "target": report.target,
@@ -255,7 +255,7 @@ def probe_command(
         diagnose_failures=not no_diagnose,
     )
     if json_out:
-        emit_json("probe", report_json(report))
+        emit_json("probe", probe_report_json(report))
     else:
         out = console()
         where = parsed.host or "*"

@@ -12,7 +12,7 @@ from rich.text import Text
 from loopscope.analysis.doctor.verdict import CheckResult, RungResult, Verdict
 from loopscope.doctor.runner import DoctorReport, NamespaceReport
 
-__all__ = ["print_report", "report_json"]
+__all__ = ["doctor_report_json", "print_report"]
 
 _STYLE = {
     Verdict.OK: "green",
@@ -60,7 +60,9 @@ def _namespace_json(ns: NamespaceReport) -> dict[str, Any]:
     }
 
 
-def report_json(report: DoctorReport, options: dict[str, Any] | None = None) -> dict[str, Any]:
+def doctor_report_json(
+    report: DoctorReport, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The body of ``loopscope doctor --json`` (``emit_json`` adds schema_version and command).
 
     Shape: ``{"options", "verdict", "namespaces": [{"netns", "verdict", "rungs": [{"rung", "verdict",

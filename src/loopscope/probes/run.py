@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from loopscope.analysis.probe.diagnose import diagnose
-from loopscope.analysis.probe.expect import CheckResult, Expectation, check_results
+from loopscope.analysis.probe.expect import Expectation, ExpectationResult, check_results
 from loopscope.errors import LoopscopeError
 from loopscope.model import Finding, Gap, InterfaceAddress, Severity
 from loopscope.model.probe import AddressResult, Candidate, Fingerprint, ProbeTarget
@@ -68,7 +68,7 @@ class ProbeReport:
     """One row per address."""
     findings: tuple[Finding, ...]
     """Diagnosis and failed expectations."""
-    checks: tuple[CheckResult, ...]
+    checks: tuple[ExpectationResult, ...]
     """Expectation results (empty when none asked)."""
     fingerprint: Fingerprint | None
     """What answers, in tcp mode."""

@@ -31,10 +31,10 @@ from loopscope.analysis.firewall.model import (
     _BLOCKING,
     Chain,
     FirewallRule,
+    FirewallVerdict,
     Match,
     Packet,
     Ruleset,
-    Verdict,
 )
 from loopscope.analysis.firewall.parse import (
     merge_rulesets,
@@ -46,10 +46,10 @@ from loopscope.analysis.firewall.parse import (
 __all__ = [
     "Chain",
     "FirewallRule",
+    "FirewallVerdict",
     "Match",
     "Packet",
     "Ruleset",
-    "Verdict",
     "evaluate",
     "find_loopback_blocks",
     "merge_rulesets",
@@ -145,7 +145,7 @@ def _run_chain(
     return None
 
 
-def evaluate(ruleset: Ruleset, packet: Packet) -> Verdict:
+def evaluate(ruleset: Ruleset, packet: Packet) -> FirewallVerdict:
     """What the ruleset does to the first packet of a new local connection (output then input hook).
 
     Args:
@@ -153,7 +153,7 @@ def evaluate(ruleset: Ruleset, packet: Packet) -> Verdict:
         packet: the connection attempt.
 
     Returns:
-        A Verdict: ``blocked`` with the rule or policy when certain; possible blockers otherwise.
+        A FirewallVerdict: ``blocked`` with the rule or policy when certain; possible blockers otherwise.
     """
     fams = ("ip", "inet") if packet.version == 4 else ("ip6", "inet")
     index = {(c.family, c.table, c.name): c for c in ruleset.chains}
@@ -166,11 +166,13 @@ def evaluate(ruleset: Ruleset, packet: Packet) -> Verdict:
         for chain in base:
             got = _run_chain(index, chain, packet, hook, walk, 0)
             if isinstance(got, FirewallRule):
-                return Verdict(blocked=True, rule=got, possible=tuple(walk.possible))
+                return FirewallVerdict(blocked=True, rule=got, possible=tuple(walk.possible))
             if (got is None or got == "goto-end") and chain.policy == "drop":
                 where = f"{chain.source} {chain.family} {chain.table} {chain.name}"
-                return Verdict(blocked=True, policy_chain=where, possible=tuple(walk.possible))
-    return Verdict(blocked=False, possible=tuple(walk.possible))
+                return FirewallVerdict(
+                    blocked=True, policy_chain=where, possible=tuple(walk.possible)
+                )
+    return FirewallVerdict(blocked=False, possible=tuple(walk.possible))
 
 
 def find_loopback_blocks(ruleset: Ruleset) -> list[FirewallRule]:

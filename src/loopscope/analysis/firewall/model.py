@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["Chain", "FirewallRule", "Match", "Packet", "Ruleset", "Verdict"]
+__all__ = ["Chain", "FirewallRule", "FirewallVerdict", "Match", "Packet", "Ruleset"]
 
 _TERMINAL = ("accept", "drop", "reject")
 _BLOCKING = ("drop", "reject")
@@ -120,7 +120,7 @@ class Packet:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Verdict:
+class FirewallVerdict:
     """What the ruleset does to a packet."""
 
     blocked: bool

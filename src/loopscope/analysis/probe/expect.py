@@ -19,8 +19,8 @@ from loopscope.errors import UsageError
 from loopscope.model.probe import AddressResult, HttpInfo
 
 __all__ = [
-    "CheckResult",
     "Expectation",
+    "ExpectationResult",
     "check_http",
     "check_results",
     "json_path",
@@ -49,7 +49,7 @@ class Expectation:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CheckResult:
+class ExpectationResult:
     """One expectation judged on one address."""
 
     expectation: str
@@ -181,7 +181,7 @@ def check_http(exp: Expectation, info: HttpInfo | None) -> tuple[bool, str]:
 
 def check_results(
     expectations: Sequence[Expectation], results: Sequence[AddressResult]
-) -> list[CheckResult]:
+) -> list[ExpectationResult]:
     """Every expectation on every address that answered HTTP (all its attempts must pass); when no
     address answered, each expectation fails once with target ``any address``. Addresses that did not
     connect are the diagnosis's business, not the expectations'."""
@@ -189,7 +189,9 @@ def check_results(
     answered = [r for r in results if any(a.http is not None for a in r.attempts)]
     if not answered:
         return [
-            CheckResult(expectation=e.text, target="any address", ok=False, got="no HTTP response")
+            ExpectationResult(
+                expectation=e.text, target="any address", ok=False, got="no HTTP response"
+            )
             for e in expectations
         ]
     for r in answered:
@@ -197,7 +199,7 @@ def check_results(
             verdicts = [check_http(exp, a.http) for a in r.attempts] or [(False, "not tried")]
             bad = next(((ok, got) for ok, got in verdicts if not ok), None)
             out.append(
-                CheckResult(
+                ExpectationResult(
                     expectation=exp.text,
                     target=r.candidate.label,
                     ok=bad is None,
