@@ -3,6 +3,8 @@ import socket
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loopscope.backends.linux.fdscan import decode_scan, encode_scan, start_owner_scan
 from loopscope.backends.linux.procfs import FdScan, scan_socket_owners
@@ -38,3 +40,22 @@ def test_forked_scan_equals_in_process_scan_and_leaves_out_the_child():
     assert [k.pid for k in forked.owners[mine]] == [os.getpid()]  # not the scanning child
     assert forked.owners[mine] == tuple(here.owners[mine])
     listener.close()
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda counts, words: (
+                struct.pack("=5q", 0, 0, *counts) + struct.pack(f"={len(words)}q", *words)
+            ),
+            st.tuples(st.integers(-2, 3), st.integers(-2, 3), st.integers(-2, 2)),
+            st.lists(st.integers(-(2**63), 2**63 - 1), max_size=20),
+        ),
+    )
+)
+def test_fuzz_decode_scan(data: bytes) -> None:
+    try:
+        decode_scan(data)
+    except ParseError:
+        pass

@@ -6,6 +6,8 @@ import ipaddress
 import struct
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from loopscope.backends.linux.http_capture import (
     JEQ,
@@ -15,6 +17,7 @@ from loopscope.backends.linux.http_capture import (
     build_http_filter,
     parse_packet,
 )
+from loopscope.errors import LoopscopeError
 from loopscope.model.events import HttpKind
 
 
@@ -136,3 +139,46 @@ def test_http_filter_jumps_are_forward_and_in_range(nports: int, port_tests: int
     assert struct.unpack_from("=HBBI", code, 8 * (n - 1)) == (RET_K, 0, 0, 0)
     with pytest.raises(ValueError):
         assemble_classic([(JEQ, "far", 0, 1), *[(RET_K, 0, 0, 0)] * 256, "far", (RET_K, 0, 0, 0)])
+
+
+def _tcp_packets() -> st.SearchStrategy[bytes]:
+    """Packets whose IP and TCP headers are plausible enough to reach the payload parser."""
+    return st.one_of(
+        st.binary(max_size=120),
+        st.builds(
+            lambda ihl, doff, ports, payload, v6: (
+                ipv4_tcp("127.0.0.1", ports[0], "127.0.0.1", ports[1], payload, ihl=ihl, doff=doff)
+                if not v6
+                else bytes([0x60])
+                + bytes(39)
+                + struct.pack("!HH", *ports)
+                + bytes(8)
+                + bytes([doff << 4])
+                + bytes(7)
+                + payload
+            ),
+            st.integers(5, 15),
+            st.integers(0, 15),
+            st.tuples(st.sampled_from([8080, 53110, 1]), st.sampled_from([8080, 53110, 1])),
+            st.one_of(
+                st.binary(max_size=80),
+                st.builds(
+                    lambda head, tail: head + tail,
+                    st.sampled_from(
+                        [b"GET ", b"HTTP/1.1 ", b"HTTP/1.", b"POST /", b"GET / HTTP/1."]
+                    ),
+                    st.binary(max_size=60),
+                ),
+            ),
+            st.booleans(),
+        ),
+    )
+
+
+@given(_tcp_packets())
+@example(b"\x45" + bytes(19))  # ihl 5, no TCP header behind it
+def test_fuzz_parse_packet(data: bytes) -> None:
+    try:
+        parse_packet(data, at_ns=1, ports=frozenset({8080}))
+    except LoopscopeError:
+        pass

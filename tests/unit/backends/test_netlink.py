@@ -71,3 +71,12 @@ def test_parse_messages_never_crashes(data: bytes):
             parse_attributes(msg.payload)
     except ParseError:
         pass
+
+
+@given(st.binary(max_size=200), st.integers(0, 24))
+def test_fuzz_parse_attributes(data: bytes, offset: int) -> None:
+    try:
+        attrs = parse_attributes(data, offset)
+    except ParseError:
+        return
+    assert all(0 <= kind < 0x4000 for kind in attrs)

@@ -92,3 +92,20 @@ def test_fuzz_parse_stat(line: str):
         parse_stat(line)
     except ParseError:
         pass
+
+
+@given(
+    st.one_of(
+        st.text(max_size=50),
+        st.builds(
+            lambda a, p: f"{a}:{p}",
+            st.text("0123456789abcdefABCDEF g", max_size=34),
+            st.text("0123456789abcdefABCDEF g", max_size=5),
+        ),
+    )
+)
+def test_fuzz_decode_address(text: str) -> None:
+    try:
+        decode_address(text)
+    except ParseError:
+        pass

@@ -45,3 +45,11 @@ def test_fuzz_parse_address(data: bytes):
         rtnl.parse_link(data)
     except ParseError:
         pass
+
+
+@given(st.binary(max_size=120))
+def test_fuzz_parse_link(data: bytes) -> None:
+    try:
+        rtnl.parse_link(data)
+    except ParseError:
+        pass

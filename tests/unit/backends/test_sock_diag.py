@@ -135,3 +135,8 @@ def test_fuzz_valid_header_bad_body(family: int, state: int, body: bytes, attrs:
         )
     except ParseError:
         pass
+
+
+@given(st.binary(max_size=300))
+def test_fuzz_parse_tcp_info(data: bytes) -> None:
+    sock_diag.parse_tcp_info(data)  # any length: fields past the end are None

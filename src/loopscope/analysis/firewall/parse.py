@@ -25,8 +25,15 @@ from loopscope.analysis.firewall.model import (
     Ruleset,
 )
 from loopscope.errors import ParseError
+from loopscope.model.firewall import FirewallFacts
 
-__all__ = ["merge_rulesets", "parse_iptables_save", "parse_nft_json", "parse_rulesets"]
+__all__ = [
+    "merge_rulesets",
+    "parse_firewall_facts",
+    "parse_iptables_save",
+    "parse_nft_json",
+    "parse_rulesets",
+]
 
 # ---------------------------------------------------------------------------------------------- nft JSON
 
@@ -210,7 +217,8 @@ def parse_nft_json(text: str) -> Ruleset:
         Every chain with its rules; named sets (``@blocked``) are resolved into the rules' values.
 
     Raises:
-        ParseError: not JSON, or not an ``{"nftables": [...]}`` document.
+        ParseError: not JSON, not an ``{"nftables": [...]}`` document, or an item of another shape
+            than nft writes.
 
     Example: the rule ``iifname "lo" tcp dport 8080 drop`` becomes ``FirewallRule(verdict="drop",
     matches=(Match("iif", False, ("lo",)), Match("dport", False, ((8080, 8080),)),
@@ -221,6 +229,21 @@ def parse_nft_json(text: str) -> Ruleset:
         items = doc["nftables"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ParseError(f"not an nft JSON ruleset: {exc}", path="nft -j list ruleset") from exc
+    try:
+        return _nft_ruleset(items)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # an item or expression of another shape than nft writes (a chain without "name"...)
+        raise ParseError(
+            f"malformed nft JSON ruleset: {exc!r}", path="nft -j list ruleset"
+        ) from exc
+
+
+def _nft_ruleset(items: Any) -> Ruleset:
+    """The ruleset of the ``nftables`` items (see :func:`parse_nft_json`).
+
+    Raises:
+        AttributeError, KeyError, TypeError, ValueError: an item of another shape than nft writes.
+    """
     sets: dict[tuple[str, str], dict[str, tuple[Any, ...]]] = {}
     chains: dict[tuple[str, str, str], Chain] = {}
     order: list[tuple[str, str, str]] = []
@@ -447,3 +470,17 @@ def parse_rulesets(
             except ParseError as exc:
                 errors.append(f"{tool}: {exc}")
     return merge_rulesets(*parts), tuple(errors)
+
+
+def parse_firewall_facts(facts: FirewallFacts) -> tuple[Ruleset | None, tuple[str, ...]]:
+    """The merged ruleset of the dumps :func:`loopscope.backends.linux.firewall.read_firewall` read.
+
+    Returns:
+        None when no dump was read, else the merged ruleset (:func:`parse_rulesets`); then the reasons
+        a dump was not read (``facts.errors``) followed by one message per dump that did not parse.
+    """
+    texts = (facts.nft_json, facts.iptables_save, facts.ip6tables_save)
+    if all(t is None for t in texts):
+        return None, facts.errors
+    ruleset, parse_errors = parse_rulesets(*texts)
+    return ruleset, facts.errors + parse_errors

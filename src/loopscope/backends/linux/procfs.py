@@ -37,6 +37,7 @@ __all__ = [
     "read_proc_net",
     "read_process",
     "read_stack_facts",
+    "read_sysctl",
     "scan_socket_owners",
 ]
 
@@ -259,9 +260,19 @@ def read_process(key: ProcessKey, root: ProcRoot = ProcRoot()) -> ProcessInfo | 
     )
 
 
-def _read_sysctl(root: ProcRoot, name: str) -> str | None:
+def read_sysctl(root: ProcRoot, name: str) -> str | None:
+    """One sysctl as text, stripped; None when it does not exist here or cannot be read.
+
+    The one sysctl reader: :func:`read_stack_facts` and
+    :func:`loopscope.backends.linux.sysctl.read_sysctls` both read through it. ``name`` is written as
+    sysctl(8) writes it, a dot between levels and ``/`` for a dot inside a level (an interface
+    ``eth0.100``): ``read_sysctl(ProcRoot(), "net.ipv4.conf.eth0/100.route_localnet")`` reads
+    ``/proc/sys/net/ipv4/conf/eth0.100/route_localnet``. /proc/sys/net shows the network namespace of
+    the *reading thread* (fs/proc/proc_net.c).
+    """
+    parts = (part.replace("/", ".") for part in name.split("."))
     try:
-        with open(root.join("sys", *name.split(".")), encoding="ascii", errors="replace") as fh:
+        with open(root.join("sys", *parts), encoding="ascii", errors="replace") as fh:
             return fh.read().strip()
     except OSError:
         return None
@@ -295,16 +306,16 @@ def read_stack_facts(root: ProcRoot = ProcRoot()) -> StackFacts:
     inside :func:`~loopscope.backends.linux.netns.run_in_netns` for another namespace.
     """
     return StackFacts(
-        ip_local_port_range=_pair(_read_sysctl(root, "net.ipv4.ip_local_port_range")),
-        ip_local_reserved_ports=_read_sysctl(root, "net.ipv4.ip_local_reserved_ports"),
-        somaxconn=_int(_read_sysctl(root, "net.core.somaxconn")),
-        bindv6only=_bool(_read_sysctl(root, "net.ipv6.bindv6only")),
-        ipv6_disabled_all=_bool(_read_sysctl(root, "net.ipv6.conf.all.disable_ipv6")),
-        ipv6_disabled_lo=_bool(_read_sysctl(root, "net.ipv6.conf.lo.disable_ipv6")),
-        tcp_tw_reuse=_int(_read_sysctl(root, "net.ipv4.tcp_tw_reuse")),
-        tcp_fin_timeout_s=_int(_read_sysctl(root, "net.ipv4.tcp_fin_timeout")),
-        route_localnet_all=_bool(_read_sysctl(root, "net.ipv4.conf.all.route_localnet")),
-        ping_group_range=_pair(_read_sysctl(root, "net.ipv4.ping_group_range")),
+        ip_local_port_range=_pair(read_sysctl(root, "net.ipv4.ip_local_port_range")),
+        ip_local_reserved_ports=read_sysctl(root, "net.ipv4.ip_local_reserved_ports"),
+        somaxconn=_int(read_sysctl(root, "net.core.somaxconn")),
+        bindv6only=_bool(read_sysctl(root, "net.ipv6.bindv6only")),
+        ipv6_disabled_all=_bool(read_sysctl(root, "net.ipv6.conf.all.disable_ipv6")),
+        ipv6_disabled_lo=_bool(read_sysctl(root, "net.ipv6.conf.lo.disable_ipv6")),
+        tcp_tw_reuse=_int(read_sysctl(root, "net.ipv4.tcp_tw_reuse")),
+        tcp_fin_timeout_s=_int(read_sysctl(root, "net.ipv4.tcp_fin_timeout")),
+        route_localnet_all=_bool(read_sysctl(root, "net.ipv4.conf.all.route_localnet")),
+        ping_group_range=_pair(read_sysctl(root, "net.ipv4.ping_group_range")),
     )
 
 

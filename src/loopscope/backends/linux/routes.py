@@ -87,7 +87,8 @@ def parse_route(payload: bytes, names: dict[int, str]) -> RouteEntry | None:
     ``RouteEntry(family=4, table=255, type="local", dst="127.0.0.0/8", dev="lo", prefsrc=127.0.0.1)``.
 
     Raises:
-        ParseError: shorter than struct rtmsg, malformed attributes, or a bad address length.
+        ParseError: shorter than struct rtmsg, malformed attributes, a bad address length, or a
+            prefix longer than the address.
     """
     if len(payload) < _RTMSG.size:
         raise ParseError("rtmsg too short", path="netlink", line=payload.hex())
@@ -104,6 +105,10 @@ def parse_route(payload: bytes, names: dict[int, str]) -> RouteEntry | None:
         dst = "default"
     elif dst_addr is None:
         dst = f"?/{dst_len}"
+    elif dst_len > dst_addr.max_prefixlen:
+        raise ParseError(
+            f"route prefix /{dst_len} longer than the address", path="netlink", line=payload.hex()
+        )
     else:
         dst = str(ipaddress.ip_network(f"{dst_addr}/{dst_len}", strict=False))
     oif = attrs.get(RTA_OIF)

@@ -8,8 +8,13 @@ import os
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from loopscope.backends.linux.bpf.program import EVENT
+from loopscope.backends.linux.bpf.sockops import parse_event
 from loopscope.backends.linux.bpf.syscall import RINGBUF_BUSY_BIT, RINGBUF_DISCARD_BIT, RingBuffer
+from loopscope.errors import LoopscopeError
 
 PAGE = mmap.PAGESIZE
 SIZE = PAGE  # one data page, so wrapping is easy to reach
@@ -94,3 +99,22 @@ def test_bad_descriptor_is_a_backend_error() -> None:
             RingBuffer(fd, SIZE)
     finally:
         os.close(fd)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=100),
+        st.builds(
+            lambda head, family, tail: (head + struct.pack("=II", 3, family) + tail)[: EVENT.size],
+            st.binary(min_size=24, max_size=24),
+            st.sampled_from([2, 10, 0, 1, 0xFFFFFFFF]),
+            st.binary(min_size=EVENT.size - 32, max_size=EVENT.size - 32),
+        ),
+    ),
+    st.integers(-(2**62), 2**62),
+)
+def test_fuzz_parse_event(data: bytes, mono_to_real_ns: int) -> None:
+    try:
+        parse_event(data, mono_to_real_ns=mono_to_real_ns)
+    except LoopscopeError:
+        pass
