@@ -15,8 +15,8 @@ from procs import run_loopscope
 from loopscope.backends.linux import icmp, routes
 from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 from loopscope.backends.linux.rtnl import read_links
+from loopscope.backends.linux.sysctl import read_sysctls
 from loopscope.doctor import probes
-from loopscope.doctor.gather import read_sysctls
 
 pytestmark = [pytest.mark.linux, pytest.mark.root]
 A = ipaddress.ip_address
@@ -137,11 +137,11 @@ def test_sysctl_reader_sees_the_namespace(netns):
     )
 
     def inside():  # type: ignore[no-untyped-def]
-        return read_sysctls(read_links())
+        return read_sysctls(link.name for link in read_links())
 
     inner = run_in_netns(resolve_netns(netns), inside)
     assert inner.route_localnet["lo"] is True and inner.ipv6_module
-    assert read_sysctls(read_links()).route_localnet.get("lo") is False
+    assert read_sysctls(link.name for link in read_links()).route_localnet.get("lo") is False
 
 
 def test_external_rung_against_a_local_listener():

@@ -39,10 +39,6 @@ ALLOWED: dict[str, set[str]] = {
 # Real dependencies that cross the lines above, each with its reason. Key: (importing module, imported
 # part). Keep it short; an entry whose import is gone fails test_allow_list_is_current.
 ALLOW: dict[tuple[str, str], str] = {
-    ("loopscope.backends.linux.firewall", "analysis"): (
-        "the reader runs nft/iptables-save and turns their text into a Ruleset with the pure parsers of"
-        " analysis/firewall; analysis never imports backends, so there is no cycle"
-    ),
     ("loopscope.lab.runner", "sim"): (
         "lab validates the simulator against real servers: it runs sim's engine on the scenario it"
         " measured and compares the curves (a real cross-feature dependency)"

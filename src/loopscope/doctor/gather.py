@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,19 +17,15 @@ from functools import partial
 
 from loopscope.analysis.doctor.facts import (
     DoctorFacts,
-    EchoResult,
     ExternalFacts,
-    FirewallFacts,
-    IcmpResult,
     LocalNetFacts,
     LoopbackFacts,
     ResolutionFacts,
-    RouteEntry,
-    RouteLookup,
-    Sysctls,
 )
 from loopscope.analysis.doctor.resolution import order_from_hosts, parse_hosts
 from loopscope.backends.linux import icmp, routes
+from loopscope.backends.linux.command import run_tool
+from loopscope.backends.linux.firewall import read_firewall
 from loopscope.backends.linux.netns import (
     NETNS_RUN_DIR,
     NetnsTarget,
@@ -39,18 +33,20 @@ from loopscope.backends.linux.netns import (
     resolve_netns,
     run_in_netns,
 )
+from loopscope.backends.linux.sysctl import read_sysctls
 from loopscope.collect import take_snapshots
 from loopscope.doctor import probes
 from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError
 from loopscope.model import InterfaceAddress, IPAddress, LinkInfo, Snapshot
+from loopscope.model.echo import EchoResult, IcmpResult
+from loopscope.model.routing import RouteEntry, RouteLookup
 
 __all__ = [
     "DoctorOptions",
     "gather",
     "gather_all",
     "netns_name_of",
-    "read_firewall",
-    "read_sysctls",
+    "read_resolution",
 ]
 
 _V4_1 = ipaddress.IPv4Address("127.0.0.1")
@@ -85,87 +81,6 @@ def netns_name_of(target: NetnsTarget) -> str | None:
     return None
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
-
-
-def read_sysctls(links: Sequence[LinkInfo]) -> Sysctls:
-    """route_localnet of all/default/each interface, the IPv6 module, martian counters.
-
-    Reads /proc/sys/net and /proc/net/stat/rt_cache as the calling thread's namespace shows them
-    (``/proc/thread-self``): call inside :func:`run_in_netns`.
-    """
-    base = "/proc/sys/net"
-    localnet: dict[str, bool] = {}
-    for name in ("all", "default", *(link.name for link in links)):
-        value = _read(f"{base}/ipv4/conf/{name}/route_localnet")
-        if value is not None:
-            localnet[name] = value == "1"
-    martian_src = martian_dst = None
-    stat = _read("/proc/thread-self/net/stat/rt_cache")
-    if stat:
-        lines = stat.splitlines()
-        header = lines[0].split()
-        if "in_martian_src" in header and "in_martian_dst" in header:
-            i_src, i_dst = header.index("in_martian_src"), header.index("in_martian_dst")
-            martian_src = sum(int(line.split()[i_src], 16) for line in lines[1:])
-            martian_dst = sum(int(line.split()[i_dst], 16) for line in lines[1:])
-    ignore_v4 = _read(f"{base}/ipv4/icmp_echo_ignore_all")
-    ignore_v6 = _read(f"{base}/ipv6/icmp/echo_ignore_all")
-    return Sysctls(
-        route_localnet=localnet,
-        ipv6_module=os.path.isdir(f"{base}/ipv6"),
-        martian_src=martian_src,
-        martian_dst=martian_dst,
-        icmp_echo_ignore_v4=None if ignore_v4 is None else ignore_v4 == "1",
-        icmp_echo_ignore_v6=None if ignore_v6 is None else ignore_v6 == "1",
-        conntrack_count=_int(_read(f"{base}/netfilter/nf_conntrack_count")),
-        conntrack_max=_int(_read(f"{base}/netfilter/nf_conntrack_max")),
-    )
-
-
-def _run_tool(argv: list[str], timeout_s: float = 5.0) -> tuple[str | None, str | None]:
-    if shutil.which(argv[0]) is None:
-        return None, f"{argv[0]}: not installed"
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"{' '.join(argv)}: {exc}"
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        msg = lines[-1][:160] if lines else f"exit {proc.returncode}"
-        if "ermission" in proc.stderr or "not permitted" in proc.stderr:
-            msg = "permission denied (run as root)"
-        return None, f"{argv[0]}: {msg}"
-    return proc.stdout, None
-
-
-def read_firewall() -> FirewallFacts:
-    """``nft -j list ruleset``, ``iptables-save`` and ``ip6tables-save`` of the calling thread's
-    namespace (a child process inherits the forking thread's namespace)."""
-    errors: list[str] = []
-    outputs: list[str | None] = []
-    for argv in (["nft", "-j", "list", "ruleset"], ["iptables-save"], ["ip6tables-save"]):
-        out, err = _run_tool(argv)
-        outputs.append(out)
-        if err:
-            errors.append(err)
-    return FirewallFacts(
-        nft_json=outputs[0],
-        iptables_save=outputs[1],
-        ip6tables_save=outputs[2],
-        errors=tuple(errors),
-    )
-
-
 def _hosts_path_for(target: NetnsTarget, override: str | None) -> str:
     if override:
         return override
@@ -185,7 +100,7 @@ def _hosts_path_for(target: NetnsTarget, override: str | None) -> str:
 def _getent_order(name: str, netns_name: str) -> tuple[tuple[IPAddress, ...], float, str | None]:
     """getaddrinfo as processes under ``ip netns exec NAME`` see it (their /etc/hosts is bind-mounted)."""
     t0 = time.perf_counter_ns()
-    out, err = _run_tool(["ip", "netns", "exec", netns_name, "getent", "ahosts", name])
+    out, err = run_tool(["ip", "netns", "exec", netns_name, "getent", "ahosts", name])
     took_us = (time.perf_counter_ns() - t0) / 1e3
     if out is None:
         return (), took_us, err or "no answer"
@@ -261,7 +176,7 @@ def _inside(target: NetnsTarget, snap: Snapshot, opts: DoctorOptions) -> _Inside
         route_list, lookups = routes.read_routes((_V4_1, _V4_2, _V6_1), names)
     except (BackendUnavailable, NetlinkError) as exc:
         route_error = str(exc)
-    sysctls = read_sysctls(links)
+    sysctls = read_sysctls(link.name for link in links)
     v6_off = (not sysctls.ipv6_module) or bool(
         snap.stack.ipv6_disabled_all or snap.stack.ipv6_disabled_lo
     )

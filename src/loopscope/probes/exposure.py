@@ -194,10 +194,11 @@ def verify_exposure(
         BackendUnavailable: not root, or the namespace/veth could not be made.
     """
     from loopscope.analysis.firewall.evaluate import Packet, evaluate
-    from loopscope.backends.linux.firewall import read_ruleset
+    from loopscope.analysis.firewall.parse import parse_firewall_facts
+    from loopscope.backends.linux.firewall import read_firewall
     from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 
-    ruleset = read_ruleset().ruleset
+    ruleset, _unread = parse_firewall_facts(read_firewall())
     results: list[ExposureResult] = []
     with _interrupts_raise(), outside_netns() as view:
         real: list[tuple[Listener, str | None, str]] = []

@@ -136,8 +136,9 @@ def _not_http(results: Sequence[AddressResult]) -> bool:
 
 def _diagnosis_inputs(port: int) -> tuple[list, list, object, list[Gap]]:  # type: ignore[type-arg]
     """Listeners here and elsewhere, the firewall, gaps (I/O: snapshots and rulesets)."""
+    from loopscope.analysis.firewall.parse import parse_firewall_facts
     from loopscope.analysis.listeners import find_listeners
-    from loopscope.backends.linux.firewall import read_ruleset
+    from loopscope.backends.linux.firewall import read_firewall
     from loopscope.collect import take_all_snapshots, take_snapshot
 
     gaps: list[Gap] = []
@@ -152,9 +153,9 @@ def _diagnosis_inputs(port: int) -> tuple[list, list, object, list[Gap]]:  # typ
                     elsewhere += find_listeners(other)
         except LoopscopeError as exc:
             gaps.append(Gap(what="other network namespaces", reason=str(exc)))
-    read = read_ruleset()
-    gaps += [Gap(what="firewall ruleset", reason=e) for e in read.errors]
-    return here, elsewhere, read.ruleset, gaps
+    ruleset, errors = parse_firewall_facts(read_firewall())
+    gaps += [Gap(what="firewall ruleset", reason=e) for e in errors]
+    return here, elsewhere, ruleset, gaps
 
 
 def run_probe(

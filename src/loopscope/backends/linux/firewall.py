@@ -1,58 +1,45 @@
-"""Read the firewall rulesets of the current network namespace (``nft -j list ruleset``,
-``iptables-save``, ``ip6tables-save``) and parse them with :mod:`loopscope.analysis.firewall.evaluate`."""
+"""Read the firewall rulesets of the calling thread's network namespace: ``nft -j list ruleset``,
+``iptables-save`` and ``ip6tables-save``, as text (parsed by the pure
+:func:`loopscope.analysis.firewall.parse.parse_firewall_facts`).
+
+The tools are child processes, and a child inherits the namespace of the thread that forks it: call
+:func:`read_firewall` inside :func:`~loopscope.backends.linux.netns.run_in_netns` for another namespace.
+Both the doctor and the probe diagnosis read rulesets here.
+"""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from dataclasses import dataclass
+from loopscope.backends.linux.command import run_tool
+from loopscope.model.firewall import FirewallFacts
 
-from loopscope.analysis.firewall.evaluate import Ruleset, parse_rulesets
+__all__ = ["RULESET_COMMANDS", "read_firewall"]
 
-__all__ = ["RulesetRead", "read_ruleset"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RulesetRead:
-    """The merged ruleset and what could not be read."""
-
-    ruleset: Ruleset | None
-    """None when no source could be read."""
-    errors: tuple[str, ...] = ()
-    """``nft: not installed``, ``iptables-save: Permission denied (run as root)``..."""
+RULESET_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("nft", "-j", "list", "ruleset"),
+    ("iptables-save",),
+    ("ip6tables-save",),
+)
+"""The three dumps, in the order of :class:`~loopscope.model.firewall.FirewallFacts` fields."""
 
 
-def _run(argv: list[str], timeout_s: float) -> tuple[str | None, str | None]:
-    if shutil.which(argv[0]) is None:
-        return None, f"{argv[0]}: not installed"
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        return None, f"{argv[0]}: timed out after {timeout_s} s"
-    except OSError as exc:
-        return None, f"{argv[0]}: {exc.strerror}"
-    if proc.returncode != 0:
-        msg = (
-            proc.stderr.strip().splitlines()[-1]
-            if proc.stderr.strip()
-            else f"exit {proc.returncode}"
-        )
-        hint = " (run as root)" if "ermission" in msg or "not permitted" in msg else ""
-        return None, f"{argv[0]}: {msg}{hint}"
-    return proc.stdout, None
+def read_firewall(timeout_s: float = 5.0) -> FirewallFacts:
+    """Run every ruleset dump; a missing tool or a permission error becomes a line of ``errors`` (a gap,
+    not a failure) and leaves that dump None.
 
+    Args:
+        timeout_s: how long each tool may run, seconds.
 
-def read_ruleset(timeout_s: float = 5.0) -> RulesetRead:
-    """Read and merge every ruleset available here; missing tools and permission errors become
-    ``errors`` (they are a gap, not a failure)."""
+    Returns:
+        The three dumps as printed, and one reason per dump that could not be read
+        (``nft: not installed``, ``iptables-save: ... Permission denied (you must be root) (run as root)``).
+    """
     texts: list[str | None] = []
     errors: list[str] = []
-    for argv in (["nft", "-j", "list", "ruleset"], ["iptables-save"], ["ip6tables-save"]):
-        text, err = _run(argv, timeout_s)
+    for argv in RULESET_COMMANDS:
+        text, err = run_tool(argv, timeout_s)
         texts.append(text)
         if err:
             errors.append(err)
-    if all(t is None for t in texts):
-        return RulesetRead(ruleset=None, errors=tuple(errors))
-    ruleset, parse_errors = parse_rulesets(*texts)
-    return RulesetRead(ruleset=ruleset, errors=tuple(errors) + parse_errors)
+    return FirewallFacts(
+        nft_json=texts[0], iptables_save=texts[1], ip6tables_save=texts[2], errors=tuple(errors)
+    )
