@@ -131,7 +131,7 @@ def check_exposure(snapshot: Snapshot, listeners: list[Listener] | None = None) 
     for row in rows:
         by_port[(row.proto, row.local.port)].append(row)
         service = sensitive_service_of(row)
-        if service is not None and row.scope in (Scope.WILDCARD, Scope.HOST):
+        if service is not None and row.scope in (Scope.WILDCARD, Scope.OWN_ADDRESS):
             findings.append(
                 Finding(
                     code="EXPOSED_SENSITIVE_SERVICE",
@@ -169,7 +169,8 @@ def check_exposure(snapshot: Snapshot, listeners: list[Listener] | None = None) 
         scopes = {(r.family, r.scope) for r in group}
         for loop_family, other_family in ((Family.INET, Family.INET6), (Family.INET6, Family.INET)):
             only_loop = {s for f, s in scopes if f is loop_family} == {Scope.LOOPBACK}
-            other_open = {s for f, s in scopes if f is other_family} & {Scope.WILDCARD, Scope.HOST}
+            reachable = {Scope.WILDCARD, Scope.OWN_ADDRESS}
+            other_open = {s for f, s in scopes if f is other_family} & reachable
             if only_loop and other_open:
                 names = (
                     ",".join(sorted({n for r in group for n in r.process_names}))

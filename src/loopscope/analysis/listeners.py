@@ -70,7 +70,7 @@ def reach_of(sock: SocketRecord, scope: Scope) -> str:
     """
     if scope is Scope.LOOPBACK:
         return "this host only"
-    if scope is Scope.HOST:
+    if scope is Scope.OWN_ADDRESS:
         return f"hosts on {sock.local.address}'s network"
     if scope is Scope.WILDCARD:
         if sock.family is Family.INET:

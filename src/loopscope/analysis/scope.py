@@ -65,14 +65,14 @@ def classify_address(addr: IPAddress, host_addresses: frozenset[IPAddress]) -> S
         host_addresses: addresses configured in the namespace (see :func:`host_address_set`).
 
     Example: ``classify_address(IPv4Address("192.0.2.2"), frozenset({IPv4Address("192.0.2.2")}))``
-    -> ``Scope.HOST``.
+    -> ``Scope.OWN_ADDRESS``.
     """
     if is_wildcard(addr):
         return Scope.WILDCARD
     if is_loopback(addr):
         return Scope.LOOPBACK
     if unmap(addr) in host_addresses:
-        return Scope.HOST
+        return Scope.OWN_ADDRESS
     return Scope.OTHER
 
 
@@ -81,9 +81,7 @@ def is_loopback_connection(sock: SocketRecord, host_addresses: frozenset[IPAddre
     socket is connected (remote port set)."""
     if sock.remote.port == 0 or is_wildcard(sock.remote.address):
         return False
-    local_ok = classify_address(sock.local.address, host_addresses) in (Scope.LOOPBACK, Scope.HOST)
-    remote_ok = classify_address(sock.remote.address, host_addresses) in (
-        Scope.LOOPBACK,
-        Scope.HOST,
-    )
+    local = (Scope.LOOPBACK, Scope.OWN_ADDRESS)
+    local_ok = classify_address(sock.local.address, host_addresses) in local
+    remote_ok = classify_address(sock.remote.address, host_addresses) in local
     return local_ok and remote_ok

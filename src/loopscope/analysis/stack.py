@@ -15,7 +15,7 @@ from loopscope.model import Endpoint, Finding, IPAddress, Proto, Scope, Severity
 __all__ = ["StackSummary", "check_stack", "summarize_stack"]
 
 _V4_LOOP = ipaddress.IPv4Network("127.0.0.0/8")
-_LOCAL_SCOPES = (Scope.LOOPBACK, Scope.HOST)
+_LOCAL_SCOPES = (Scope.LOOPBACK, Scope.OWN_ADDRESS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

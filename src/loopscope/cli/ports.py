@@ -71,11 +71,16 @@ def select_listeners(
     """
     out = listeners
     if scope is not None:
+        if scope == "host":
+            raise UsageError(
+                "scope 'host' is now 'own-address' (one of this host's own addresses; "
+                "iproute2's 'scope host' means loopback)"
+            )
         try:
             wanted = Scope(scope)
         except ValueError:
             raise UsageError(
-                f"unknown scope {scope!r}: use loopback, wildcard, host or other"
+                f"unknown scope {scope!r}: use loopback, wildcard, own-address or other"
             ) from None
         out = [r for r in out if r.scope is wanted]
     if proto is not None:
@@ -104,7 +109,7 @@ def ports_command(
     port: int | None = typer.Option(None, "--port", help="Only this port."),
     pid: int | None = typer.Option(None, "--pid", help="Only listeners owned by this process."),
     scope: str | None = typer.Option(
-        None, "--scope", help="Only loopback, wildcard, host or other."
+        None, "--scope", help="Only loopback, wildcard, own-address or other."
     ),
     proto: str | None = typer.Option(None, "--proto", help="Only tcp or udp."),
     fingerprint: bool = typer.Option(

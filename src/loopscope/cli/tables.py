@@ -77,7 +77,7 @@ def make_table(
                 style = "yellow"
             elif spec.name == "self_call" and value:
                 style = "bold magenta"
-            elif spec.name == "scope" and value in ("wildcard", "host"):
+            elif spec.name == "scope" and value in ("wildcard", "own-address"):
                 style = "yellow"
             cells.append(Text(value, style=style))
         table.add_row(*cells)

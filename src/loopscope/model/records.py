@@ -97,14 +97,15 @@ class Scope(str, enum.Enum):
 
     - ``LOOPBACK``: 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104; only this host (this netns).
     - ``WILDCARD``: 0.0.0.0 or ::; every address of the netns, so other hosts too.
-    - ``HOST``: an address configured on an interface of this netns; other hosts on that network,
-      and this host itself (traffic to it is routed through ``lo``).
+    - ``OWN_ADDRESS`` (``own-address``): an address configured on an interface of this netns (the eth0
+      IP); other hosts on that network, and this host itself (traffic to it is routed through ``lo``).
+      Not iproute2's ``scope host``, which marks addresses valid inside this host only (127.0.0.1/8).
     - ``OTHER``: none of the above (a remote peer, or an address not configured here).
     """
 
     LOOPBACK = "loopback"
     WILDCARD = "wildcard"
-    HOST = "host"
+    OWN_ADDRESS = "own-address"
     OTHER = "other"
 
     def __str__(self) -> str:

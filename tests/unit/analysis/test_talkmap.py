@@ -23,8 +23,8 @@ def test_scope_classification():
     assert classify_address(ip("127.0.0.53"), hosts) is Scope.LOOPBACK
     assert classify_address(ip("::ffff:127.0.0.1"), hosts) is Scope.LOOPBACK
     assert classify_address(ip("::"), hosts) is Scope.WILDCARD
-    assert classify_address(ip("192.0.2.2"), hosts) is Scope.HOST
-    assert classify_address(ip("::ffff:192.0.2.2"), hosts) is Scope.HOST
+    assert classify_address(ip("192.0.2.2"), hosts) is Scope.OWN_ADDRESS
+    assert classify_address(ip("::ffff:192.0.2.2"), hosts) is Scope.OWN_ADDRESS
     assert classify_address(ip("198.51.100.7"), hosts) is Scope.OTHER
     assert not is_loopback(ip("::2"))
 
