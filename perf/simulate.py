@@ -99,7 +99,7 @@ def main() -> int:
                 "goal_met_wall": wall <= GOAL_S,
                 "goal_met_cpu": cpu <= GOAL_S,
                 "ok": res.ok,
-                "p99_ms": round(1000 * (res.latency.p99_s or 0), 2),
+                "p99_ms": round(1000 * (res.latency.p99_s if res.latency else 0), 2),
                 "utilisation_pct": round(res.utilisation_pct, 1),
                 "deadlock_episodes": res.deadlock_episodes,
             }
@@ -122,8 +122,8 @@ def main() -> int:
                 "simpy_cpu_s_median": round(s_cpu, 3),
                 "speedup": round(s_cpu / f_cpu, 2),
                 "same_result": f_res.ok == s_res.ok and f_res.latency == s_res.latency,
-                "p99_ms_fast": round(1000 * (f_res.latency.p99_s or 0), 3),
-                "p99_ms_simpy": round(1000 * (s_res.latency.p99_s or 0), 3),
+                "p99_ms_fast": round(1000 * (f_res.latency.p99_s if f_res.latency else 0), 3),
+                "p99_ms_simpy": round(1000 * (s_res.latency.p99_s if s_res.latency else 0), 3),
             }
         )
         print(f"{design}: simpy/fast = {s_cpu / f_cpu:.1f}x", file=sys.stderr)

@@ -128,7 +128,6 @@ def test_contract_covers_the_pure_folders_and_every_claim() -> None:
         "loopscope.sim.formulas",
         "loopscope.sim.result",
         "loopscope.sim.scenario",
-        "loopscope.sim.stats",
         "loopscope.watch.view",
     } <= names
 

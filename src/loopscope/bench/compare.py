@@ -21,7 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from loopscope.analysis.bench.stats import summarize_latencies, throughput_bytes_per_s
+from loopscope.analysis.stats import LogHistogram, throughput_bytes_per_s
 from loopscope.bench.paths import measure_stream_throughput, open_round_trip
 from loopscope.bench.runner import measure_round_trips
 from loopscope.bench.server import BenchError, ServerProcess, pin_current_process
@@ -319,7 +319,7 @@ def run_compare(
                     )
                 finally:
                     close()
-                ours = summarize_latencies(lat)
+                ours = LogHistogram.of(lat).summarize()
                 sp = run_sockperf_pingpong(
                     duration_s=rr_duration_s, client_cpu=client_cpu, server_cpu=server_cpu
                 )

@@ -2,7 +2,7 @@
 
 The method, identical for every path: warm up, then for each round trip
 ``t0 = perf_counter_ns(); round_trip(); t1 = perf_counter_ns()`` and record ``t1 - t0`` into an
-HDR-style histogram (:mod:`loopscope.analysis.bench.stats`). A round trip is a Python callable made by
+HDR-style histogram (:mod:`loopscope.analysis.stats`). A round trip is a Python callable made by
 :func:`loopscope.bench.paths.open_round_trip`; for the in-process path it calls a function that
 returns a ready response, so the ratio to it shows what the transport adds.
 """
@@ -22,7 +22,7 @@ from loopscope.analysis.bench.results import (
     ThroughputResult,
     ratio_to_call,
 )
-from loopscope.analysis.bench.stats import summarize_latencies, throughput_bytes_per_s
+from loopscope.analysis.stats import LogHistogram, throughput_bytes_per_s
 from loopscope.bench.paths import (
     PATH_LABELS,
     PATHS,
@@ -241,6 +241,6 @@ def _run_cell(
         path=path,
         label=label,
         size_bytes=size,
-        summary=summarize_latencies(lat),
+        summary=LogHistogram.of(lat).summarize(),
         truncated=truncated,
     )

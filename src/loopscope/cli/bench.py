@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loopscope.analysis.bench.results import BenchConfig, BenchReport, PinMode
+from loopscope.analysis.stats import latency_json_ns
 from loopscope.bench.compare import CompareResult, run_compare
 from loopscope.bench.paths import PATHS
 from loopscope.bench.runner import run_bench, validate_config
@@ -23,6 +24,7 @@ from loopscope.cli.common import (
     exit_code_for,
 )
 from loopscope.errors import UsageError
+from loopscope.render.jsonable import to_jsonable
 
 __all__ = [
     "bench_command",
@@ -242,7 +244,7 @@ def bench_command(
         plot_path = str(write_plot(report, plot))
     if json_out:
         body: dict[str, Any] = {
-            "report": report,
+            "report": _report_json(report),
             "compare": results,
             "compare_notes": notes,
             "plot": plot_path,
@@ -255,6 +257,15 @@ def bench_command(
         if plot_path:
             out.print(f"plot written to {plot_path}")
     raise typer.Exit(exit_code_for(report.findings, fail_on))
+
+
+def _report_json(report: BenchReport) -> dict[str, Any]:
+    """``to_jsonable(report)`` with each cell's summary in the nanoseconds shape
+    (:func:`~loopscope.analysis.stats.latency_json_ns`)."""
+    body: dict[str, Any] = to_jsonable(report)
+    for cell, c_json in zip(report.cells, body["cells"], strict=True):
+        c_json["summary"] = latency_json_ns(cell.summary)
+    return body
 
 
 def _run_with_progress(config: BenchConfig, *, quiet: bool) -> BenchReport:

@@ -10,6 +10,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from loopscope.analysis.stats import latency_json_s
 from loopscope.cli.common import (
     FailOnOption,
     JsonOption,
@@ -149,8 +150,10 @@ def lab_command(
 
 def _curve_json(c: LabCurve) -> dict[str, Any]:
     body = to_jsonable(c)
-    for point in body["points"]:
+    for p, point in zip(c.points, body["points"], strict=True):
         point["measured"].pop("latencies_s", None)
+        point["measured"]["latency"] = latency_json_s(p.measured.latency)
+        point["simulated"]["latency"] = latency_json_s(p.simulated.latency)
     return dict(body)
 
 
@@ -194,7 +197,7 @@ def _print(
                 c.design,
                 f"{p.rate_per_s:g}",
                 f"{m.goodput_per_s:.1f}",
-                _ms(m.latency.p50_s),
+                _ms(m.latency.p50_s if m.latency is not None else None),
                 _ms(m.p99_all_s),
                 str(m.timeouts),
                 str(m.errors),

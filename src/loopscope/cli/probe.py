@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from loopscope.analysis.bench.stats import summarize_latencies
+from loopscope.analysis.stats import LogHistogram
 from loopscope.analysis.probe.expect import parse_expectations
 from loopscope.analysis.probe.target import parse_target
 from loopscope.cli.common import (
@@ -80,14 +80,14 @@ def _ms(values_s: list[float]) -> str:
         return "-"
     if len(values_s) == 1:
         return f"{values_s[0] * 1e3:.2f}"
-    s = summarize_latencies([max(1, int(v * 1e9)) for v in values_s])
+    s = LogHistogram.of([max(1, int(v * 1e9)) for v in values_s]).summarize()
     return f"{s.p50_ns / 1e6:.2f}/{s.p99_ns / 1e6:.2f}"
 
 
 def _stats(values_s: list[float]) -> dict[str, float] | None:
     if not values_s:
         return None
-    s = summarize_latencies([max(1, int(v * 1e9)) for v in values_s])
+    s = LogHistogram.of([max(1, int(v * 1e9)) for v in values_s]).summarize()
     return {
         "count": s.count,
         "p50_ms": s.p50_ns / 1e6,

@@ -11,6 +11,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from loopscope.analysis.stats import latency_json_s
 from loopscope.cli.common import (
     FailOnOption,
     JsonOption,
@@ -57,9 +58,19 @@ def resolve_hop_s(calibrate: str | None, hop_us: float) -> tuple[float, str]:
     return cal.read_bench_hop_s(Path(calibrate)), f"bench file {calibrate}"
 
 
+def _curves_json(curves: list[SweepCurve]) -> list[dict[str, Any]]:
+    """``to_jsonable(curves)`` with each result's latency in the seconds shape
+    (:func:`~loopscope.analysis.stats.latency_json_s`)."""
+    body: list[dict[str, Any]] = to_jsonable(curves)
+    for curve, c_json in zip(curves, body, strict=True):
+        for r, r_json in zip(curve.results, c_json["results"], strict=True):
+            r_json["latency"] = latency_json_s(r.latency)
+    return body
+
+
 def result_row(label: str, m: int, r: SimResult) -> list[str]:
     """Table cells of one result."""
-    lat = r.latency
+    lat = latency_json_s(r.latency)
 
     def num(v: float | None, scale: float = 1.0) -> str:
         if v is None:
@@ -72,8 +83,8 @@ def result_row(label: str, m: int, r: SimResult) -> list[str]:
         str(m),
         f"{r.offered_per_s:g}",
         num(r.throughput_per_s),
-        num(lat.p50_s, 1000),
-        num(lat.p99_s, 1000),
+        num(lat["p50_s"], 1000),
+        num(lat["p99_s"], 1000),
         f"{r.utilisation_pct:.0f}",
         f"{r.blocked_pct:.0f}",
         num(r.mean_queue_len),
@@ -232,7 +243,7 @@ def simulate_command(
                 "hop_source": hop_source,
                 "engine": engine,
                 "scenario": to_jsonable(dataclasses.replace(base, root=tree[curves[0].design])),
-                "curves": to_jsonable(curves),
+                "curves": _curves_json(curves),
                 "findings": to_jsonable(findings),
                 "plot": str(plot_path) if plot_path else None,
             },

@@ -12,8 +12,8 @@ import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 
+from loopscope.analysis.stats import LatencySummary, percentile_with_failures, summarize_latencies
 from loopscope.errors import UsageError
-from loopscope.sim.stats import LatencySummary, percentile_with_failures, summarize_latencies
 
 __all__ = ["LoadResult", "run_load"]
 
@@ -36,8 +36,9 @@ class LoadResult:
     """Seconds from the first intended send to the last."""
     goodput_per_s: float
     """``ok / (sent / rate)``: successful responses per second of offered load."""
-    latency: LatencySummary
-    """Latency of 2xx responses, from the intended send time, seconds."""
+    latency: LatencySummary | None
+    """Latency of 2xx responses, from the intended send time, seconds; None without one (JSON:
+    :func:`~loopscope.analysis.stats.latency_json_s`)."""
     p99_all_s: float | None
     """p99 over every request, a failed or timed-out one counting as ``timeout_s``."""
     max_send_lag_s: float
@@ -103,7 +104,7 @@ async def _run(
         timeouts=counts["timeouts"],
         send_window_s=window,
         goodput_per_s=counts["ok"] / window,
-        latency=summarize_latencies(latencies),
+        latency=summarize_latencies(latencies) if latencies else None,
         p99_all_s=percentile_with_failures(latencies, count - counts["ok"], 99.0, timeout_s),
         max_send_lag_s=max_lag,
         latencies_s=tuple(latencies),

@@ -15,7 +15,7 @@ from loopscope.lab.server import LabServer
 from loopscope.sim.fast import run_fast
 from loopscope.sim.result import SimResult, Trace, summarize_trace
 from loopscope.sim.scenario import DistKind, Scenario, ServiceDist, make_design
-from loopscope.sim.stats import SweepPoint, find_knee
+from loopscope.sim.sweep import SweepPoint, find_knee
 
 __all__ = [
     "LAB_DESIGNS",
@@ -99,7 +99,7 @@ class LabCurve:
     points: tuple[LabPoint, ...]
     """By rising rate."""
     knee_measured_per_s: float | None
-    """Knee of the measured curve (:func:`~loopscope.sim.stats.find_knee`), None if none."""
+    """Knee of the measured curve (:func:`~loopscope.sim.sweep.find_knee`), None if none."""
     knee_simulated_per_s: float | None
     """Knee of the simulated curve."""
 

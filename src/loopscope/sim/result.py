@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from loopscope.analysis.stats import LatencySummary, percentile_with_failures, summarize_latencies
 from loopscope.sim.scenario import Scenario
-from loopscope.sim.stats import LatencySummary, percentile_with_failures, summarize_latencies
 
 __all__ = ["SimResult", "Trace", "summarize_trace"]
 
@@ -64,8 +64,9 @@ class SimResult:
     """lambda, external requests per second."""
     throughput_per_s: float
     """Successful external responses per second of arrival window (goodput)."""
-    latency: LatencySummary
-    """Latency of successful external requests."""
+    latency: LatencySummary | None
+    """Latency of successful external requests, None when none succeeded (JSON:
+    :func:`~loopscope.analysis.stats.latency_json_s`)."""
     p99_all_s: float | None
     """p99 over every external request, a failed or timed-out one counting as the client timeout
     (None when that is unset and the p99 falls on a failure)."""
@@ -110,7 +111,7 @@ def summarize_trace(trace: Trace, scenario: Scenario) -> SimResult:
         engine=trace.engine,
         offered_per_s=scenario.arrival_rate_per_s,
         throughput_per_s=trace.ok / window,
-        latency=summarize_latencies(trace.latencies_s),
+        latency=summarize_latencies(trace.latencies_s) if trace.latencies_s else None,
         p99_all_s=percentile_with_failures(
             trace.latencies_s, trace.offered - trace.ok, 99.0, scenario.request_timeout_s
         ),

@@ -10,11 +10,51 @@ from loopscope.model import Finding, Severity
 from loopscope.sim.fast import simulate_fast
 from loopscope.sim.result import SimResult
 from loopscope.sim.scenario import Node, Scenario
-from loopscope.sim.stats import SweepPoint, find_knee
 
-__all__ = ["SweepCurve", "capacity_per_s", "check_results", "default_rates", "run_sweep"]
+__all__ = [
+    "SweepCurve",
+    "SweepPoint",
+    "capacity_per_s",
+    "check_results",
+    "default_rates",
+    "find_knee",
+    "run_sweep",
+]
 
 Engine = Callable[[Scenario], SimResult]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepPoint:
+    """One rate of a sweep."""
+
+    offered_per_s: float
+    """Offered external rate, requests per second."""
+    goodput_per_s: float
+    """Successful responses per second."""
+    p99_s: float | None
+    """99th percentile latency of successful responses, seconds."""
+
+
+def find_knee(
+    points: Sequence[SweepPoint], *, goodput_ratio: float = 0.9, p99_factor: float = 5.0
+) -> float | None:
+    """The knee of a sweep: the lowest offered rate where goodput falls below ``goodput_ratio`` of the
+    offered rate, or p99 exceeds ``p99_factor`` times the p99 at the lowest rate.
+
+    Example: offered 10/20/40 with goodput 10/19.9/12 -> knee 40.
+
+    Returns:
+        The offered rate of the knee, requests per second, or None if the sweep never bends.
+    """
+    ordered = sorted(points, key=lambda p: p.offered_per_s)
+    base_p99 = next((p.p99_s for p in ordered if p.p99_s is not None), None)
+    for point in ordered:
+        if point.goodput_per_s < goodput_ratio * point.offered_per_s:
+            return point.offered_per_s
+        if base_p99 is not None and point.p99_s is not None and point.p99_s > p99_factor * base_p99:
+            return point.offered_per_s
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +68,7 @@ class SweepCurve:
     results: tuple[SimResult, ...]
     """One result per rate, by rising rate."""
     knee_per_s: float | None
-    """Knee of the curve (:func:`~loopscope.sim.stats.find_knee`), None if it never bends."""
+    """Knee of the curve (:func:`find_knee`), None if it never bends."""
 
 
 def capacity_per_s(root: Node, workers: int, instances: int) -> float:

@@ -3,7 +3,7 @@
 import pytest
 
 from loopscope.analysis.bench.results import BenchConfig, BenchReport, CellResult
-from loopscope.analysis.bench.stats import summarize_latencies
+from loopscope.analysis.stats import LogHistogram
 from loopscope.bench.plot import write_plot
 from loopscope.errors import UsageError
 
@@ -18,7 +18,10 @@ def _report(skip_all=False):
                 lat = [base + size // 10 + i for i in range(100)]
                 cells.append(
                     CellResult(
-                        path=path, label=path, size_bytes=size, summary=summarize_latencies(lat)
+                        path=path,
+                        label=path,
+                        size_bytes=size,
+                        summary=LogHistogram.of(lat).summarize(),
                     )
                 )
     cfg = BenchConfig(paths=("call", "tcp4", "unix"), sizes_bytes=(1, 1024, 65536))

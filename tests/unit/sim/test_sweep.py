@@ -1,45 +1,6 @@
-"""Percentiles, summaries and knees (pure)."""
+"""Knees of rate sweeps (pure)."""
 
-import pytest
-
-from loopscope.sim.stats import (
-    SweepPoint,
-    find_knee,
-    percentile,
-    percentile_with_failures,
-    summarize_latencies,
-)
-
-
-def test_percentile_nearest_rank():
-    assert percentile([1, 2, 3, 4], 50) == 2
-    assert percentile([1, 2, 3, 4], 99) == 4
-    assert percentile([1, 2, 3, 4], 0) == 1
-    values = list(range(1, 1001))
-    assert percentile(values, 99.9) == 999
-    assert percentile(values, 99) == 990
-
-
-def test_percentile_errors():
-    with pytest.raises(ValueError):
-        percentile([], 50)
-    with pytest.raises(ValueError):
-        percentile([1.0], 101)
-
-
-def test_summarize():
-    s = summarize_latencies([0.3, 0.1, 0.2])
-    assert (s.count, s.p50_s, s.max_s) == (3, 0.2, 0.3)
-    assert s.mean_s == pytest.approx(0.2)
-    empty = summarize_latencies([])
-    assert empty.count == 0 and empty.p99_s is None
-
-
-def test_percentile_with_failures():
-    assert percentile_with_failures([0.1] * 98, 2, 99, 2.0) == 2.0
-    assert percentile_with_failures([0.1] * 99, 1, 99, 2.0) == 0.1
-    assert percentile_with_failures([0.1] * 50, 50, 99, None) is None
-    assert percentile_with_failures([], 0, 99, 1.0) is None
+from loopscope.sim.sweep import SweepPoint, find_knee
 
 
 def test_find_knee():

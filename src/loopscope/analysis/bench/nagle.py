@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from loopscope.analysis.bench.stats import median
+from loopscope.analysis.stats import median
 from loopscope.model import Finding, Severity
 
 __all__ = [

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loopscope.analysis.bench.stats import LatencySummary
+from loopscope.analysis.stats import LatencySummary
 from loopscope.model import Finding
 
 __all__ = [

@@ -3,13 +3,15 @@
 import pytest
 
 from loopscope.analysis.bench.results import CellResult, ratio_to_call
-from loopscope.analysis.bench.stats import summarize_latencies
+from loopscope.analysis.stats import LogHistogram
 from loopscope.cli.bench import format_size, parse_paths, parse_sizes
 from loopscope.errors import UsageError
 
 
 def _cell(path, size, p50):
-    return CellResult(path=path, label=path, size_bytes=size, summary=summarize_latencies([p50]))
+    return CellResult(
+        path=path, label=path, size_bytes=size, summary=LogHistogram.of([p50]).summarize()
+    )
 
 
 def test_ratio_to_call_per_size():
