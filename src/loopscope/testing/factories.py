@@ -2,19 +2,28 @@
 
 Example::
 
-    snap = snapshot_from_recording("tests/fixtures/host1")
+    snap = snapshot_from_recording("tests/fixtures/host1")   # through the collector, on the recording
     snap = make_snapshot([listener("tcp", "0.0.0.0", 6379, owners=[proc(10, "redis-server")])])
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from loopscope.backends.linux import rtnl, sock_diag
-from loopscope.backends.linux.procfs import ProcRoot, read_process, scan_socket_owners
+from loopscope.backends.linux.netns import NetnsTarget
+from loopscope.backends.linux.procfs import ProcRoot
+from loopscope.collect import (
+    Collector,
+    FixedNamespace,
+    ProcOwnerScanner,
+    ReplayTransports,
+    SockDiagSource,
+)
 from loopscope.model import (
     Endpoint,
     Family,
@@ -29,7 +38,6 @@ from loopscope.model import (
     StackFacts,
     TcpState,
 )
-from loopscope.testing.record import load_transport
 
 __all__ = [
     "LO_ADDRESSES",
@@ -38,6 +46,7 @@ __all__ = [
     "listener",
     "make_snapshot",
     "proc",
+    "recorded_collector",
     "snapshot_from_recording",
 ]
 
@@ -57,39 +66,43 @@ LO_LINKS = (
 )
 
 
-def snapshot_from_recording(folder: str | Path, *, netns: NetnsId = NS) -> Snapshot:
-    """A Snapshot from ``sock_diag.json``, ``rtnl.json`` and ``proc/`` written by the recorder."""
+def _datagrams(path: Path) -> list[bytes]:
+    return [bytes.fromhex(h) for h in json.loads(path.read_text())["datagrams"]]
+
+
+def recorded_collector(folder: str | Path, *, netns: NetnsId = NS, **options: Any) -> Collector:
+    """The collector on a recorded fixture folder: ``sock_diag.json`` and ``rtnl.json`` replayed
+    (:class:`~loopscope.collect.sources.ReplayTransports`), ``proc/`` as the ProcRoot (fd scan, process
+    details, sysctls), one fixed namespace labelled ``host``, clock at 0.
+
+    Args:
+        folder: written by ``python -m loopscope.testing.record``.
+        netns: the namespace id the records get.
+        options: more :class:`~loopscope.collect.collector.Collector` options (``states``, ...).
+    """
     base = Path(folder)
-    sockets = list(
-        sock_diag.dump_sockets(load_transport(base / "sock_diag.json"), netns=netns, tcp_info=True)
+    transports = ReplayTransports(
+        {
+            sock_diag.NETLINK_SOCK_DIAG: _datagrams(base / "sock_diag.json"),
+            rtnl.NETLINK_ROUTE: _datagrams(base / "rtnl.json"),
+        }
     )
-    transport = load_transport(base / "rtnl.json")
-    links = rtnl.dump_links(transport)
-    addresses = rtnl.dump_addresses(transport, {link.index: link.name for link in links})
     root = ProcRoot(str(base / "proc"))
-    scan = scan_socket_owners(root)
-    processes: dict[ProcessKey, ProcessInfo] = {}
-    for key in scan.keys.values():
-        info = read_process(key, root)
-        if info is not None:
-            processes[key] = info
-    owned = [
-        replace(s, owners=tuple(k for k in scan.owners.get(s.inode, []) if k in processes))
-        if s.inode
-        else s
-        for s in sockets
-    ]
-    return Snapshot(
-        taken_at_ns=0,
-        netns=netns,
-        netns_label="host",
-        source="sock_diag",
-        sockets=tuple(owned),
-        processes=processes,
-        addresses=tuple(addresses),
-        links=tuple(links),
-        stack=StackFacts(ip_local_port_range=(32768, 60999), somaxconn=4096),
+    options.setdefault("tcp_info", True)
+    options.setdefault("owner_scanner", ProcOwnerScanner(root=root, fork=False))
+    return Collector(
+        source=SockDiagSource(transports),
+        proc_root=root,
+        transports=transports,
+        namespaces=FixedNamespace(NetnsTarget(path=str(base), label="host", id=netns)),
+        clock_ns=lambda: 0,
+        **options,
     )
+
+
+def snapshot_from_recording(folder: str | Path, *, netns: NetnsId = NS) -> Snapshot:
+    """A Snapshot of a recorded fixture folder, read by :func:`recorded_collector`."""
+    return recorded_collector(folder, netns=netns).snapshot()
 
 
 def proc(

@@ -7,18 +7,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loopscope.backends.linux.fdscan import decode_scan, encode_scan, start_owner_scan
-from loopscope.backends.linux.procfs import FdScan, scan_socket_owners
+from loopscope.backends.linux.procfs import OwnerScan, scan_socket_owners
 from loopscope.errors import ParseError
 from loopscope.model import NetnsId, ProcessKey
 
 
 def test_roundtrip_keeps_every_owner_in_order():
     a, b = ProcessKey(10, 100), ProcessKey(11, 110)
-    scan = FdScan(
-        owners={7: [a, b], 9: [b]}, pid_netns={NetnsId(4, 99): 10}, denied_pids=2, vanished_pids=1
+    scan = OwnerScan(
+        owners={7: (a, b), 9: (b,)},
+        keys={10: a, 11: b},
+        pid_netns={NetnsId(4, 99): 10},
+        denied_pids=2,
+        vanished_pids=1,
     )
     out = decode_scan(encode_scan(scan))
-    assert out.owners == {7: (a, b), 9: (b,)} and isinstance(out.owners[7][0], ProcessKey)
+    assert out == scan and isinstance(out.owners[7][0], ProcessKey)
     assert out.pid_netns == {NetnsId(4, 99): 10} and (out.denied_pids, out.vanished_pids) == (2, 1)
 
 
@@ -38,8 +42,26 @@ def test_forked_scan_equals_in_process_scan_and_leaves_out_the_child():
     here = scan_socket_owners()
     mine = listener.fileno() and os.fstat(listener.fileno()).st_ino
     assert [k.pid for k in forked.owners[mine]] == [os.getpid()]  # not the scanning child
-    assert forked.owners[mine] == tuple(here.owners[mine])
+    assert forked.owners[mine] == here.owners[mine]
+    threaded = start_owner_scan(fork=False).result()
+    assert threaded.owners[mine] == here.owners[mine] and threaded.keys[os.getpid()]
     listener.close()
+
+
+@pytest.mark.linux
+def test_netns_filter_reads_only_processes_of_those_namespaces():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    mine = os.fstat(listener.fileno()).st_ino
+    st_ns = os.stat("/proc/self/ns/net")
+    here = NetnsId(st_ns.st_dev, st_ns.st_ino)
+    try:
+        assert mine in scan_socket_owners(netns={here}).owners
+        assert start_owner_scan(netns={here}).result().owners[mine][0].pid == os.getpid()
+        assert scan_socket_owners(netns={NetnsId(0, 1)}).owners == {}
+    finally:
+        listener.close()
 
 
 @given(

@@ -68,6 +68,7 @@ def test_scan_owners_on_recorded_tree(host1_expected):
     pid = host1_expected["pid"]
     owned = [inode for inode, keys in scan.owners.items() if any(k.pid == pid for k in keys)]
     assert len(owned) >= 10  # 4 listeners, 2 pending, v6 pair, mapped, udp, ...
+    assert all(isinstance(keys, tuple) for keys in scan.owners.values())
     info = procfs.read_process(scan.keys[pid], ProcRoot(str(FIXTURES / "host1" / "proc")))
     assert info is not None and info.comm.startswith("python")
 

@@ -16,44 +16,42 @@ import array
 import os
 import struct
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
 
-from loopscope.backends.linux.procfs import FdScan, ProcRoot, scan_socket_owners
+from loopscope.backends.linux.procfs import (
+    OwnerScan,
+    ProcRoot,
+    scan_fd_tables,
+    scan_socket_owners,
+)
 from loopscope.errors import ParseError
 from loopscope.model import NetnsId, ProcessKey
 
-__all__ = ["OwnerScan", "decode_scan", "encode_scan", "start_owner_scan"]
+__all__ = ["OwnerScan", "PendingScan", "decode_scan", "encode_scan", "start_owner_scan"]
 
 _HEADER = struct.Struct("=qqqqq")
 
 
-@dataclass(slots=True)
-class OwnerScan:
-    """What a snapshot needs from the fd scan."""
-
-    owners: dict[int, tuple[ProcessKey, ...]] = field(default_factory=dict)
-    """Socket inode -> keys of the processes holding it, sorted by pid."""
-    pid_netns: dict[NetnsId, int] = field(default_factory=dict)
-    """Each namespace seen -> one pid inside it."""
-    denied_pids: int = 0
-    """Processes whose fd table could not be read (EACCES)."""
-    vanished_pids: int = 0
-    """Processes that exited during the scan."""
+def encode_scan(scan: OwnerScan) -> bytes:
+    """Serialize an :class:`OwnerScan` (see the module docstring)."""
+    return _encode(scan.owners, scan.pid_netns, scan.denied_pids, scan.vanished_pids)
 
 
-def encode_scan(scan: FdScan) -> bytes:
-    """Serialize an FdScan (see the module docstring)."""
-    keys: list[ProcessKey] = sorted({k for ks in scan.owners.values() for k in ks})
+def _encode(
+    owners: Mapping[int, Sequence[ProcessKey]],
+    pid_netns: Mapping[NetnsId, int],
+    denied_pids: int,
+    vanished_pids: int,
+) -> bytes:
+    keys: list[ProcessKey] = sorted({k for ks in owners.values() for k in ks})
     index = {k: i for i, k in enumerate(keys)}
     key_words = array.array("q", [x for k in keys for x in k])
     pair_words = array.array(
-        "q", [x for inode, ks in scan.owners.items() for k in ks for x in (inode, index[k])]
+        "q", [x for inode, ks in owners.items() for k in ks for x in (inode, index[k])]
     )
-    ns_words = array.array(
-        "q", [x for ns, pid in scan.pid_netns.items() for x in (ns.dev, ns.ino, pid)]
-    )
+    ns_words = array.array("q", [x for ns, pid in pid_netns.items() for x in (ns.dev, ns.ino, pid)])
     head = _HEADER.pack(
-        scan.denied_pids, scan.vanished_pids, len(keys), len(pair_words) // 2, len(ns_words) // 3
+        denied_pids, vanished_pids, len(keys), len(pair_words) // 2, len(ns_words) // 3
     )
     return head + key_words.tobytes() + pair_words.tobytes() + ns_words.tobytes()
 
@@ -83,10 +81,16 @@ def decode_scan(data: bytes) -> OwnerScan:
     base += 2 * npairs
     ns = words[base:]
     pid_netns = {NetnsId(ns[i], ns[i + 1]): ns[i + 2] for i in range(0, len(ns), 3)}
-    return OwnerScan(owners=owners, pid_netns=pid_netns, denied_pids=denied, vanished_pids=vanished)
+    return OwnerScan(
+        owners=owners,
+        keys={k.pid: k for k in keys},
+        pid_netns=pid_netns,
+        denied_pids=denied,
+        vanished_pids=vanished,
+    )
 
 
-class _Pending:
+class PendingScan:
     """A running scan; :meth:`result` waits for it."""
 
     def __init__(self) -> None:
@@ -111,22 +115,16 @@ class _Pending:
         return self._value
 
 
-def _in_thread(root: ProcRoot, pending: _Pending) -> None:
+def _in_thread(root: ProcRoot, netns: Collection[NetnsId] | None, pending: PendingScan) -> None:
     try:
-        scan = scan_socket_owners(root)
-        pending._finish(
-            OwnerScan(
-                owners=scan.owner_tuples(),
-                pid_netns=scan.pid_netns,
-                denied_pids=scan.denied_pids,
-                vanished_pids=scan.vanished_pids,
-            )
-        )
+        pending._finish(scan_socket_owners(root, netns=netns))
     except BaseException as exc:  # handed to the caller by result()
         pending._finish(error=exc)
 
 
-def _read_child(fd: int, pid: int, root: ProcRoot, pending: _Pending) -> None:
+def _read_child(
+    fd: int, pid: int, root: ProcRoot, netns: Collection[NetnsId] | None, pending: PendingScan
+) -> None:
     chunks: list[bytes] = []
     try:
         while True:
@@ -138,7 +136,7 @@ def _read_child(fd: int, pid: int, root: ProcRoot, pending: _Pending) -> None:
         os.close(fd)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        _in_thread(root, pending)  # the child failed: do the scan here, same result
+        _in_thread(root, netns, pending)  # the child failed: do the scan here, same result
         return
     try:
         pending._finish(decode_scan(b"".join(chunks)))
@@ -146,26 +144,45 @@ def _read_child(fd: int, pid: int, root: ProcRoot, pending: _Pending) -> None:
         pending._finish(error=exc)
 
 
-def start_owner_scan(root: ProcRoot = ProcRoot()) -> _Pending:
-    """Start the /proc fd scan in a forked child (a thread if fork fails); returns at once."""
-    pending = _Pending()
+def start_owner_scan(
+    root: ProcRoot = ProcRoot(), *, netns: Collection[NetnsId] | None = None, fork: bool = True
+) -> PendingScan:
+    """Start the /proc fd scan; returns at once.
+
+    Args:
+        root: where /proc is.
+        netns: read only processes of these namespaces (see
+            :func:`~loopscope.backends.linux.procfs.scan_socket_owners`); None reads every process.
+        fork: scan in a forked child (parallel with the caller's netlink dumps on another core); False,
+            or when fork fails, scan in a thread of this process.
+    """
+    pending = PendingScan()
+    in_thread = threading.Thread(
+        target=_in_thread, args=(root, netns, pending), name="fd-scan", daemon=True
+    )
+    if not fork:
+        in_thread.start()
+        return pending
     try:
         read_fd, write_fd = os.pipe()
     except OSError:
-        threading.Thread(target=_in_thread, args=(root, pending), daemon=True).start()
+        in_thread.start()
         return pending
     try:
         pid = os.fork()
     except OSError:
         os.close(read_fd)
         os.close(write_fd)
-        threading.Thread(target=_in_thread, args=(root, pending), daemon=True).start()
+        in_thread.start()
         return pending
     if pid == 0:  # child: scan, write, leave without running any cleanup of the parent's state
         code = 1
         try:
             os.close(read_fd)
-            data = encode_scan(scan_socket_owners(root, skip_pid=os.getpid()))
+            owners, _keys, pid_netns, denied, vanished = scan_fd_tables(
+                root, skip_pid=os.getpid(), netns=netns
+            )
+            data = _encode(owners, pid_netns, denied, vanished)
             view = memoryview(data)
             while view:
                 view = view[os.write(write_fd, view) :]
@@ -174,6 +191,6 @@ def start_owner_scan(root: ProcRoot = ProcRoot()) -> _Pending:
             os._exit(code)
     os.close(write_fd)
     threading.Thread(
-        target=_read_child, args=(read_fd, pid, root, pending), name="fd-scan", daemon=True
+        target=_read_child, args=(read_fd, pid, root, netns, pending), name="fd-scan", daemon=True
     ).start()
     return pending

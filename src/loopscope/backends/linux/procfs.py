@@ -12,7 +12,7 @@ import os
 import pwd
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from loopscope.errors import ParseError
@@ -29,7 +29,7 @@ from loopscope.model import (
 )
 
 __all__ = [
-    "FdScan",
+    "OwnerScan",
     "ProcRoot",
     "decode_address",
     "parse_proc_net_line",
@@ -38,6 +38,7 @@ __all__ = [
     "read_process",
     "read_stack_facts",
     "read_sysctl",
+    "scan_fd_tables",
     "scan_socket_owners",
 ]
 
@@ -53,25 +54,25 @@ class ProcRoot:
         return os.path.join(self.path, *parts)
 
 
-@dataclass(slots=True)
-class FdScan:
-    """Result of one pass over /proc/*/fd.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnerScan:
+    """Result of one pass over /proc/*/fd: which processes hold which socket inodes.
 
-    ``owners`` maps socket inode -> keys of every process holding an fd to it (sorted by pid).
-    ``pid_netns`` maps each namespace seen to one pid inside it (to reach unnamed namespaces).
-    ``denied_pids`` counts processes whose fd table could not be read (EACCES); ``vanished_pids`` those
-    that exited during the scan.
+    The one owner-scan type: :func:`scan_socket_owners` returns it in-process, and
+    :mod:`~loopscope.backends.linux.fdscan` sends it back from a forked child.
     """
 
-    owners: dict[int, list[ProcessKey]] = field(default_factory=dict)
+    owners: dict[int, tuple[ProcessKey, ...]] = field(default_factory=dict)
+    """Socket inode -> keys of every process holding an fd to it, sorted by pid."""
     keys: dict[int, ProcessKey] = field(default_factory=dict)
+    """pid -> key of each process that holds at least one of the sockets in ``owners``."""
     pid_netns: dict[NetnsId, int] = field(default_factory=dict)
+    """Each namespace seen -> one pid inside it (to reach namespaces that have no name)."""
     denied_pids: int = 0
+    """Processes whose fd table (or, with a namespace filter, whose namespace) could not be read
+    (EACCES)."""
     vanished_pids: int = 0
-
-    def owner_tuples(self) -> dict[int, tuple[ProcessKey, ...]]:
-        """``owners`` with tuple values, ready to put in SocketRecord.owners."""
-        return {inode: tuple(keys) for inode, keys in self.owners.items()}
+    """Processes that exited during the scan."""
 
 
 def parse_stat(text: str, path: str = "stat") -> tuple[str, int, int, int]:
@@ -118,8 +119,12 @@ def _start_ticks(root: ProcRoot, pid: str) -> int | None:
 
 
 def scan_socket_owners(
-    root: ProcRoot = ProcRoot(), *, want: set[int] | None = None, skip_pid: int | None = None
-) -> FdScan:
+    root: ProcRoot = ProcRoot(),
+    *,
+    want: set[int] | None = None,
+    skip_pid: int | None = None,
+    netns: Collection[NetnsId] | None = None,
+) -> OwnerScan:
     """One pass over /proc/*/fd: which processes hold which socket inodes.
 
     Each /proc/PID/fd directory is opened once and read with ``os.readlink(name, dir_fd=...)``
@@ -130,11 +135,46 @@ def scan_socket_owners(
         root: where /proc is.
         want: keep only these inodes (None keeps every socket inode).
         skip_pid: a process to leave out (a forked scanner holds copies of its parent's fds).
+        netns: read only the fd tables of processes in these namespaces (one ``stat`` of
+            /proc/PID/ns/net each first; a busy host holds 100k socket fds in other namespaces). A socket
+            passed to a process of another namespace is then missed (rare). None reads every process.
 
     Returns:
-        An :class:`FdScan`; processes that exit mid-scan or are unreadable are counted, not raised.
+        An :class:`OwnerScan`; processes that exit mid-scan or are unreadable are counted, not raised.
+
+    Raises:
+        ParseError: ``root`` cannot be listed.
     """
-    scan = FdScan()
+    owners, keys, pid_netns, denied, vanished = scan_fd_tables(
+        root, want=want, skip_pid=skip_pid, netns=netns
+    )
+    return OwnerScan(
+        owners={inode: tuple(ks) for inode, ks in owners.items()},
+        keys=keys,
+        pid_netns=pid_netns,
+        denied_pids=denied,
+        vanished_pids=vanished,
+    )
+
+
+def scan_fd_tables(
+    root: ProcRoot = ProcRoot(),
+    *,
+    want: set[int] | None = None,
+    skip_pid: int | None = None,
+    netns: Collection[NetnsId] | None = None,
+) -> tuple[dict[int, list[ProcessKey]], dict[int, ProcessKey], dict[NetnsId, int], int, int]:
+    """The loop of :func:`scan_socket_owners` (same arguments), its result as plain values: owner lists
+    sorted by pid, keys by pid, pid per namespace, denied and vanished counts. The forked scanner
+    encodes these directly (no tuple per inode in the child).
+
+    Raises:
+        ParseError: ``root`` cannot be listed.
+    """
+    owners: dict[int, list[ProcessKey]] = {}
+    keys: dict[int, ProcessKey] = {}
+    pid_netns: dict[NetnsId, int] = {}
+    denied = vanished = 0
     try:
         pids = [name for name in os.listdir(root.path) if name.isdigit()]
     except OSError as exc:
@@ -143,23 +183,36 @@ def scan_socket_owners(
     for pid in pids:
         if pid == skip:
             continue
+        ns: NetnsId | None = None
+        if netns is not None:
+            try:
+                st = os.stat(root.join(pid, "ns", "net"))
+            except PermissionError:
+                denied += 1  # its namespace is unknown: it may hold sockets of the wanted ones
+                continue
+            except OSError:
+                vanished += 1
+                continue
+            ns = NetnsId(st.st_dev, st.st_ino)
+            if ns not in netns:
+                continue
         try:
             dir_fd = os.open(root.join(pid, "fd"), os.O_RDONLY | os.O_DIRECTORY)
         except PermissionError:
-            scan.denied_pids += 1
+            denied += 1
             continue
         except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
-            scan.vanished_pids += 1
+            vanished += 1
             continue
         found: list[int] = []
         try:
             try:
                 names = os.listdir(dir_fd)
             except PermissionError:
-                scan.denied_pids += 1
+                denied += 1
                 continue
             except (FileNotFoundError, ProcessLookupError):
-                scan.vanished_pids += 1
+                vanished += 1
                 continue
             for name in names:
                 try:
@@ -176,21 +229,24 @@ def scan_socket_owners(
             continue
         ticks = _start_ticks(root, pid)
         if ticks is None:
-            scan.vanished_pids += 1
+            vanished += 1
             continue
         key = ProcessKey(int(pid), ticks)
-        scan.keys[key.pid] = key
+        keys[key.pid] = key
         for inode in set(found):
-            scan.owners.setdefault(inode, []).append(key)
-        try:
-            st = os.stat(root.join(pid, "ns", "net"))
-            scan.pid_netns.setdefault(NetnsId(st.st_dev, st.st_ino), key.pid)
-        except OSError:
-            pass  # namespace of an exiting or foreign process: it just stays unlisted
-    for keys in scan.owners.values():
-        if len(keys) > 1:
-            keys.sort()
-    return scan
+            owners.setdefault(inode, []).append(key)
+        if ns is None:
+            try:
+                st = os.stat(root.join(pid, "ns", "net"))
+                ns = NetnsId(st.st_dev, st.st_ino)
+            except OSError:
+                pass  # namespace of an exiting or foreign process: it just stays unlisted
+        if ns is not None:
+            pid_netns.setdefault(ns, key.pid)
+    for held in owners.values():
+        if len(held) > 1:
+            held.sort()
+    return owners, keys, pid_netns, denied, vanished
 
 
 _USER_CACHE: dict[int, str | None] = {}
