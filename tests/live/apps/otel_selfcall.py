@@ -1,0 +1,68 @@
+"""A small Flask app that calls itself, for loopscope's trace tests; run it under gunicorn with
+OpenTelemetry's own auto-instrumentation (``opentelemetry-instrument gunicorn ...``).
+
+Endpoints (``SELF_URL`` is the app's own base URL, ``OTHER_URL`` a second local service):
+- ``/seq``: two sequential self-calls (``/price`` then ``/stock``);
+- ``/fan``: a parallel fan-out of three self-calls (``/a``, ``/b``, ``/c``) on a thread pool;
+- ``/none``: no self-call;
+- ``/other``: one call to the second service (``OTHER_URL/x``), not a self-call;
+- ``/price``, ``/stock``, ``/a``, ``/b``, ``/c``, ``/x``: leaves that sleep ``LEAF_SLEEP_S`` (5 ms).
+HTTP calls go through urllib (instrumented by opentelemetry-instrumentation-urllib); the fan-out copies
+the context into each thread so the spans stay in the request's trace.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask
+
+app = Flask(__name__)
+SELF_URL = os.environ.get("SELF_URL", "http://127.0.0.1:8000")
+OTHER_URL = os.environ.get("OTHER_URL", "http://127.0.0.1:8001")
+LEAF_SLEEP_S = float(os.environ.get("LEAF_SLEEP_S", "0.005"))
+_pool = ThreadPoolExecutor(max_workers=3)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
+@app.route("/seq")
+def seq() -> str:
+    return _get(f"{SELF_URL}/price") + _get(f"{SELF_URL}/stock")
+
+
+@app.route("/fan")
+def fan() -> str:
+    futures = [
+        _pool.submit(contextvars.copy_context().run, _get, f"{SELF_URL}/{leaf}")
+        for leaf in ("a", "b", "c")
+    ]
+    return "".join(f.result() for f in futures)
+
+
+@app.route("/none")
+def none() -> str:
+    return "none"
+
+
+@app.route("/other")
+def other() -> str:
+    return _get(f"{OTHER_URL}/x")
+
+
+@app.route("/price")
+@app.route("/stock")
+@app.route("/a")
+@app.route("/b")
+@app.route("/c")
+@app.route("/x")
+def leaf() -> str:
+    time.sleep(LEAF_SLEEP_S)
+    return "ok"
