@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from loopscope.analysis.apps import process_label
 from loopscope.analysis.listeners import Listener
 from loopscope.analysis.stack import StackSummary
-from loopscope.analysis.apps import process_label
 from loopscope.analysis.talkmap import TalkEdge
-from loopscope.model import Finding, ProcessInfo
+from loopscope.model import Finding
 
 __all__ = [
     "finding_rows",
