@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loopscope.collect import take_all_snapshots, take_snapshot
+from loopscope.collect import Collector, snapshot_options
 from loopscope.errors import UsageError
 from loopscope.model import Snapshot
 
@@ -38,19 +38,10 @@ def read_snapshots(
     """
     if netns is not None and all_netns:
         raise UsageError("use --netns or --all-netns, not both")
-    if all_netns:
-        return take_all_snapshots(
-            attribute=not no_processes,
-            source=source,
-            tcp_info=tcp_info,
-            listening_only=listening_only,
-        )
-    return [
-        take_snapshot(
-            netns,
-            attribute=not no_processes,
-            source=source,
-            tcp_info=tcp_info,
-            listening_only=listening_only,
-        )
-    ]
+    collector = Collector.for_source(
+        source,
+        **snapshot_options(
+            attribute=not no_processes, listening_only=listening_only, tcp_info=tcp_info
+        ),
+    )
+    return collector.snapshots((netns,), all_netns=all_netns)

@@ -76,6 +76,8 @@ class OwnerScope(StrEnum):
 class Reading:
     """One namespace as read: the snapshot, and TIME_WAIT counts when they were not rows."""
 
+    target: NetnsTarget
+    """The namespace read."""
     snapshot: Snapshot
     """The sockets kept, with owners, links, addresses and sysctls."""
     time_wait_by_dest: dict[Endpoint, int] = field(default_factory=dict)
@@ -278,7 +280,9 @@ class Collector:
         """The run behind every other method: resolve, start the fd scan, read each namespace in it
         (beside the scan), attribute, read process details. Raises as :meth:`snapshots`."""
         if isinstance(self.source, PsutilSource):
-            return Collection(readings=(Reading(snapshot=_take_psutil(self.clock_ns)),))
+            snap = _take_psutil(self.clock_ns)
+            target = NetnsTarget(path="", label=snap.netns_label, id=snap.netns)
+            return Collection(readings=(Reading(target=target, snapshot=snap),))
         with _gc_paused():
             return self._run(netns, all_netns, owners)
 
@@ -421,9 +425,11 @@ class Collector:
             duration_ns=duration_ns,
         )
         if not raw.read.time_wait:
-            return Reading(snapshot=snap)
+            return Reading(target=target, snapshot=snap)
         by_dest, other = _split_time_wait(raw.read.time_wait, sockets)
-        return Reading(snapshot=snap, time_wait_by_dest=by_dest, time_wait_other=other)
+        return Reading(
+            target=target, snapshot=snap, time_wait_by_dest=by_dest, time_wait_other=other
+        )
 
 
 def _split_time_wait(

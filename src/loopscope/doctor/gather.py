@@ -1,9 +1,10 @@
 """Read every fact the doctor judges, inside the target network namespace (all the doctor's I/O).
 
-Passive facts (sockets, links, addresses, StackFacts sysctls) come from the shared orchestrator
-:func:`loopscope.collect.take_snapshots`; the rest (routes, extra sysctls, firewall rulesets, ICMP,
-echo probes, ``localhost`` resolution) is read in one thread that setns()'d into the namespace
-(:func:`loopscope.backends.linux.netns.run_in_netns`), so every socket and subprocess it opens lives there.
+Passive facts (sockets, links, addresses, StackFacts sysctls) come from the one collector
+:class:`loopscope.collect.Collector` (one fd scan for every namespace); the rest (routes, extra
+sysctls, firewall rulesets, ICMP, echo probes, ``localhost`` resolution) is read in one thread that
+setns()'d into the namespace (:func:`loopscope.backends.linux.netns.run_in_netns`), so every socket
+and subprocess it opens lives there.
 """
 
 from __future__ import annotations
@@ -29,14 +30,12 @@ from loopscope.backends.linux.firewall import read_firewall
 from loopscope.backends.linux.netns import (
     NETNS_RUN_DIR,
     NetnsTarget,
-    list_netns,
-    resolve_netns,
     run_in_netns,
 )
 from loopscope.backends.linux.sysctl import read_sysctls
-from loopscope.collect import take_snapshots
+from loopscope.collect import Collection, Collector, OwnerScope
 from loopscope.doctor import probes
-from loopscope.errors import BackendUnavailable, LoopscopeError, NetlinkError
+from loopscope.errors import BackendUnavailable, NetlinkError
 from loopscope.model import InterfaceAddress, IPAddress, LinkInfo, Snapshot
 from loopscope.model.echo import EchoResult, IcmpResult
 from loopscope.model.routing import RouteEntry, RouteLookup
@@ -240,14 +239,39 @@ def gather(
         UsageError: unknown namespace.
         NetnsError: a namespace cannot be entered.
     """
-    targets = [resolve_netns(spec) for spec in specs]
     t0 = time.perf_counter_ns()
-    snapshots = take_snapshots(
-        [None if t.is_current else t.path for t in targets], attribute=opts.attribute
-    )
-    snap_ns = time.perf_counter_ns() - t0
+    run = _collector(opts).read_all(specs)
+    return _gather(run, time.perf_counter_ns() - t0, opts, on_progress)
+
+
+def gather_all(
+    opts: DoctorOptions, on_progress: Callable[[str], None] | None = None
+) -> tuple[list[DoctorFacts], list[str]]:
+    """Facts of every distinct namespace (this one, /run/netns names, those seen through a process).
+
+    Returns:
+        The facts, and one line per namespace that could not be entered.
+    """
+    t0 = time.perf_counter_ns()
+    run = _collector(opts).read_all(all_netns=True)
+    facts = _gather(run, time.perf_counter_ns() - t0, opts, on_progress)
+    return facts, [f"{s.target.label}: {s.reason}" for s in run.skipped]
+
+
+def _collector(opts: DoctorOptions) -> Collector:
+    return Collector(owner_scope=OwnerScope.ALL if opts.attribute else OwnerScope.NONE)
+
+
+def _gather(
+    run: Collection,
+    snap_ns: int,
+    opts: DoctorOptions,
+    on_progress: Callable[[str], None] | None,
+) -> list[DoctorFacts]:
+    """The rest of the facts of each namespace the collector read (one fd scan for all of them)."""
     out = []
-    for target, snap in zip(targets, snapshots, strict=False):
+    for reading in run.readings:
+        target, snap = reading.target, reading.snapshot
         if on_progress:
             on_progress(target.label)
         t1 = time.perf_counter_ns()
@@ -260,30 +284,7 @@ def gather(
                 loopback=inside.loopback,
                 localnet=inside.localnet,
                 external=inside.external,
-                gather_ns=time.perf_counter_ns() - t1 + snap_ns // max(1, len(targets)),
+                gather_ns=time.perf_counter_ns() - t1 + snap_ns // max(1, len(run.readings)),
             )
         )
     return out
-
-
-def gather_all(
-    opts: DoctorOptions, on_progress: Callable[[str], None] | None = None
-) -> tuple[list[DoctorFacts], list[str]]:
-    """Facts of every distinct namespace (this one, /run/netns names, those seen through a process).
-
-    Returns:
-        The facts, and one line per namespace that could not be entered.
-    """
-    from loopscope.backends.linux import procfs
-
-    scan = procfs.scan_socket_owners(want=set())
-    good: list[str | None] = []
-    skipped: list[str] = []
-    for target in list_netns(scan.pid_netns):
-        spec = None if target.label == "host" else target.path
-        try:
-            run_in_netns(resolve_netns(spec), lambda: None)
-            good.append(spec)
-        except LoopscopeError as exc:
-            skipped.append(f"{target.label}: {exc}")
-    return gather(good, opts, on_progress), skipped

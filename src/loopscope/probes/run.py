@@ -139,20 +139,27 @@ def _diagnosis_inputs(port: int) -> tuple[list, list, object, list[Gap]]:  # typ
     from loopscope.analysis.firewall.parse import parse_firewall_facts
     from loopscope.analysis.listeners import find_listeners
     from loopscope.backends.linux.firewall import read_firewall
-    from loopscope.collect import take_all_snapshots, take_snapshot
+    from loopscope.collect import Collector, OwnerScope, States
 
     gaps: list[Gap] = []
-    snap = take_snapshot(attribute=True)
+    # one set of snapshots, one fd scan: the listeners of every namespace (this one first)
+    collector = Collector(states=States.LISTENING, owner_scope=OwnerScope.LISTENERS)
+    try:
+        run = collector.read_all(all_netns=True)
+        others = run.snapshots[1:]
+        other_gaps = [s.gap() for s in run.skipped]
+    except LoopscopeError as exc:
+        run, others = collector.read_all(), []
+        other_gaps = [Gap(what="other network namespaces", reason=str(exc))]
+    snap = run.snapshots[0]
     here = find_listeners(snap)
     gaps += list(snap.gaps)
     elsewhere = []
     if not any(li.local.port == port for li in here):
-        try:
-            for other in take_all_snapshots(attribute=True):
-                if other.netns != snap.netns:
-                    elsewhere += find_listeners(other)
-        except LoopscopeError as exc:
-            gaps.append(Gap(what="other network namespaces", reason=str(exc)))
+        for other in others:
+            if other.netns != snap.netns:
+                elsewhere += find_listeners(other)
+        gaps += other_gaps
     ruleset, errors = parse_firewall_facts(read_firewall())
     gaps += [Gap(what="firewall ruleset", reason=e) for e in errors]
     return here, elsewhere, ruleset, gaps
