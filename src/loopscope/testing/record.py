@@ -4,6 +4,9 @@ Run ``python -m loopscope.testing.record OUTDIR`` to record this host's sock_dia
 (``sock_diag.json``, ``rtnl.json``) and a /proc tree of the socket-owning processes (``proc/``).
 Replay with :func:`load_transport` (a :class:`~loopscope.backends.linux.netlink.ReplayTransport`) and
 ``ProcRoot(OUTDIR + "/proc")``.
+
+Every fixture recorder of the test suite (this one through ``tests/fixtures/make_host1.py``) is listed
+and run by one command: ``python tests/record_fixtures.py --list | NAME... | all`` (docs/development.md).
 """
 
 from __future__ import annotations
