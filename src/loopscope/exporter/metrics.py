@@ -105,6 +105,9 @@ class CountTotals:
                 falls back to ``(cookie, None, port)`` (wildcard listeners), then ``unknown``.
         """
         passive_cum: dict[str, int] = {}
+        for app in set(server_app_of.values()):  # every listening app has its series from the start
+            self.self_calls.setdefault(app, 0)
+            self.external.setdefault(app, 0)
         for c in counts:
             key = (c.passive, c.client_comm, c.address, c.port, c.netns_cookie, c.peer_local)
             delta = c.count - self.last.get(key, 0)
