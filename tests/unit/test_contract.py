@@ -35,8 +35,9 @@ FORBIDDEN = {
     "signal",
     "fcntl",
     "mmap",
-    "http",
-    "urllib",
+    "http.client",
+    "http.server",
+    "urllib.request",
     "psutil",
     # printing and front-ends
     "rich",
@@ -104,7 +105,7 @@ def _violations(path: Path) -> Iterator[str]:
         ):
             yield f"{node.lineno}: calls {node.func.id}()"
         for name in targets:
-            if name.split(".")[0] in FORBIDDEN:
+            if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
                 yield f"{node.lineno}: imports {name}"
                 break
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN_LOOPSCOPE):
@@ -135,11 +136,11 @@ def test_contract_covers_the_pure_folders_and_every_claim() -> None:
 def test_the_checker_catches_io(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "import os.path\nfrom socket import socket\n"
+        "import os.path\nfrom socket import socket\nimport urllib.parse\nfrom http import HTTPStatus\n"
         "def f():\n    import time\n    print(open('x'))\n"
-        "from loopscope.collect import Collector\n"
+        "from loopscope.collect import Collector\nfrom urllib.request import urlopen\n"
     )
-    assert sorted(int(v.split(":")[0]) for v in _violations(bad)) == [1, 2, 4, 5, 5, 6]
+    assert sorted(int(v.split(":")[0]) for v in _violations(bad)) == [1, 2, 6, 7, 7, 8, 9]
 
 
 def test_relative_imports_resolve() -> None:
