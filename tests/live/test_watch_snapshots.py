@@ -12,7 +12,7 @@ import pytest
 from loopscope.analysis.watch.model import sample_snapshot
 from loopscope.backends.linux.netns import resolve_netns
 from loopscope.model import Endpoint
-from loopscope.watch.snapshots import NamespaceReader, read_light_snapshot, read_namespace_facts
+from loopscope.watch.snapshots import WatchSnapshots
 
 pytestmark = [pytest.mark.linux]
 
@@ -31,12 +31,10 @@ def test_time_wait_toward_a_listener_is_counted_apart_from_server_side_time_wait
         time.sleep(0.001)
         second.close()
     srv_addr = Endpoint(ipaddress.IPv4Address("127.0.0.1"), port)
-    target = resolve_netns(None)
-    addrs, stack, _gaps = read_namespace_facts(target)
-    reader = NamespaceReader(target)
+    reader = WatchSnapshots(resolve_netns(None))
     try:
-        light = read_light_snapshot(reader, addrs, stack, {}, {}, full=True)
-        listeners_only = read_light_snapshot(reader, addrs, stack, {}, {}, full=False)
+        light = reader.read(full=True)
+        listeners_only = reader.read(full=False)
     finally:
         reader.close()
         srv.close()

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "bench": "loopscope.cli.bench",
     "simulate": "loopscope.cli.simulate",
     "lab": "loopscope.cli.lab",
+    "traces": "loopscope.cli.traces",
     "exporter": "loopscope.cli.exporter",
 }
 

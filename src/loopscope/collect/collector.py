@@ -58,7 +58,10 @@ from loopscope.model import (
     TcpState,
 )
 
-__all__ = ["Collection", "Collector", "OwnerScope", "Reading", "SkippedNetns"]
+__all__ = ["Collection", "Collector", "NetnsSpec", "OwnerScope", "Reading", "SkippedNetns"]
+
+NetnsSpec = str | NetnsTarget | None
+"""None (this namespace), a /run/netns name, a pid, an nsfs path, or an already resolved target."""
 
 
 class OwnerScope(StrEnum):
@@ -239,8 +242,9 @@ class Collector:
         other._facts, other._processes = self._facts, self._processes
         return other
 
-    def snapshot(self, netns: str | None = None) -> Snapshot:
-        """One namespace (None: this one; a /run/netns name, a pid or an nsfs path).
+    def snapshot(self, netns: NetnsSpec = None) -> Snapshot:
+        """One namespace (None: this one; a /run/netns name, a pid, an nsfs path or a resolved
+        target).
 
         Raises:
             UsageError: unknown namespace.
@@ -250,7 +254,7 @@ class Collector:
         return self.read(netns).snapshot
 
     def snapshots(
-        self, netns: Iterable[str | None] = (None,), *, all_netns: bool = False
+        self, netns: Iterable[NetnsSpec] = (None,), *, all_netns: bool = False
     ) -> list[Snapshot]:
         """Several namespaces sharing one fd scan; ``all_netns`` reads every distinct one instead of
         ``netns`` and puts a gap for each namespace it could not enter on the first snapshot.
@@ -265,14 +269,14 @@ class Collector:
             snaps[0] = replace(snaps[0], gaps=snaps[0].gaps + tuple(s.gap() for s in run.skipped))
         return snaps
 
-    def read(self, netns: str | None = None, *, owners: OwnerScan | None = None) -> Reading:
+    def read(self, netns: NetnsSpec = None, *, owners: OwnerScan | None = None) -> Reading:
         """One namespace with its TIME_WAIT counts; ``owners`` reuses an earlier fd scan instead of
         scanning. Raises as :meth:`snapshot`."""
         return self.read_all((netns,), owners=owners).readings[0]
 
     def read_all(
         self,
-        netns: Iterable[str | None] = (None,),
+        netns: Iterable[NetnsSpec] = (None,),
         *,
         all_netns: bool = False,
         owners: OwnerScan | None = None,
@@ -287,12 +291,16 @@ class Collector:
             return self._run(netns, all_netns, owners)
 
     def _run(
-        self, specs: Iterable[str | None], all_netns: bool, owners: OwnerScan | None
+        self, specs: Iterable[NetnsSpec], all_netns: bool, owners: OwnerScan | None
     ) -> Collection:
         started_ns = self.clock_ns()
         t0 = time.perf_counter_ns()
         ns = self.namespaces
-        targets = ns.list(None) if all_netns else [ns.resolve(spec) for spec in specs]
+        targets = (
+            ns.list(None)
+            if all_netns
+            else [s if isinstance(s, NetnsTarget) else ns.resolve(s) for s in specs]
+        )
         pending: PendingOwners | None = None
         if owners is None and self.owner_scope is not OwnerScope.NONE:
             pending = self.owner_scanner.start(None if all_netns else {t.id for t in targets})

@@ -5,7 +5,7 @@ Source choice (this one place), best first, each reported as a SourceStatus and 
 1. eBPF sockops on the root cgroup v2 (root): every connect with the client pid.
 2. sock_diag destroy multicast (unprivileged, per netns): every closed TCP socket with its 4-tuple,
    cookie and tcp_info.
-3. sock_diag snapshots + /proc fd scan (``collect.take_snapshot``): listeners and their owners, accept
+3. sock_diag snapshots + /proc fd scan (``watch.snapshots`` on the collector): listeners, owners, accept
    queues, keep-alive connections, TIME_WAIT, ephemeral ports.
 4. ``--http`` (root): AF_PACKET capture on lo of HTTP/1.x request and status lines.
 """
@@ -22,7 +22,7 @@ from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 from loopscope.errors import LoopscopeError
 from loopscope.model import Gap, ProcessInfo, ProcessKey, Snapshot
 from loopscope.model.events import CloseEvent, ConnectEvent, ConnectKind, HttpEvent, SourceStatus
-from loopscope.watch.snapshots import NamespaceReader, read_light_snapshot, read_namespace_facts
+from loopscope.watch.snapshots import WatchSnapshots
 
 if TYPE_CHECKING:
     from loopscope.backends.linux.bpf.sockops import SockopsCollector
@@ -96,11 +96,7 @@ class WatchSession:
         self._statuses: dict[str, SourceStatus] = {}
         self.started_ns = time.time_ns()
         self._target = resolve_netns(options.netns)
-        self._addresses, self._stack, fact_gaps = read_namespace_facts(self._target)
-        self.state.gaps.extend(fact_gaps)
-        self._known: dict[ProcessKey, ProcessInfo] = {}
-        self._owner_cache: dict[int, list[ProcessKey]] = {}
-        self._reader = NamespaceReader(self._target)
+        self._reader = WatchSnapshots(self._target)
         self._next_full = 0.0
         self.full_snapshot_s: list[float] = []
         self._paused_at: float | None = None
@@ -205,9 +201,7 @@ class WatchSession:
 
     def _snapshot(self) -> Snapshot:
         full = time.monotonic() >= self._next_full
-        light = read_light_snapshot(
-            self._reader, self._addresses, self._stack, self._known, self._owner_cache, full=full
-        )
+        light = self._reader.read(full)
         snap = light.snapshot
         if full:
             took_s = (snap.duration_ns or 0) / 1e9
