@@ -14,6 +14,11 @@ from collections.abc import Iterable, Sequence
 
 import typer
 
+try:  # typer >= 0.25 vendors click as typer._click; older typer uses click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
 __all__ = ["COMMANDS", "build_app", "main"]
 
 # command name -> module defining register(app: typer.Typer) -> None, in help order.
@@ -32,7 +37,28 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _root(ctx: typer.Context) -> None:
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sys.stdout.write(f"loopscope {version('loopscope')}\n")
+        except PackageNotFoundError:
+            sys.stdout.write("loopscope (not installed: version unknown)\n")
+        raise typer.Exit(0)
+
+
+def _root(
+    ctx: typer.Context,
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
     """Everything this machine says to itself over loopback. With no command: `loopscope scan`."""
     if ctx.invoked_subcommand is None:
         scan = ctx.command.get_command(ctx, "scan")  # type: ignore[attr-defined]
@@ -46,8 +72,11 @@ def build_app(only: Iterable[str] | None = None) -> typer.Typer:
         name="loopscope",
         help="Everything this machine says to itself over loopback, and what it costs.",
         no_args_is_help=False,
-        add_completion=False,
+        add_completion=True,
         pretty_exceptions_enable=False,
+        # Help texts are plain text: `[SCHEME://][HOST][:PORT]` must not be read as rich markup.
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
     for name, module in COMMANDS.items():
         if wanted is None or name in wanted:
@@ -69,14 +98,53 @@ def __getattr__(name: str) -> typer.Typer:
     raise AttributeError(name)
 
 
+def _usage_error(exc: click_exceptions.UsageError) -> int:
+    """One line for a usage error (click would draw a box): ``loopscope ports: error: ...``."""
+    ctx = exc.ctx
+    where = ctx.command_path if ctx is not None else "loopscope"
+    hint = f" (see '{where} --help')" if ctx is not None else ""
+    message = " ".join(exc.format_message().split())
+    sys.stderr.write(f"{where}: error: {message}{hint}\n")
+    return exc.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = _command_in(args)
-    if command in COMMANDS:
-        only: set[str] | None = {command}
-    elif command is None and not any(a in ("--help", "-h") for a in args):
+    """Console-script entry point.
+
+    Exit codes: 0 ok, 1 findings at or above ``--fail-on``, 2 usage or runtime error (one line on
+    stderr), 130 interrupted, 141 stdout closed by its reader (``| head``).
+    """
+    if sys.stdout is None or sys.stdout.closed:
+        if sys.stderr is not None:
+            sys.stderr.write(
+                "loopscope: error: stdout is closed; redirect it to a file or /dev/null\n"
+            )
+        sys.exit(2)
+    sys.exit(_run(list(sys.argv[1:] if argv is None else argv)))
+
+
+def _run(args: list[str]) -> int:
+    name = _command_in(args)
+    if name in COMMANDS:
+        only: set[str] | None = {name}
+    elif name is None and not any(a in ("--help", "-h") for a in args):
         only = {"scan"}
     else:
         only = None  # --help or an unknown command: typer lists (or suggests) every command
-    build_app(only)(args=args, prog_name="loopscope")
+    cli = typer.main.get_command(build_app(only))
+    try:
+        result = cli.main(args=args, prog_name="loopscope", standalone_mode=False)
+        sys.stdout.flush()
+    except click_exceptions.UsageError as exc:
+        return _usage_error(exc)
+    except click_exceptions.ClickException as exc:
+        sys.stderr.write(f"loopscope: error: {exc.format_message()}\n")
+        return exc.exit_code
+    except click_exceptions.Abort:
+        sys.stderr.write("loopscope: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        from loopscope.cli.common import silence_stdout
+
+        return silence_stdout()
+    return result if isinstance(result, int) else 0

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
     "EXIT_FINDINGS",
     "EXIT_OK",
@@ -31,16 +32,27 @@ __all__ = [
     "emit_json",
     "err_console",
     "exit_code_for",
+    "silence_stdout",
 ]
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cmd | head` when cmd is killed
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document (with schema_version).")
+
+
+def _check_fail_on(value: str) -> str:
+    """Validate ``--fail-on`` while the command line is parsed, before any work starts."""
+    parse_fail_on(value)
+    return value
+
+
 FailOnOption = typer.Option(
     "high",
     "--fail-on",
+    callback=_check_fail_on,
     help="Exit 1 when a finding has this severity or higher: info, low, medium, high, critical, never.",
 )
 
@@ -48,12 +60,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def console() -> Console:
-    """The stdout console; 100 columns when not a terminal so tables stay readable in pipes."""
+    """The stdout console; 100 columns when not a terminal so tables stay readable in pipes.
+
+    A reader that goes away (``| head``) raises BrokenPipeError up to ``cli.app.main``, which exits
+    quietly (rich's own handling would exit 1, the code for "findings present").
+    """
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError(32, "stdout closed by its reader")
+
     if sys.stdout.isatty():
-        return Console()
-    return Console(width=100)
+        return _Console()
+    return _Console(width=100)
 
 
 def err_console() -> Console:
@@ -75,6 +95,8 @@ def cli_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            raise typer.Exit(silence_stdout()) from None
         except KeyboardInterrupt:
             sys.stderr.write("loopscope: interrupted\n")
             raise typer.Exit(130) from None
@@ -90,6 +112,19 @@ def cli_errors(fn: F) -> F:
             raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def silence_stdout() -> int:
+    """The reader of stdout went away (``| head``): point stdout at /dev/null so nothing more fails
+    on it, and return the status to exit with, :data:`EXIT_BROKEN_PIPE` (not 1, "findings present")."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is already unusable; the exit status still says what happened
+    return EXIT_BROKEN_PIPE
 
 
 def emit_json(command: str, body: dict[str, Any]) -> None:
