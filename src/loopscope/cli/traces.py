@@ -1,0 +1,132 @@
+"""``loopscope traces``: self-calls in OpenTelemetry traces (a span file, or an OTLP/HTTP receiver)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from loopscope.cli.common import (
+    FailOnOption,
+    JsonOption,
+    cli_errors,
+    console,
+    emit_json,
+    err_console,
+    exit_code_for,
+)
+from loopscope.errors import UsageError
+
+__all__ = ["register", "traces_command"]
+
+
+@cli_errors
+def traces_command(
+    file: Path | None = typer.Argument(
+        None,
+        help="Span file: OTLP/JSON (Collector file exporter, one request per line), Jaeger or Zipkin v2 JSON.",
+    ),
+    listen: str | None = typer.Option(
+        None,
+        "--listen",
+        help="Receive OTLP/HTTP (POST /v1/traces) on HOST:PORT, e.g. 127.0.0.1:4318; Ctrl-C for the report.",
+    ),
+    duration: float | None = typer.Option(
+        None, "--duration", help="With --listen: seconds to listen (default: until Ctrl-C)."
+    ),
+    sample_ratio: float | None = typer.Option(
+        None,
+        "--sample-ratio",
+        help="Head-sampling ratio the traces were kept with (0-1]: totals are also given scaled.",
+    ),
+    max_spans: int = typer.Option(
+        2_000_000,
+        "--max-spans",
+        help="With --listen: spans kept at most; more are dropped and counted.",
+    ),
+    dot: bool = typer.Option(
+        False, "--dot", help="Print the service graph as Graphviz DOT (dot -Tsvg > graph.svg)."
+    ),
+    json_out: bool = JsonOption,
+    fail_on: str = FailOnOption,
+) -> None:
+    """Which endpoints call their own service, how often per request, and how much latency it costs."""
+    from loopscope.analysis.traces import check_traces, summarize_traces
+    from loopscope.cli.tables import print_findings, print_gaps, print_table
+    from loopscope.traces.view import (
+        CALL_FIELDS,
+        ENDPOINT_FIELDS,
+        SERVICE_FIELDS,
+        WORST_FIELDS,
+        call_rows,
+        endpoint_rows,
+        format_traces_dot,
+        service_rows,
+        traces_json,
+        worst_rows,
+    )
+
+    if (file is None) == (listen is None):
+        raise UsageError("give a span FILE or --listen HOST:PORT (one of them)")
+    if sample_ratio is not None and not 0 < sample_ratio <= 1:
+        raise UsageError("--sample-ratio must be in (0, 1]")
+    if duration is not None and duration <= 0:
+        raise UsageError("--duration must be positive")
+    extra_gaps = []
+    if file is not None:
+        from loopscope.traces.read import read_spans
+
+        got = read_spans(file)
+        spans, extra_gaps = got.spans, list(got.gaps)
+        source = {"file": str(file), "format": got.format, "documents": got.documents}
+    else:
+        from loopscope.traces.listen import listen as run_listener
+        from loopscope.traces.listen import parse_listen, receiver_gaps
+
+        host, port = parse_listen(listen or "")
+        spans, stats = run_listener(
+            host,
+            port,
+            duration_s=duration,
+            max_spans=max_spans,
+            on_ready=lambda rx: err_console().print(
+                f"loopscope traces: receiving OTLP/HTTP on http://{rx.host}:{rx.port}/v1/traces "
+                f"(protobuf or JSON; Zipkin v2 on /api/v2/spans); Ctrl-C for the report"
+            ),
+        )
+        extra_gaps = receiver_gaps(stats)
+        source = {"listen": f"{host}:{port}", "receiver": stats}
+    report = summarize_traces(spans, sample_ratio=sample_ratio)
+    if extra_gaps:
+        from dataclasses import replace
+
+        report = replace(report, gaps=(*extra_gaps, *report.gaps))
+    findings = check_traces(report)
+    if dot:
+        sys.stdout.write(format_traces_dot(report.edges))
+    elif json_out:
+        emit_json("traces", traces_json(report, findings, source))
+    else:
+        out = console()
+        title = f"Services ({report.spans} spans, {report.traces} traces, {report.window_s:.1f} s)"
+        print_table(out, SERVICE_FIELDS, service_rows(report), title=title, empty="no server spans")
+        print_table(out, ENDPOINT_FIELDS, endpoint_rows(report.endpoints), title="Entry endpoints")
+        print_table(out, CALL_FIELDS, call_rows(report.endpoints), title="Calls per entry request")
+        print_table(
+            out, WORST_FIELDS, worst_rows(report.worst_by_self_calls), title="Most self-calls"
+        )
+        print_table(
+            out,
+            WORST_FIELDS,
+            worst_rows(report.worst_by_waiting),
+            title="Longest waiting on itself",
+        )
+        print_findings(out, findings)
+        print_gaps(out, report.gaps)
+    raise typer.Exit(exit_code_for(findings, fail_on))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``traces`` to the app."""
+    app.command("traces")(traces_command)
