@@ -51,6 +51,10 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "backends/linux/icmp.py": "tests/live/test_doctor_probes.py",
     "backends/linux/netns.py": "tests/live/test_doctor_netns.py",
     "backends/portable/psutil_backend.py": "tests/live/test_scan_live.py",
+    # the collector package: one test of the whole collector on the recorded fixture
+    "collect/collector.py": "tests/unit/test_collect.py",
+    "collect/parts.py": "tests/unit/test_collect.py",
+    "collect/sources.py": "tests/unit/test_collect.py",
     # features: live tests
     "bench/paths.py": "tests/live/test_bench_paths.py",
     "bench/runner.py": "tests/live/test_bench_paths.py",

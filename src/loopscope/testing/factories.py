@@ -78,7 +78,8 @@ def recorded_collector(folder: str | Path, *, netns: NetnsId = NS, **options: An
     Args:
         folder: written by ``python -m loopscope.testing.record``.
         netns: the namespace id the records get.
-        options: more :class:`~loopscope.collect.collector.Collector` options (``states``, ...).
+        options: more :class:`~loopscope.collect.collector.Collector` options (``states``, ...;
+            ``source`` replaces the replayed sock_diag).
     """
     base = Path(folder)
     transports = ReplayTransports(
@@ -90,8 +91,8 @@ def recorded_collector(folder: str | Path, *, netns: NetnsId = NS, **options: An
     root = ProcRoot(str(base / "proc"))
     options.setdefault("tcp_info", True)
     options.setdefault("owner_scanner", ProcOwnerScanner(root=root, fork=False))
+    options.setdefault("source", SockDiagSource(transports))
     return Collector(
-        source=SockDiagSource(transports),
         proc_root=root,
         transports=transports,
         namespaces=FixedNamespace(NetnsTarget(path=str(base), label="host", id=netns)),
