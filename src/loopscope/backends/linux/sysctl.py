@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable
 
 from loopscope.backends.linux.procfs import ProcRoot, read_sysctl
+from loopscope.errors import ParseError
 from loopscope.model.sysctls import Sysctls
 
 __all__ = ["parse_rt_cache", "read_sysctls"]
@@ -35,6 +36,9 @@ def parse_rt_cache(text: str) -> tuple[int | None, int | None]:
     Example: a header with ``... in_martian_dst in_martian_src ...`` and the two CPU lines
     ``... 00000002 00000001 ...`` and ``... 00000000 0000000a ...`` -> ``(11, 2)``
     as ``(martian_src, martian_dst)``; ``(None, None)`` when the columns are absent.
+
+    Raises:
+        ParseError: a CPU line without those columns, or a counter that is not hex.
     """
     lines = text.strip().splitlines()
     if not lines:
@@ -44,7 +48,10 @@ def parse_rt_cache(text: str) -> tuple[int | None, int | None]:
         return None, None
     i_src, i_dst = header.index("in_martian_src"), header.index("in_martian_dst")
     rows = [line.split() for line in lines[1:]]
-    return sum(int(r[i_src], 16) for r in rows), sum(int(r[i_dst], 16) for r in rows)
+    try:
+        return sum(int(r[i_src], 16) for r in rows), sum(int(r[i_dst], 16) for r in rows)
+    except (IndexError, ValueError) as exc:
+        raise ParseError(f"bad rt_cache line: {exc}", path="/proc/net/stat/rt_cache") from exc
 
 
 def _read_text(path: str) -> str | None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from loopscope.backends.linux.bpf.counter import (
     KEY,
@@ -21,6 +24,7 @@ from loopscope.backends.linux.bpf.counter import (
 )
 from loopscope.backends.linux.bpf.sockops import count_attached_sockops
 from loopscope.backends.linux.bpf.syscall import Insn, assemble
+from loopscope.errors import ParseError
 from loopscope.model import Family
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CAP_BPF, cgroup attach)")
@@ -121,3 +125,23 @@ def test_a_full_map_counts_the_lost_increments() -> None:
     assert counted + lost >= 24
     for s in servers:
         s.close()
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=80),
+        st.builds(
+            lambda head, family, tail: head + struct.pack("=II", 3, family) + tail,
+            st.binary(min_size=16, max_size=16),
+            st.sampled_from([2, 10, 0, 255]),
+            st.binary(min_size=KEY.size - 24, max_size=KEY.size - 24),
+        ),
+    ),
+    st.integers(0, 2**64 - 1),
+)
+@example(b"", 0)  # found by this test: struct.error
+def test_fuzz_decode_count_key(key: bytes, count: int) -> None:
+    try:
+        decode_count_key(key, count)
+    except ParseError:
+        pass

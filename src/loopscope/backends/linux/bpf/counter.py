@@ -79,7 +79,7 @@ from loopscope.backends.linux.bpf.syscall import (
     bpf_failure,
     create_map,
 )
-from loopscope.errors import BackendUnavailable
+from loopscope.errors import BackendUnavailable, ParseError
 from loopscope.model import Family
 
 __all__ = [
@@ -330,7 +330,12 @@ def decode_count_key(key: bytes, count: int) -> ConnectionCount:
 
     Example: comm ``b"curl"``, op 3, family 2, addr ``7f000001``, port raw ``0x901F0000`` ->
     ``ConnectionCount(passive=False, client_comm="curl", address=127.0.0.1, port=8080, ...)``.
+
+    Raises:
+        ParseError: the key is not :data:`KEY`'s size.
     """
+    if len(key) != KEY.size:
+        raise ParseError(f"counter key is {len(key)} bytes, want {KEY.size}", path="bpf")
     comm, op, family, addr, netns, port_raw, peer_local = KEY.unpack(key)
     passive = op == OP_PASSIVE_ESTABLISHED
     if family == 2:
