@@ -127,8 +127,13 @@ def decode_otlp_protobuf(body: bytes) -> list[SpanRecord]:
         ValueError: the bytes are not such a message (``google.protobuf.message.DecodeError``).
         UsageError: opentelemetry-proto is not installed.
     """
+    from google.protobuf.message import DecodeError
+
     request = request_class()()
-    request.ParseFromString(body)
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        raise ValueError(str(exc).splitlines()[0] if str(exc) else "corrupt protobuf") from exc
     return decode_otlp_request(request)
 
 
@@ -188,12 +193,16 @@ def decode_otlp_json(doc: Any) -> list[SpanRecord]:
 
     if not isinstance(doc, dict):
         raise ValueError("an OTLP/JSON request is a JSON object with resourceSpans")
-    for rs in doc.get("resourceSpans") or ():
-        if isinstance(rs, dict) and "instrumentationLibrarySpans" in rs and "scopeSpans" not in rs:
-            rs["scopeSpans"] = rs.pop("instrumentationLibrarySpans")  # OTLP < 0.15
     request = cls()
     try:
+        for rs in doc.get("resourceSpans") or ():
+            if (
+                isinstance(rs, dict)
+                and "instrumentationLibrarySpans" in rs
+                and "scopeSpans" not in rs
+            ):
+                rs["scopeSpans"] = rs.pop("instrumentationLibrarySpans")  # OTLP < 0.15
         json_format.ParseDict(hex_ids_to_base64(doc), request, ignore_unknown_fields=True)
-    except (json_format.ParseError, binascii.Error, TypeError, AttributeError) as exc:
+    except (json_format.ParseError, binascii.Error, TypeError, AttributeError, KeyError) as exc:
         raise ValueError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
     return decode_otlp_request(request)
