@@ -1,0 +1,243 @@
+"""Live proof with Debian's real Prometheus (and promtool): a gunicorn app that calls itself 3 times per
+request, a load generator with a known count, the exporter scraped every second. The counters in
+Prometheus grow by exactly the known numbers, the amplification rule gives 3, its alert fires, and every
+PromQL expression of the Grafana dashboard returns data. promtool checks the rules, runs their unit
+tests and checks a real scrape.
+
+Needs root (eBPF), gunicorn (pip: loopscope[lab]) and prometheus (Debian: prometheus).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from procs import stop_process
+from test_exporter_cli import exporter, scrape
+from test_watch_selfcall import APP, LOADGEN
+
+pytestmark = [pytest.mark.linux, pytest.mark.root, pytest.mark.services]
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+RULES = DEPLOY / "prometheus" / "loopscope.rules.yml"
+APP_NAME, LOADGEN_NAME = "ls-selfcall", "ls-loadgen"
+PRCTL = "import ctypes; ctypes.CDLL(None).prctl(15, {!r}.encode(), 0, 0, 0)\n"
+GUNICORN_CONF = f"def on_starting(server):\n    {PRCTL.format(APP_NAME).strip()}\n"
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} not installed (Debian package: prometheus)")
+    return path
+
+
+@contextmanager
+def selfcall_app(workers: int = 2, threads: int = 8) -> Iterator[int]:
+    """The self-calling app of test_watch_selfcall under gunicorn, named ``ls-selfcall`` (comm set
+    before the workers fork, so every worker and thread carries it), on 0.0.0.0:<ephemeral>."""
+    if shutil.which("gunicorn") is None:
+        pytest.skip("gunicorn not installed: pip install 'loopscope[lab]'")
+    d = tempfile.mkdtemp(prefix="ls-exporter-app-")
+    Path(d, "labapp.py").write_text(APP)
+    Path(d, "conf.py").write_text(GUNICORN_CONF)
+    lst = socket.socket()
+    lst.bind(("0.0.0.0", 0))
+    lst.listen(256)
+    port = lst.getsockname()[1]
+    fd = lst.fileno()
+    os.set_inheritable(fd, True)
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gunicorn", "-c", os.path.join(d, "conf.py"), "-k", "gthread"),
+            *("-w", str(workers), "--threads", str(threads), "--bind", f"fd://{fd}"),
+            *("--chdir", d, "labapp:app"),
+        ],
+        pass_fds=(fd,),
+        env={**os.environ, "LAB_PORT": str(port), "PYTHONPATH": d},
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(d, "log"), "wb"),
+    )
+    lst.close()
+    try:
+        deadline = time.monotonic() + 20  # no warm-up request: it would count as external
+        while len(psutil.Process(proc.pid).children()) < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        yield port
+    finally:
+        stop_process(proc)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Prom:
+    """A running Prometheus and its HTTP API."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, **params: str) -> Any:
+        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            doc = json.loads(resp.read())
+        assert doc["status"] == "success", doc
+        return doc["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        return list(self.get("/api/v1/query", query=expr)["result"])
+
+    def value(self, expr: str) -> float | None:
+        result = self.query(expr)
+        assert len(result) <= 1, result
+        return float(result[0]["value"][1]) if result else None
+
+    def wait(self, what: str, check: Callable[[], bool], timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.5)
+
+
+@contextmanager
+def prometheus(exporter_port: int) -> Iterator[Prom]:
+    """Prometheus scraping the exporter every second, with a copy of the rules whose ``for:`` is 1s."""
+    binary = _need("prometheus")
+    d = tempfile.mkdtemp(prefix="ls-prom-")
+    rules = re.sub(r"for: \w+", "for: 1s", RULES.read_text())
+    Path(d, "rules.yml").write_text(rules)
+    Path(d, "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{d}/rules.yml]\n"
+        "scrape_configs:\n"
+        "  - job_name: loopscope\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+    )
+    proc = None
+    try:
+        for _ in range(5):  # a port outside the ephemeral range, retried if taken
+            port = random.randint(20000, 29999)
+            proc = subprocess.Popen(
+                [
+                    *(binary, f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/data"),
+                    *(f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=open(os.path.join(d, "log"), "wb"),
+            )
+            prom = Prom(port)
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"{prom.base}/-/ready", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.2)
+            if proc.poll() is None:
+                break
+        assert proc is not None and proc.poll() is None, Path(d, "log").read_text()
+        prom.wait("the first scrape", lambda: prom.value('up{job="loopscope"}') == 1.0)
+        yield prom
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _load(port: int, requests: int, self_calls: int, rate: float) -> None:
+    code = PRCTL.format(LOADGEN_NAME) + LOADGEN
+    path = f"/work?n={self_calls}&host=127.0.0.1&mode=new"
+    subprocess.run(
+        [sys.executable, "-c", code, "127.0.0.1", str(port), path, str(requests), str(rate)],
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def _dashboard_exprs() -> list[str]:
+    doc = json.loads((DEPLOY / "grafana" / "loopscope.json").read_text())
+    return [t["expr"] for p in doc["panels"] for t in p["targets"]]
+
+
+def test_prometheus_sees_exact_counts_the_factor_the_alert_and_the_dashboard_data() -> None:
+    # 120 requests x 3 self-calls: 360 self-calls in the 5m window is 1.2/s, above the alert's 1/s
+    requests, n = 120, 3
+    app = f'app="{APP_NAME}"'
+    with selfcall_app() as port, exporter() as (_exp, eport), prometheus(eport) as prom:
+        self_q = f'loopscope_app_connections_total{{{app},kind="self"}}'
+        ext_q = f'loopscope_app_connections_total{{{app},kind="external"}}'
+        prom.wait("the app's series", lambda: prom.value(self_q) is not None)
+        time.sleep(2)  # a few samples at the baseline
+        self0, ext0 = prom.value(self_q), prom.value(ext_q)
+        assert self0 == 0.0 and ext0 == 0.0
+        _load(port, requests, n, rate=30.0)
+        prom.wait("the counts after the load", lambda: prom.value(self_q) == requests * n)
+        time.sleep(2)  # nothing more arrives
+        assert prom.value(self_q) == requests * n
+        assert prom.value(ext_q) == requests
+        edge = "loopscope_loopback_connections_total{{client_app={!r},server_app={!r},port={!r}}}"
+        assert (
+            prom.value(edge.format(LOADGEN_NAME, APP_NAME, str(port)).replace("'", '"')) == requests
+        )
+        assert (
+            prom.value(edge.format(APP_NAME, APP_NAME, str(port)).replace("'", '"')) == requests * n
+        )
+        assert prom.value('loopscope_exporter_events_lost_total{reason="map_full"}') == 0
+        factor = f"loopscope:app_self_call_amplification:ratio_rate5m{{{app}}}"
+        prom.wait("factor 3", lambda: abs((prom.value(factor) or 0) - n) < 1e-9)
+
+        def firing() -> bool:
+            alerts = prom.get("/api/v1/alerts")["alerts"]
+            return any(
+                a["labels"].get("alertname") == "LoopscopeSelfCallAmplificationHigh"
+                and a["labels"].get("app") == APP_NAME
+                and a["state"] == "firing"
+                for a in alerts
+            )
+
+        prom.wait("the amplification alert firing", firing)
+        empty = []
+        for expr in _dashboard_exprs():
+            concrete = expr.replace("$instance", ".*").replace("$__rate_interval", "1m")
+            if not prom.query(concrete):
+                empty.append(expr)
+        assert empty == []
+
+
+def test_promtool_checks_the_rules_and_runs_their_unit_tests() -> None:
+    promtool = _need("promtool")
+    check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    unit = subprocess.run(
+        [promtool, "test", "rules", "loopscope.rules.test.yml"],
+        cwd=RULES.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert unit.returncode == 0, unit.stdout + unit.stderr
+
+
+def test_promtool_check_metrics_passes_on_a_real_scrape() -> None:
+    promtool = _need("promtool")
+    with exporter() as (_proc, port):
+        text = scrape(port)
+    res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
