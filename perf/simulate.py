@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from loopscope.sim.fast import simulate_fast
+from loopscope.sim.engine import simulate_fast
 from loopscope.sim.model import simulate_simpy
 from loopscope.sim.result import SimResult
 from loopscope.sim.scenario import Scenario, ServiceDist, make_design

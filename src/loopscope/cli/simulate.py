@@ -218,7 +218,7 @@ def simulate_command(
     if engine == "simpy":
         from loopscope.sim.model import simulate_simpy as run_engine
     else:
-        from loopscope.sim.fast import simulate_fast as run_engine
+        from loopscope.sim.engine import simulate_fast as run_engine
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

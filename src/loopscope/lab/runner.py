@@ -12,7 +12,7 @@ from loopscope.errors import UsageError
 from loopscope.lab.calibrate import measure_http_rtt_s
 from loopscope.lab.loadgen import LoadResult, run_load
 from loopscope.lab.server import LabServer
-from loopscope.sim.fast import run_fast
+from loopscope.sim.engine import run_fast
 from loopscope.sim.result import SimResult, Trace, summarize_trace
 from loopscope.sim.scenario import DistKind, Scenario, ServiceDist, make_design
 from loopscope.sim.sweep import SweepPoint, find_knee

@@ -1,4 +1,4 @@
-"""The reference model in simpy: readable processes, the same semantics as :mod:`loopscope.sim.fast`
+"""The reference model in simpy: readable processes, the same semantics as :mod:`loopscope.sim.engine`
 (see its docstring). Slower; use it to check the fast engine and for small what-if runs.
 
 Needs the ``sim`` extra: ``pip install 'loopscope[sim]'``.

@@ -1,6 +1,6 @@
 """What a simulation runs: a scenario (instances, pools, queue, timeouts, arrivals) and a call tree.
 
-Pure: values only. The engines are :mod:`loopscope.sim.fast` and :mod:`loopscope.sim.model`.
+Pure: values only. The engines are :mod:`loopscope.sim.engine` and :mod:`loopscope.sim.model`.
 
 A call tree is a :class:`Node` (the work an endpoint does in its worker thread) with :class:`Call` edges.
 Call kinds (:class:`CallKind`):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from loopscope.model import Finding, Severity
-from loopscope.sim.fast import simulate_fast
+from loopscope.sim.engine import simulate_fast
 from loopscope.sim.result import SimResult
 from loopscope.sim.scenario import Node, Scenario
 
@@ -106,7 +106,7 @@ def run_sweep(
         designs: design name -> call tree.
         rates_per_s: offered rates.
         instance_counts: values of M.
-        engine: :func:`~loopscope.sim.fast.simulate_fast` or the simpy model.
+        engine: :func:`~loopscope.sim.engine.simulate_fast` or the simpy model.
         progress: called with a short label before each run.
     """
     curves = []
