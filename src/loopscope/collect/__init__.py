@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopscope.collect.collector import Collection, Collector, OwnerScope, Reading, SkippedNetns
+from loopscope.collect.collector import Collector
 from loopscope.collect.parts import FixedNamespace, KernelNamespaces, ProcOwnerScanner
+from loopscope.collect.records import Collection, OwnerScope, Reading, SkippedNetns
 from loopscope.collect.sources import (
     SOURCES,
     FallbackSource,

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import ipaddress
-import socket
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -31,6 +27,16 @@ from loopscope.collect.parts import (
     PendingOwners,
     ProcOwnerScanner,
 )
+from loopscope.collect.records import (
+    Collection,
+    NetnsSpec,
+    OwnerScope,
+    Reading,
+    SkippedNetns,
+    owner_gaps,
+    split_time_wait,
+    take_psutil,
+)
 from loopscope.collect.sources import (
     PsutilSource,
     Query,
@@ -44,7 +50,6 @@ from loopscope.collect.sources import (
 )
 from loopscope.errors import BackendUnavailable, NetlinkError, NetnsError
 from loopscope.model import (
-    Endpoint,
     Gap,
     InterfaceAddress,
     LinkInfo,
@@ -55,71 +60,9 @@ from loopscope.model import (
     Snapshot,
     SocketRecord,
     StackFacts,
-    TcpState,
 )
 
-__all__ = ["Collection", "Collector", "NetnsSpec", "OwnerScope", "Reading", "SkippedNetns"]
-
-NetnsSpec = str | NetnsTarget | None
-"""None (this namespace), a /run/netns name, a pid, an nsfs path, or an already resolved target."""
-
-
-class OwnerScope(StrEnum):
-    """Whose owners a read attributes (the /proc fd scan is the expensive part)."""
-
-    ALL = "all"
-    """Every socket."""
-    LISTENERS = "listeners"
-    """Listeners only (the "app" of a port)."""
-    NONE = "none"
-    """No fd scan (``--no-processes``)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reading:
-    """One namespace as read: the snapshot, and TIME_WAIT counts when they were not rows."""
-
-    target: NetnsTarget
-    """The namespace read."""
-    snapshot: Snapshot
-    """The sockets kept, with owners, links, addresses and sysctls."""
-    time_wait_by_dest: dict[Endpoint, int] = field(default_factory=dict)
-    """With ``TimeWait.COUNTS``: TIME_WAIT sockets per destination listener of this namespace
-    (client-side TIME_WAIT holding ephemeral ports); empty otherwise."""
-    time_wait_other: int = 0
-    """With ``TimeWait.COUNTS``: the other TIME_WAIT sockets (server side, remote destinations)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SkippedNetns:
-    """A namespace an all-namespaces read could not enter."""
-
-    target: NetnsTarget
-    """The namespace."""
-    reason: str
-    """Why (the NetnsError message)."""
-
-    def gap(self) -> Gap:
-        """The gap a snapshot carries for it."""
-        spec = None if self.target.label == "host" else self.target.path
-        return Gap(what=f"netns {spec}", reason=self.reason)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Collection:
-    """Everything one run read."""
-
-    readings: tuple[Reading, ...]
-    """One per namespace, in the order asked (all namespaces: this one, named ones, the others)."""
-    skipped: tuple[SkippedNetns, ...] = ()
-    """Namespaces that could not be entered (all-namespaces reads only)."""
-    owner_scan: OwnerScan | None = None
-    """The fd scan used (None without owners): pass it to a later read to reuse it."""
-
-    @property
-    def snapshots(self) -> list[Snapshot]:
-        """The snapshots, in order."""
-        return [r.snapshot for r in self.readings]
+__all__ = ["Collector"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -284,7 +227,7 @@ class Collector:
         """The run behind every other method: resolve, start the fd scan, read each namespace in it
         (beside the scan), attribute, read process details. Raises as :meth:`snapshots`."""
         if isinstance(self.source, PsutilSource):
-            snap = _take_psutil(self.clock_ns)
+            snap = take_psutil(self.clock_ns)
             target = NetnsTarget(path="", label=snap.netns_label, id=snap.netns)
             return Collection(readings=(Reading(target=target, snapshot=snap),))
         with _gc_paused():
@@ -326,7 +269,7 @@ class Collector:
                 for s in raw.read.sockets
                 if s.inode is not None and not s.owners and self._in_scope(s)
             )
-            gaps = _owner_gaps(scan, missing + scan.vanished_pids, unowned)
+            gaps = owner_gaps(scan, missing + scan.vanished_pids, unowned)
         duration_ns = time.perf_counter_ns() - t0
         readings = tuple(
             self._reading(t, raw, processes, gaps, started_ns, duration_ns) for t, raw in raws
@@ -434,84 +377,7 @@ class Collector:
         )
         if not raw.read.time_wait:
             return Reading(target=target, snapshot=snap)
-        by_dest, other = _split_time_wait(raw.read.time_wait, sockets)
+        by_dest, other = split_time_wait(raw.read.time_wait, sockets)
         return Reading(
             target=target, snapshot=snap, time_wait_by_dest=by_dest, time_wait_other=other
         )
-
-
-def _split_time_wait(
-    raw: Counter[tuple[int, int, bytes]], sockets: Sequence[SocketRecord]
-) -> tuple[dict[Endpoint, int], int]:
-    """Raw TIME_WAIT counts -> per-destination counts toward TCP listener ports (ephemeral ports held
-    by local clients) and the number of the others (server side, remote destinations)."""
-    ports = {s.local.port for s in sockets if s.state is TcpState.LISTEN}
-    counts: Counter[Endpoint] = Counter()
-    other = 0
-    for (family, dport, dst), n in raw.items():
-        if dport in ports:
-            addr = (
-                ipaddress.IPv4Address(dst[:4])
-                if family == socket.AF_INET
-                else ipaddress.IPv6Address(dst)
-            )
-            counts[Endpoint(addr, dport)] += n
-        else:
-            other += n
-    return dict(counts), other
-
-
-def _owner_gaps(scan: OwnerScan, vanished: int, unowned: int) -> list[Gap]:
-    gaps: list[Gap] = []
-    denied = scan.denied_pids
-    if denied:
-        gaps.append(
-            Gap(
-                what=f"fd tables of {denied} processes",
-                reason="permission denied on /proc/PID/fd: run as root for the full view",
-                count=denied,
-            )
-        )
-    if vanished:
-        gaps.append(
-            Gap(what=f"{vanished} processes", reason="exited during the scan", count=vanished)
-        )
-    if unowned:
-        gaps.append(
-            Gap(
-                what=f"owner of {unowned} sockets",
-                reason="no readable process holds them (other users' processes need root, "
-                "processes in another pid namespace, or closed mid-scan)",
-                count=unowned,
-            )
-        )
-    return gaps
-
-
-def _take_psutil(clock_ns: Callable[[], int]) -> Snapshot:
-    from loopscope.backends.portable.psutil_backend import (
-        CANNOT_SEE,
-        read_psutil,
-        read_psutil_interfaces,
-    )
-
-    started_ns = clock_ns()
-    t0 = time.perf_counter_ns()
-    netns = NetnsId(0, 0)
-    sockets, processes, denied = read_psutil(netns)
-    links, addresses = read_psutil_interfaces()
-    gaps = list(CANNOT_SEE)
-    if denied:
-        gaps.append(Gap(what=f"{denied} processes", reason="not readable or exited", count=denied))
-    return Snapshot(
-        taken_at_ns=started_ns,
-        netns=netns,
-        netns_label="host",
-        source="psutil",
-        sockets=tuple(sockets),
-        processes=processes,
-        addresses=tuple(addresses),
-        links=tuple(links),
-        gaps=tuple(gaps),
-        duration_ns=time.perf_counter_ns() - t0,
-    )
