@@ -74,3 +74,29 @@ def test_self_calls_per_endpoint_from_a_real_instrumented_app():
     assert hot == {"shop GET /seq", "shop GET /fan"}
     edges = {(e["client"], e["server"]): e["calls"] for e in doc["edges"]}
     assert edges == {("shop", "shop"): 5 * ROUNDS, ("shop", "backend"): ROUNDS}
+
+
+def test_head_sampling_at_10_percent_keeps_the_factors_and_scales_the_totals():
+    from loopscope.analysis.traces import summarize_traces
+    from loopscope.traces.receiver import OtlpReceiver
+
+    rounds = 60
+    sampler = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+    with OtlpReceiver(port=0) as rx:
+        with run_services(rx.port, extra_env=sampler) as app:
+            drive(app["ports"]["shop"], rounds)
+            time.sleep(1.0)
+        time.sleep(0.3)
+        spans = rx.spans()
+    report = summarize_traces(spans, sample_ratio=0.1)
+    eps = {e.endpoint: e for e in report.endpoints if e.service == "shop"}
+    kept = sum(eps[f"GET {ep}"].requests for ep in ENDPOINTS if f"GET {ep}" in eps)
+    assert (
+        0 < kept < 4 * rounds
+    )  # about 24 of 240; the exact number depends on the random trace ids
+    for ep, factor in (("/seq", 2.0), ("/fan", 3.0)):
+        if f"GET {ep}" in eps:  # parent-based sampling keeps whole traces: the factor is exact
+            assert eps[f"GET {ep}"].amplification == factor
+            assert eps[f"GET {ep}"].estimated_requests == eps[f"GET {ep}"].requests / 0.1
+    whats = [g.what for g in report.gaps]
+    assert whats == ["totals under head sampling"]  # no broken traces, only the scaling caveat

@@ -146,9 +146,22 @@ def _b64(value: object) -> object:
         raise ValueError(f"id {value[:40]!r} is not hex") from exc
 
 
-def hex_ids_to_base64(doc: Any) -> Any:
+_RESOURCE_KEYS = frozenset({"service.name"})
+
+
+def _keep(attributes: Any, keys: frozenset[str]) -> Any:
+    if not isinstance(attributes, list):
+        return attributes  # let protobuf refuse it
+    return [a for a in attributes if not isinstance(a, dict) or a.get("key") in keys]
+
+
+def hex_ids_to_base64(doc: Any, *, trim: bool = False) -> Any:
     """Rewrite OTLP/JSON hex trace and span ids (also in links) to the base64 that
     ``json_format`` expects for ``bytes`` fields, in place.
+
+    With ``trim``, also drop what loopscope never reads before protobuf parses it (attributes other
+    than :data:`~loopscope.traces.attributes.WANTED` and ``service.name``, events, links): parsing
+    is then several times faster on real spans, and the decoded spans are the same.
 
     Example: ``{"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "00f067aa0ba902b7"}]}]}]}``
     -> ``spanId == "APBnqguqArc="``.
@@ -161,6 +174,8 @@ def hex_ids_to_base64(doc: Any) -> Any:
     for rs in doc.get("resourceSpans") or doc.get("resource_spans") or ():
         if not isinstance(rs, dict):
             continue
+        if trim and isinstance(rs.get("resource"), dict):
+            rs["resource"]["attributes"] = _keep(rs["resource"].get("attributes"), _RESOURCE_KEYS)
         scopes = (
             rs.get("scopeSpans") or rs.get("scope_spans") or rs.get("instrumentationLibrarySpans")
         )
@@ -173,6 +188,10 @@ def hex_ids_to_base64(doc: Any) -> Any:
                 for key in _ID_KEYS:
                     if key in span:
                         span[key] = _b64(span[key])
+                if trim:
+                    span.pop("events", None)
+                    span.pop("links", None)
+                    span["attributes"] = _keep(span.get("attributes"), WANTED)
                 for link in span.get("links") or ():
                     if isinstance(link, dict):
                         for key in _ID_KEYS:
@@ -202,7 +221,9 @@ def decode_otlp_json(doc: Any) -> list[SpanRecord]:
                 and "scopeSpans" not in rs
             ):
                 rs["scopeSpans"] = rs.pop("instrumentationLibrarySpans")  # OTLP < 0.15
-        json_format.ParseDict(hex_ids_to_base64(doc), request, ignore_unknown_fields=True)
+        json_format.ParseDict(
+            hex_ids_to_base64(doc, trim=True), request, ignore_unknown_fields=True
+        )
     except (json_format.ParseError, binascii.Error, TypeError, AttributeError, KeyError) as exc:
         raise ValueError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
     return decode_otlp_request(request)

@@ -58,9 +58,12 @@ def otel_env(service: str, receiver_port: int, *, zipkin: bool = False) -> dict[
 
 
 @contextmanager
-def run_services(receiver_port: int, *, zipkin: bool = False) -> Iterator[dict[str, Any]]:
+def run_services(
+    receiver_port: int, *, zipkin: bool = False, extra_env: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
     """Start ``shop`` and ``backend`` (gunicorn, 1 gthread worker, 8 threads each) on listeners this
-    process binds on 127.0.0.1:0 and hands over as ``fd://N``; yields their ports and pids."""
+    process binds on 127.0.0.1:0 and hands over as ``fd://N``; yields their ports and pids.
+    ``extra_env`` goes to both (e.g. ``OTEL_TRACES_SAMPLER``)."""
     tool = instrument_bin()
     if tool is None:
         raise RuntimeError("opentelemetry-instrument not installed (pip install 'loopscope[test]')")
@@ -69,12 +72,22 @@ def run_services(receiver_port: int, *, zipkin: bool = False) -> Iterator[dict[s
         ports = {name: s.getsockname()[1] for name, s in socks.items()}
         procs = {}
         for name, sock in socks.items():
-            env = dict(os.environ, **otel_env(name, receiver_port, zipkin=zipkin))
+            env = dict(
+                os.environ, **otel_env(name, receiver_port, zipkin=zipkin), **(extra_env or {})
+            )
             env["SELF_URL"] = f"http://127.0.0.1:{ports[name]}"
             env["OTHER_URL"] = f"http://127.0.0.1:{ports['backend']}"
             fd = sock.fileno()
             cmd = [tool, sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}", "-w", "1"]
-            cmd += ["-k", "gthread", "--threads", "8", "--log-level", "warning", "otel_selfcall:app"]
+            cmd += [
+                "-k",
+                "gthread",
+                "--threads",
+                "8",
+                "--log-level",
+                "warning",
+                "otel_selfcall:app",
+            ]
             procs[name] = subprocess.Popen(cmd, cwd=HERE, env=env, pass_fds=(fd,))
             stack.callback(_stop, procs[name])
         _wait_up(ports["shop"])
