@@ -223,36 +223,6 @@ class _Run:
             self.dl_on = False
             self.dl_time += t - self.dl_since
 
-    def block(self, job: Job, t: float) -> None:
-        """The root ``job`` starts waiting on its calls while holding its worker."""
-        job[9] = True
-        self.blocked_s -= t
-        self.n_blocked += 1
-        if self.local_only:
-            inst = job[7] >> 1
-            self.bl_local[inst] += 1
-            if self.bl_local[inst] == self.n:
-                self.dl_local += 1
-        if self.main_only:
-            self.bl_main += 1
-        if self.local_only or self.main_only:
-            self.deadlock_check(t)
-
-    def unblock(self, job: Job, t: float) -> None:
-        """The root ``job`` stops waiting on its calls."""
-        job[9] = False
-        self.blocked_s += t
-        self.n_blocked -= 1
-        if self.local_only:
-            inst = job[7] >> 1
-            if self.bl_local[inst] == self.n:
-                self.dl_local -= 1
-            self.bl_local[inst] -= 1
-        if self.main_only:
-            self.bl_main -= 1
-        if self.local_only or self.main_only:
-            self.deadlock_check(t)
-
     # -- root requests -----------------------------------------------------------------------------
     def issue(self, job: Job, t: float) -> None:
         """The root ``job`` sends its next round of calls (all of them, or the next sequential one)."""
@@ -278,13 +248,35 @@ class _Run:
             if not job[7] & 1:
                 self.busy += t
             self.release(job[7], t)
-        elif job[8] and not job[9]:
-            self.block(job, t)
+        elif job[8] and not job[9]:  # the worker blocks on the calls
+            job[9] = True
+            self.blocked_s -= t
+            self.n_blocked += 1
+            if self.local_only:
+                inst = job[7] >> 1
+                self.bl_local[inst] += 1
+                if self.bl_local[inst] == self.n:
+                    self.dl_local += 1
+            if self.main_only:
+                self.bl_main += 1
+            if self.local_only or self.main_only:
+                self.deadlock_check(t)
 
     def finish_root(self, job: Job, t: float) -> None:
         """The root ``job`` answers at ``t``: free its worker, count it as ok, error or timeout."""
-        if job[9]:
-            self.unblock(job, t)
+        if job[9]:  # the worker stops blocking
+            job[9] = False
+            self.blocked_s += t
+            self.n_blocked -= 1
+            if self.local_only:
+                inst = job[7] >> 1
+                if self.bl_local[inst] == self.n:
+                    self.dl_local -= 1
+                self.bl_local[inst] -= 1
+            if self.main_only:
+                self.bl_main -= 1
+            if self.local_only or self.main_only:
+                self.deadlock_check(t)
         if job[8]:
             job[8] = False
             self.busy += t
