@@ -6,12 +6,14 @@ passed in by the caller, who owns it (and detaches it on exit).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -23,13 +25,23 @@ from loopscope.errors import LoopscopeError
 from loopscope.exporter.metrics import (
     CountTotals,
     Health,
+    NamespaceView,
     listener_app,
     snapshot_families,
     traffic_families,
 )
-from loopscope.model import Proto, Snapshot
+from loopscope.model import Proto
 
-__all__ = ["ExporterOptions", "LoopscopeCollector", "read_snapshots"]
+if TYPE_CHECKING:
+    from loopscope.collect import Collector as SnapshotCollector
+
+__all__ = [
+    "ExporterOptions",
+    "LoopscopeCollector",
+    "make_snapshot_collector",
+    "read_namespaces",
+    "server_apps",
+]
 
 log = logging.getLogger("loopscope.exporter")
 
@@ -46,63 +58,55 @@ class ExporterOptions:
     """Socket source (``auto``, ``sock_diag``, ``procfs``, ``psutil``)."""
 
 
-def read_snapshots(options: ExporterOptions) -> list[tuple[Snapshot, int | None]]:
-    """The one call into the collection layer: snapshots with each namespace's SO_NETNS_COOKIE
-    (None when unknown), owners attributed.
+def read_namespaces(collector: SnapshotCollector, all_netns: bool) -> list[NamespaceView]:
+    """The one call into the collection layer: every namespace asked (owners of listeners only,
+    TIME_WAIT as counts) with its SO_NETNS_COOKIE.
 
     Raises:
         LoopscopeError: the socket source failed.
     """
     from loopscope.backends.linux.bpf.sockops import netns_cookie_of_current
-    from loopscope.backends.linux.netns import resolve_netns, run_in_netns
+    from loopscope.backends.linux.netns import run_in_netns
 
-    try:
-        from loopscope.collect import take_all_snapshots, take_snapshot
-    except ImportError:  # TEMP while collect.py becomes a package
-        from loopscope.collect._old import take_all_snapshots, take_snapshot  # type: ignore
-
-    if options.all_netns:
-        snaps = take_all_snapshots(source=options.source)
-    else:
-        snaps = [take_snapshot(source=options.source)]
-    out: list[tuple[Snapshot, int | None]] = []
-    here = netns_cookie_of_current()
-    host = os.stat("/proc/self/ns/net")
-    for snap in snaps:
-        if (snap.netns.dev, snap.netns.ino) == (host.st_dev, host.st_ino):
-            out.append((snap, here))
-            continue
+    run = collector.read_all(all_netns=all_netns)
+    out: list[NamespaceView] = []
+    for reading in run.readings:
         cookie: int | None = None
         with contextlib.suppress(LoopscopeError, OSError):
-            path = _netns_path(snap)
-            if path is not None:
-                cookie = run_in_netns(resolve_netns(path), netns_cookie_of_current)
-        out.append((snap, cookie))
+            cookie = run_in_netns(reading.target, netns_cookie_of_current)
+        snap = reading.snapshot
+        if run.skipped and not out:
+            gaps = snap.gaps + tuple(s.gap() for s in run.skipped)
+            snap = dataclasses.replace(snap, gaps=gaps)
+        out.append(
+            NamespaceView(
+                snapshot=snap,
+                netns_cookie=cookie,
+                time_wait_by_dest=reading.time_wait_by_dest,
+                time_wait_other=reading.time_wait_other,
+            )
+        )
     return out
 
 
-def _netns_path(snap: Snapshot) -> str | None:
-    """An nsfs path for a snapshot's namespace: its /run/netns name, or a process inside it."""
-    label = snap.netns_label
-    if label.startswith("/"):
-        return label
-    if os.path.exists(f"/run/netns/{label}"):
-        return f"/run/netns/{label}"
-    for key, proc in snap.processes.items():
-        if proc.netns == snap.netns:
-            return f"/proc/{key.pid}/ns/net"
-    return None
+def make_snapshot_collector(source: str) -> SnapshotCollector:
+    """The collection layer's collector as the exporter configures it: listeners' owners only (the
+    fd scan looks for listener inodes), TIME_WAIT as counts."""
+    from loopscope.collect import Collector, OwnerScope, TimeWait
+
+    return Collector.for_source(source, owner_scope=OwnerScope.LISTENERS, time_wait=TimeWait.COUNTS)
 
 
 def server_apps(
-    snaps: Sequence[tuple[Snapshot, int | None]],
+    views: Sequence[NamespaceView],
 ) -> dict[tuple[int, object, int], str]:
     """``(netns cookie, unmapped address or None for wildcard, port) -> listener app`` for TCP."""
     out: dict[tuple[int, object, int], str] = {}
-    for snap, cookie in snaps:
+    for view in views:
+        cookie = view.netns_cookie
         if cookie is None:
             continue
-        for lst in find_listeners(snap):
+        for lst in find_listeners(view.snapshot):
             if lst.proto is not Proto.TCP:
                 continue
             addr = unmap(lst.local.address)
@@ -133,6 +137,7 @@ class LoopscopeCollector(Collector):
         self.totals = CountTotals(max_client_apps=options.max_client_apps)
         self._lock = threading.Lock()
         self._last_duration_s = 0.0
+        self._snapshots: SnapshotCollector | None = None  # made at the first scrape
 
     def describe(self) -> list[Metric]:
         """Nothing: registering must not trigger a scrape."""
@@ -147,20 +152,22 @@ class LoopscopeCollector(Collector):
         t0 = time.perf_counter()
         families: list[Metric] = []
         gaps = 0
+        views: list[NamespaceView] = []
         try:
-            snaps = read_snapshots(self.options)
+            if self._snapshots is None:
+                self._snapshots = make_snapshot_collector(self.options.source)
+            views = read_namespaces(self._snapshots, self.options.all_netns)
         except LoopscopeError as exc:
             log.warning("snapshot failed: %s", exc)
-            snaps = []
             gaps += 1
-        gaps += sum(len(s.gaps) for s, _ in snaps)
-        families += snapshot_families([s for s, _ in snaps])
+        gaps += sum(len(v.snapshot.gaps) for v in views)
+        families += snapshot_families(views)
         counts: list[ConnectionCount] = []
         map_full = 0
         if self.counter is not None:
             counts = self.counter.read()
             map_full = self.counter.map_full()
-            self.totals.add(counts, server_apps(snaps))
+            self.totals.add(counts, server_apps(views))
         usage = os.times()
         health = Health(
             connection_source="ebpf_counter" if self.counter is not None else "none",

@@ -8,6 +8,7 @@ owners (bounded by the listeners of the host). No label carries a pid or an ephe
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -23,13 +24,14 @@ from loopscope.analysis.listeners import Listener, find_listeners
 from loopscope.analysis.scope import unmap
 from loopscope.analysis.stack import summarize_stack
 from loopscope.backends.linux.bpf.counter import ConnectionCount
-from loopscope.model import Proto, Scope, Snapshot
+from loopscope.model import Endpoint, Proto, Scope, Snapshot
 
 __all__ = [
     "OTHER_APP",
     "UNKNOWN_APP",
     "CountTotals",
     "Health",
+    "NamespaceView",
     "exposure_verdict",
     "listener_app",
     "snapshot_families",
@@ -160,7 +162,23 @@ class Health:
     """Gaps recorded by the snapshots (unreadable owners, namespaces left out)."""
 
 
-def snapshot_families(snapshots: Sequence[Snapshot]) -> list[Metric]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NamespaceView:
+    """One namespace as the exporter reads it: TIME_WAIT comes as counts, not rows (a busy host
+    holds 100k of them; rows would make the scrape and the heap grow with the connection rate)."""
+
+    snapshot: Snapshot
+    """Listeners (owners attributed), connections, links, addresses, sysctls; no TIME_WAIT rows."""
+    netns_cookie: int | None
+    """SO_NETNS_COOKIE of the namespace (matches the kernel counters); None when unknown."""
+    time_wait_by_dest: Mapping[Endpoint, int] = field(default_factory=dict)
+    """TIME_WAIT sockets per destination listener of this namespace (client side: they hold
+    ephemeral ports)."""
+    time_wait_other: int = 0
+    """The other TIME_WAIT sockets (server side, remote destinations)."""
+
+
+def snapshot_families(views: Sequence[NamespaceView]) -> list[Metric]:
     """Stack, listener, queue, ephemeral-port and TIME_WAIT families of every namespace."""
     up = GaugeMetricFamily(
         "loopscope_loopback_up", "lo is administratively up (1) or not (0).", labels=["netns"]
@@ -203,22 +221,30 @@ def snapshot_families(snapshots: Sequence[Snapshot]) -> list[Metric]:
     )
     tw = GaugeMetricFamily(
         "loopscope_tcp_time_wait_sockets",
-        "TCP sockets in TIME_WAIT (loopback=true: both ends local).",
+        "TCP sockets in TIME_WAIT (loopback=true: toward a listener of this namespace).",
         labels=["netns", "loopback"],
     )
-    for snap in snapshots:
+    for view in views:
+        snap = view.snapshot
         ns = snap.netns_label
         summary = summarize_stack(snap)
+        tw_local = sum(view.time_wait_by_dest.values())
+        by_dest: Counter[str] = Counter(summary.ephemeral_by_destination)
+        for ep, n in view.time_wait_by_dest.items():
+            by_dest[str(ep)] += n
         up.add_metric([ns], 1.0 if summary.lo_up else 0.0)
         v4.add_metric([ns], 1.0 if summary.has_127_8 else 0.0)
         v6.add_metric([ns], 1.0 if summary.has_v6_loopback else 0.0)
-        for dest, n in summary.ephemeral_by_destination.items():
+        for dest, n in by_dest.most_common(10):
             eph.add_metric([ns, dest], float(n))
-        eph_all.add_metric([ns], float(summary.ephemeral_in_use))
+        eph_all.add_metric([ns], float(summary.ephemeral_in_use + tw_local))
         if summary.ephemeral_range_size is not None:
             eph_size.add_metric([ns], float(summary.ephemeral_range_size))
-        tw.add_metric([ns, "true"], float(summary.time_wait_loopback))
-        tw.add_metric([ns, "false"], float(summary.time_wait - summary.time_wait_loopback))
+        tw.add_metric([ns, "true"], float(summary.time_wait_loopback + tw_local))
+        tw.add_metric(
+            [ns, "false"],
+            float(summary.time_wait - summary.time_wait_loopback + view.time_wait_other),
+        )
         seen: set[tuple[str, ...]] = set()
         for lst in find_listeners(snap):
             app = listener_app(lst)

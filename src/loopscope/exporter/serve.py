@@ -182,8 +182,8 @@ def run_exporter(
     try:
         registry = build_registry(LoopscopeCollector(options, counter, reason))
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                previous[sig] = signal.signal(sig, lambda *_: stop.set())
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                previous[signum] = signal.signal(signum, lambda *_: stop.set())
         mode = "ebpf_counter" if counter is not None else f"no in-kernel counting ({reason})"
         if serve.textfile is not None:
             if ready:
@@ -209,5 +209,5 @@ def run_exporter(
     finally:
         if counter is not None:
             counter.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for prev_signum, handler in previous.items():
+            signal.signal(prev_signum, handler)
