@@ -97,6 +97,9 @@ def traces_command(
         )
         extra_gaps = receiver_gaps(stats)
         source = {"listen": f"{host}:{port}", "receiver": stats}
+    import gc
+
+    gc.freeze()  # the spans live until exit: cyclic collections need not walk them again (1M spans: ~3x faster)
     report = summarize_traces(spans, sample_ratio=sample_ratio)
     if extra_gaps:
         from dataclasses import replace

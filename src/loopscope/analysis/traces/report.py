@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from loopscope.analysis.traces.stats import percentile
+from loopscope.analysis.stats import percentile
 from loopscope.analysis.traces.walk import EntryRequest, WalkResult, walk_spans
 from loopscope.model import Gap
 from loopscope.model.spans import SpanRecord
@@ -159,6 +159,8 @@ def _ms(ns: float | None) -> float | None:
 
 
 def _pcts(durations: list[int]) -> tuple[float | None, float | None]:
+    if not durations:
+        return None, None
     durations.sort()
     return _ms(percentile(durations, 50)), _ms(percentile(durations, 99))
 

@@ -1,10 +1,10 @@
-"""Small numeric helpers for trace analysis (pure): interval union and percentiles."""
+"""Interval arithmetic for trace analysis (pure); percentiles come from :mod:`loopscope.analysis.stats`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-__all__ = ["clipped_union_ns", "percentile"]
+__all__ = ["clipped_union_ns"]
 
 
 def clipped_union_ns(intervals: Iterable[tuple[int, int]], lo_ns: int, hi_ns: int) -> int:
@@ -30,14 +30,3 @@ def clipped_union_ns(intervals: Iterable[tuple[int, int]], lo_ns: int, hi_ns: in
     if cur_a is not None:
         total += cur_b - cur_a
     return total
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile ``q`` (0-100) of already sorted values; None when empty.
-
-    Example: ``percentile([1, 2, 3, 4], 50) == 2``; ``percentile([1, 2, 3, 4], 99) == 4``.
-    """
-    if not sorted_values:
-        return None
-    rank = max(1, -(-len(sorted_values) * q // 100))
-    return sorted_values[min(len(sorted_values), int(rank)) - 1]

@@ -183,7 +183,9 @@ def _walk_trace(by_id: dict[str, SpanRecord], result: WalkResult) -> None:
         if parent_id is None:
             roots.append(span)
         elif parent_id in by_id:
-            children.setdefault(parent_id, []).append(span)  # its own parent: a cycle, never reached
+            children.setdefault(parent_id, []).append(
+                span
+            )  # its own parent: a cycle, never reached
         else:
             result.missing_parent += 1
             roots.append(span)

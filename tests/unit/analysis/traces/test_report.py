@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from loopscope.analysis.traces import check_traces, summarize_traces
-from loopscope.analysis.traces.stats import clipped_union_ns, percentile
+from loopscope.analysis.traces.stats import clipped_union_ns
 from loopscope.model.spans import SpanKind, SpanRecord
 
 _ids = itertools.count(1)
@@ -180,8 +180,6 @@ def test_sampling_ratio_scales_totals_not_ratios():
     assert any("head sampling" in g.what for g in report.gaps)
 
 
-def test_union_and_percentile():
+def test_union():
     assert clipped_union_ns([(0, 10), (5, 20), (30, 40)], 0, 35) == 25
     assert clipped_union_ns([], 0, 10) == 0
-    assert percentile([1, 2, 3, 4], 50) == 2 and percentile([1, 2, 3, 4], 99) == 4
-    assert percentile([], 50) is None
