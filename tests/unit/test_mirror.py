@@ -162,6 +162,10 @@ def test_covered_elsewhere_is_true() -> None:
     assert not gone, f"COVERED_ELSEWHERE names modules that no longer exist: {gone}"
     absent = {m: t for m, t in COVERED_ELSEWHERE.items() if not (ROOT / t).exists()}
     assert not absent, f"COVERED_ELSEWHERE names tests that do not exist: {absent}"
+    mirrored = [m for m in COVERED_ELSEWHERE if any(t.exists() for t in mirrored_tests(Path(m)))]
+    assert not mirrored, (
+        f"these now have their mirrored test; drop them from COVERED_ELSEWHERE: {mirrored}"
+    )
 
 
 def test_mirror_rule() -> None:
