@@ -81,8 +81,11 @@ class LatencySummary:
 
     @property
     def mean_ns(self) -> float:
-        """Mean, nanoseconds."""
-        return self.mean_s * 1e9
+        """Mean, nanoseconds; exact for a mean of whole nanoseconds (a histogram's ``sum / count``:
+        the sum is recovered as an integer, so the float noise of seconds -> ns does not show)."""
+        approx = self.mean_s * 1e9
+        exact = round(approx * self.count) / self.count
+        return exact if exact / 1e9 == self.mean_s else approx
 
     @property
     def p50_ns(self) -> int:
