@@ -1,0 +1,295 @@
+"""Benchmark: what does ``loopscope exporter`` cost, and does it stay bounded?
+
+Workload (in a fresh network namespace, so other traffic on the host does not mix into the snapshot):
+a server on 127.0.0.1 (accept, read, reply, close) and a client making COUNT connect -> request ->
+reply -> close cycles at RATE per second, recording each cycle's duration (the method of perf/watch.py).
+
+Measured, side by side in one run:
+- extra median connection latency with the exporter on vs off at 300 and 3,000 connections/s
+  (``baseline`` and ``exporter`` phases interleaved ``--repeats`` times; medians of the run medians);
+- exporter CPU % of one core at those rates (its own rusage over the workload's wall time, scraped
+  every ``--scrape-interval`` seconds as Prometheus would);
+- scrape duration with 10,000 sockets open in the namespace (5,000 connected loopback pairs);
+- RSS of the exporter before and after ``--many`` connections (kernel counting: it should be flat);
+- series in the exposition after 10,000 distinct short-lived clients (each a forked process with its
+  own comm): bounded by ``max_client_apps`` (200) + ``other``.
+
+Run as root: ``python perf/exporter.py [--quick] [--out perf/results/exporter.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+SERVER = r"""
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4096)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(64); c.sendall(b"pong"); c.close()
+"""
+
+CLIENT = r"""
+import json, socket, sys, time
+port, count, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+durs = []
+start = time.monotonic()
+for i in range(count):
+    d = start + i / rate - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+    t0 = time.monotonic_ns()
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"ping"); c.recv(64); c.close()
+    durs.append(time.monotonic_ns() - t0)
+print(json.dumps({"durs_ns": durs, "wall_s": time.monotonic() - start}), flush=True)
+"""
+
+# The exporter's collector in a child (as `loopscope exporter` runs it), scraped on a timer; prints
+# its CPU, RSS and scrape durations when stdin closes.
+EXPORTER = r"""
+import json, resource, select, sys, time
+from prometheus_client import generate_latest
+from loopscope.backends.linux.bpf.counter import ConnectionCounter
+from loopscope.exporter.collector import ExporterOptions, LoopscopeCollector
+from loopscope.exporter.serve import build_registry
+interval = float(sys.argv[1])
+def rss_kb():
+    with open("/proc/self/status") as fh:
+        return int(next(l for l in fh if l.startswith("VmRSS:")).split()[1])
+counter = ConnectionCounter()
+registry = build_registry(LoopscopeCollector(ExporterOptions(), counter))
+generate_latest(registry)
+rss0 = rss_kb()
+print("ready", flush=True)
+r0 = resource.getrusage(resource.RUSAGE_SELF); w0 = time.monotonic()
+durs, text, rss = [], b"", []
+while not select.select([sys.stdin], [], [], interval)[0]:
+    t = time.perf_counter(); text = generate_latest(registry); durs.append(time.perf_counter() - t)
+    rss.append(rss_kb())
+t = time.perf_counter(); text = generate_latest(registry); durs.append(time.perf_counter() - t)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+series = sum(1 for l in text.decode().splitlines() if l and not l.startswith("#"))
+print(json.dumps({"cpu_s": cpu, "wall_s": time.monotonic() - w0, "scrape_s": durs,
+                  "rss0_kb": rss0, "rss1_kb": rss_kb(), "rss_kb": rss, "series": series,
+                  "map_full": counter.map_full()}), flush=True)
+counter.close()
+"""
+
+# 10,000 distinct short-lived clients: forked children, each with its own comm, one connect each.
+CLIENTS = r"""
+import ctypes, os, socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+prctl = ctypes.CDLL(None).prctl
+for i in range(n):
+    pid = os.fork()
+    if pid == 0:
+        prctl(15, f"cli{i:05d}".encode(), 0, 0, 0)
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+print("done", flush=True)
+"""
+
+# 5,000 connected loopback pairs (10,000 sockets) held open until stdin closes.
+PAIRS = r"""
+import resource, socket, sys
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+n = int(sys.argv[1])
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4096)
+held = []
+for _ in range(n):
+    c = socket.create_connection(srv.getsockname()); a, _ = srv.accept(); held += [c, a]
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def in_ns(ns: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def exporter_in_ns(ns: str, interval: float) -> list[str]:
+    """The exporter child in the workload's namespace; nsenter keeps the host mount namespace (``ip
+    netns exec`` remounts /sys, hiding the cgroup2 root the program attaches to)."""
+    return ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", EXPORTER, str(interval)]
+
+
+def start_ready(argv: list[str]) -> subprocess.Popen[str]:
+    """Start a child and wait for its first line (kept in ``proc.ready_line``)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line:
+        raise RuntimeError(f"{argv[-2:]} exited: {proc.wait(5)}")
+    proc.ready_line = line  # type: ignore[attr-defined]
+    return proc
+
+
+def stop_json(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=120)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def run_load(ns: str, port: int, count: int, rate: float) -> dict[str, Any]:
+    out = subprocess.run(
+        in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(count), str(rate)),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=count / rate * 4 + 60,
+    ).stdout
+    return dict(json.loads(out))
+
+
+def phase(
+    ns: str, port: int, rate: float, seconds: float, exporter: bool, interval: float
+) -> dict[str, Any]:
+    exp = start_ready(exporter_in_ns(ns, interval)) if exporter else None
+    try:
+        load = run_load(ns, port, int(rate * seconds), rate)
+    finally:
+        stats = stop_json(exp) if exp is not None else None
+    res: dict[str, Any] = {
+        "median_us": statistics.median(load["durs_ns"]) / 1000,
+        "achieved_per_s": len(load["durs_ns"]) / load["wall_s"],
+    }
+    if stats is not None:
+        res["cpu_pct"] = 100 * stats["cpu_s"] / stats["wall_s"]
+        res["map_full"] = stats["map_full"]
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="Short phases, one repeat.")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=6.0, help="Seconds per load phase.")
+    ap.add_argument("--scrape-interval", type=float, default=5.0)
+    ap.add_argument("--many", type=int, default=200_000, help="Connections for the RSS check.")
+    ap.add_argument("--clients", type=int, default=10_000, help="Distinct short-lived clients.")
+    ap.add_argument("--out", default="perf/results/exporter.json")
+    args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.seconds, args.many, args.clients = 1, 3.0, 30_000, 2_000
+    ns = f"ls-perf-exp-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run(in_ns(ns, "ip", "link", "set", "lo", "up"), check=True)
+    server = start_ready(in_ns(ns, sys.executable, "-c", SERVER))
+    results: dict[str, Any] = {"config": vars(args), "cpus": os.cpu_count()}
+    try:
+        port = int(server.ready_line)  # type: ignore[attr-defined]  # the server prints its port
+        for rate in (300.0, 3000.0):
+            runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "exporter": []}
+            for _ in range(args.repeats):
+                for name in ("baseline", "exporter"):
+                    runs[name].append(
+                        phase(
+                            ns, port, rate, args.seconds, name == "exporter", args.scrape_interval
+                        )
+                    )
+            base = statistics.median(r["median_us"] for r in runs["baseline"])
+            on = statistics.median(r["median_us"] for r in runs["exporter"])
+            results[f"rate_{int(rate)}"] = {
+                "baseline_median_us": base,
+                "exporter_median_us": on,
+                "extra_latency_pct": 100 * (on - base) / base,
+                "exporter_cpu_pct_of_one_core": statistics.median(
+                    r["cpu_pct"] for r in runs["exporter"]
+                ),
+                "achieved_per_s": statistics.median(r["achieved_per_s"] for r in runs["exporter"]),
+                "runs": runs,
+            }
+        # scrape duration with 10k sockets
+        pairs = start_ready(in_ns(ns, sys.executable, "-c", PAIRS, "5000"))
+        exp = start_ready(exporter_in_ns(ns, 0.5))
+        time.sleep(3)
+        stats = stop_json(exp)
+        pairs.stdin.close()  # type: ignore[union-attr]
+        pairs.wait(30)
+        results["scrape_10k_sockets"] = {
+            "median_ms": 1000 * statistics.median(stats["scrape_s"]),
+            "max_ms": 1000 * max(stats["scrape_s"]),
+            "scrapes": len(stats["scrape_s"]),
+        }
+        # RSS after many connections
+        exp = start_ready(exporter_in_ns(ns, 1.0))
+        load = run_load(ns, port, args.many, 1e9)
+        stats = stop_json(exp)
+        mid = stats["rss_kb"][len(stats["rss_kb"]) // 2] if stats["rss_kb"] else stats["rss0_kb"]
+        results["rss_many_connections"] = {
+            "connections": len(load["durs_ns"]),
+            "rss_start_kb": stats["rss0_kb"],
+            "rss_half_way_kb": mid,
+            "rss_end_kb": stats["rss1_kb"],
+            "delta_kb": stats["rss1_kb"] - stats["rss0_kb"],
+            "second_half_delta_kb": stats["rss1_kb"] - mid,
+        }
+        # series after N distinct short-lived clients
+        exp = start_ready(exporter_in_ns(ns, 2.0))
+        t0 = time.monotonic()
+        subprocess.run(
+            in_ns(ns, sys.executable, "-c", CLIENTS, str(port), str(args.clients)),
+            check=True,
+            capture_output=True,
+            timeout=1200,
+        )
+        stats = stop_json(exp)
+        results["distinct_clients"] = {
+            "clients": args.clients,
+            "seconds": time.monotonic() - t0,
+            "series_in_exposition": stats["series"],
+            "map_full": stats["map_full"],
+        }
+    finally:
+        server.kill()
+        server.wait(10)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as fh:
+        json.dump(results, fh, indent=1)
+    print(table(results))
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = ["| measure | value |", "|---|---|"]
+    for rate in ("300", "3000"):
+        x = r[f"rate_{rate}"]
+        lines.append(
+            f"| {rate} conn/s: median latency off -> on | {x['baseline_median_us']:.0f} -> "
+            f"{x['exporter_median_us']:.0f} us ({x['extra_latency_pct']:+.1f}%) |"
+        )
+        lines.append(
+            f"| {rate} conn/s: exporter CPU (one core) | {x['exporter_cpu_pct_of_one_core']:.2f}% |"
+        )
+    s = r["scrape_10k_sockets"]
+    lines.append(
+        f"| scrape duration, 10k sockets | {s['median_ms']:.1f} ms (max {s['max_ms']:.1f}) |"
+    )
+    m = r["rss_many_connections"]
+    lines.append(
+        f"| RSS over {m['connections']:,} connections: start, half way, end | "
+        f"{m['rss_start_kb'] / 1024:.1f}, {m['rss_half_way_kb'] / 1024:.1f}, "
+        f"{m['rss_end_kb'] / 1024:.1f} MB |"
+    )
+    d = r["distinct_clients"]
+    lines.append(
+        f"| series after {d['clients']:,} distinct clients | {d['series_in_exposition']} |"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
