@@ -6,9 +6,9 @@ from typing import Any
 
 import typer
 
-from loopscope.analysis.stats import LogHistogram
 from loopscope.analysis.probe.expect import parse_expectations
 from loopscope.analysis.probe.target import parse_target
+from loopscope.analysis.stats import LogHistogram
 from loopscope.cli.common import (
     FailOnOption,
     JsonOption,
