@@ -151,7 +151,9 @@ def filter_report(
     return dataclasses.replace(report, apps=apps, edges=edges, listeners=listeners)
 
 
-_EDGE_KEYS = frozenset({"client_app", "server_app"})  # identities; the labels stand for them in JSON
+_EDGE_KEYS = frozenset(
+    {"client_app", "server_app"}
+)  # identities; the labels stand for them in JSON
 
 
 def watch_json(report: WatchReport, findings: list[Finding]) -> dict[str, Any]:

@@ -268,7 +268,8 @@ def summarize_watch(data: WatchData) -> WatchReport:
         if client.key in listener_apps and external:
             outbound[client.key].append(inst)
         e = edges.setdefault(
-            (client.key, server_app.key, inst.server.port), _EdgeAcc(client=client, server=server_app)
+            (client.key, server_app.key, inst.server.port),
+            _EdgeAcc(client=client, server=server_app),
         )
         if not inst.established:
             e.refused += 1
