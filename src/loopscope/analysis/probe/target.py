@@ -56,13 +56,13 @@ def parse_target(spec: str | None) -> ProbeTarget:
             host, port_text = rest, ""  # a bare IPv6 address
         elif ":" in rest:
             host, port_text = rest.split(":", 1)
-        elif rest.isdigit():
+        elif rest.isascii() and rest.isdigit():
             host, port_text = None, rest
         else:
             host, port_text = rest, ""
     host = host or None
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise UsageError(f"bad port {port_text!r}: use 1-65535")
         port = int(port_text)
     else:
