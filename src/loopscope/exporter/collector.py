@@ -163,17 +163,21 @@ class LoopscopeCollector(Collector):
         gaps += sum(len(v.snapshot.gaps) for v in views)
         families += snapshot_families(views)
         counts: list[ConnectionCount] = []
-        map_full = 0
+        map_full = entries = 0
         if self.counter is not None:
             counts = self.counter.read()
+            entries = len(counts)
             map_full = self.counter.map_full()
+            if not self.options.all_netns:  # the program sees every namespace: keep the ones read
+                read_cookies = {v.netns_cookie for v in views}
+                counts = [c for c in counts if c.netns_cookie in read_cookies]
             self.totals.add(counts, server_apps(views))
         usage = os.times()
         health = Health(
             connection_source="ebpf_counter" if self.counter is not None else "none",
             connection_source_reason=self.counter_reason,
             map_full=map_full,
-            map_entries=len(counts),
+            map_entries=entries,
             map_capacity=self.counter.max_entries if self.counter is not None else 0,
             scrape_duration_s=self._last_duration_s,
             cpu_s=usage.user + usage.system,
