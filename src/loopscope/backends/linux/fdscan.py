@@ -60,7 +60,8 @@ def decode_scan(data: bytes) -> OwnerScan:
     """Inverse of :func:`encode_scan`.
 
     Raises:
-        ParseError: the data is truncated or its counts disagree with its length.
+        ParseError: the data is truncated, its counts disagree with its length, or a pair names a
+            process index past the list.
     """
     if len(data) < _HEADER.size:
         raise ParseError("fd scan result truncated", path="fd-scan")
@@ -75,9 +76,14 @@ def decode_scan(data: bytes) -> OwnerScan:
     pairs = words[base : base + 2 * npairs]
     get = owners.get
     it = iter(pairs)
-    for inode, idx in zip(it, it, strict=False):
-        held = get(inode)
-        owners[inode] = (keys[idx],) if held is None else (*held, keys[idx])
+    try:
+        for inode, idx in zip(it, it, strict=False):
+            held = get(inode)
+            owners[inode] = (keys[idx],) if held is None else (*held, keys[idx])
+    except IndexError:
+        raise ParseError(
+            "fd scan result names a process it does not list", path="fd-scan"
+        ) from None
     base += 2 * npairs
     ns = words[base:]
     pid_netns = {NetnsId(ns[i], ns[i + 1]): ns[i + 2] for i in range(0, len(ns), 3)}
