@@ -2,28 +2,39 @@
 
 Codes (stable):
 - ``EXPOSED_SENSITIVE_SERVICE``: a database, cache, queue, admin/debug port or container API listens on a
-  wildcard or host address (by well-known port or by process name).
+  wildcard or own address. Every clue counts: the owner's process name (when readable: other users'
+  processes need root), the service the ``--fingerprint`` exchange identified, the well-known port.
 - ``SPLIT_FAMILY_BINDING``: the same port is loopback-only in one address family and reachable from other
   hosts in the other (``127.0.0.1:6379`` and ``[::]:6379``): the isolation people meant is half there.
 - ``LOCALHOST_SINGLE_FAMILY``: a port listens only on 127.0.0.1 or only on ::1; a client that resolves
   ``localhost`` to the other family gets "connection refused".
 - ``ACCEPT_QUEUE_FULL``: a TCP listener's accept queue is at its backlog: new connections are dropped.
+
+A listener without a finding gets the verdict ``ok`` only when something says what it is
+(:func:`verdict_without_finding`); a wildcard listener of an unreadable process on an unremarkable port,
+not fingerprinted, is ``unknown``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from loopscope.analysis.listeners import Listener, find_listeners
 from loopscope.model import Family, Finding, Proto, Scope, Severity, Snapshot
 
 __all__ = [
+    "PUBLIC_PORTS",
+    "SENSITIVE_FINGERPRINTS",
     "SENSITIVE_PORTS",
     "SENSITIVE_PROCESSES",
     "SensitiveService",
     "check_exposure",
+    "listener_key",
     "sensitive_service_of",
+    "verdict_without_finding",
 ]
 
 
@@ -91,12 +102,96 @@ SENSITIVE_PROCESSES: dict[str, SensitiveService] = {
 }
 
 
-def sensitive_service_of(listener: Listener) -> SensitiveService | None:
-    """The sensitive service behind a listener, by process name first, then well-known port."""
+SENSITIVE_FINGERPRINTS: dict[str, SensitiveService] = {
+    "redis": SENSITIVE_PORTS[(Proto.TCP, 6379)],
+    "postgresql": SENSITIVE_PORTS[(Proto.TCP, 5432)],
+    "mysql": SENSITIVE_PORTS[(Proto.TCP, 3306)],
+    "memcached": SENSITIVE_PORTS[(Proto.TCP, 11211)],
+    "mongodb": SENSITIVE_PORTS[(Proto.TCP, 27017)],
+    "amqp": SENSITIVE_PORTS[(Proto.TCP, 5672)],
+    "vnc": SENSITIVE_PORTS[(Proto.TCP, 5900)],
+}
+"""Fingerprint service names (:class:`loopscope.model.probe.Fingerprint` ``service``) that are sensitive."""
+
+PUBLIC_PORTS: dict[tuple[Proto, int], str] = {
+    (Proto.TCP, 22): "ssh",
+    (Proto.TCP, 25): "smtp",
+    (Proto.TCP, 53): "dns",
+    (Proto.TCP, 80): "http",
+    (Proto.TCP, 110): "pop3",
+    (Proto.TCP, 143): "imap",
+    (Proto.TCP, 443): "https",
+    (Proto.TCP, 465): "smtps",
+    (Proto.TCP, 587): "submission",
+    (Proto.TCP, 993): "imaps",
+    (Proto.TCP, 995): "pop3s",
+    (Proto.UDP, 53): "dns",
+    (Proto.UDP, 67): "dhcp server",
+    (Proto.UDP, 68): "dhcp client",
+    (Proto.UDP, 123): "ntp",
+    (Proto.UDP, 443): "http/3",
+    (Proto.UDP, 546): "dhcpv6 client",
+    (Proto.UDP, 547): "dhcpv6 server",
+    (Proto.UDP, 5353): "mdns",
+}
+"""Well-known ports of services meant to face other hosts: on them, an unreadable owner is no mystery."""
+
+_UNIDENTIFIED = ("", "unknown", "closed")
+
+
+def listener_key(listener: Listener) -> str:
+    """``"0.0.0.0:6379/tcp"``: how ``ports`` keys a listener (fingerprints, findings' subjects)."""
+    return f"{listener.local}/{listener.proto}"
+
+
+def sensitive_service_of(
+    listener: Listener, fingerprint: str | None = None
+) -> SensitiveService | None:
+    """The sensitive service behind a listener, from every clue: process name, fingerprint, port.
+
+    Args:
+        listener: the listener.
+        fingerprint: the service the ``--fingerprint`` exchange named (``redis``, ``http``...), if run.
+
+    Returns:
+        The first sensitive match in that order, or None when no clue points at one.
+    """
     for name in listener.process_names:
         if name in SENSITIVE_PROCESSES:
             return SENSITIVE_PROCESSES[name]
+    if fingerprint in SENSITIVE_FINGERPRINTS:
+        return SENSITIVE_FINGERPRINTS[fingerprint]
     return SENSITIVE_PORTS.get((listener.proto, listener.local.port))
+
+
+def _clue(listener: Listener, fingerprint: str | None) -> str:
+    """Which clue named the sensitive service, in words."""
+    if any(n in SENSITIVE_PROCESSES for n in listener.process_names):
+        return "by process name"
+    if fingerprint in SENSITIVE_FINGERPRINTS:
+        return f"by fingerprint '{fingerprint}'"
+    return "by well-known port"
+
+
+def verdict_without_finding(
+    listener: Listener, fingerprint: str | None = None
+) -> Literal["ok", "unknown"]:
+    """Verdict of a listener that has no finding: ``ok`` when a clue says what it is, else ``unknown``.
+
+    A loopback (or foreign-address) listener is ``ok``: no other host reaches it. A wildcard or own-address
+    listener is ``ok`` when its owner is known (a process name that is not sensitive), the fingerprint
+    identified a service, or its port is a public well-known one (:data:`PUBLIC_PORTS`); otherwise (other
+    users' processes without root, not fingerprinted, an arbitrary port) nobody can tell: ``unknown``.
+
+    Args:
+        listener: the listener.
+        fingerprint: the service ``--fingerprint`` named, if run.
+    """
+    if listener.scope not in (Scope.WILDCARD, Scope.OWN_ADDRESS):
+        return "ok"
+    if listener.owners or fingerprint not in (None, *_UNIDENTIFIED):
+        return "ok"
+    return "ok" if (listener.proto, listener.local.port) in PUBLIC_PORTS else "unknown"
 
 
 def _subject(listener: Listener) -> str:
@@ -118,26 +213,34 @@ def _reaches_v6_loopback(listener: Listener) -> bool:
     )
 
 
-def check_exposure(snapshot: Snapshot, listeners: list[Listener] | None = None) -> list[Finding]:
+def check_exposure(
+    snapshot: Snapshot,
+    listeners: list[Listener] | None = None,
+    fingerprints: Mapping[str, str] | None = None,
+) -> list[Finding]:
     """Findings for one namespace's listeners, most severe first.
 
     Args:
         snapshot: the namespace.
         listeners: its listeners if already computed (:func:`find_listeners`).
+        fingerprints: :func:`listener_key` -> fingerprint service name (``redis``), from
+            ``ports --fingerprint``; a clue that holds when the owner is unreadable and the port is odd.
     """
     rows = listeners if listeners is not None else find_listeners(snapshot)
     findings: list[Finding] = []
     by_port: dict[tuple[Proto, int], list[Listener]] = defaultdict(list)
     for row in rows:
         by_port[(row.proto, row.local.port)].append(row)
-        service = sensitive_service_of(row)
+        fingerprint = (fingerprints or {}).get(listener_key(row))
+        service = sensitive_service_of(row, fingerprint)
         if service is not None and row.scope in (Scope.WILDCARD, Scope.OWN_ADDRESS):
             findings.append(
                 Finding(
                     code="EXPOSED_SENSITIVE_SERVICE",
                     severity=service.severity,
                     subject=_subject(row),
-                    evidence=f"{service.name} ({service.note}) listens on {row.local} ({row.scope}: {row.reach})",
+                    evidence=f"{service.name} ({service.note}) listens on {row.local} ({row.scope}: {row.reach}); "
+                    f"identified {_clue(row, fingerprint)}",
                     remedy=(
                         f"bind it to 127.0.0.1 (or ::1) if only local clients use it; otherwise require "
                         f"authentication and firewall port {row.local.port} to the hosts that need it"

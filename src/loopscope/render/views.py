@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from loopscope.analysis.apps import process_label
+from loopscope.analysis.exposure import verdict_without_finding
 from loopscope.analysis.listeners import Listener
 from loopscope.analysis.stack import StackSummary
 from loopscope.analysis.talkmap import TalkEdge
@@ -48,7 +49,8 @@ def listener_rows(
 
     Args:
         listeners: rows to show.
-        findings: exposure findings; the worst code for a listener fills ``verdict``.
+        findings: exposure findings; the worst code for a listener fills ``verdict``, else ``ok`` or
+            ``unknown`` (:func:`loopscope.analysis.exposure.verdict_without_finding`).
         services: ``"addr:port/proto" -> fingerprint`` (from ``ports --fingerprint``).
         users: uid -> name for socket owners without a known process.
     """
@@ -75,7 +77,11 @@ def listener_rows(
                 "queue": queue,
                 "netns": row.netns_label,
                 "service": (services or {}).get(key, ""),
-                "verdict": verdicts.get(key) or verdicts.get(port_key) or "ok",
+                "verdict": verdicts.get(key)
+                or verdicts.get(port_key)
+                or verdict_without_finding(
+                    row, ((services or {}).get(key) or "").split(" ", 1)[0] or None
+                ),
             }
         )
     return rows
