@@ -131,15 +131,19 @@ def ports_command(
     rows: list[Listener] = []
     findings: list[Finding] = []
     gaps: list[Gap] = []
+    tables: list[tuple[Snapshot, list[Listener]]] = []
     for snap in snapshots:
         listeners = find_listeners(snap)
-        findings += check_exposure(snap, listeners)
+        tables.append((snap, listeners))
         rows += listeners
         gaps += [g for g in snap.gaps if g not in gaps]
     rows = select_listeners(rows, port=port, pid=pid, scope=scope, proto=proto)
+    services = fingerprint_rows(snapshots, rows) if fingerprint else {}
+    named = {k: label.split(" ", 1)[0] for k, label in services.items()}  # a clue for verdicts
+    for snap, listeners in tables:
+        findings += check_exposure(snap, listeners, named)
     keep = {f"{r.local}/{r.proto}" for r in rows} | {f"{r.local.port}/{r.proto}" for r in rows}
     findings = [f for f in findings if f.subject.rsplit(" ", 1)[-1] in keep]
-    services = fingerprint_rows(snapshots, rows) if fingerprint else {}
     outside = outside_view(rows) if verify_exposure else {}
     if json_out:
         emit_json(
@@ -154,8 +158,9 @@ def ports_command(
                         **listener_json(r),
                         **({"service": services.get(_key(r), "")} if fingerprint else {}),
                         **({"outside": outside.get(_key(r), "")} if verify_exposure else {}),
+                        "verdict": v["verdict"],
                     }
-                    for r in rows
+                    for r, v in zip(rows, listener_rows(rows, findings, services), strict=True)
                 ],
                 "findings": findings,
                 "gaps": gaps,
