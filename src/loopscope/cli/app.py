@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "loopscope.cli.simulate",
     "lab": "loopscope.cli.lab",
     "traces": "loopscope.cli.traces",
+    "trace": "loopscope.cli.trace",
     "exporter": "loopscope.cli.exporter",
 }
 
@@ -131,7 +132,9 @@ def _run(args: list[str]) -> int:
         only = {"scan"}
     else:
         only = None  # --help or an unknown command: typer lists (or suggests) every command
-    cli = typer.main.get_command(build_app(only))
+    from loopscope.cli.validate import harden
+
+    cli = harden(typer.main.get_command(build_app(only)))
     try:
         result = cli.main(args=args, prog_name="loopscope", standalone_mode=False)
         sys.stdout.flush()
