@@ -1,8 +1,14 @@
 from pathlib import Path
 
-from loopscope.analysis.exposure import check_exposure
+from loopscope.analysis.exposure import (
+    SENSITIVE_PORTS,
+    check_exposure,
+    listener_key,
+    sensitive_service_of,
+    verdict_without_finding,
+)
 from loopscope.analysis.listeners import find_listeners
-from loopscope.model import Scope, Severity, StackFacts
+from loopscope.model import Proto, Scope, Severity, StackFacts
 from loopscope.testing.factories import listener, make_snapshot, proc, snapshot_from_recording
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
@@ -88,3 +94,63 @@ def test_accept_queue_full():
     )
     full = [f for f in check_exposure(snap) if f.code == "ACCEPT_QUEUE_FULL"]
     assert len(full) == 1 and "accept queue 128 of backlog 128" in full[0].evidence
+
+
+def _rows(*socks, procs=()):
+    return find_listeners(make_snapshot(list(socks), list(procs)))
+
+
+def test_fingerprint_names_a_sensitive_service_nobody_else_can():
+    """Unprivileged: no owner, odd port; the fingerprint alone says Redis."""
+    (row,) = _rows(listener("tcp", "0.0.0.0", 40123))
+    assert sensitive_service_of(row) is None
+    assert sensitive_service_of(row, "redis") is SENSITIVE_PORTS[(Proto.TCP, 6379)]
+    (f,) = [
+        f
+        for f in check_exposure(
+            make_snapshot([row.socket]), fingerprints={listener_key(row): "redis"}
+        )
+        if f.code == "EXPOSED_SENSITIVE_SERVICE"
+    ]
+    assert f.subject == "unknown process 0.0.0.0:40123/tcp" and f.severity is Severity.HIGH
+    assert "identified by fingerprint 'redis'" in f.evidence
+    assert (
+        check_exposure(make_snapshot([row.socket]), fingerprints={listener_key(row): "http"}) == []
+    )
+
+
+def test_port_clue_without_owner_and_process_clue_without_port():
+    (by_port,) = _rows(listener("tcp", "0.0.0.0", 6379))
+    pg = proc(12, "postgres")
+    (by_name,) = _rows(listener("tcp", "::", 15432, owners=[pg], v6only=False), procs=[pg])
+    (fp, nm) = (
+        check_exposure(make_snapshot([by_port.socket]))[0],
+        check_exposure(make_snapshot([by_name.socket], [pg]))[0],
+    )
+    assert "identified by well-known port" in fp.evidence
+    assert "identified by process name" in nm.evidence
+
+
+def test_verdict_without_finding_is_unknown_only_when_no_clue_names_the_listener():
+    web = proc(13, "python3")
+    rows = {
+        (r.local.port, str(r.local.address)): r
+        for r in _rows(
+            listener("tcp", "0.0.0.0", 40123),  # wildcard, no owner, odd port
+            listener("tcp", "127.0.0.1", 40124),  # loopback: no other host reaches it
+            listener("tcp", "0.0.0.0", 40125, owners=[web]),  # owner known, not sensitive
+            listener("tcp", "0.0.0.0", 443),  # public well-known port
+            listener("udp", "0.0.0.0", 5353),
+            listener("tcp", "192.0.2.2", 40126),  # own address, no owner
+            procs=[web],
+        )
+    }
+    assert verdict_without_finding(rows[(40123, "0.0.0.0")]) == "unknown"
+    assert verdict_without_finding(rows[(40123, "0.0.0.0")], "unknown") == "unknown"
+    assert verdict_without_finding(rows[(40123, "0.0.0.0")], "closed") == "unknown"
+    assert verdict_without_finding(rows[(40123, "0.0.0.0")], "http") == "ok"
+    assert verdict_without_finding(rows[(40124, "127.0.0.1")]) == "ok"
+    assert verdict_without_finding(rows[(40125, "0.0.0.0")]) == "ok"
+    assert verdict_without_finding(rows[(443, "0.0.0.0")]) == "ok"
+    assert verdict_without_finding(rows[(5353, "0.0.0.0")]) == "ok"
+    assert verdict_without_finding(rows[(40126, "192.0.2.2")]) == "unknown"
