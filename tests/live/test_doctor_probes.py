@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from procs import run_loopscope
@@ -307,3 +308,48 @@ def test_lookup_error_from_a_replayed_reply():
     err = pack_message(2, 0, 20, struct.pack("=i", -101) + b"\0" * 16)
     found = routes.lookup_route(ReplayTransport([err]), A("127.0.0.1"), {})
     assert found.error == "Network is unreachable (errno 101)" and found.type is None
+
+
+# --- the hosts file is read capped and decoded leniently (issue #15, items 4 and 7) ---------------
+
+
+def test_hosts_file_read_is_capped_at_one_mib() -> None:
+    from loopscope.doctor.gather import HOSTS_MAX_BYTES, read_text_capped
+
+    text, note = read_text_capped("/dev/zero")
+    assert len(text) <= HOSTS_MAX_BYTES
+    assert note is not None and "only the first" in note
+
+
+def test_hosts_file_with_bad_bytes_is_read(tmp_path: Path) -> None:
+    from loopscope.analysis.doctor.resolution import parse_hosts
+    from loopscope.doctor.gather import read_text_capped
+
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"127.0.0.1 localhost\n::1 localhost \xff\xfe\n")
+    text, note = read_text_capped(str(hosts))
+    assert note == f"{hosts}: not UTF-8; bad bytes replaced"
+    assert [str(e.address) for e in parse_hosts(text) if "localhost" in e.names] == [
+        "127.0.0.1",
+        "::1",
+    ]
+
+
+def test_doctor_hosts_file_missing_or_huge_from_the_cli(tmp_path: Path) -> None:
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "loopscope", "doctor", "--json", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    missing = run("--hosts-file", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert missing.stdout == ""
+    huge = run("--hosts-file", "/dev/zero")
+    assert huge.returncode in (0, 1), huge.stderr
+    assert "only the first 1048576 read" in huge.stdout

@@ -229,6 +229,18 @@ def _regex(text: str) -> None:
     parse_expectations(status=None, headers=(), body=text, json_paths=())
 
 
+def _readable_file(text: str) -> None:
+    """An existing file that is not a directory (``/dev/zero`` passes: reads of it are capped)."""
+    import os
+
+    if not os.path.exists(text):
+        raise UsageError(f"{text} does not exist")
+    if os.path.isdir(text):
+        raise UsageError(f"{text} is a directory")
+    if not os.access(text, os.R_OK):
+        raise UsageError(f"{text} is not readable")
+
+
 def _check_hostname(host: str) -> None:
     """A DNS name: labels of 1-63 characters, 253 at most, encodable as IDNA.
 
@@ -313,7 +325,7 @@ RULES: dict[str, dict[str, click_types.ParamType]] = {
         "--netns": NON_EMPTY,
         "--external": Text(),
         "--rung": Bounded(1, 3),
-        "--hosts-file": NON_EMPTY,
+        "--hosts-file": Text(_readable_file),
         "--port": PORT,
         "--pid": PID,
     },

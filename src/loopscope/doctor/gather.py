@@ -112,15 +112,46 @@ def _getent_order(name: str, netns_name: str) -> tuple[tuple[IPAddress, ...], fl
     return tuple(seen), took_us, None
 
 
+HOSTS_MAX_BYTES = 1 << 20
+"""At most this much of a hosts file is read (glibc reads it whole; 1 MiB is ~30,000 lines)."""
+
+
+def read_text_capped(path: str, limit_bytes: int = HOSTS_MAX_BYTES) -> tuple[str, str | None]:
+    """The first ``limit_bytes`` of a text file, cut after its last whole line, decoded as UTF-8
+    with bad bytes replaced (U+FFFD), and a note when something was left out.
+
+    ``/dev/zero`` or a runaway file costs ``limit_bytes`` of memory, not all of it.
+
+    Returns:
+        (text, note): note is None, or ``"/dev/zero: larger than 1048576 bytes; only the first
+        1048576 read"``, or ``"...: not UTF-8; bad bytes replaced"``.
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
+    with open(path, "rb") as fh:
+        data = fh.read(limit_bytes + 1)
+    notes = []
+    if len(data) > limit_bytes:
+        data = data[:limit_bytes]
+        data = data[: data.rfind(b"\n") + 1]
+        notes.append(f"larger than {limit_bytes} bytes; only the first {limit_bytes} read")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        notes.append("not UTF-8; bad bytes replaced")
+    return text, (f"{path}: {'; '.join(notes)}" if notes else None)
+
+
 def read_resolution(
     target: NetnsTarget, hosts_override: str | None, name: str = "localhost"
 ) -> ResolutionFacts:
     """The hosts file's ``localhost`` lines and the getaddrinfo order, inside the namespace's thread."""
     path = _hosts_path_for(target, hosts_override)
     try:
-        with open(path) as fh:
-            entries = tuple(e for e in parse_hosts(fh.read()) if name in e.names)
-        hosts_error = None
+        text, hosts_error = read_text_capped(path)
+        entries = tuple(e for e in parse_hosts(text) if name in e.names)
     except OSError as exc:
         entries, hosts_error = (), f"{path}: {exc.strerror}"
     netns_name = netns_name_of(target)
@@ -129,7 +160,7 @@ def read_resolution(
         order, took_us, error = (
             order_from_hosts(entries),
             0.0,
-            (None if entries else f"no {name} line"),
+            (None if entries else (hosts_error or f"no {name} line")),
         )
         resolver = "hosts file, RFC 6724 order"
     elif path.startswith("/etc/netns/") and netns_name:
