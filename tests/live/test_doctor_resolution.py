@@ -86,10 +86,12 @@ def test_v6_first_with_listener_on_127_only_warns(netns):
     assert ns["hosts_path"] == f"/etc/netns/{netns}/hosts"
     res = checks["resolve.localhost"]
     assert res["verdict"] == "ok" and res["data"]["order"] == ["::1", "127.0.0.1"]
-    mm = checks["resolve.mismatch"]
+    assert checks["resolve.mismatch"]["verdict"] == "ok"  # the stack is fine: the service is not
+    mm = checks[f"resolve.mismatch.{child['port']}"]
     assert mm["verdict"] == "warn" and mm["code"] == "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY"
+    assert mm["service_level"] and ns["rungs"][0]["verdict"] == "warn"
     assert (
-        f"{child['port']} (python" in mm["evidence"]
+        f"port {child['port']} (python" in mm["evidence"]
         and "listens on 127.0.0.1 only" in mm["evidence"]
     )
 
@@ -98,10 +100,13 @@ def test_v6_only_name_with_v4_listener_fails(netns):
     _hosts(netns, "::1 localhost\n")
     with _listener(netns, "AF_INET", "127.0.0.1") as (_, child):
         oracle = _first_only_client(netns, child["port"])
-        _ns, checks = _mismatch(netns)
+        ns, checks = _mismatch(netns)
     assert oracle.startswith("failed ::1")
-    assert checks["resolve.mismatch"]["verdict"] == "fail"
-    assert "every localhost client fails" in checks["resolve.mismatch"]["evidence"]
+    mm = checks[f"resolve.mismatch.{child['port']}"]
+    assert mm["verdict"] == "fail" and "every localhost client fails" in mm["evidence"]
+    # the service's problem, not a FAIL of the loopback stack rung
+    assert ns["rungs"][0]["verdict"] == "warn" and checks["resolve.mismatch"]["verdict"] == "ok"
+    assert ns["rungs"][0]["invalidates"] == []
 
 
 def test_reverse_v4_name_with_v6_listener_fails(netns):
@@ -110,7 +115,7 @@ def test_reverse_v4_name_with_v6_listener_fails(netns):
         oracle = _first_only_client(netns, child["port"])
         _ns, checks = _mismatch(netns)
     assert oracle.startswith("failed 127.0.0.1")
-    mm = checks["resolve.mismatch"]
+    mm = checks[f"resolve.mismatch.{child['port']}"]
     assert mm["verdict"] == "fail" and mm["code"] == "LOCALHOST_V4_FIRST_LISTENER_V6_ONLY"
 
 
@@ -121,6 +126,7 @@ def test_dual_stack_listener_passes(netns):
         _ns, checks = _mismatch(netns)
     assert oracle.startswith("connected ::1")
     assert checks["resolve.mismatch"]["verdict"] == "ok"
+    assert [c for c in checks if c.startswith("resolve.mismatch.")] == []
 
 
 def test_hosts_file_option_on_the_host(tmp_path):
@@ -153,4 +159,10 @@ def test_container_like_process_with_its_own_hosts_file(netns, tmp_path):
     checks = {c["id"]: c for r in ns["rungs"] for c in r["checks"]}
     assert ns["hosts_path"] == f"/proc/{child['pid']}/root/etc/hosts"
     assert checks["resolve.localhost"]["data"]["order"] == ["::1"]
-    assert checks["resolve.mismatch"]["verdict"] == "fail" and result.returncode == 1
+    assert (
+        checks[f"resolve.mismatch.{child['port']}"]["verdict"] == "fail" and result.returncode == 1
+    )
+    doc = json.loads(result.stdout)
+    (finding,) = [f for f in doc["findings"] if f["code"] == "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY"]
+    assert finding["subject"].endswith(f"port {child['port']}/tcp")  # subject: the service
+    assert ns["rungs"][0]["verdict"] == "warn"

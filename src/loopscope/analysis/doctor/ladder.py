@@ -34,7 +34,11 @@ from loopscope.analysis.doctor.ports import (
     check_somaxconn,
     check_time_wait,
 )
-from loopscope.analysis.doctor.resolution import check_localhost, check_localhost_mismatch
+from loopscope.analysis.doctor.resolution import (
+    check_listener_families,
+    check_localhost,
+    check_localhost_mismatch,
+)
 from loopscope.analysis.doctor.verdict import CheckResult, RungResult, build_rung, mark_meaningless
 from loopscope.analysis.listeners import find_listeners
 from loopscope.analysis.scope import is_loopback, is_wildcard
@@ -79,7 +83,8 @@ def judge_rung1(facts: DoctorFacts) -> list[CheckResult]:
         *(check_icmp(r, lf.sysctls) for r in lf.icmp),
         *(check_echo(e) for e in lf.echoes),
         check_localhost(lf.resolution),
-        check_localhost_mismatch(lf.resolution, facts.snapshot.sockets, owners=owners),
+        check_localhost_mismatch(lf.resolution, facts.snapshot.sockets),
+        *check_listener_families(lf.resolution, facts.snapshot.sockets, owners=owners),
         check_firewall(lf.firewall, listener_probes, ipv6=v6_on),
         check_route_localnet(lf, ip),
         check_ephemeral(summary),

@@ -17,7 +17,13 @@ from loopscope.analysis.doctor.facts import HostsEntry, ResolutionFacts
 from loopscope.analysis.doctor.verdict import CheckResult, Verdict
 from loopscope.model import Family, Proto, Severity, SocketRecord, TcpState
 
-__all__ = ["check_localhost", "check_localhost_mismatch", "listener_families", "parse_hosts"]
+__all__ = [
+    "check_listener_families",
+    "check_localhost",
+    "check_localhost_mismatch",
+    "listener_families",
+    "parse_hosts",
+]
 
 
 def parse_hosts(text: str) -> list[HostsEntry]:
@@ -156,23 +162,32 @@ def listener_families(
     return out
 
 
+def _first_family(res: ResolutionFacts) -> tuple[int, set[int]]:
+    """IP version of the first address ``localhost`` resolves to, and every version in the answer."""
+    return _version(res.order[0]), {_version(a) for a in res.order}
+
+
+def _family_misses(res: ResolutionFacts, fams: dict[int, set[int]]) -> list[tuple[int, set[int]]]:
+    """Ports whose listeners do not accept the family ``localhost`` resolves to first."""
+    first, _ = _first_family(res)
+    return [(port, fams[port]) for port in sorted(fams) if first not in fams[port]]
+
+
 def check_localhost_mismatch(
     res: ResolutionFacts,
     sockets: Iterable[SocketRecord],
     *,
-    owners: dict[int, str] | None = None,
     skip_ports: Sequence[int] = (),
 ) -> CheckResult:
-    """Ports a ``localhost`` client reaches only on its second try (or never).
+    """The stack's side of ``localhost`` vs the listeners: which family comes first, which ports take it.
 
-    For every TCP listener reachable over loopback: if the first address ``localhost`` resolves to is of
-    a family the listener does not accept, warn when the other family is in the answer (clients with a
-    fallback work, slowly; clients without fail) and fail when it is not (every client fails).
+    A listener bound to one family while ``localhost`` resolves to the other is that service's problem,
+    judged by :func:`check_listener_families` (one check and finding per service); this check stays ok
+    and counts them, so the loopback stack rung fails only for faults of the stack.
 
     Args:
         res: resolution facts.
         sockets: the namespace's real socket table.
-        owners: port -> process label, for the evidence.
         skip_ports: ports to ignore (the doctor's own echo listeners).
     """
     base = partial(
@@ -185,48 +200,94 @@ def check_localhost_mismatch(
     fams = listener_families(sockets, skip_ports=skip_ports)
     if not res.order:
         return base(verdict=Verdict.SKIPPED, evidence="localhost does not resolve")
-    first = _version(res.order[0])
-    resolved = {_version(a) for a in res.order}
-    misses: list[str] = []
-    hard = False
-    for port in sorted(fams):
-        if first in fams[port]:
-            continue
-        who = f" ({owners[port]})" if owners and port in owners else ""
-        where = "127.0.0.1" if 4 in fams[port] else "::1"
-        misses.append(f"{port}{who} listens on {where} only")
-        hard = hard or not (resolved & fams[port])
+    first, _ = _first_family(res)
     first_s = "::1" if first == 6 else "127.0.0.1"
-    data = {"first": str(res.order[0]), "ports": {str(p): sorted(v) for p, v in fams.items()}}
-    if not misses:
+    misses = _family_misses(res, fams)
+    data = {
+        "first": str(res.order[0]),
+        "ports": {str(p): sorted(v) for p, v in fams.items()},
+        "other_family_only": [p for p, _ in misses],
+    }
+    if not fams:
+        evidence = f"localhost -> {first_s} first; no loopback TCP listener to compare"
+    elif not misses:
         evidence = (
             f"localhost -> {first_s} first; all {len(fams)} loopback TCP listener ports accept it"
-            if fams
-            else f"localhost -> {first_s} first; no loopback TCP listener to compare"
         )
-        return base(verdict=Verdict.OK, evidence=evidence, data=data)
-    other = "127.0.0.1" if first == 6 else "::1"
-    evidence = f"localhost resolves to {first_s} first, but " + "; ".join(misses[:6])
-    if len(misses) > 6:
-        evidence += f"; and {len(misses) - 6} more"
-    if hard:
-        evidence += f"; {other} is not in the answer at all, so every localhost client fails"
     else:
-        evidence += f"; clients that do not fall back to {other} get 'connection refused'"
-    remedy = (
-        f"bind the service to both families ([::] with IPV6_V6ONLY off, or {first_s} as well), or "
-        f"connect to {other} explicitly instead of 'localhost'"
-    )
+        ports = ", ".join(str(p) for p, _ in misses[:6]) + (" ..." if len(misses) > 6 else "")
+        evidence = (
+            f"localhost -> {first_s} first; {len(fams) - len(misses)} of {len(fams)} loopback TCP "
+            f"listener ports accept it; {len(misses)} listen on the other family only ({ports}): "
+            f"each service's own check says more"
+        )
+    return base(verdict=Verdict.OK, evidence=evidence, data=data)
+
+
+def check_listener_families(
+    res: ResolutionFacts,
+    sockets: Iterable[SocketRecord],
+    *,
+    owners: dict[int, str] | None = None,
+    skip_ports: Sequence[int] = (),
+) -> list[CheckResult]:
+    """One check per service a ``localhost`` client reaches only on its second try (or never).
+
+    For every TCP port listening on loopback: if the first address ``localhost`` resolves to is of a
+    family its listeners do not accept, warn when the other family is in the answer (clients with a
+    fallback work, slowly; clients without fail) and fail when it is not (every client fails). Each is
+    ``service_level`` with the service as subject (``python3 port 8080/tcp``): the stack is fine, the
+    service's bind (or the hosts file) is the thing to change. Ids ``resolve.mismatch.<port>``.
+
+    Args:
+        res: resolution facts.
+        sockets: the namespace's real socket table.
+        owners: port -> process label, for the subject and evidence.
+        skip_ports: ports to ignore (the doctor's own echo listeners).
+
+    Returns:
+        The failed and warned checks, by port; empty when every port accepts the first family (or
+        ``localhost`` does not resolve, which :func:`check_localhost` reports).
+    """
+    if not res.order:
+        return []
+    fams = listener_families(sockets, skip_ports=skip_ports)
+    first, resolved = _first_family(res)
+    first_s, other = ("::1", "127.0.0.1") if first == 6 else ("127.0.0.1", "::1")
     code = (
         "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY"
         if first == 6
         else "LOCALHOST_V4_FIRST_LISTENER_V6_ONLY"
     )
-    return base(
-        verdict=Verdict.FAIL if hard else Verdict.WARN,
-        evidence=evidence,
-        service_level=True,
-        remedy=remedy,
-        code=code,
-        data=data,
-    )
+    out = []
+    for port, families in _family_misses(res, fams):
+        who = (owners or {}).get(port) or "owner unknown"
+        where = "127.0.0.1" if 4 in families else "::1"
+        hard = not (resolved & families)
+        evidence = f"localhost resolves to {first_s} first, but port {port} ({who}) listens on {where} only"
+        if hard:
+            evidence += f"; {other} is not in the answer at all, so every localhost client fails"
+        else:
+            evidence += f"; clients that do not fall back to {other} get 'connection refused'"
+        remedy = (
+            f"bind the service to both families ([::] with IPV6_V6ONLY off, or {first_s} as well), or "
+            f"connect to {where} explicitly instead of 'localhost'"
+        )
+        if hard:
+            remedy += f"; or add '{where} localhost' to {res.hosts_path}"
+        out.append(
+            CheckResult(
+                id=f"resolve.mismatch.{port}",
+                rung=1,
+                title=f"localhost:{port} reaches its listener",
+                verdict=Verdict.FAIL if hard else Verdict.WARN,
+                evidence=evidence,
+                remedy=remedy,
+                code=code,
+                service_level=True,
+                subject=f"{who} port {port}/tcp",
+                depends_on=("resolve.localhost",),
+                data={"port": port, "first": str(res.order[0]), "families": sorted(families)},
+            )
+        )
+    return out

@@ -22,6 +22,7 @@ __all__ = [
     "build_rung",
     "findings_of",
     "mark_meaningless",
+    "rung_verdict",
     "worst",
 ]
 
@@ -76,7 +77,11 @@ class CheckResult:
     """Numbers behind the evidence, for JSON (``{"rtt_p50_us": 14.2}``)."""
     service_level: bool = False
     """True when the failure is about particular services (a listener bound to one family, a rule that
-    drops one port), not the stack itself: it fails the rung but does not make the rungs above meaningless."""
+    drops one port), not the stack itself: the check fails and gives its finding, but its rung only warns
+    (a rung fails for stack faults) and the rungs above stay meaningful."""
+    subject: str = ""
+    """Whom the finding is about when that is one service rather than the stack
+    (``redis-server port 6379/tcp``); empty: the check's title."""
 
     @property
     def finding_severity(self) -> Severity | None:
@@ -97,7 +102,8 @@ class RungResult:
     name: str
     """``loopback stack``, ``local network``, ``external``."""
     verdict: Verdict
-    """Worst verdict of the checks (skipped only if all were skipped)."""
+    """Worst verdict of the checks (skipped only if all were skipped), a failed ``service_level`` check
+    counting as warn: the rung fails only for faults of the stack it tests."""
     checks: tuple[CheckResult, ...]
     """Checks in ladder order."""
     meaningful: bool = True
@@ -139,13 +145,25 @@ def attach_causes(checks: Sequence[CheckResult]) -> list[CheckResult]:
     return out
 
 
+def rung_verdict(check: CheckResult) -> Verdict:
+    """What a check says about its rung: its verdict, except that a failed ``service_level`` check
+    (one service's setup, not the stack) only warns.
+
+    Example: a listener on 127.0.0.1 only while ``localhost`` resolves to ``::1`` only fails its own
+    check (subject: that service) and leaves the loopback stack rung at warn.
+    """
+    if check.service_level and check.verdict is Verdict.FAIL:
+        return Verdict.WARN
+    return check.verdict
+
+
 def build_rung(rung: int, checks: Sequence[CheckResult]) -> RungResult:
-    """Fold checks into a rung: causes attached, verdict = worst."""
+    """Fold checks into a rung: causes attached, verdict = worst :func:`rung_verdict`."""
     linked = attach_causes(checks)
     return RungResult(
         rung=rung,
         name=RUNG_NAMES.get(rung, f"rung {rung}"),
-        verdict=worst(c.verdict for c in linked),
+        verdict=worst(rung_verdict(c) for c in linked),
         checks=tuple(linked),
     )
 
@@ -204,7 +222,7 @@ def findings_of(rungs: Iterable[RungResult], *, subject_prefix: str = "") -> lis
                 Finding(
                     code=check.code or check.id.upper().replace(".", "_"),
                     severity=severity,
-                    subject=f"{subject_prefix}{check.title}",
+                    subject=f"{subject_prefix}{check.subject or check.title}",
                     evidence=check.evidence,
                     remedy=check.remedy,
                 )

@@ -145,10 +145,30 @@ def test_external_rung_only_when_gathered(healthy):
     assert [r.rung for r in rungs] == [1, 2, 3] and rungs[2].verdict is Verdict.FAIL
 
 
-def test_service_level_failures_do_not_invalidate_rungs_above():
-    svc = replace(_c("resolve.mismatch", Verdict.FAIL), service_level=True)
+def test_service_level_failures_warn_their_rung_and_do_not_invalidate_rungs_above():
+    svc = replace(_c("resolve.mismatch.8080", Verdict.FAIL), service_level=True)
     out = mark_meaningless([build_rung(1, [svc]), build_rung(2, [_c("b", Verdict.OK, rung=2)])])
-    assert out[0].verdict is Verdict.FAIL and out[0].invalidates == () and out[1].meaningful
+    assert out[0].verdict is Verdict.WARN and out[0].invalidates == () and out[1].meaningful
+    stack = build_rung(1, [svc, _c("lo.link", Verdict.FAIL)])
+    assert stack.verdict is Verdict.FAIL  # a stack fault still fails the rung
+
+
+def test_service_bound_to_the_other_family_is_its_own_finding_not_a_stack_failure(
+    healthy, mk_listener
+):
+    """localhost resolves to 127.0.0.1 only (the healthy facts' hosts file) and a service listens on
+    ::1 only: rung 1 warns, the failure is the service's (subject: it), the stack checks stay ok."""
+    snap = replace(healthy.snapshot, sockets=(*healthy.snapshot.sockets, mk_listener("::1", 8443)))
+    rungs = judge(replace(healthy, snapshot=snap))
+    checks = {c.id: c for r in rungs for c in r.checks}
+    assert rungs[0].verdict is Verdict.WARN and rungs[0].invalidates == ()
+    assert checks["resolve.mismatch"].verdict is Verdict.OK
+    svc = checks["resolve.mismatch.8443"]
+    assert svc.verdict is Verdict.FAIL and svc.code == "LOCALHOST_V4_FIRST_LISTENER_V6_ONLY"
+    (finding,) = [f for f in findings_of(rungs) if f.code.startswith("LOCALHOST_")]
+    assert finding.subject == "owner unknown port 8443/tcp"
+    assert finding.severity is Severity.HIGH
+    assert [r.rung for r in rungs if not r.meaningful] == []
 
 
 def test_recorded_lo_down_namespace(recorded_lo_down):

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from loopscope.analysis.doctor.facts import HostsEntry, ResolutionFacts
 from loopscope.analysis.doctor.resolution import (
+    check_listener_families,
     check_localhost,
     check_localhost_mismatch,
     listener_families,
@@ -75,41 +76,47 @@ V4_ONLY = ResolutionFacts(order=(A("127.0.0.1"),))
 
 
 def test_mismatch_ok_when_listener_accepts_first_family(mk_listener):
-    ok = check_localhost_mismatch(
-        V6_FIRST, [mk_listener("::", 8080, v6only=False), mk_listener("::1", 9090)]
-    )
-    assert ok.verdict is Verdict.OK
+    socks = [mk_listener("::", 8080, v6only=False), mk_listener("::1", 9090)]
+    ok = check_localhost_mismatch(V6_FIRST, socks)
+    assert ok.verdict is Verdict.OK and ok.data["other_family_only"] == []
+    assert check_listener_families(V6_FIRST, socks) == []
 
 
 def test_mismatch_v6_first_listener_v4_only_warns_with_fallback(mk_listener):
-    warn = check_localhost_mismatch(
-        V6_FIRST, [mk_listener("127.0.0.1", 8080)], owners={8080: "node"}
-    )
+    socks = [mk_listener("127.0.0.1", 8080), mk_listener("::1", 9090)]
+    summary = check_localhost_mismatch(V6_FIRST, socks)
+    assert summary.verdict is Verdict.OK and summary.data["other_family_only"] == [8080]
+    assert "1 of 2 loopback TCP listener ports accept it" in summary.evidence
+    (warn,) = check_listener_families(V6_FIRST, socks, owners={8080: "node"})
     assert warn.verdict is Verdict.WARN and warn.code == "LOCALHOST_V6_FIRST_LISTENER_V4_ONLY"
-    assert "8080 (node) listens on 127.0.0.1 only" in warn.evidence
+    assert warn.id == "resolve.mismatch.8080" and warn.service_level
+    assert warn.subject == "node port 8080/tcp"
+    assert "port 8080 (node) listens on 127.0.0.1 only" in warn.evidence
 
 
-def test_mismatch_fails_when_the_other_family_is_absent(mk_listener):
-    fail = check_localhost_mismatch(V6_ONLY, [mk_listener("127.0.0.1", 8080)])
+def test_mismatch_fails_the_service_when_the_other_family_is_absent(mk_listener):
+    """A service bound to one family while localhost resolves to the other only: the service's check
+    fails (its own subject); the stack's summary check stays ok."""
+    socks = [mk_listener("127.0.0.1", 8080)]
+    assert check_localhost_mismatch(V6_ONLY, socks).verdict is Verdict.OK
+    (fail,) = check_listener_families(V6_ONLY, socks)
     assert fail.verdict is Verdict.FAIL and "every localhost client fails" in fail.evidence
-    reverse = check_localhost_mismatch(V4_ONLY, [mk_listener("::1", 8080)])
+    assert fail.subject == "owner unknown port 8080/tcp" and fail.service_level
+    assert "add '127.0.0.1 localhost'" in fail.remedy
+    (reverse,) = check_listener_families(V4_ONLY, [mk_listener("::1", 8080)])
     assert reverse.verdict is Verdict.FAIL and reverse.code == "LOCALHOST_V4_FIRST_LISTENER_V6_ONLY"
 
 
 def test_mismatch_skips_own_ports_and_udp_and_unresolved(mk_listener):
-    assert (
-        check_localhost_mismatch(
-            V6_ONLY, [mk_listener("127.0.0.1", 8080)], skip_ports=(8080,)
-        ).verdict
-        is Verdict.OK
-    )
     from loopscope.model import Proto
 
-    assert (
-        check_localhost_mismatch(V6_ONLY, [mk_listener("127.0.0.1", 53, proto=Proto.UDP)]).verdict
-        is Verdict.OK
-    )
+    v4 = [mk_listener("127.0.0.1", 8080)]
+    assert check_listener_families(V6_ONLY, v4, skip_ports=(8080,)) == []
+    assert check_localhost_mismatch(V6_ONLY, v4, skip_ports=(8080,)).verdict is Verdict.OK
+    udp = [mk_listener("127.0.0.1", 53, proto=Proto.UDP)]
+    assert check_listener_families(V6_ONLY, udp) == []
     assert check_localhost_mismatch(replace(V6_ONLY, order=()), []).verdict is Verdict.SKIPPED
+    assert check_listener_families(replace(V6_ONLY, order=()), v4) == []
 
 
 def test_order_from_hosts_follows_rfc6724_precedence():
