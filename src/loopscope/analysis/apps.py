@@ -3,7 +3,9 @@
 An app is the set of processes that own a listener: prefork/gunicorn workers inherit the listening socket
 from their master, nginx master and workers share theirs, so all of them are one app. Listeners whose
 owner sets share a process are one app too (nginx on :80 and :443). A client process that owns no
-listener is an app of its own (its socket's owners). Every command that names apps (``map``, ``scan``,
+listener is grouped by its **name** within the namespace: its ``comm`` (the processes' names, joined by
+``/`` when a socket is shared), so 300 short-lived ``curl`` processes are one client app
+``curl (300 processes)`` whose pids the caller keeps alongside (``client_pids`` of an edge). Every command that names apps (``map``, ``scan``,
 ``ports``, ``watch``) takes the identity from :class:`AppKey` and the text from :func:`app_label`.
 
 A client **belongs** to an app (:func:`is_same_app`) when it is one of the owners, is in a process group
@@ -27,8 +29,10 @@ __all__ = [
     "AppKey",
     "app_label",
     "client_app",
+    "client_group_label",
     "find_apps",
     "is_same_app",
+    "process_app",
     "process_label",
 ]
 
@@ -40,7 +44,8 @@ LABEL_MAX_PIDS = 2
 class AppKey:
     """Identity of an app (hashable; compare keys, never labels).
 
-    Exactly one of ``processes``, ``pid``, ``ports``, ``external`` is set, or none for an unknown client.
+    Exactly one of ``processes``, ``comm``, ``pid``, ``ports``, ``external`` is set, or none for an
+    unknown client.
 
     Example: gunicorn master 100 and workers 101, 102 sharing ``0.0.0.0:8000`` ->
     ``AppKey(netns=None, processes=(ProcessKey(100, t0), ProcessKey(101, t1), ProcessKey(102, t2)))``.
@@ -51,6 +56,10 @@ class AppKey:
     processes: tuple[ProcessKey, ...] = ()
     """Sorted keys of the listener owners (a server app), or of a client socket's owners when none of
     them belongs to an app."""
+    comm: str | None = None
+    """A client that owns no listener, by name: the distinct ``comm`` of its processes sorted and joined
+    by ``/`` (``curl``; ``bash/curl`` for a socket two processes share). Every process of that name in
+    the namespace is this one client app; the pids are kept by the caller (an edge's ``client_pids``)."""
     pid: int | None = None
     """A client known by pid only (eBPF saw it; it exited before ``/proc/PID`` was read)."""
     ports: tuple[int, ...] = ()
@@ -82,15 +91,37 @@ def process_label(processes: Iterable[ProcessInfo], *, max_pids: int = LABEL_MAX
     return f"{'/'.join(names)}[{shown}]"
 
 
-def app_label(key: AppKey, processes: Iterable[ProcessInfo] = ()) -> str:
-    """The text shown for an app: ``comm[pid,...]`` (:func:`process_label`), ``external``, ``pid N``
-    for a client known by pid only, ``?`` when nobody is known to own it.
+def client_group_label(comm: str, pids: Iterable[int]) -> str:
+    """The label of a client app grouped by name: ``comm[pid]`` for one process, ``comm (N processes)``
+    for more, ``comm`` when no pid is known.
 
-    Example: ``app_label(EXTERNAL_APP) == "external"``; ``app_label(AppKey(pid=42)) == "pid 42"``.
+    Example: ``client_group_label("curl", [15437]) == "curl[15437]"``;
+    ``client_group_label("curl", range(300)) == "curl (300 processes)"``.
+    """
+    distinct = sorted(set(pids))
+    if not distinct:
+        return comm
+    if len(distinct) == 1:
+        return f"{comm}[{distinct[0]}]"
+    return f"{comm} ({len(distinct)} processes)"
+
+
+def app_label(
+    key: AppKey, processes: Iterable[ProcessInfo] = (), *, pids: Iterable[int] | None = None
+) -> str:
+    """The text shown for an app: ``comm[pid,...]`` (:func:`process_label`), ``comm (N processes)`` for
+    a client grouped by name (:func:`client_group_label`, over ``pids`` when given, else over the pids
+    of ``processes``), ``external``, ``pid N`` for a client known by pid only, ``?`` when nobody is
+    known to own it.
+
+    Example: ``app_label(EXTERNAL_APP) == "external"``; ``app_label(AppKey(pid=42)) == "pid 42"``;
+    ``app_label(AppKey(comm="curl"), pids=[1, 2, 3]) == "curl (3 processes)"``.
     """
     if key.external:
         return "external"
     procs = list(processes)
+    if key.comm is not None:
+        return client_group_label(key.comm, pids if pids is not None else (p.pid for p in procs))
     if procs:
         return process_label(procs)
     if key.pid is not None:
@@ -195,12 +226,26 @@ def find_apps(
     return apps
 
 
+def process_app(owners: Sequence[ProcessInfo], *, netns: NetnsId | None = None) -> App:
+    """The app made of exactly ``owners``, keyed by their process keys (an accepting process whose
+    listener is gone; a server side is never grouped by name).
+
+    Example: ``process_app([python 7])`` -> ``App(key=AppKey(processes=(ProcessKey(7, t),)), ...)``.
+    """
+    by_key = {p.key: p for p in owners}
+    return App(
+        key=AppKey(netns=netns, processes=tuple(sorted(by_key))),
+        processes=tuple(by_key[k] for k in sorted(by_key)),
+    )
+
+
 def client_app(
     owners: Sequence[ProcessInfo],
     apps: Sequence[App],
     *,
     server: App | None = None,
     pid: int | None = None,
+    comm: str | None = None,
     netns: NetnsId | None = None,
 ) -> App:
     """The app a local client belongs to.
@@ -211,11 +256,17 @@ def client_app(
         server: the app it connects to; when the client belongs to it, that app wins (a self-call) even
             if the client also belongs to another app (two apps in one service cgroup).
         pid: client pid when ``owners`` is empty (eBPF saw the connect, ``/proc`` was not read).
+        comm: client name captured at connect time (eBPF ``bpf_get_current_comm``), used when
+            ``owners`` is empty.
         netns: namespace stored in a key made here.
 
     Returns:
-        The listener app it belongs to (:func:`is_same_app`, or its pid is an owner's); else an app
-        made of its own processes (keyed by their process keys), ``pid N``, or :data:`UNKNOWN_APP`.
+        The listener app it belongs to (:func:`is_same_app`, or its pid is an owner's); else the client
+        app of its name (``AppKey(comm=...)``: the owners' distinct ``comm`` joined by ``/``, or
+        ``comm``), ``pid N`` when only the pid is known, or :data:`UNKNOWN_APP`.
+
+    Example: two short-lived ``curl`` processes 10 and 11 calling nginx -> the same
+    ``App(key=AppKey(comm="curl"))`` for both.
     """
 
     def belongs(app: App) -> bool:
@@ -232,10 +283,13 @@ def client_app(
         return found
     if owners:
         by_key = {p.key: p for p in owners}
+        name = "/".join(sorted({p.comm for p in owners}))
         return App(
-            key=AppKey(netns=netns, processes=tuple(sorted(by_key))),
+            key=AppKey(netns=netns, comm=name),
             processes=tuple(by_key[k] for k in sorted(by_key)),
         )
+    if comm:
+        return App(key=AppKey(netns=netns, comm=comm))
     if pid is not None:
         return App(key=AppKey(netns=netns, pid=pid))
     return App(key=UNKNOWN_APP)

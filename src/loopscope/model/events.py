@@ -59,6 +59,9 @@ class ConnectEvent:
     netns_cookie: int | None = None
     """Network namespace cookie of the socket (``bpf_get_netns_cookie``; ``SO_NETNS_COOKIE``); None when
     the kernel cannot report it (eBPF sees every namespace, so events are then not filtered)."""
+    comm: str | None = None
+    """Name of the calling thread at ``connect()`` (``bpf_get_current_comm``, at most 15 characters);
+    None for PASSIVE (softirq context) or when the kernel refused the helper."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,7 +118,9 @@ class HttpEvent:
     method: str | None = None
     """Request method, e.g. ``GET`` (requests only)."""
     path: str | None = None
-    """Request target without the query string (requests only)."""
+    """Request target's path key (requests only): the path without the query string, except a front
+    controller's routing parameter (``/?rest_route=/wp/v2/posts``; see
+    ``backends.linux.http_capture.parse_path_key``)."""
     status: int | None = None
     """Status code (responses only)."""
 

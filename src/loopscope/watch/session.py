@@ -143,7 +143,9 @@ class WatchSession:
                 self._status(
                     "ebpf_sockops",
                     True,
-                    f"sockops on cgroup {ebpf.cgroup_path}: client pid of every connect",
+                    f"sockops on cgroup {ebpf.cgroup_path}: client pid "
+                    + ("and name " if ebpf.has_comm else "")
+                    + "of every connect",
                 )
             except LoopscopeError as exc:
                 self._status(
@@ -361,7 +363,7 @@ class WatchSession:
             gaps.append(
                 Gap(
                     what=f"details of {len(st.unresolved_pids)} client processes",
-                    reason="exited before /proc was read; their pid is kept",
+                    reason="exited before /proc was read; their pid and name (eBPF comm) are kept",
                     count=len(st.unresolved_pids),
                 )
             )

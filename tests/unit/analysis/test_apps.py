@@ -9,6 +9,7 @@ from loopscope.analysis.apps import (
     AppKey,
     app_label,
     client_app,
+    client_group_label,
     find_apps,
     is_same_app,
     process_label,
@@ -50,15 +51,69 @@ def test_prefork_app_in_the_talk_map_is_one_server_and_one_client() -> None:
     assert edge.client_pids == (101, 102)
 
 
-def test_client_without_listener_is_keyed_by_its_process() -> None:
+def test_client_without_listener_is_keyed_by_its_name() -> None:
     server = proc(200, "redis-server")
     cli = proc(300, "python")
     apps = find_apps([((server,), 6379)], netns=NS)
     got = client_app([cli], apps, server=apps[0], netns=NS)
-    assert got.key == AppKey(netns=NS, processes=(cli.key,)) and got.ports == ()
+    assert got.key == AppKey(netns=NS, comm="python") and got.ports == ()
     assert got.label == "python[300]" and got.key != apps[0].key
-    # the same process seen twice is the same key (hashable, equal by value)
-    assert client_app([cli], apps, netns=NS).key in {got.key}
+    # another process of that name is the same client app; another name is another
+    assert client_app([proc(301, "python")], apps, netns=NS).key == got.key
+    assert client_app([proc(302, "curl")], apps, netns=NS).key == AppKey(netns=NS, comm="curl")
+    # a socket two processes share is named by both; another namespace is another app
+    shared = client_app([proc(303, "curl"), proc(304, "bash")], apps, netns=NS)
+    assert shared.key == AppKey(netns=NS, comm="bash/curl")
+    assert client_app([cli], apps, netns=None).key != got.key
+
+
+def test_short_lived_client_named_at_connect_time() -> None:
+    app = find_apps([((proc(10, "apache2"),), 8095)])[0]
+    # eBPF gave pid and comm; /proc was never read (the process exited)
+    gone = client_app([], [app], pid=15402, comm="curl")
+    assert gone.key == AppKey(comm="curl")
+    assert client_app([proc(15437, "curl")], [app]).key == gone.key  # the same app as a live one
+    # an owner's pid still makes it the owner's app, whatever the name
+    assert client_app([], [app], pid=10, comm="apache2") is app
+
+
+def test_client_group_labels() -> None:
+    assert client_group_label("curl", [15437]) == "curl[15437]"
+    assert client_group_label("curl", range(300)) == "curl (300 processes)"
+    assert client_group_label("curl", [5, 5]) == "curl[5]"
+    assert client_group_label("curl", []) == "curl"
+    key = AppKey(comm="curl")
+    assert app_label(key, [proc(1, "curl"), proc(2, "curl")]) == "curl (2 processes)"
+    assert app_label(key, [proc(1, "curl")], pids=[1, 2, 3]) == "curl (3 processes)"
+    # pids never change the label of a listener app
+    server = find_apps([((proc(10, "apache2"),), 8095)])[0]
+    assert app_label(server.key, server.processes, pids=[1, 2, 3]) == "apache2[10]"
+
+
+def test_short_lived_clients_are_one_talk_map_edge() -> None:
+    srv = proc(10, "apache2")
+    sockets = [listener("tcp", "127.0.0.1", 8095, owners=[srv])]
+    clients = [proc(1000 + k, "curl") for k in range(5)]
+    for k, c in enumerate(clients):
+        sockets += connection(
+            ("127.0.0.1", 41000 + k), ("127.0.0.1", 8095), client_owner=c, server_owner=srv
+        )
+    sockets += connection(
+        ("127.0.0.1", 42000), ("127.0.0.1", 8095), client_owner=srv, server_owner=srv
+    )
+    edges = build_talk_map(make_snapshot(sockets, [srv, *clients])).edges
+    assert [(e.client, e.server, e.connections, e.self_call) for e in edges] == [
+        ("curl (5 processes)", "apache2[10]", 5, False),
+        ("apache2[10]", "apache2[10]", 1, True),
+    ]
+    assert edges[0].client_pids == (1000, 1001, 1002, 1003, 1004)
+
+
+def test_two_clients_of_one_name_without_listener_are_not_a_self_call() -> None:
+    a, b = proc(1, "python"), proc(2, "python")  # b accepted on a listener that is gone
+    sockets = connection(("127.0.0.1", 40000), ("127.0.0.1", 9999), client_owner=a, server_owner=b)
+    (edge,) = build_talk_map(make_snapshot(sockets, [a, b])).edges
+    assert edge.client_app != edge.server_app and not edge.self_call
 
 
 def test_client_known_by_pid_only_and_unknown_and_external() -> None:

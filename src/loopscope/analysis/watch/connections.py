@@ -41,6 +41,9 @@ class Instance:
     """Client pid (eBPF, or the snapshot's fd owner)."""
     client_process: ProcessInfo | None = None
     """Client process details when known."""
+    client_comm: str | None = None
+    """Client name captured by eBPF at connect time (``bpf_get_current_comm``: the calling thread's
+    comm), known even when the process exited before ``/proc`` was read."""
     client_cookie: int | None = None
     """Client socket cookie."""
     server_cookie: int | None = None
@@ -124,6 +127,7 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
                     opened_ns=ev.at_ns,
                     client_pid=ev.pid,
                     client_process=data.processes.get(ev.pid or -1),
+                    client_comm=ev.comm,
                     client_cookie=ev.cookie,
                     established=False,
                     source="ebpf",

@@ -10,6 +10,11 @@ Definitions (per app A, over the window):
   it connections stand in for requests (exact for one request per connection) and ``unit`` says so.
 - **per external path**: an internal request at time t is shared equally between the external requests
   to A in flight at t (request line seen, status line not yet).
+- **self-call paths**: what A requests from itself, ``"POST /wp-cron.php" -> 26`` (``--http``). Paths are
+  the capture's path keys: a routing query parameter stays in them (``/?rest_route=/wp/v2/posts``; see
+  :func:`loopscope.backends.linux.http_capture.parse_path_key`), so query-routed endpoints count apart.
+- **clients** that own no listener are grouped by name (:mod:`loopscope.analysis.apps`): 300
+  short-lived ``curl`` processes are one edge ``curl (300 processes)``, their pids in ``client_pids``.
 
 The call graph (:class:`WatchEdge`) counts connections opened over the window; the talk map's
 :class:`loopscope.analysis.talkmap.TalkEdge` counts the connections open in one snapshot.
@@ -21,7 +26,7 @@ import bisect
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from loopscope.analysis.apps import EXTERNAL_APP, App, AppKey, client_app
+from loopscope.analysis.apps import EXTERNAL_APP, App, AppKey, app_label, client_app
 from loopscope.analysis.scope import is_loopback
 from loopscope.analysis.watch.connections import Instance, build_instances, find_window_apps
 from loopscope.analysis.watch.model import WatchData
@@ -40,8 +45,9 @@ class WatchEdge:
     server_app: AppKey
     """Server app identity."""
     client: str
-    """Client label: the app, ``comm[pid]`` for a process that owns no listener, ``pid N`` for one
-    known by pid only, ``external`` or ``?``."""
+    """Client label: the app; for clients that own no listener their name, ``comm[pid]`` for one
+    process or ``comm (N processes)`` for more (pids in ``client_pids``); ``pid N`` for one known by pid
+    only (no name), ``external`` or ``?``."""
     server: str
     """Server app name."""
     port: int
@@ -98,6 +104,9 @@ class AppStats:
     """External path -> self-call requests per external request on that path (``--http`` only)."""
     external_paths: dict[str, int] = field(default_factory=dict)
     """External requests per path."""
+    self_paths: dict[str, int] = field(default_factory=dict)
+    """Self-call requests per ``"METHOD path"`` (``--http`` only), busiest first:
+    ``{"POST /wp-cron.php": 26}``."""
     statuses: dict[int, int] = field(default_factory=dict)
     """Response status counts on inbound connections."""
     latency_by_path_ms: dict[str, list[float]] = field(default_factory=dict)
@@ -259,6 +268,7 @@ def summarize_watch(data: WatchData) -> WatchReport:
                 apps,
                 server=server_app,
                 pid=inst.client_pid,
+                comm=inst.client_comm,
             )
             if local_client
             else App(key=EXTERNAL_APP)
@@ -310,6 +320,9 @@ def summarize_watch(data: WatchData) -> WatchReport:
                     lat[req.path or "?"].append(round((resps[k] - req.at_ns) / 1e6, 3))
                     lat_t[req.path or "?"].append(round((req.at_ns - data.started_ns) / 1e9, 3))
         internal_times = [r.at_ns for i in self_rows for r in i.requests]
+        self_paths = Counter(
+            f"{r.method or '?'} {r.path or '?'}" for i in self_rows for r in i.requests
+        )
         app_stats.append(
             AppStats(
                 key=app.key,
@@ -328,6 +341,7 @@ def summarize_watch(data: WatchData) -> WatchReport:
                 window_s=window_s,
                 per_path_factor=_per_path(rows, internal_times) if http else {},
                 external_paths=dict(paths),
+                self_paths=dict(sorted(self_paths.items(), key=lambda kv: (-kv[1], kv[0]))),
                 statuses=dict(statuses),
                 latency_by_path_ms=dict(lat),
                 latency_times_s=dict(lat_t),
@@ -337,7 +351,7 @@ def summarize_watch(data: WatchData) -> WatchReport:
         WatchEdge(
             client_app=k[0],
             server_app=k[1],
-            client=e.client.label,
+            client=app_label(k[0], e.client.processes, pids=e.client_pids),
             server=e.server.label,
             port=k[2],
             connections=e.connections,

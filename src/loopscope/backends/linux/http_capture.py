@@ -25,7 +25,14 @@ from loopscope.errors import BackendUnavailable
 from loopscope.model import Endpoint
 from loopscope.model.events import HttpEvent, HttpKind
 
-__all__ = ["HttpCapture", "assemble_classic", "build_http_filter", "parse_packet"]
+__all__ = [
+    "ROUTING_QUERY_PARAMS",
+    "HttpCapture",
+    "assemble_classic",
+    "build_http_filter",
+    "parse_packet",
+    "parse_path_key",
+]
 
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
 SOL_PACKET, PACKET_STATISTICS = 263, 6
@@ -41,6 +48,57 @@ JEQ, JSET = 0x15, 0x45
 AND_K, RSH_K, ADD_X, SUB_X = 0x54, 0x74, 0x0C, 0x1C
 RET_K = 0x06
 METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"PATCH", b"OPTIONS", b"TRACE", b"CONNECT")
+
+ROUTING_QUERY_PARAMS = frozenset({"rest_route", "route", "r", "q", "action", "controller", "page"})
+"""Query parameters that select the endpoint of a front controller (WordPress ``rest_route``,
+``admin-ajax.php?action=``, Yii ``r``, Drupal ``q``, ``admin.php?page=``): kept in the path key."""
+_ROUTE_MAX_SEGMENTS = 6
+_ROUTE_MAX_CHARS = 80
+
+
+def _is_front_controller(path: str) -> bool:
+    last = path.rsplit("/", 1)[-1]
+    return path == "/" or path.endswith(".php") or last.startswith("index.")
+
+
+def _route_value(raw: str) -> str:
+    """Percent-decode; keep the first two ``/`` segments; later segments with a digit become ``{id}``;
+    at most 6 segments and 80 characters."""
+    from urllib.parse import unquote_plus
+
+    parts = unquote_plus(raw).split("/")
+    lead = 1 if parts[0] == "" else 0  # "" before a leading "/"
+    out = [
+        seg if k - lead < 2 or not any(ch.isdigit() for ch in seg) else "{id}"
+        for k, seg in enumerate(parts[: _ROUTE_MAX_SEGMENTS + lead])
+    ]
+    return "/".join(out)[:_ROUTE_MAX_CHARS]
+
+
+def parse_path_key(target: str) -> str:
+    """The path key of a request target: the path, plus the routing query parameter of a front
+    controller, so query-routed endpoints count apart.
+
+    Rule: the query is dropped, except on a front controller (the path is ``/``, ends with ``.php``, or
+    its last segment starts with ``index.``), where the first parameter named in
+    :data:`ROUTING_QUERY_PARAMS` is kept as ``name=value`` (its value percent-decoded, the first two
+    ``/`` segments verbatim, each later segment holding a digit normalised to ``{id}``, 6 segments and
+    80 characters at most); the other parameters are dropped.
+
+    Examples: ``/?rest_route=/wp/v2/posts/123&_embed=1`` -> ``/?rest_route=/wp/v2/posts/{id}``;
+    ``/wp-cron.php?doing_wp_cron=1`` -> ``/wp-cron.php``; ``/wp-admin/admin-ajax.php?action=heartbeat``
+    -> ``/wp-admin/admin-ajax.php?action=heartbeat``; ``/api/items?id=4`` -> ``/api/items``;
+    ``/?p=42`` -> ``/``.
+    """
+    path, sep, query = target.partition("?")
+    if not sep or not _is_front_controller(path):
+        return path
+    for param in query.replace(";", "&").split("&"):
+        name, _, value = param.partition("=")
+        if name in ROUTING_QUERY_PARAMS:
+            return f"{path}?{name}={_route_value(value)}"
+    return path
+
 
 # (code, jt, jf, k); jt/jf are label names or 0 (next instruction)
 Op = tuple[int, "str | int", "str | int", int]
@@ -161,7 +219,8 @@ def parse_packet(data: bytes, *, at_ns: int, ports: frozenset[int]) -> HttpEvent
     starts with an HTTP/1.x request line (to a port in ``ports``) or status line (from one).
 
     Example: an IPv4 segment 127.0.0.1:53110 -> 127.0.0.1:8080 with payload ``GET /a?x=1 HTTP/1.1\\r\\n``
-    -> ``HttpEvent(kind=REQUEST, method="GET", path="/a", client=127.0.0.1:53110, server=127.0.0.1:8080)``.
+    -> ``HttpEvent(kind=REQUEST, method="GET", path="/a", client=127.0.0.1:53110, server=127.0.0.1:8080)``;
+    the path is the target's path key (:func:`parse_path_key`: ``/?rest_route=/a`` stays whole).
     """
     if len(data) < 20:
         return None
@@ -194,7 +253,7 @@ def parse_packet(data: bytes, *, at_ns: int, ports: frozenset[int]) -> HttpEvent
     if dport in ports:
         parts = line.split(b" ")
         if len(parts) == 3 and parts[0] in METHODS and parts[2].startswith(b"HTTP/1."):
-            path = parts[1].split(b"?", 1)[0].decode("ascii", errors="replace")
+            path = parse_path_key(parts[1].decode("ascii", errors="replace"))
             return HttpEvent(
                 at_ns=at_ns,
                 kind=HttpKind.REQUEST,

@@ -8,6 +8,7 @@ import struct
 import pytest
 
 from loopscope.backends.linux.bpf import sockops as ebpf
+from loopscope.backends.linux.bpf.program import FN_GET_CURRENT_COMM
 from loopscope.backends.linux.bpf.sockops import (
     EVENT,
     build_sockops_program,
@@ -15,9 +16,11 @@ from loopscope.backends.linux.bpf.sockops import (
     parse_event,
 )
 from loopscope.backends.linux.bpf.syscall import (
+    CALL,
     EXIT,
     JA,
     JEQ_K,
+    JNE_K,
     LD_IMM64,
     LDX_W,
     MOV64_K,
@@ -82,8 +85,8 @@ def test_program_shape_and_documentation() -> None:
     assert all(i.comment for i in insns), "every instruction is documented"
     code = assemble(prog)
     assert (
-        len(code) % 8 == 0 and len(code) // 8 == 61
-    )  # 2 + 2 op tests + ja + 7 + 3 netns + 14 copies x 2 + 7 push + 9 drop count + 2
+        len(code) % 8 == 0 and len(code) // 8 == 69
+    )  # 2 + 2 op tests + ja + 7 + 3 netns + 2 comm zero + 6 comm + 14 copies x 2 + 7 push + 9 drop + 2
     # both map fds appear as BPF_PSEUDO_MAP_FD wide loads
     wide = [
         (code[k + 1] >> 4, struct.unpack_from("<i", code, k + 4)[0])
@@ -99,15 +102,58 @@ def test_program_shape_and_documentation() -> None:
 
 
 def _record(
-    op: int, family: int, lport: int, rport_raw: int, lip: bytes, rip: bytes, pid_tgid: int
+    op: int,
+    family: int,
+    lport: int,
+    rport_raw: int,
+    lip: bytes,
+    rip: bytes,
+    pid_tgid: int,
+    comm: bytes = b"",
 ) -> bytes:
     if family == 2:
         return EVENT.pack(
-            1_000, pid_tgid, 99, op, family, lport, rport_raw, lip, rip, b"\0" * 16, b"\0" * 16, 3
+            1_000,
+            pid_tgid,
+            99,
+            op,
+            family,
+            lport,
+            rport_raw,
+            lip,
+            rip,
+            b"\0" * 16,
+            b"\0" * 16,
+            3,
+            comm,
         )
     return EVENT.pack(
-        1_000, pid_tgid, 99, op, family, lport, rport_raw, b"\0" * 4, b"\0" * 4, lip, rip, 0
+        1_000, pid_tgid, 99, op, family, lport, rport_raw, b"\0" * 4, b"\0" * 4, lip, rip, 0, comm
     )
+
+
+def test_program_captures_comm_on_connect_only() -> None:
+    prog = build_sockops_program(queue_fd=11, drops_fd=12, ops=(3, 5))
+    calls = [i.imm for i in prog if isinstance(i, Insn) and i.code == CALL]
+    assert FN_GET_CURRENT_COMM in calls
+    jne = [i for i in prog if isinstance(i, Insn) and i.code == JNE_K]
+    assert [(i.imm, i.target) for i in jne] == [(3, "no_comm")]  # skipped for PASSIVE (softirq)
+    plain = build_sockops_program(queue_fd=11, drops_fd=12, ops=(3, 5), comm=False)
+    assert FN_GET_CURRENT_COMM not in [
+        i.imm for i in plain if isinstance(i, Insn) and i.code == CALL
+    ]
+    assert EVENT.size == 104
+
+
+def test_parse_event_comm() -> None:
+    raw = _record(
+        3, 2, 1, 0x901F0000, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]), 7 << 32, b"curl"
+    )
+    assert parse_event(raw).comm == "curl"
+    full = _record(3, 2, 1, 0x901F0000, bytes(4), bytes(4), 7 << 32, b"php-fpm: pool w\0")
+    assert parse_event(full).comm == "php-fpm: pool w"
+    passive = _record(5, 2, 8080, 0x901F0000, bytes(4), bytes(4), 0, b"")
+    assert parse_event(passive).comm is None
 
 
 def test_parse_event_ipv4_connect() -> None:
@@ -158,8 +204,8 @@ def test_remote_port_decoding() -> None:
 def test_program_without_the_netns_helper_stores_zero() -> None:
     prog = [i for i in build_sockops_program(1, 2, (3,), netns_cookie=False) if isinstance(i, Insn)]
     assert not any(i.code == 0x85 and i.imm == 122 for i in prog)
-    zero = [i for i in prog if i.code == 0x7A]
-    assert len(zero) == 1 and zero[0].off == -88 + 80 and zero[0].imm == 0
+    zero = [i for i in prog if i.code == 0x7A and i.off == -104 + 80]
+    assert len(zero) == 1 and zero[0].imm == 0
 
 
 def test_namespace_filter_skips_other_namespaces_in_the_kernel() -> None:
@@ -171,7 +217,7 @@ def test_namespace_filter_skips_other_namespaces_in_the_kernel() -> None:
         insns[k].imm == 0x1_0000_0007 and insns[k + 1].code == 0x5D and insns[k + 1].target == "out"
     )
     assert insns[k - 2].imm == 122  # right after bpf_get_netns_cookie and its store
-    assert len(code) // 8 == 61 - 1 + 3  # one op test fewer, + ld_imm64 (2 slots) + jne
+    assert len(code) // 8 == 69 - 1 + 3  # one op test fewer, + ld_imm64 (2 slots) + jne
 
 
 def test_ring_buffer_program_writes_with_no_wakeup_and_counts_failures() -> None:
@@ -184,4 +230,4 @@ def test_ring_buffer_program_writes_with_no_wakeup_and_counts_failures() -> None
     assert (
         prog[k + 1].code == JEQ_K and prog[k + 1].target == "out"
     )  # 0 = written; else count a drop
-    assert len(assemble(build_sockops_program(11, 12, (3, 5), ringbuf=True))) // 8 == 61 + 1
+    assert len(assemble(build_sockops_program(11, 12, (3, 5), ringbuf=True))) // 8 == 69 + 1

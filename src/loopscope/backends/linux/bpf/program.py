@@ -1,7 +1,11 @@
 """The sockops program of ``loopscope watch``, hand-assembled and documented instruction by instruction.
 
-On the chosen sockops callbacks it writes one 88-byte :data:`EVENT` record (time, pid/tgid, socket
-cookie, family, ports, addresses, namespace cookie) into a ring buffer (or a queue on old kernels).
+On the chosen sockops callbacks it writes one 104-byte :data:`EVENT` record (time, pid/tgid, socket
+cookie, family, ports, addresses, namespace cookie, and on connect the caller's ``comm``) into a ring
+buffer (or a queue on old kernels). The comm names a client at connect time, so a process that exits
+before ``/proc/PID`` is read keeps its name (``bpf_get_current_comm`` is allowed for
+BPF_PROG_TYPE_SOCK_OPS: the verifier of kernel 6.18 accepts it, as it does for the exporter's counter
+program; on the TCP_CONNECT callback the current task is the caller of ``connect()``).
 Loaded and attached by :class:`loopscope.backends.linux.bpf.sockops.SockopsCollector`.
 
 Sources of truth: include/uapi/linux/bpf.h (``struct bpf_sock_ops`` offsets, helper ids),
@@ -29,6 +33,7 @@ from loopscope.backends.linux.bpf.syscall import (
     FN_RINGBUF_OUTPUT,
     JA,
     JEQ_K,
+    JNE_K,
     JNE_X,
     LD_IMM64,
     LDX_W,
@@ -42,7 +47,15 @@ from loopscope.backends.linux.bpf.syscall import (
     Label,
 )
 
-__all__ = ["EVENT", "OP_PASSIVE_ESTABLISHED", "OP_TCP_CONNECT", "build_sockops_program"]
+__all__ = [
+    "EVENT",
+    "FN_GET_CURRENT_COMM",
+    "OP_PASSIVE_ESTABLISHED",
+    "OP_TCP_CONNECT",
+    "build_sockops_program",
+]
+
+FN_GET_CURRENT_COMM = 16  # bpf_get_current_comm(buf, size): zero-padded task comm
 
 OP_TCP_CONNECT = 3  # BPF_SOCK_OPS_TCP_CONNECT_CB: in connect(), local port chosen, caller's context
 OP_PASSIVE_ESTABLISHED = 5  # BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: server side, softirq context
@@ -51,14 +64,15 @@ OP_PASSIVE_ESTABLISHED = 5  # BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: server side, 
 SO_OP, SO_FAMILY, SO_REMOTE_IP4, SO_LOCAL_IP4 = 0, 20, 24, 28
 SO_REMOTE_IP6, SO_LOCAL_IP6, SO_REMOTE_PORT, SO_LOCAL_PORT = 32, 48, 64, 68
 
-# The record the program pushes (80 bytes, host order unless said):
+# The record the program pushes (104 bytes, host order unless said):
 #  0 u64 ktime_ns | 8 u64 pid_tgid | 16 u64 cookie | 24 u32 op | 28 u32 family
 # 32 u32 local_port (host order) | 36 u32 remote_port (raw ctx value) | 40 local_ip4 (net order)
 # 44 remote_ip4 (net order) | 48 local_ip6[16] | 64 remote_ip6[16] | 80 u64 netns cookie (0 when the
-# kernel lacks bpf_get_netns_cookie for sock_ops, before 5.15)
-EVENT = struct.Struct("=QQQIIII4s4s16s16sQ")
-_STACK_EVENT = -88  # event lives at r10-88 .. r10-1
-_STACK_KEY = -96  # u32 key 0 for the drop counter lookup
+# kernel lacks bpf_get_netns_cookie for sock_ops, before 5.15) | 88 comm[16] (TCP_CONNECT: the caller's
+# comm, NUL padded; other ops, or built without ``comm``: zero)
+EVENT = struct.Struct("=QQQIIII4s4s16s16sQ16s")
+_STACK_EVENT = -104  # event lives at r10-104 .. r10-1
+_STACK_KEY = -112  # u32 key 0 for the drop counter lookup
 
 
 def build_sockops_program(
@@ -69,6 +83,7 @@ def build_sockops_program(
     netns_cookie: bool = True,
     only_netns: int | None = None,
     ringbuf: bool = False,
+    comm: bool = True,
 ) -> list[Insn | Label]:
     """The SOCK_OPS program: on the chosen ``ops``, write an :data:`EVENT` into the map ``queue_fd``
     (``bpf_ringbuf_output(.., BPF_RB_NO_WAKEUP)`` into a ring buffer with ``ringbuf``, else
@@ -77,7 +92,9 @@ def build_sockops_program(
 
     With ``netns_cookie`` the record carries ``bpf_get_netns_cookie(ctx)`` (kernel >= 5.15), which
     matches ``getsockopt(SO_NETNS_COOKIE)`` of any socket in that namespace; otherwise 0. With
-    ``only_netns`` too, sockets of other namespaces are skipped in the kernel (nothing queued).
+    ``only_netns`` too, sockets of other namespaces are skipped in the kernel (nothing queued). With
+    ``comm`` the TCP_CONNECT record carries ``bpf_get_current_comm`` (the client's name); otherwise, and
+    for the other ops (softirq: no client task), zero.
 
     Registers: r1 = ctx on entry, r6 = ctx kept across calls, r10 = frame pointer, r0 = return.
     """
@@ -123,7 +140,19 @@ def build_sockops_program(
         Insn(MOV64_X, 1, 6, comment="r1 = ctx"),
         Insn(CALL, imm=FN_GET_SOCKET_COOKIE, comment="r0 = bpf_get_socket_cookie(ctx)"),
         Insn(STX_DW, 10, 0, ev + 16, comment="ev.cookie = r0"),
+        Insn(ST_DW, 10, 0, ev + 88, 0, comment="ev.comm[0:8] = 0"),
+        Insn(ST_DW, 10, 0, ev + 96, 0, comment="ev.comm[8:16] = 0"),
     ]
+    if comm:
+        p += [
+            Insn(LDX_W, 2, 6, SO_OP, comment="r2 = ctx->op"),
+            Insn(JNE_K, 2, imm=OP_TCP_CONNECT, target="no_comm", comment="not connect(): no task"),
+            Insn(MOV64_X, 1, 10, comment="r1 = fp"),
+            Insn(ADD64_K, 1, imm=ev + 88, comment="r1 = &ev.comm"),
+            Insn(MOV64_K, 2, imm=16, comment="r2 = 16"),
+            Insn(CALL, imm=FN_GET_CURRENT_COMM, comment="bpf_get_current_comm(&ev.comm, 16)"),
+            Label("no_comm"),
+        ]
     copies = (
         [
             (SO_OP, 24, "op"),

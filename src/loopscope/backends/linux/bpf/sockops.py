@@ -1,8 +1,8 @@
 """Pure-Python eBPF sockops collector: the client pid of every TCP connect, through bpf(2) via ctypes.
 
 No compiler, bcc, libbpf or kernel headers at run time. The program (:func:`build_sockops_program`) is
-hand-assembled, documented instruction by instruction, and writes one 88-byte :data:`EVENT` record per
-``connect()`` (and per passive establishment) into a BPF_MAP_TYPE_RINGBUF with BPF_RB_NO_WAKEUP (kernel
+hand-assembled, documented instruction by instruction, and writes one 104-byte :data:`EVENT` record per
+``connect()`` (and per passive establishment; the connect record names the caller by its ``comm``) into a BPF_MAP_TYPE_RINGBUF with BPF_RB_NO_WAKEUP (kernel
 >= 5.8): no wakeup in the connection's path, and Python reads the ring through mmap on its own timer,
 without a syscall per record. Older kernels get a BPF_MAP_TYPE_QUEUE drained with one
 BPF_MAP_LOOKUP_AND_DELETE_ELEM per record. The program is attached to the root cgroup v2 with
@@ -87,15 +87,16 @@ _INET, _INET6 = Family.INET, Family.INET6
 
 
 def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
-    """Decode one 88-byte record (ring buffer or queue).
+    """Decode one 104-byte record (ring buffer or queue).
 
     Args:
         data: the record (see :data:`EVENT`).
         mono_to_real_ns: CLOCK_REALTIME - CLOCK_MONOTONIC, added to ``ktime_ns``.
 
     Example: a record with op 3, family 2, local_port 53110, remote_port 0x901F0000,
-    local_ip4 ``7f000001``, pid_tgid ``4242 << 32 | 4243`` ->
-    ``ConnectEvent(kind=ACTIVE, local=127.0.0.1:53110, remote=127.0.0.1:8080, pid=4242, tid=4243)``.
+    local_ip4 ``7f000001``, pid_tgid ``4242 << 32 | 4243``, comm ``b"curl\\0..."`` ->
+    ``ConnectEvent(kind=ACTIVE, local=127.0.0.1:53110, remote=127.0.0.1:8080, pid=4242, tid=4243,
+    comm="curl")``.
 
     Raises:
         ParseError: wrong size or an unknown family.
@@ -105,7 +106,18 @@ def parse_event(data: bytes, *, mono_to_real_ns: int = 0) -> ConnectEvent:
     return _decode(EVENT.unpack(data), mono_to_real_ns)
 
 
-_EventFields = tuple[int, int, int, int, int, int, int, bytes, bytes, bytes, bytes, int]
+_EventFields = tuple[int, int, int, int, int, int, int, bytes, bytes, bytes, bytes, int, bytes]
+_COMMS: dict[bytes, str] = {}  # raw comm -> text (a host has few distinct names)
+
+
+def _comm(raw: bytes) -> str | None:
+    """``b"curl\\0\\0..."`` -> ``"curl"``; all zero -> None."""
+    text = _COMMS.get(raw)
+    if text is None:
+        text = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+        if len(_COMMS) < 4096:
+            _COMMS[raw] = text
+    return text or None
 
 
 def _decode(fields: _EventFields, mono_to_real_ns: int) -> ConnectEvent:
@@ -114,7 +126,9 @@ def _decode(fields: _EventFields, mono_to_real_ns: int) -> ConnectEvent:
     Raises:
         ParseError: an unknown family.
     """
-    ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6, netns = fields
+    ktime, pid_tgid, cookie, op, family, lport, rport_raw, lip4, rip4, lip6, rip6, netns, comm = (
+        fields
+    )
     if family == 2:
         local, remote, fam = (
             cached_endpoint(lip4, lport),
@@ -130,7 +144,8 @@ def _decode(fields: _EventFields, mono_to_real_ns: int) -> ConnectEvent:
     else:
         raise ParseError(f"unknown family {family} in sockops record", path="bpf", line=f"op={op}")
     if op == OP_TCP_CONNECT:
-        # positional, in field order: at_ns, kind, family, local, remote, cookie, pid, tid, netns_cookie
+        # positional, in field order: at_ns, kind, family, local, remote, cookie, pid, tid,
+        # netns_cookie, comm
         return _make_event(
             ktime + mono_to_real_ns,
             _ACTIVE,
@@ -141,9 +156,19 @@ def _decode(fields: _EventFields, mono_to_real_ns: int) -> ConnectEvent:
             pid_tgid >> 32,
             pid_tgid & 0xFFFFFFFF,
             netns or None,
+            _comm(comm),
         )
     return _make_event(
-        ktime + mono_to_real_ns, _PASSIVE, fam, local, remote, cookie, None, None, netns or None
+        ktime + mono_to_real_ns,
+        _PASSIVE,
+        fam,
+        local,
+        remote,
+        cookie,
+        None,
+        None,
+        netns or None,
+        None,
     )
 
 
@@ -201,7 +226,7 @@ class SockopsCollector:
 
     Args:
         cgroup_path: cgroup v2 directory to attach to; the cgroup2 root from /proc/mounts by default.
-        ring_bytes: ring buffer size (a power of 2; 88-byte records plus an 8-byte header each);
+        ring_bytes: ring buffer size (a power of 2; 104-byte records plus an 8-byte header each);
             a full ring drops and counts (:meth:`drops`).
         ops: sockops callbacks to record (client connect and server establishment by default).
         only_netns_cookie: record only sockets of this namespace (its SO_NETNS_COOKIE); every namespace
@@ -273,11 +298,13 @@ class SockopsCollector:
         license_ = ctypes.create_string_buffer(b"GPL")
         log = ctypes.create_string_buffer(1 << 16)
         attempts = [
-            (True, 0),
-            (False, 0),
-            (False, 1),
-        ]  # netns cookie helper first; verifier log last
-        for with_netns, log_level in attempts:
+            (True, True, 0),
+            (False, True, 0),
+            (True, False, 0),
+            (False, False, 0),
+            (False, False, 1),
+        ]  # netns cookie and comm helpers first; verifier log last
+        for with_netns, with_comm, log_level in attempts:
             code = assemble(
                 build_sockops_program(
                     self.queue_fd,
@@ -286,6 +313,7 @@ class SockopsCollector:
                     netns_cookie=with_netns,
                     only_netns=only_netns,
                     ringbuf=self.transport == "ringbuf",
+                    comm=with_comm,
                 )
             )
             insns = ctypes.create_string_buffer(code, len(code))
@@ -303,6 +331,7 @@ class SockopsCollector:
             fd = self._bpf.call(BPF_PROG_LOAD, attr)
             if fd >= 0:
                 self.has_netns_cookie = with_netns
+                self.has_comm = with_comm
                 break
             if log_level == 1 or -fd in (errno_mod.EPERM,):
                 text = log.value.decode(errors="replace").strip().splitlines()[-3:]
