@@ -11,10 +11,12 @@ from loopscope.render.fields import FieldSpec
 
 __all__ = [
     "APP_FIELDS",
+    "SELF_PATH_FIELDS",
     "SOURCE_FIELDS",
     "WATCH_EDGE_FIELDS",
     "app_rows",
     "filter_report",
+    "self_path_rows",
     "source_rows",
     "watch_edge_rows",
     "watch_json",
@@ -51,7 +53,13 @@ APP_FIELDS: tuple[FieldSpec, ...] = (
     ),
 )
 WATCH_EDGE_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("client", "Client", "", "client app, process, 'external' or '?'"),
+    FieldSpec(
+        "client",
+        "Client",
+        "",
+        "client app; a client without a listener by name: comm[pid] or 'comm (N processes)'; "
+        "'external' or '?'",
+    ),
     FieldSpec("server", "Server", "", "server app"),
     FieldSpec("port", "Port", "", "server port", "right"),
     FieldSpec("conns", "Conns", "connections", "connections in the window", "right"),
@@ -65,6 +73,12 @@ WATCH_EDGE_FIELDS: tuple[FieldSpec, ...] = (
         "right",
     ),
     FieldSpec("self_call", "Self", "", "'self' when the client is the server app"),
+)
+SELF_PATH_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec(
+        "call", "Self-call", "", "app -> app: METHOD path (routing query kept, e.g. /?rest_route=)"
+    ),
+    FieldSpec("requests", "Reqs", "requests", "self-call requests on that path (--http)", "right"),
 )
 SOURCE_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("name", "Source", "", "event source"),
@@ -97,6 +111,18 @@ def app_rows(apps: tuple[AppStats, ...] | list[AppStats]) -> list[dict[str, str 
             "factor": "" if a.self_factor is None else f"{a.self_factor:g}",
         }
         for a in apps
+    ]
+
+
+def self_path_rows(
+    apps: tuple[AppStats, ...] | list[AppStats], *, limit: int = 10
+) -> list[dict[str, str | int]]:
+    """What each app requests from itself (``--http``), busiest first, ``limit`` paths per app:
+    ``{"call": "apache2[7] -> apache2[7]: POST /wp-cron.php", "requests": 26}``."""
+    return [
+        {"call": f"{a.name} -> {a.name}: {path}", "requests": n}
+        for a in apps
+        for path, n in list(a.self_paths.items())[:limit]
     ]
 
 
@@ -186,6 +212,7 @@ def watch_json(report: WatchReport, findings: list[Finding]) -> dict[str, Any]:
                         "unit",
                         "per_path_factor",
                         "external_paths",
+                        "self_paths",
                         "statuses",
                     )
                 },
