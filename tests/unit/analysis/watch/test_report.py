@@ -5,10 +5,13 @@ Inputs are built event by event with known ground truth (what a real run deliver
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import struct
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
+from loopscope.analysis.apps import AppKey
 from loopscope.analysis.watch.findings import check_watch, correlation
 from loopscope.analysis.watch.model import (
     ListenerSample,
@@ -18,6 +21,7 @@ from loopscope.analysis.watch.model import (
     sample_snapshot,
 )
 from loopscope.analysis.watch.report import summarize_watch
+from loopscope.backends.linux.http_capture import parse_packet, parse_path_key
 from loopscope.backends.linux.sock_diag_destroy import parse_destroy_datagram
 from loopscope.model import (
     Endpoint,
@@ -38,6 +42,7 @@ from loopscope.model.events import (
     HttpKind,
     SourceStatus,
 )
+from loopscope.watch.view import self_path_rows
 
 LO = IPv4Address("127.0.0.1")
 NS = NetnsId(4, 4026531840)
@@ -443,3 +448,121 @@ def msg_bytes(msg: object) -> bytes:
     from loopscope.backends.linux.netlink import pack_message
 
     return pack_message(msg.type, msg.flags, msg.seq, msg.payload)  # type: ignore[attr-defined]
+
+
+def named(conn: Conn, comm: str | None) -> Conn:
+    """The connection as eBPF reports it with the caller's comm captured at connect time."""
+    conn.connects[0] = dataclasses.replace(conn.connects[0], comm=comm)
+    return conn
+
+
+def test_short_lived_clients_are_one_row_named_at_connect_time() -> None:
+    apache = proc(10, "apache2")
+    # 300 curl processes, each exited before /proc was read (eBPF gave pid and comm), one read alive,
+    # one client whose name eBPF could not give (pid only), and the app calling itself
+    conns = [named(Conn(40000 + k, 8095, 1000 + k, 1 + k * 0.01), "curl") for k in range(300)]
+    conns.append(Conn(41000, 8095, 2000, 5.0))  # read from /proc: curl[2000]
+    conns.append(Conn(41001, 8095, 3000, 5.1))  # pid only
+    conns += [named(Conn(42000 + k, 8095, 10, 6 + k * 0.1), "apache2") for k in range(3)]
+    samples = (sample(0.5, listener(8095, apache)), sample(9.5, listener(8095, apache)))
+    report = summarize_watch(
+        data(conns, samples, (EBPF, DESTROY), {2000: proc(2000, "curl"), 10: apache})
+    )
+    rows = [(e.client, e.server, e.port, e.connections, e.self_call) for e in report.edges]
+    assert rows == [
+        ("curl (301 processes)", "apache2[10]", 8095, 301, False),
+        ("apache2[10]", "apache2[10]", 8095, 3, True),
+        ("pid 3000", "apache2[10]", 8095, 1, False),
+    ]
+    curl = report.edges[0]
+    assert curl.client_app == AppKey(comm="curl")
+    assert curl.client_pids == (*range(1000, 1300), 2000)  # every pid, for --json
+    (app,) = report.apps
+    assert app.external_connections == 302 and app.self_connections == 3
+
+
+def test_one_short_lived_client_keeps_its_pid_in_the_label() -> None:
+    apache = proc(10, "apache2")
+    conns = [named(Conn(40000, 8095, 1234, 1.0), "curl")]
+    report = summarize_watch(data(conns, (sample(0.5, listener(8095, apache)),), (EBPF, DESTROY)))
+    assert [e.client for e in report.edges] == ["curl[1234]"]
+
+
+def test_self_call_paths_keep_the_routing_query_apart() -> None:
+    apache = proc(10, "apache2")
+    conns, port = [], 40000
+    routed = {"/?rest_route=/a": 2, "/?rest_route=/b": 3, "/wp-cron.php": 1}
+    for k in range(4):  # 4 external page views, each making 6 self-calls
+        t0 = 1.0 + k
+        conns.append(named(Conn(port, 8095, 99, t0, path="/page", dur_s=0.8), "curl"))
+        port += 1
+        j = 0
+        for path, n in routed.items():
+            for _ in range(n):
+                c = Conn(port, 8095, 10, t0 + 0.01 + 0.1 * j, path=path, dur_s=0.05)
+                if path.endswith(".php"):
+                    c.http[0] = dataclasses.replace(c.http[0], method="POST")
+                conns.append(c)
+                port, j = port + 1, j + 1
+    samples = (sample(0.5, listener(8095, apache)), sample(9.5, listener(8095, apache)))
+    report = summarize_watch(data(conns, samples, (EBPF, DESTROY, HTTP), {10: apache}))
+    (app,) = report.apps
+    assert app.self_paths == {
+        "GET /?rest_route=/b": 12,
+        "GET /?rest_route=/a": 8,
+        "POST /wp-cron.php": 4,
+    }
+    assert list(app.self_paths) == [
+        "GET /?rest_route=/b",
+        "GET /?rest_route=/a",
+        "POST /wp-cron.php",
+    ]
+    assert app.per_path_factor == {"/page": 6.0}
+    rows = self_path_rows(report.apps)
+    assert rows[0] == {"call": "apache2[10] -> apache2[10]: GET /?rest_route=/b", "requests": 12}
+
+
+def test_external_query_routed_paths_have_their_own_amplification() -> None:
+    apache = proc(10, "apache2")
+    conns, port = [], 40000
+    for k, (route, n) in enumerate([("/?rest_route=/slow", 3), ("/?rest_route=/fast", 0)] * 3):
+        t0 = 1.0 + k
+        conns.append(named(Conn(port, 8095, 99, t0, path=route, dur_s=0.8), "curl"))
+        port += 1
+        for j in range(n):
+            conns.append(Conn(port, 8095, 10, t0 + 0.01 + 0.1 * j, path="/?rest_route=/leaf"))
+            port += 1
+    samples = (sample(0.5, listener(8095, apache)),)
+    (app,) = summarize_watch(data(conns, samples, (EBPF, DESTROY, HTTP), {10: apache})).apps
+    assert app.per_path_factor == {"/?rest_route=/slow": 3.0, "/?rest_route=/fast": 0.0}
+    assert app.external_paths == {"/?rest_route=/slow": 3, "/?rest_route=/fast": 3}
+
+
+def test_path_key_rule() -> None:
+    cases = {
+        "/?rest_route=/a": "/?rest_route=/a",
+        "/?rest_route=/b&_locale=user": "/?rest_route=/b",
+        "/?_locale=user&rest_route=/b": "/?rest_route=/b",  # the first routing parameter
+        "/?rest_route=/wp/v2/posts/123&_embed=1": "/?rest_route=/wp/v2/posts/{id}",
+        "/?rest_route=%2Fwp%2Fv2%2Fusers%2Fme": "/?rest_route=/wp/v2/users/me",
+        "/?rest_route=/a/b/c/d/e/f/g/h": "/?rest_route=/a/b/c/d/e/f",
+        "/wp-cron.php?doing_wp_cron=1700000000.1": "/wp-cron.php",
+        "/wp-admin/admin-ajax.php?action=heartbeat": "/wp-admin/admin-ajax.php?action=heartbeat",
+        "/index.php?r=site/login": "/index.php?r=site/login",
+        "/?q=node/12": "/?q=node/12",
+        "/?p=42": "/",  # an id, not a route
+        "/api/items?route=/x": "/api/items",  # not a front controller: the query goes
+        "/a": "/a",
+        "/": "/",
+    }
+    assert {t: parse_path_key(t) for t in cases} == cases
+
+
+def test_captured_request_line_carries_the_path_key() -> None:
+    payload = b"GET /?rest_route=/wp/v2/posts/7&x=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0, 64, 6, 0, LO.packed, LO.packed
+    )
+    tcp = struct.pack("!HHIIBBHHH", 40000, 8095, 0, 0, 5 << 4, 0x18, 65535, 0, 0)
+    ev = parse_packet(ip + tcp + payload, at_ns=1, ports=frozenset({8095}))
+    assert ev is not None and ev.path == "/?rest_route=/wp/v2/posts/{id}" and ev.method == "GET"
