@@ -19,7 +19,7 @@ import loopscope
 
 SRC = Path(loopscope.__file__).parent
 
-FRONT_ENDS = {"cli", "tui", "report", "exporter"}
+FRONT_ENDS = {"cli", "tui", "report", "exporter", "api"}  # api: the Python API, beside the CLI
 FEATURES = {"watch", "doctor", "probes", "bench", "sim", "lab", "traces"}
 # What each part may import, besides itself, errors and the package root (``loopscope``).
 ALLOWED: dict[str, set[str]] = {
@@ -32,7 +32,8 @@ ALLOWED: dict[str, set[str]] = {
     "features": {"collect", "backends", "model", "analysis", "render"},
     "front-ends": {"collect", "backends", "model", "analysis", "render", *FEATURES},
     "testing": {"*"},
-    "__init__": set(),
+    "__init__": {"api", "doctor"},  # re-exports the Python API; loads the doctor/ docstring first
+    "schemas": set(),  # JSON Schemas of the --json documents: data, no code
     "__main__": {"*"},  # ``python -m loopscope``: the entry point runs the CLI
 }
 
