@@ -6,8 +6,8 @@ pair up by 4-tuple. The server side is the end whose local endpoint matches a li
 
 Apps are defined once, in :mod:`loopscope.analysis.apps`: the set of processes that own a listener
 (prefork workers inherit it, so they are owners too). A client is shown as the app it belongs to (one of
-the owners, in a process group led by one, or in the owners' systemd service cgroup), otherwise as its own
-processes. An edge is a **self-call** when the client app is the server app.
+the owners, in a process group led by one, or in the owners' systemd service cgroup), otherwise by its
+name (``curl (3 processes)``: every process of that comm in the namespace, pids in ``client_pids``). An edge is a **self-call** when the client app is the server app.
 
 The talk map is a snapshot (connections open right now, :class:`TalkEdge`); ``watch`` aggregates over a
 window (:class:`loopscope.analysis.watch.report.WatchEdge`).
@@ -18,7 +18,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from loopscope.analysis.apps import UNKNOWN_APP, App, AppKey, client_app, find_apps
+from loopscope.analysis.apps import (
+    UNKNOWN_APP,
+    App,
+    AppKey,
+    app_label,
+    client_app,
+    find_apps,
+    process_app,
+)
 from loopscope.analysis.scope import host_address_set, is_loopback_connection, is_wildcard, unmap
 from loopscope.model import (
     Endpoint,
@@ -243,7 +251,7 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
         TalkEdge(
             client_app=k[0],
             server_app=k[1],
-            client=acc.client.label,
+            client=app_label(k[0], acc.client.processes, pids=acc.client_pids),
             server=acc.server.label,
             port=k[2],
             proto=k[3],
@@ -277,7 +285,7 @@ def _server_app(
         if owner.key in by_owner:
             return by_owner[owner.key]
     if owners:
-        return client_app(owners, (), netns=snapshot.netns)
+        return process_app(owners, netns=snapshot.netns)
     if conn.listener is not None:
         key = AppKey(netns=snapshot.netns, ports=(conn.listener.local.port,))
         return unowned.get(key) or App(key=key)

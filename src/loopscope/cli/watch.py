@@ -90,9 +90,11 @@ def watch_command(
     from loopscope.watch.session import WatchOptions, run_watch
     from loopscope.watch.view import (
         APP_FIELDS,
+        SELF_PATH_FIELDS,
         SOURCE_FIELDS,
         WATCH_EDGE_FIELDS,
         app_rows,
+        self_path_rows,
         source_rows,
         watch_edge_rows,
         watch_json,
@@ -146,6 +148,8 @@ def watch_command(
             title="Loopback call graph",
             empty="no connections to local listeners",
         )
+        if any(a.self_paths for a in report.apps):
+            print_table(out, SELF_PATH_FIELDS, self_path_rows(report.apps), title="Self-call paths")
         print_findings(out, findings)
         print_gaps(out, report.gaps)
     raise typer.Exit(exit_code_for(findings, fail_on))
