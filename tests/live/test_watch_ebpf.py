@@ -10,6 +10,7 @@ import time
 import pytest
 
 from loopscope.backends.linux.bpf.sockops import (
+    EVENT,
     SockopsCollector,
     count_attached_sockops,
     netns_cookie_of_current,
@@ -159,7 +160,8 @@ def test_a_full_ring_drops_and_counts_and_the_rest_is_read() -> None:
     srv.bind(("127.0.0.1", 0))
     srv.listen(512)
     port = srv.getsockname()[1]
-    # 4 KiB holds 42 records of 96 bytes; 100 connects write 100 active + up to 100 passive records
+    # 4 KiB holds 36 records of 112 bytes (104 + an 8-byte header); 100 connects write 100 active
+    # + up to 100 passive records
     with SockopsCollector(
         ring_bytes=4096, only_netns_cookie=netns_cookie_of_current()
     ) as collector:
@@ -167,7 +169,7 @@ def test_a_full_ring_drops_and_counts_and_the_rest_is_read() -> None:
         _connect_n(port, 100)
         time.sleep(0.05)
         first = collector.drain()
-        assert len(first) == 4096 // 96 and collector.drops() == 200 - len(first)
+        assert len(first) == 4096 // (EVENT.size + 8) and collector.drops() == 200 - len(first)
         _connect_n(port, 5)  # space again after the drain
         time.sleep(0.05)
         assert len([e for e in collector.drain() if e.kind is ConnectKind.ACTIVE]) == 5
@@ -194,3 +196,27 @@ def test_detach_stops_recording_and_attach_resumes() -> None:
         time.sleep(0.02)
         assert len([e for e in collector.drain() if e.remote.port == port]) == 3
     srv.close()
+
+
+def test_connect_record_names_the_caller_even_after_it_exited(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """bpf_get_current_comm is accepted for SOCK_OPS: the connect record carries the caller's comm,
+    read after the process is gone (its /proc entry with it)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+    exe = tmp_path / "shortcl"
+    exe.symlink_to(sys.executable)
+    with SockopsCollector(only_netns_cookie=netns_cookie_of_current()) as collector:
+        assert collector.has_comm
+        child = subprocess.run(
+            [str(exe), "-c", f"import socket; socket.create_connection(('127.0.0.1', {port}))"],
+            check=True,
+        )
+        assert child.returncode == 0
+        time.sleep(0.05)
+        events = [e for e in collector.drain() if port in (e.remote.port, e.local.port)]
+    srv.close()
+    active = [e for e in events if e.kind is ConnectKind.ACTIVE]
+    passive = [e for e in events if e.kind is ConnectKind.PASSIVE]
+    assert [e.comm for e in active] == ["shortcl"] and [e.comm for e in passive] == [None]
