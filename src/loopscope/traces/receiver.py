@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from loopscope.errors import UsageError
 from loopscope.model.spans import SpanRecord
-from loopscope.traces.otlp import decode_otlp_json, decode_otlp_protobuf, request_class
+from loopscope.traces.otlp import decode_otlp_protobuf, request_class
+from loopscope.traces.otlp_json import decode_otlp_json_fast
 from loopscope.traces.zipkin import decode_zipkin
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_SPANS", "OtlpReceiver", "ReceiverStats"]
@@ -136,7 +137,7 @@ def _decode(path: str, content_type: str, body: bytes) -> list[SpanRecord]:
         spans, _ = decode_zipkin(json.loads(body))
         return spans
     if content_type == "application/json":
-        return decode_otlp_json(json.loads(body))
+        return decode_otlp_json_fast(json.loads(body))
     return decode_otlp_protobuf(body)
 
 
