@@ -35,7 +35,7 @@ from loopscope.backends.linux.netns import (
 from loopscope.backends.linux.sysctl import read_sysctls
 from loopscope.collect import Collection, Collector, OwnerScope
 from loopscope.doctor import probes
-from loopscope.errors import BackendUnavailable, NetlinkError
+from loopscope.errors import BackendUnavailable, NetlinkError, NetnsError
 from loopscope.model import InterfaceAddress, IPAddress, LinkInfo, Snapshot
 from loopscope.model.echo import EchoResult, IcmpResult
 from loopscope.model.routing import RouteEntry, RouteLookup
@@ -285,8 +285,9 @@ def gather_all(
     """
     t0 = time.perf_counter_ns()
     run = _collector(opts).read_all(all_netns=True)
-    facts = _gather(run, time.perf_counter_ns() - t0, opts, on_progress)
-    return facts, [f"{s.target.label}: {s.reason}" for s in run.skipped]
+    skipped = [f"{s.target.label}: {s.reason}" for s in run.skipped]
+    facts = _gather(run, time.perf_counter_ns() - t0, opts, on_progress, skipped)
+    return facts, skipped
 
 
 def _collector(opts: DoctorOptions) -> Collector:
@@ -298,15 +299,28 @@ def _gather(
     snap_ns: int,
     opts: DoctorOptions,
     on_progress: Callable[[str], None] | None,
+    skipped: list[str] | None = None,
 ) -> list[DoctorFacts]:
-    """The rest of the facts of each namespace the collector read (one fd scan for all of them)."""
+    """The rest of the facts of each namespace the collector read (one fd scan for all of them).
+
+    Args:
+        skipped: with every namespace (``--all-netns``): a namespace that vanished since the
+            collector read it (containers come and go) is appended here as ``"label: reason"`` and
+            the others are still examined; None: a NetnsError is raised.
+    """
     out = []
     for reading in run.readings:
         target, snap = reading.target, reading.snapshot
         if on_progress:
             on_progress(target.label)
         t1 = time.perf_counter_ns()
-        inside = run_in_netns(target, partial(_inside, target, snap, opts))
+        try:
+            inside = run_in_netns(target, partial(_inside, target, snap, opts))
+        except NetnsError as exc:
+            if skipped is None:
+                raise
+            skipped.append(f"{target.label}: {exc} (it vanished during the run)")
+            continue
         out.append(
             DoctorFacts(
                 netns_label=target.label,
