@@ -11,21 +11,36 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
+import json
 from typing import Any
 
 from loopscope import SCHEMA_VERSION
 
-__all__ = ["json_document", "to_jsonable"]
+__all__ = ["format_json_document", "json_document", "to_jsonable"]
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def to_jsonable(value: Any) -> Any:
     """Convert ``value`` recursively into dicts, lists, str, int, float, bool and None.
 
+    Plain values (exact ``str``/``int``/``float``/``bool``/``None`` types, dicts with str keys, lists)
+    are dispatched on their exact type first: a ``--connections`` document holds 50k small dicts.
+
     Example: ``to_jsonable(Endpoint(IPv4Address("127.0.0.1"), 80)) == {"address": "127.0.0.1", "port": 80}``.
     """
-    if value is None or (
-        isinstance(value, (bool, int, float, str)) and not isinstance(value, enum.Enum)
-    ):
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {
+            k if type(k) is str else _key(k): v if type(v) in _PLAIN else to_jsonable(v)
+            for k, v in value.items()
+        }
+    if kind is list:
+        return [v if type(v) in _PLAIN else to_jsonable(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) and not isinstance(value, enum.Enum):
         return value
     if isinstance(value, enum.Enum):
         return value.value
@@ -51,3 +66,12 @@ def _key(key: Any) -> str:
 def json_document(command: str, body: dict[str, Any]) -> dict[str, Any]:
     """Wrap a command's result: ``{"schema_version": 1, "command": command, **body}``."""
     return {"schema_version": SCHEMA_VERSION, "command": command, **to_jsonable(body)}
+
+
+def format_json_document(command: str, body: dict[str, Any]) -> str:
+    """The text every ``--json`` prints: :func:`json_document` with a 2-space indent and a newline.
+
+    Example: ``format_json_document("ports", {"listeners": []})`` ->
+    ``'{\\n  "schema_version": 1,\\n  "command": "ports",\\n  "listeners": []\\n}\\n'``.
+    """
+    return json.dumps(json_document(command, body), indent=2) + "\n"

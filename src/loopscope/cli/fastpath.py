@@ -1,0 +1,221 @@
+"""Start-up fast path: run ``loopscope ports --json`` without importing typer, click or rich.
+
+People run ``loopscope ports --json`` in loops; at 1k sockets the work takes a few milliseconds and
+importing typer (with click) costs more than the rest of the command. :func:`run_fast` recognises a
+command line it can run exactly as the typer command would (a dispatch table: command, output mode,
+the options each accepts and a value check for each) and runs the command body; anything else
+(``--help``, an option it does not know, a value it does not accept, ``--opt=value`` forms it cannot
+vouch for) returns None and the caller builds the typer app as before, so every error message and
+every other path stays the typer one. The output is byte-identical to the typer path (tested in
+``tests/unit/cli/test_fastpath.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FAST_COMMANDS", "FastCommand", "parse_fast", "run_fast"]
+
+_SEVERITIES = ("info", "low", "medium", "high", "critical", "never")
+
+
+def _port(value: str) -> bool:
+    return value.isascii() and value.isdigit() and 0 < int(value) < 65536
+
+
+def _pid(value: str) -> bool:
+    if not (value.isascii() and value.isdigit() and int(value) > 0):
+        return False
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return int(value) <= int(f.read())
+    except (OSError, ValueError):
+        return False  # let the typer path check it
+
+
+def _one_of(*allowed: str) -> Callable[[str], bool]:
+    return lambda value: value in allowed
+
+
+def _non_empty(value: str) -> bool:
+    return bool(value) and not value.startswith("-")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FastCommand:
+    """A command line the fast path can run: its flags, its valued options and its body."""
+
+    flags: frozenset[str]
+    """Options without a value (``--json`` must be one of them and be given)."""
+    options: dict[str, Callable[[str], bool]]
+    """Options with a value -> the check a value must pass (else the typer path runs)."""
+    defaults: dict[str, Any]
+    """Value of every option when it is not given (flags: False)."""
+    run: Callable[[dict[str, Any]], int]
+    """The body: parsed options (keys without ``--``, ``-`` -> ``_``) -> exit code."""
+
+
+def _ports_json(opts: dict[str, Any]) -> int:
+    """``loopscope ports --json``: the same steps as :func:`loopscope.cli.ports.ports_command`."""
+    from loopscope.analysis.exposure import check_exposure
+    from loopscope.analysis.listeners import Listener, find_listeners
+    from loopscope.cli.listing import listener_json, select_listeners
+    from loopscope.collect import Collector, snapshot_options
+    from loopscope.model import Finding, Gap, Snapshot
+    from loopscope.render.jsonable import format_json_document, to_jsonable
+    from loopscope.render.views import listener_rows
+
+    collector = Collector.for_source(
+        opts["source"],
+        **snapshot_options(attribute=not opts["no_processes"], listening_only=True, tcp_info=False),
+    )
+    snapshots = collector.snapshots((opts["netns"],), all_netns=opts["all_netns"])
+    rows: list[Listener] = []
+    findings: list[Finding] = []
+    gaps: list[Gap] = []
+    tables: list[tuple[Snapshot, list[Listener]]] = []
+    for snap in snapshots:
+        listeners = find_listeners(snap)
+        tables.append((snap, listeners))
+        rows += listeners
+        gaps += [g for g in snap.gaps if g not in gaps]
+    port = None if opts["port"] is None else int(opts["port"])
+    pid = None if opts["pid"] is None else int(opts["pid"])
+    rows = select_listeners(rows, port=port, pid=pid, scope=opts["scope"], proto=opts["proto"])
+    for snap, listeners in tables:
+        findings += check_exposure(snap, listeners, {})
+    keep = {f"{r.local}/{r.proto}" for r in rows} | {f"{r.local.port}/{r.proto}" for r in rows}
+    findings = [f for f in findings if f.subject.rsplit(" ", 1)[-1] in keep]
+    text = format_json_document(
+        "ports",
+        {
+            "netns": [
+                {"label": s.netns_label, "id": to_jsonable(s.netns), "source": s.source}
+                for s in snapshots
+            ],
+            "listeners": [
+                {**listener_json(r), "verdict": v["verdict"]}
+                for r, v in zip(rows, listener_rows(rows, findings, {}), strict=True)
+            ],
+            "findings": findings,
+            "gaps": gaps,
+        },
+    )
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return _exit_code(findings, opts["fail_on"])
+
+
+def _exit_code(findings: Sequence[Any], fail_on: str) -> int:
+    """0, or 1 when a finding is at or above ``fail_on`` (as ``cli.common.exit_code_for``)."""
+    from loopscope.model import Severity
+
+    if fail_on == "never":
+        return 0
+    threshold = Severity(fail_on)
+    return 1 if any(f.severity.rank >= threshold.rank for f in findings) else 0
+
+
+_SNAPSHOT_OPTIONS: dict[str, Callable[[str], bool]] = {
+    "--netns": _non_empty,
+    "--source": _one_of("auto", "sock_diag", "procfs"),  # psutil has cross-option checks
+    "--fail-on": _one_of(*_SEVERITIES),
+}
+
+# (command, output flag) -> how to run it.
+FAST_COMMANDS: dict[tuple[str, str], FastCommand] = {
+    ("ports", "--json"): FastCommand(
+        flags=frozenset({"--json", "--all-netns", "--no-processes"}),
+        options={
+            **_SNAPSHOT_OPTIONS,
+            "--port": _port,
+            "--pid": _pid,
+            "--scope": _one_of("loopback", "wildcard", "own-address", "other"),
+            "--proto": _one_of("tcp", "udp"),
+        },
+        defaults={
+            "netns": None,
+            "source": "auto",
+            "fail_on": "high",
+            "port": None,
+            "pid": None,
+            "scope": None,
+            "proto": None,
+        },
+        run=_ports_json,
+    ),
+}
+
+
+def parse_fast(args: Sequence[str]) -> tuple[FastCommand, dict[str, Any]] | None:
+    """The fast command and its options for ``args`` (without the program name), or None when the
+    typer path must run it.
+
+    Example: ``parse_fast(["ports", "--json", "--port", "22"])`` -> the ``ports --json`` entry with
+    ``{"port": "22", "json": True, ...}``; ``parse_fast(["ports", "--json", "--port", "x"])`` -> None.
+    """
+    if not args:
+        return None
+    command = next(
+        (c for (name, flag), c in FAST_COMMANDS.items() if args[0] == name and flag in args[1:]),
+        None,
+    )
+    if command is None:
+        return None
+    opts: dict[str, Any] = dict(command.defaults)
+    opts.update({f[2:].replace("-", "_"): False for f in command.flags})
+    i = 1
+    while i < len(args):
+        arg = args[i]
+        if arg in command.flags:
+            opts[arg[2:].replace("-", "_")] = True
+        elif arg in command.options:
+            if i + 1 >= len(args) or not command.options[arg](args[i + 1]):
+                return None
+            opts[arg[2:].replace("-", "_")] = args[i + 1]
+            i += 1
+        else:
+            return None  # --help, --opt=value, an unknown option, an argument: typer decides
+        i += 1
+    if opts.get("netns") is not None and opts.get("all_netns"):
+        return None  # a usage error: typer words it
+    return command, opts
+
+
+def run_fast(args: Sequence[str]) -> int | None:
+    """Run ``args`` on the fast path; None when it is not one of :data:`FAST_COMMANDS`.
+
+    Errors end as in the typer path (``cli.common.cli_errors``): one line on stderr and exit 2,
+    130 on Ctrl-C, 141 when the reader of stdout goes away.
+    """
+    parsed = parse_fast(args)
+    if parsed is None:
+        return None
+    command, opts = parsed
+    from loopscope.errors import LoopscopeError
+
+    try:
+        return command.run(opts)
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass  # stdout is already unusable; the exit status still says what happened
+        return 141
+    except KeyboardInterrupt:
+        sys.stderr.write("loopscope: interrupted\n")
+        return 130
+    except LoopscopeError as exc:
+        if os.environ.get("LOOPSCOPE_DEBUG"):
+            raise
+        sys.stderr.write(f"loopscope: error: {exc}\n")
+        return 2
+    except Exception as exc:  # the CLI boundary, as cli_errors
+        if os.environ.get("LOOPSCOPE_DEBUG"):
+            raise
+        sys.stderr.write(f"loopscope: internal error: {type(exc).__name__}: {exc}\n")
+        return 2

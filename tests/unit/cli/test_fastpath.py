@@ -1,0 +1,123 @@
+"""The start-up fast path: which command lines it takes, and the same bytes as the typer path.
+
+The typer path is forced with the ``--opt=value`` spelling, which the fast path leaves to typer.
+Both run as real processes over this host's real socket table; ``--port`` of a listener the test
+holds open keeps the output stable while other tests open and close sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from loopscope.cli.fastpath import FAST_COMMANDS, parse_fast
+
+pytestmark = pytest.mark.linux
+
+RUN = (
+    "import sys\n"
+    "from loopscope.cli.app import _run\n"
+    "code = _run(sys.argv[1:])\n"
+    "sys.stdout.flush()\n"
+    "sys.stderr.write('typer loaded: %s' % any(m.split('.')[0] in ('typer', 'click', 'rich')"
+    " for m in sys.modules))\n"
+    "sys.exit(code)\n"
+)
+
+
+def run(*args: str) -> tuple[int, bytes, str]:
+    proc = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr.decode()
+
+
+@pytest.fixture
+def listening() -> Iterator[socket.socket]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ports", "--json"],
+        ["ports", "--json", "--fail-on", "never", "--port", "22", "--proto", "tcp"],
+        ["ports", "--no-processes", "--json", "--scope", "loopback", "--source", "procfs"],
+        ["ports", "--json", "--all-netns", "--pid", "1"],
+    ],
+)
+def test_takes_simple_command_lines(args: list[str]) -> None:
+    parsed = parse_fast(args)
+    assert parsed is not None
+    command, opts = parsed
+    assert command is FAST_COMMANDS[("ports", "--json")] and opts["json"] is True
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["ports"],  # the table: rich
+        ["ports", "--json", "--help"],
+        ["ports", "--json", "--port=22"],
+        ["ports", "--json", "--port", "0"],
+        ["ports", "--json", "--port", "70000"],
+        ["ports", "--json", "--port", "²"],
+        ["ports", "--json", "--port"],
+        ["ports", "--json", "--scope", "host"],  # a usage error with its own wording
+        ["ports", "--json", "--source", "psutil", "--netns", "x"],
+        ["ports", "--json", "--netns", "x", "--all-netns"],
+        ["ports", "--json", "--fail-on", "HIGH"],
+        ["ports", "--json", "--fingerprint"],
+        ["ports", "--json", "extra"],
+        ["map", "--json"],
+        ["--version"],
+    ],
+)
+def test_leaves_everything_else_to_typer(args: list[str]) -> None:
+    assert parse_fast(args) is None
+
+
+def test_same_bytes_as_the_typer_path(listening: socket.socket) -> None:
+    port = str(listening.getsockname()[1])
+    pid = str(os.getpid())
+    for extra in (
+        ["--proto", "tcp"],
+        ["--scope", "loopback", "--fail-on", "never"],
+        ["--pid", pid],
+        ["--no-processes"],
+    ):
+        for _ in range(3):  # gap counts move when other processes close sockets mid-scan
+            fast = run("ports", "--json", "--port", port, *extra)
+            slow = run("ports", "--json", f"--port={port}", *extra)
+            if fast[:2] == slow[:2]:
+                break
+        assert fast[2].endswith("typer loaded: False"), fast[2]
+        assert slow[2].endswith("typer loaded: True"), slow[2]
+        assert fast[:2] == slow[:2], extra
+        doc = json.loads(fast[1])
+        assert [row["port"] for row in doc["listeners"]] == [int(port)]
+
+
+def test_errors_end_as_in_the_typer_path(listening: socket.socket) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # bound, not listening: a port nobody listens on
+    try:
+        port = str(sock.getsockname()[1])
+        fast = run("ports", "--json", "--port", port)
+        slow = run("ports", "--json", f"--port={port}")
+    finally:
+        sock.close()
+    assert fast[0] == slow[0] == 2 and fast[1] == slow[1] == b""
+    assert fast[2].replace("typer loaded: False", "") == slow[2].replace("typer loaded: True", "")
+    assert f"nothing listens on port {port}" in fast[2]
