@@ -1,0 +1,1 @@
+"""``loopscope top``: a live Textual screen over one watch session (optional extra ``tui``)."""

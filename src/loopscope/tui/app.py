@@ -1,0 +1,223 @@
+"""The Textual app of ``loopscope top``: apps, call-graph edges, listeners, findings and a status line.
+
+The app reads frames from a :class:`~loopscope.tui.source.FrameSource` every refresh (>= 0.5 s) and copies
+their rows (:mod:`loopscope.tui.panes`) into tables; it computes nothing itself. Keys: ``s`` sort,
+``f`` filter by app or port, ``p``/space pause, Enter on an edge for its detail, ``?`` help, ``q`` quit.
+Laid out for 80x24 and up.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from loopscope.tui.panes import (
+    SORT_KEYS,
+    Filter,
+    SortKey,
+    TopFrame,
+    app_rows,
+    edge_detail,
+    edge_rows,
+    finding_rows,
+    listener_rows,
+    parse_filter,
+    status_line,
+)
+from loopscope.tui.source import MIN_REFRESH_S, FrameSource
+
+__all__ = ["HELP_TEXT", "TopApp"]
+
+HELP_TEXT = """loopscope top: loopback connections now (last window, refreshed at most every 0.5 s)
+
+Apps      Ext/s external inbound connections/s, Self/s self-calls/s, Amplif. self-calls per
+          external request (connections stand in without --http), trend of inbound/s
+Edges     client app -> server app:port, connections/s; SELF rows are self-calls (red)
+Listeners accept queue now/backlog, max in the window, trend; 'full' = it hit the backlog
+Findings  severity, code, subject and the remedy
+
+s  sort (rate / self-calls / name)     f  filter by app name or :port (empty clears)
+p  pause / resume collection           Enter  detail of the selected edge
+?  this help                           q  quit (eBPF detached, nothing left behind)"""
+_SELF_STYLE = "bold red"
+
+
+class _TextScreen(ModalScreen[None]):
+    """A modal text box closed by any of Escape, q, Enter or ?."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,enter,question_mark", "dismiss_box", "Close"),
+    ]
+    DEFAULT_CSS = """
+    _TextScreen { align: center middle; }
+    _TextScreen > Static { width: auto; max-width: 100%; height: auto; border: round $accent;
+                           background: $panel; padding: 0 1; }
+    """
+
+    def __init__(self, text: str, box_id: str) -> None:
+        super().__init__()
+        self._text = text
+        self._box_id = box_id
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(self._text), id=self._box_id)
+
+    def action_dismiss_box(self) -> None:
+        self.dismiss(None)
+
+
+class TopApp(App[None]):
+    """Live panes over one frame source."""
+
+    TITLE = "loopscope top"
+    CSS = """
+    Screen { layout: vertical; }
+    #title { height: 1; background: $boost; text-style: bold; }
+    #panes { height: 1fr; }
+    DataTable { height: 1fr; }
+    #apps { min-height: 3; }
+    #edges { height: 2fr; min-height: 4; }
+    #listeners { min-height: 3; }
+    #findings { min-height: 3; }
+    #status { height: 1; background: $boost; }
+    #filter { height: 3; display: none; }
+    #filter.shown { display: block; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("s", "sort", "Sort"),
+        Binding("f", "filter", "Filter"),
+        Binding("p,space", "pause", "Pause"),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, source: FrameSource, *, refresh_s: float = 1.0) -> None:
+        super().__init__()
+        self.source = source
+        self.refresh_s = max(refresh_s, MIN_REFRESH_S)
+        self.sort = SortKey.RATE
+        self.flt = Filter()
+        self.paused = False
+        self.frame: TopFrame | None = None
+        self.renders = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static("loopscope top: starting", id="title")
+        with Vertical(id="panes"):
+            yield DataTable(id="apps", cursor_type="row", zebra_stripes=False)
+            yield DataTable(id="edges", cursor_type="row")
+            yield DataTable(id="listeners", cursor_type="row")
+            yield DataTable(id="findings", cursor_type="row")
+        yield Input(placeholder="app name or :port, Enter to apply, empty clears", id="filter")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#apps", DataTable).add_columns(
+            "App", "Ports", "Ext/s", "Self/s", "Amplif.", "Inbound trend"
+        )
+        self.query_one("#edges", DataTable).add_columns(
+            "Client", "Server:port", "Conn/s", "Conns", "Self"
+        )
+        self.query_one("#listeners", DataTable).add_columns("Listener", "Queue", "Max", "Trend", "")
+        self.query_one("#findings", DataTable).add_columns(
+            "Severity", "Finding", "Subject", "Remedy"
+        )
+        self.query_one("#edges", DataTable).focus()
+        self.refresh_panes()
+        self.set_interval(self.refresh_s, self.refresh_panes)
+
+    def refresh_panes(self) -> None:
+        """Copy the latest frame into the panes (skipped when it did not change)."""
+        frame = self.source.latest()
+        status = self.query_one("#status", Static)
+        if self.source.error:
+            status.update(Text(f"error: {self.source.error}", style="bold red"))
+        if frame is None or frame is self.frame:
+            if frame is None and not self.source.error:
+                status.update(status_line(None))
+            return
+        self.frame = frame
+        self._fill()
+
+    def _fill(self) -> None:
+        frame = self.frame
+        if frame is None:
+            return
+        rep = frame.report
+        self.query_one("#title", Static).update(
+            f"loopscope top ({rep.netns_label}) last {rep.window_s:.0f} s: {rep.connections} conns, "
+            f"{sum(1 for e in rep.edges if e.self_call)} self-call edges, sort {self.sort.value}"
+            + ("  PAUSED" if frame.paused else "")
+        )
+        apps = self.query_one("#apps", DataTable)
+        self._rows(apps, [(r[:6], r[6] == "self") for r in app_rows(frame, self.sort, self.flt)])
+        edges = self.query_one("#edges", DataTable)
+        self._rows(edges, [(r, r[4] == "SELF") for r in edge_rows(frame, self.sort, self.flt)])
+        listeners = self.query_one("#listeners", DataTable)
+        self._rows(listeners, [(r, r[4] == "full") for r in listener_rows(frame, self.flt)])
+        findings = self.query_one("#findings", DataTable)
+        self._rows(
+            findings,
+            [(r, r[0] in ("high", "critical")) for r in finding_rows(frame)],
+        )
+        self.query_one("#status", Static).update(
+            status_line(frame, self.source.sources(), self.flt)
+        )
+        self.renders += 1
+
+    @staticmethod
+    def _rows(table: DataTable[Text], rows: list[tuple[tuple[str, ...], bool]]) -> None:
+        cursor = table.cursor_row
+        table.clear()
+        for cells, hot in rows:
+            table.add_row(*(Text(c, style=_SELF_STYLE if hot else "") for c in cells))
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+
+    def action_sort(self) -> None:
+        """Next sort key."""
+        self.sort = SORT_KEYS[(SORT_KEYS.index(self.sort) + 1) % len(SORT_KEYS)]
+        self._fill()
+
+    def action_pause(self) -> None:
+        """Pause or resume collection."""
+        self.paused = not self.paused
+        self.source.set_paused(self.paused)
+        self.frame = None
+        self.refresh_panes()
+
+    def action_filter(self) -> None:
+        """Show the filter input."""
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.add_class("shown")
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Apply the filter and hide the input."""
+        self.flt = parse_filter(event.value)
+        event.input.remove_class("shown")
+        self.query_one("#edges", DataTable).focus()
+        self._fill()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on an edge: its detail."""
+        if event.data_table.id != "edges" or self.frame is None:
+            return
+        text = edge_detail(self.frame, event.cursor_row, self.sort, self.flt)
+        self.push_screen(_TextScreen(text, "detail"))
+
+    def action_help(self) -> None:
+        """The help box."""
+        self.push_screen(_TextScreen(HELP_TEXT, "help"))
+
+    async def action_quit(self) -> None:
+        """Stop collecting (the session is closed by the caller) and leave."""
+        self.exit()

@@ -1,0 +1,37 @@
+"""Recorded watch windows for the TUI tests, built with the event builders of
+tests/unit/analysis/watch/test_report.py (known ground truth per connection)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+from loopscope.analysis.watch.model import WatchData
+
+
+def builders() -> ModuleType:
+    """The builders module (loaded by path: test modules are not a package)."""
+    path = Path(__file__).parents[1] / "analysis" / "watch" / "test_report.py"
+    spec = importlib.util.spec_from_file_location("watch_report_builders", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def self_calling_window() -> WatchData:
+    """gunicorn[10,11] on :8080 calls itself 3 times per external request (4 from loadgen[99]); an
+    nginx[20] on :80 with a saturated accept queue (backlog 4) and no traffic."""
+    b = builders()
+    conns, samples, procs = b.self_calling_app(n=3, externals=4)
+    nginx = b.proc(20, "nginx")
+    samples = tuple(
+        b.sample(
+            s.at_ns / 1e9,
+            *s.listeners,
+            b.listener(80, nginx, queue=4 if k else 1, backlog=4),
+        )
+        for k, s in enumerate(samples)
+    )
+    return b.data(conns, samples, (b.EBPF, b.DESTROY), procs)
