@@ -88,12 +88,12 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "traces/zipkin.py": "tests/unit/traces/test_read.py",
     "traces/listen.py": "tests/live/test_traces_app.py",
     "traces/view.py": "tests/live/test_traces_app.py",
-    "exporter/collector.py": "tests/live/test_exporter_cli.py",
     # front-ends: the live test that runs the command
     "cli/exporter.py": "tests/live/test_exporter_cli.py",
     "cli/traces.py": "tests/live/test_traces_app.py",
     "cli/bench.py": "tests/live/test_bench_cli.py",
     "cli/common.py": "tests/live/test_probe_cli.py",
+    "cli/listing.py": "tests/unit/cli/test_fastpath.py",
     "cli/doctor.py": "tests/live/test_doctor_stack.py",
     "cli/lab.py": "tests/live/test_lab_selfcall.py",
     "cli/map.py": "tests/live/test_scan_live.py",
@@ -102,7 +102,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "cli/probe.py": "tests/live/test_probe_cli.py",
     "cli/scan.py": "tests/live/test_scan_live.py",
     "cli/simulate.py": "tests/unit/sim/test_cli_simulate.py",
-    "cli/tables.py": "tests/live/test_ports_services.py",
     "cli/watch.py": "tests/live/test_watch_cli.py",
 }
 

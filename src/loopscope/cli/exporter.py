@@ -27,6 +27,15 @@ def exporter_command(
     max_client_apps: int = typer.Option(
         200, "--max-client-apps", help="Distinct client_app values kept; the rest are 'other'."
     ),
+    counts_interval: float = typer.Option(
+        30.0,
+        "--counts-interval",
+        help="Seconds between counts of ephemeral ports and TIME_WAIT (a host-wide table walk); "
+        "0 counts at every scrape.",
+    ),
+    doctor_interval: float = typer.Option(
+        300.0, "--doctor-interval", help="Seconds between doctor rung-1 checks; 0 turns them off."
+    ),
     no_ebpf: bool = typer.Option(
         False, "--no-ebpf", help="Do not load the in-kernel counter (no traffic metrics)."
     ),
@@ -39,11 +48,16 @@ def exporter_command(
         raise UsageError(
             f"the exporter needs prometheus-client: pip install 'loopscope[exporter]' ({exc})"
         ) from exc
-    if interval <= 0 or max_client_apps < 1:
-        raise UsageError("--interval must be > 0 and --max-client-apps >= 1")
+    if interval <= 0 or max_client_apps < 1 or counts_interval < 0 or doctor_interval < 0:
+        raise UsageError("--interval must be > 0, --max-client-apps >= 1, the other intervals >= 0")
     logging.basicConfig(level=logging.INFO, format="loopscope exporter: %(message)s")
     run_exporter(
-        ExporterOptions(all_netns=all_netns, max_client_apps=max_client_apps),
+        ExporterOptions(
+            all_netns=all_netns,
+            max_client_apps=max_client_apps,
+            counts_interval_s=counts_interval,
+            doctor_interval_s=doctor_interval,
+        ),
         ServeOptions(listen=listen, textfile=textfile, interval_s=interval, ebpf=not no_ebpf),
         ready=lambda text: err_console().print(f"loopscope exporter: {text}"),
     )

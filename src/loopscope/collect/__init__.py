@@ -15,6 +15,7 @@ from loopscope.collect.parts import FixedNamespace, KernelNamespaces, ProcOwnerS
 from loopscope.collect.records import Collection, OwnerScope, Reading, SkippedNetns
 from loopscope.collect.sources import (
     SOURCES,
+    Connected,
     FallbackSource,
     KeptTransports,
     ProcfsSource,
@@ -32,6 +33,7 @@ __all__ = [
     "SOURCES",
     "Collection",
     "Collector",
+    "Connected",
     "FallbackSource",
     "FixedNamespace",
     "KeptTransports",

@@ -38,6 +38,7 @@ from loopscope.collect.records import (
     take_psutil,
 )
 from loopscope.collect.sources import (
+    Connected,
     PsutilSource,
     Query,
     SocketSource,
@@ -47,6 +48,7 @@ from loopscope.collect.sources import (
     TransportOpener,
     choose_source,
     kernel_transports,
+    read_time_wait_total,
 )
 from loopscope.errors import BackendUnavailable, NetlinkError, NetnsError
 from loopscope.model import (
@@ -79,6 +81,8 @@ class _Raw:
 
     read: SourceRead
     facts: _Facts
+    time_wait_total: int | None = None
+    """All TIME_WAIT sockets of the namespace (net/sockstat), with connected sockets counted."""
 
 
 @contextlib.contextmanager
@@ -108,6 +112,7 @@ class Collector:
         protos: protocols to read.
         states: which sockets to keep.
         time_wait: TIME_WAIT as rows or counts.
+        connected: connected TCP sockets as rows or counts (the exporter).
         owner_scope: whose owners to attribute.
         tcp_info: read struct tcp_info (sock_diag only).
         keep_facts: read links, addresses and sysctls once per namespace and keep them (``watch``).
@@ -132,6 +137,7 @@ class Collector:
         protos: tuple[Proto, ...] = (Proto.TCP, Proto.UDP),
         states: States = States.ALL,
         time_wait: TimeWait = TimeWait.ROWS,
+        connected: Connected = Connected.ROWS,
         owner_scope: OwnerScope = OwnerScope.ALL,
         tcp_info: bool = False,
         keep_facts: bool = False,
@@ -143,7 +149,13 @@ class Collector:
         self.proc_root = proc_root
         self.transports = transports
         self.namespaces: Namespaces = namespaces or KernelNamespaces()
-        self.query = Query(protos=protos, states=states, time_wait=time_wait, tcp_info=tcp_info)
+        self.query = Query(
+            protos=protos,
+            states=states,
+            time_wait=time_wait,
+            connected=connected,
+            tcp_info=tcp_info,
+        )
         self.owner_scope = owner_scope
         self.keep_facts = keep_facts
         self.keep_processes = keep_processes
@@ -174,6 +186,7 @@ class Collector:
             protos=options.pop("protos", self.query.protos),
             states=options.pop("states", self.query.states),
             time_wait=options.pop("time_wait", self.query.time_wait),
+            connected=options.pop("connected", self.query.connected),
             tcp_info=options.pop("tcp_info", self.query.tcp_info),
             owner_scope=options.pop("owner_scope", self.owner_scope),
             keep_facts=self.keep_facts,
@@ -296,14 +309,24 @@ class Collector:
 
     def _inside(self, target: NetnsTarget) -> _Raw:
         """Runs in the target namespace: sockets, then (once with ``keep_facts``) links, addresses,
-        sysctls."""
+        sysctls; with connected sockets counted, the facts first (the ephemeral range filters the
+        dump) and the TIME_WAIT total from net/sockstat."""
+        if self.query.connected is Connected.COUNTS:
+            facts = self._facts_of(target)
+            span = facts.stack.ip_local_port_range or self.query.ephemeral_range
+            read = self.source.read(target.id, replace(self.query, ephemeral_range=span))
+            sockstat = ProcRoot(self.proc_root.join("thread-self"))  # this thread's namespace
+            return _Raw(read=read, facts=facts, time_wait_total=read_time_wait_total(sockstat))
         read = self.source.read(target.id, self.query)
+        return _Raw(read=read, facts=self._facts_of(target))
+
+    def _facts_of(self, target: NetnsTarget) -> _Facts:
         facts = self._facts.get(target.id) if self.keep_facts else None
         if facts is None:
             facts = self._read_facts()
             if self.keep_facts:
                 self._facts[target.id] = facts
-        return _Raw(read=read, facts=facts)
+        return facts
 
     def _read_facts(self) -> _Facts:
         gaps: list[Gap] = []
@@ -375,9 +398,19 @@ class Collector:
             gaps=tuple(raw.read.gaps + raw.facts.gaps + gaps),
             duration_ns=duration_ns,
         )
-        if not raw.read.time_wait:
+        read = raw.read
+        if not read.time_wait and not read.connected and not raw.time_wait_total:
             return Reading(target=target, snapshot=snap)
-        by_dest, other = split_time_wait(raw.read.time_wait, sockets)
+        by_dest, other = split_time_wait(read.time_wait, sockets)
+        if raw.time_wait_total is not None:  # the dump left out server-side TIME_WAIT
+            other = max(0, raw.time_wait_total - sum(by_dest.values()))
+        conn_by_dest, conn_other = split_time_wait(read.connected, sockets)
         return Reading(
-            target=target, snapshot=snap, time_wait_by_dest=by_dest, time_wait_other=other
+            target=target,
+            snapshot=snap,
+            time_wait_by_dest=by_dest,
+            time_wait_other=other,
+            connected_by_dest=conn_by_dest,
+            connected_other=conn_other,
+            connected_ports=frozenset(read.connected_ports),
         )

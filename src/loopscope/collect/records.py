@@ -58,6 +58,13 @@ class Reading:
     (client-side TIME_WAIT holding ephemeral ports); empty otherwise."""
     time_wait_other: int = 0
     """With ``TimeWait.COUNTS``: the other TIME_WAIT sockets (server side, remote destinations)."""
+    connected_by_dest: dict[Endpoint, int] = field(default_factory=dict)
+    """With ``Connected.COUNTS``: connected TCP sockets per destination listener of this namespace
+    (client side, holding an ephemeral port each); empty otherwise."""
+    connected_other: int = 0
+    """With ``Connected.COUNTS``: the other connected TCP sockets (server side, remote peers)."""
+    connected_ports: frozenset[int] = frozenset()
+    """With ``Connected.COUNTS``: distinct local ports of the connected TCP sockets."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,8 +102,9 @@ class Collection:
 def split_time_wait(
     raw: Counter[tuple[int, int, bytes]], sockets: Sequence[SocketRecord]
 ) -> tuple[dict[Endpoint, int], int]:
-    """Raw TIME_WAIT counts -> per-destination counts toward TCP listener ports (ephemeral ports held
-    by local clients) and the number of the others (server side, remote destinations)."""
+    """Raw per-destination counts (TIME_WAIT or connected sockets) -> per-destination counts toward
+    TCP listener ports (ephemeral ports held by local clients) and the number of the others (server
+    side, remote destinations)."""
     ports = {s.local.port for s in sockets if s.state is TcpState.LISTEN}
     counts: Counter[Endpoint] = Counter()
     other = 0

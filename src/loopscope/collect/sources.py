@@ -28,6 +28,7 @@ from loopscope.model import Endpoint, Gap, NetnsId, Proto, SocketRecord, TcpStat
 
 __all__ = [
     "SOURCES",
+    "Connected",
     "FallbackSource",
     "KeptTransports",
     "ProcfsSource",
@@ -40,8 +41,11 @@ __all__ = [
     "States",
     "TimeWait",
     "TransportOpener",
+    "build_port_filter",
     "choose_source",
     "kernel_transports",
+    "parse_sockstat_time_wait",
+    "read_time_wait_total",
 ]
 
 SOURCES = ("auto", "sock_diag", "procfs", "psutil")
@@ -52,8 +56,17 @@ block; called inside the namespace to read."""
 
 # include/net/tcp_states.h: kernel state numbers as dump request bits
 _ESTABLISHED, _TIME_WAIT, _CLOSE, _LISTEN = 1 << 1, 1 << 6, 1 << 7, 1 << 10
-_TW_STATE = 6
-_SOCKID_DST = struct.Struct("!2xH16s")  # dport, dst: from byte 6 of inet_diag_msg (sockid at 4)
+_TW_STATE, _LISTEN_STATE = 6, 10
+# every TCP state but LISTEN (10), CLOSE (7) and TIME_WAIT (6): ESTABLISHED, SYN_SENT, SYN_RECV,
+# FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING, NEW_SYN_RECV
+_CONNECTED_STATES = frozenset((1, 2, 3, 4, 5, 8, 9, 11, 12))
+_CONNECTED = sum(1 << s for s in _CONNECTED_STATES)
+# inet_diag_sockid from byte 4 of inet_diag_msg: sport, dport (network order), src (skipped), dst
+_SOCKID_PORTS_DST = struct.Struct("!HH16x16s")
+# include/uapi/linux/inet_diag.h: struct inet_diag_bc_op {u8 code; u8 yes; u16 no}, op codes
+_BC_OP = struct.Struct("=BBH")
+_BC_JMP, _BC_S_GE, _BC_S_LE, _BC_D_LE = 1, 2, 3, 5
+_INET_DIAG_REQ_BYTECODE = 1
 _TARGETS = (
     (socket.AF_INET, socket.IPPROTO_TCP, Proto.TCP),
     (socket.AF_INET6, socket.IPPROTO_TCP, Proto.TCP),
@@ -82,6 +95,21 @@ class TimeWait(StrEnum):
     """Never as records: counted per destination, whatever the states."""
 
 
+class Connected(StrEnum):
+    """How connected TCP sockets (every state but LISTEN, CLOSE and TIME_WAIT) come back."""
+
+    ROWS = "rows"
+    """As records, when the states ask for them."""
+    COUNTS = "counts"
+    """Never as records, and only the client side: sockets whose local port is in
+    ``Query.ephemeral_range`` and is not a listener's port are counted per raw destination in the
+    parse loop, their local ports kept as a set (ephemeral ports in use); the others are not read.
+    TIME_WAIT, when counted, is filtered the same way (its total comes from net/sockstat). sock_diag
+    asks the kernel to filter (an inet_diag bytecode: remote port 0, i.e. listeners, or local port
+    in the range), so server-side sockets of listeners outside the range never leave the kernel;
+    connected UDP sockets are not read. What the exporter needs, without a record per connection."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Query:
     """What a source reads in one namespace."""
@@ -92,6 +120,11 @@ class Query:
     """Which sockets to keep."""
     time_wait: TimeWait = TimeWait.ROWS
     """TIME_WAIT as records or as counts."""
+    connected: Connected = Connected.ROWS
+    """Connected TCP sockets as records or as counts."""
+    ephemeral_range: tuple[int, int] = (32768, 60999)
+    """With ``Connected.COUNTS``: only sockets whose local port is in this range are counted
+    (net.ipv4.ip_local_port_range; the collector sets it per namespace)."""
     tcp_info: bool = False
     """Read struct tcp_info for TCP sockets (sock_diag only)."""
 
@@ -105,6 +138,8 @@ class Query:
             mask = (_LISTEN if proto is Proto.TCP else _CLOSE) | _ESTABLISHED
         if self.time_wait is TimeWait.COUNTS and proto is Proto.TCP:
             mask |= _TIME_WAIT
+        if self.connected is Connected.COUNTS:
+            mask = mask | _CONNECTED if proto is Proto.TCP else mask & _CLOSE
         return mask
 
 
@@ -117,6 +152,11 @@ class SourceRead:
     time_wait: Counter[tuple[int, int, bytes]] = field(default_factory=Counter)
     """TIME_WAIT sockets per raw destination ``(family, port, address bytes)``, with
     ``TimeWait.COUNTS``; one Counter key per destination, no object per socket."""
+    connected: Counter[tuple[int, int, bytes]] = field(default_factory=Counter)
+    """Connected TCP sockets per raw destination ``(family, port, address bytes)``, with
+    ``Connected.COUNTS``."""
+    connected_ports: set[int] = field(default_factory=set)
+    """Local ports of those connected sockets, with ``Connected.COUNTS``."""
     source: str
     """Name of the source that answered."""
     gaps: list[Gap] = field(default_factory=list)
@@ -198,8 +238,56 @@ class KeptTransports:
         self._open.clear()
 
 
+def build_port_filter(low: int, high: int) -> bytes:
+    """An ``INET_DIAG_REQ_BYTECODE`` attribute: keep a socket when its remote port is 0 (listeners)
+    or its local port is in ``[low, high]`` (net/ipv4/inet_diag.c ``inet_diag_bc_run``; ``ss`` compiles
+    ``dport = 0 or (sport >= low and sport <= high)`` the same way).
+
+    A jump lands on the next op (``yes``) or ``no`` bytes on; landing exactly on the end accepts,
+    4 bytes past it rejects.
+
+    Example: ``len(build_port_filter(32768, 60999)) == 32`` (4-byte attribute header + 7 ops).
+    """
+    total = 28
+    ops = (
+        _BC_OP.pack(_BC_D_LE, 8, 12),  # 0: dport <= 0 -> 8, else -> 12
+        _BC_OP.pack(0, 0, 0),
+        _BC_OP.pack(_BC_JMP, 4, total - 8),  # 8: a listener: jump to the end (accept)
+        _BC_OP.pack(_BC_S_GE, 8, total + 4 - 12),  # 12: sport >= low, else reject
+        _BC_OP.pack(0, 0, low),
+        _BC_OP.pack(_BC_S_LE, 8, total + 4 - 20),  # 20: sport <= high, else reject
+        _BC_OP.pack(0, 0, high),
+    )
+    code = b"".join(ops)
+    return struct.pack("=HH", 4 + len(code), _INET_DIAG_REQ_BYTECODE) + code
+
+
+def parse_sockstat_time_wait(text: str) -> int | None:
+    """The ``tw`` field of the ``TCP:`` line of /proc/net/sockstat (TIME_WAIT sockets of the
+    namespace, IPv4 and IPv6: ``net->ipv4.tcp_death_row.tw_refcount``), None without one.
+
+    Example: ``parse_sockstat_time_wait("TCP: inuse 5 orphan 0 tw 15 alloc 6 mem 1\n") == 15``.
+    """
+    for line in text.splitlines():
+        fields = line.split()
+        if fields[:1] == ["TCP:"] and "tw" in fields[1:-1]:
+            value = fields[fields.index("tw") + 1]
+            return int(value) if value.isascii() and value.isdigit() else None
+    return None
+
+
+def read_time_wait_total(root: procfs.ProcRoot) -> int | None:
+    """TIME_WAIT sockets of the namespace from ``root``/net/sockstat (``/proc/thread-self``: the
+    reading thread's namespace); None when it cannot be read (a recorded tree without it)."""
+    try:
+        with open(root.join("net", "sockstat"), encoding="ascii", errors="replace") as fh:
+            return parse_sockstat_time_wait(fh.read())
+    except OSError:
+        return None
+
+
 def _count_time_wait(counts: Counter[tuple[int, int, bytes]], family: int, payload: bytes) -> None:
-    dport, dst = _SOCKID_DST.unpack_from(payload, 4)
+    _sport, dport, dst = _SOCKID_PORTS_DST.unpack_from(payload, 4)
     counts[(family, dport, dst)] += 1
 
 
@@ -227,6 +315,7 @@ class SockDiagSource:
         with self.transports(sock_diag.NETLINK_SOCK_DIAG) as transport:
             if (
                 query.time_wait is TimeWait.ROWS
+                and query.connected is Connected.ROWS
                 and query.states is not States.LISTENING_ESTABLISHED
             ):
                 sockets = list(
@@ -248,6 +337,13 @@ class SockDiagSource:
         counts: Counter[tuple[int, int, bytes]] = Counter()
         endpoints: dict[tuple[bytes, int], Endpoint] = {}
         count_tw = query.time_wait is TimeWait.COUNTS
+        count_conn = query.connected is Connected.COUNTS
+        conn: Counter[tuple[int, int, bytes]] = Counter()
+        ports: set[int] = set()
+        listen_ports: set[int] = set()
+        low, high = query.ephemeral_range
+        bytecode = build_port_filter(low, high) if count_conn else b""
+        unpack = _SOCKID_PORTS_DST.unpack_from
         parse = sock_diag.parse_inet_diag_msg
         for seq, (family, ipproto, proto) in enumerate(_TARGETS, start=1):
             if proto not in query.protos:
@@ -256,18 +352,49 @@ class SockDiagSource:
             req = sock_diag.build_request(
                 family, ipproto, states=mask, tcp_info=query.tcp_info and proto is Proto.TCP
             )
+            if count_conn and proto is Proto.TCP:
+                req += bytecode
             what = f"sock_diag {proto}/{'v4' if family == socket.AF_INET else 'v6'} dump"
             for payload in dump(transport, sock_diag.SOCK_DIAG_BY_FAMILY, req, seq=seq, what=what):
                 state_no = payload[1] if len(payload) > 1 else 0
-                if count_tw and state_no == _TW_STATE and proto is Proto.TCP:
+                if count_conn and proto is Proto.TCP and state_no != _LISTEN_STATE:
+                    # a replayed recording is not filtered by the kernel: check here too; listeners
+                    # come first in a dump (the listening hash is walked before the established one)
+                    sport, dport, dst = unpack(payload, 4)
+                    if not low <= sport <= high or sport in listen_ports:
+                        continue
+                    if state_no == _TW_STATE:
+                        if count_tw:
+                            counts[(family, dport, dst)] += 1
+                    elif state_no in _CONNECTED_STATES:
+                        ports.add(sport)
+                        conn[(family, dport, dst)] += 1
+                elif count_tw and state_no == _TW_STATE and proto is Proto.TCP:
                     _count_time_wait(counts, family, payload)
+                elif count_conn and state_no in _CONNECTED_STATES:
+                    continue  # connected UDP sockets are not read with Connected.COUNTS
                 elif (1 << state_no) & mask:
-                    sockets.append(parse(payload, proto=proto, netns=netns, endpoints=endpoints))
-        return SourceRead(sockets=sockets, time_wait=counts, source=self.name)
+                    sock = parse(payload, proto=proto, netns=netns, endpoints=endpoints)
+                    sockets.append(sock)
+                    if count_conn and state_no == _LISTEN_STATE:
+                        listen_ports.add(sock.local.port)
+        return SourceRead(
+            sockets=sockets,
+            time_wait=counts,
+            connected=conn,
+            connected_ports=ports,
+            source=self.name,
+        )
 
 
 _THREAD_SELF = procfs.ProcRoot("/proc/thread-self")
 _LISTENING_STATES = (TcpState.LISTEN, TcpState.UNCONN)
+
+
+def _raw_destination(sock: SocketRecord) -> tuple[int, int, bytes]:
+    """``(family, port, 16 address bytes)`` of a record's remote end, as the netlink counts key it."""
+    family = socket.AF_INET if sock.remote.address.version == 4 else socket.AF_INET6
+    return (family, sock.remote.port, sock.remote.address.packed.ljust(16, b"\0"))
 
 
 def _keep(sock: SocketRecord, query: Query) -> bool:
@@ -293,19 +420,43 @@ class ProcfsSource:
             ParseError: a malformed line.
         """
         counts: Counter[tuple[int, int, bytes]] = Counter()
+        conn: Counter[tuple[int, int, bytes]] = Counter()
+        ports: set[int] = set()
+        count_conn = query.connected is Connected.COUNTS
+        listen_ports: set[int] = set()  # listeners come first in the tables (listening hash)
+        low, high = query.ephemeral_range
         sockets: list[SocketRecord] = []
         for sock in procfs.read_proc_net(netns=netns, root=self.root, protos=query.protos):
-            if sock.state is TcpState.TIME_WAIT and query.time_wait is TimeWait.COUNTS:
-                family = socket.AF_INET if sock.remote.address.version == 4 else socket.AF_INET6
-                dst = sock.remote.address.packed.ljust(16, b"\0")
-                counts[(family, sock.remote.port, dst)] += 1
+            client_side = low <= sock.local.port <= high and sock.local.port not in listen_ports
+            if count_conn and sock.proto is Proto.TCP and sock.state not in _LISTENING_STATES:
+                if not client_side:
+                    continue
+                if sock.state is TcpState.TIME_WAIT:
+                    if query.time_wait is TimeWait.COUNTS:
+                        counts[_raw_destination(sock)] += 1
+                elif sock.state is not TcpState.CLOSE:
+                    ports.add(sock.local.port)
+                    conn[_raw_destination(sock)] += 1
+            elif sock.state is TcpState.TIME_WAIT and query.time_wait is TimeWait.COUNTS:
+                counts[_raw_destination(sock)] += 1
+            elif count_conn and sock.proto is Proto.UDP and sock.state is not TcpState.UNCONN:
+                continue  # connected UDP sockets are not read with Connected.COUNTS
             elif _keep(sock, query):
                 sockets.append(sock)
+                if count_conn and sock.state is TcpState.LISTEN:
+                    listen_ports.add(sock.local.port)
         gap = Gap(
             what="backlog, socket cookie, tcp_info, IPV6_V6ONLY",
             reason="/proc/net tables do not carry them (source procfs)",
         )
-        return SourceRead(sockets=sockets, time_wait=counts, source=self.name, gaps=[gap])
+        return SourceRead(
+            sockets=sockets,
+            time_wait=counts,
+            connected=conn,
+            connected_ports=ports,
+            source=self.name,
+            gaps=[gap],
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,10 +22,12 @@ from loopscope.analysis.listeners import find_listeners
 from loopscope.analysis.scope import is_wildcard, unmap
 from loopscope.backends.linux.bpf.counter import ConnectionCount, ConnectionCounter
 from loopscope.errors import LoopscopeError
+from loopscope.exporter.doctor import DoctorChecks
 from loopscope.exporter.metrics import (
     CountTotals,
     Health,
     NamespaceView,
+    doctor_families,
     listener_app,
     snapshot_families,
     traffic_families,
@@ -33,14 +35,18 @@ from loopscope.exporter.metrics import (
 from loopscope.model import Proto
 
 if TYPE_CHECKING:
+    from loopscope.backends.linux.procfs import OwnerScan
+    from loopscope.collect import Collection
     from loopscope.collect import Collector as SnapshotCollector
 
 __all__ = [
     "ExporterOptions",
     "LoopscopeCollector",
+    "OwnerCache",
     "make_snapshot_collector",
     "read_namespaces",
     "server_apps",
+    "with_counts",
 ]
 
 log = logging.getLogger("loopscope.exporter")
@@ -56,11 +62,27 @@ class ExporterOptions:
     """Distinct client_app values kept; later ones fold into ``other``."""
     source: str = "auto"
     """Socket source (``auto``, ``sock_diag``, ``procfs``, ``psutil``)."""
+    counts_interval_s: float = 30.0
+    """Ephemeral ports and TIME_WAIT are re-counted at most this often, seconds (0: every scrape);
+    the scrapes between read listeners only. Counting walks the kernel's established table, which
+    is host-wide (every namespace's sockets), so its cost follows the whole host."""
+    doctor_interval_s: float = 300.0
+    """Doctor rung-1 checks run at most this often, seconds (0: never)."""
+    owner_rescan_s: float = 60.0
+    """Longest reuse of one /proc fd scan (listener owners), seconds; a scan is made sooner when a
+    listener appears that the last scan did not see, an owner exited, or a namespace vanished."""
 
 
-def read_namespaces(collector: SnapshotCollector, all_netns: bool) -> list[NamespaceView]:
+def read_namespaces(
+    collector: SnapshotCollector, all_netns: bool, owners: OwnerCache | None = None
+) -> list[NamespaceView]:
     """The one call into the collection layer: every namespace asked (owners of listeners only,
-    TIME_WAIT as counts) with its SO_NETNS_COOKIE.
+    TIME_WAIT and connected sockets as counts) with its SO_NETNS_COOKIE.
+
+    Args:
+        collector: from :func:`make_snapshot_collector`.
+        all_netns: every namespace instead of this one.
+        owners: reuse of the fd scan across scrapes (None: a fresh scan each call).
 
     Raises:
         LoopscopeError: the socket source failed.
@@ -68,7 +90,10 @@ def read_namespaces(collector: SnapshotCollector, all_netns: bool) -> list[Names
     from loopscope.backends.linux.bpf.sockops import netns_cookie_of_current
     from loopscope.backends.linux.netns import run_in_netns
 
-    run = collector.read_all(all_netns=all_netns)
+    if owners is not None:
+        run = owners.read(collector, all_netns)
+    else:
+        run = collector.read_all(all_netns=all_netns)
     out: list[NamespaceView] = []
     for reading in run.readings:
         cookie: int | None = None
@@ -84,6 +109,8 @@ def read_namespaces(collector: SnapshotCollector, all_netns: bool) -> list[Names
                 netns_cookie=cookie,
                 time_wait_by_dest=reading.time_wait_by_dest,
                 time_wait_other=reading.time_wait_other,
+                connected_by_dest=reading.connected_by_dest,
+                connected_ports=reading.connected_ports,
             )
         )
     return out
@@ -91,10 +118,74 @@ def read_namespaces(collector: SnapshotCollector, all_netns: bool) -> list[Names
 
 def make_snapshot_collector(source: str) -> SnapshotCollector:
     """The collection layer's collector as the exporter configures it: listeners' owners only (the
-    fd scan looks for listener inodes), TIME_WAIT as counts."""
-    from loopscope.collect import Collector, OwnerScope, TimeWait
+    fd scan looks for listener inodes), TIME_WAIT and connected TCP sockets as counts (no record per
+    connection: the metrics need listeners, and per-destination counts for ephemeral ports)."""
+    from loopscope.collect import Collector, Connected, OwnerScope, TimeWait
 
-    return Collector.for_source(source, owner_scope=OwnerScope.LISTENERS, time_wait=TimeWait.COUNTS)
+    return Collector.for_source(
+        source,
+        owner_scope=OwnerScope.LISTENERS,
+        time_wait=TimeWait.COUNTS,
+        connected=Connected.COUNTS,
+    )
+
+
+class OwnerCache:
+    """One /proc fd scan reused across scrapes: the scan reads every fd of every process (~80 ms
+    with 10k sockets held), while the listener owners it is used for rarely change.
+
+    A fresh scan is made when the last one is older than ``max_age_s``, or, after a read with the
+    reused scan, when a listener inode appears that the last fresh scan did not see (a restarted
+    app), an owner it named is gone (no process details), or a namespace could not be entered; that
+    read is then redone with the fresh scan.
+
+    Args:
+        max_age_s: longest reuse, seconds.
+        clock_s: monotonic clock, seconds.
+    """
+
+    def __init__(self, max_age_s: float, clock_s: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s = max_age_s
+        self.clock_s = clock_s
+        self.scan: OwnerScan | None = None
+        self.scanned_at_s = 0.0
+        self.listener_inodes: frozenset[int] = frozenset()
+        self.scans = 0
+        """Fresh scans made (for tests and the log)."""
+
+    def read(self, collector: SnapshotCollector, all_netns: bool) -> Collection:
+        """One read of the namespaces, with the kept scan when it is still good.
+
+        Raises:
+            LoopscopeError: the socket source failed.
+        """
+        if self.scan is not None and self.clock_s() - self.scanned_at_s < self.max_age_s:
+            run = collector.read_all(all_netns=all_netns, owners=self.scan)
+            if not self._stale(run):
+                return run
+        run = collector.read_all(all_netns=all_netns)
+        self.scans += 1
+        self.scan, self.scanned_at_s = run.owner_scan, self.clock_s()
+        self.listener_inodes = frozenset(_listener_inodes(run))
+        return run
+
+    def _stale(self, run: Collection) -> bool:
+        if run.skipped or not self.listener_inodes.issuperset(_listener_inodes(run)):
+            return True
+        return any(
+            key not in r.snapshot.processes
+            for r in run.readings
+            for s in r.snapshot.sockets
+            if s.is_listener
+            for key in s.owners
+        )
+
+
+def _listener_inodes(run: Collection) -> Iterator[int]:
+    for reading in run.readings:
+        for s in reading.snapshot.sockets:
+            if s.is_listener and s.inode is not None:
+                yield s.inode
 
 
 def server_apps(
@@ -138,6 +229,11 @@ class LoopscopeCollector(Collector):
         self._lock = threading.Lock()
         self._last_duration_s = 0.0
         self._snapshots: SnapshotCollector | None = None  # made at the first scrape
+        self._listening: SnapshotCollector | None = None
+        self._counted: dict[object, NamespaceView] = {}
+        self._counted_at_s: float | None = None
+        self.owners = OwnerCache(options.owner_rescan_s)
+        self.doctor = DoctorChecks(options.doctor_interval_s, all_netns=options.all_netns)
 
     def describe(self) -> list[Metric]:
         """Nothing: registering must not trigger a scrape."""
@@ -154,14 +250,13 @@ class LoopscopeCollector(Collector):
         gaps = 0
         views: list[NamespaceView] = []
         try:
-            if self._snapshots is None:
-                self._snapshots = make_snapshot_collector(self.options.source)
-            views = read_namespaces(self._snapshots, self.options.all_netns)
+            views = self._read_views()
         except LoopscopeError as exc:
             log.warning("snapshot failed: %s", exc)
             gaps += 1
         gaps += sum(len(v.snapshot.gaps) for v in views)
         families += snapshot_families(views)
+        families += doctor_families(self.doctor.results(), self.doctor.age_s())
         counts: list[ConnectionCount] = []
         map_full = entries = 0
         if self.counter is not None:
@@ -186,3 +281,39 @@ class LoopscopeCollector(Collector):
         families += traffic_families(self.totals, health)
         self._last_duration_s = time.perf_counter() - t0
         return families
+
+    def _read_views(self) -> list[NamespaceView]:
+        """Listeners every scrape; connected sockets and TIME_WAIT counted every
+        ``counts_interval_s`` (kept for the scrapes between, per namespace)."""
+        from loopscope.collect import Connected, States, TimeWait
+
+        if self._snapshots is None:
+            self._snapshots = make_snapshot_collector(self.options.source)
+            self._listening = self._snapshots.configured(
+                states=States.LISTENING, time_wait=TimeWait.ROWS, connected=Connected.ROWS
+            )
+        now_s = time.monotonic()
+        due = self._counted_at_s is None or now_s - self._counted_at_s >= (
+            self.options.counts_interval_s
+        )
+        if due or self._listening is None:
+            views = read_namespaces(self._snapshots, self.options.all_netns, self.owners)
+            self._counted = {v.snapshot.netns: v for v in views}
+            self._counted_at_s = now_s
+            return views
+        views = read_namespaces(self._listening, self.options.all_netns, self.owners)
+        return [with_counts(v, self._counted.get(v.snapshot.netns)) for v in views]
+
+
+def with_counts(view: NamespaceView, counted: NamespaceView | None) -> NamespaceView:
+    """``view`` (listeners only) with the ephemeral-port and TIME_WAIT counts of an earlier read of
+    the same namespace (none when it was not counted yet)."""
+    if counted is None:
+        return view
+    return dataclasses.replace(
+        view,
+        time_wait_by_dest=counted.time_wait_by_dest,
+        time_wait_other=counted.time_wait_other,
+        connected_by_dest=counted.connected_by_dest,
+        connected_ports=counted.connected_ports,
+    )

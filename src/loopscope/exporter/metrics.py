@@ -21,9 +21,10 @@ from prometheus_client.metrics_core import Metric
 
 from loopscope.analysis.exposure import sensitive_service_of
 from loopscope.analysis.listeners import Listener, find_listeners
-from loopscope.analysis.scope import unmap
+from loopscope.analysis.scope import classify_address, host_address_set, unmap
 from loopscope.analysis.stack import summarize_stack
 from loopscope.backends.linux.bpf.counter import ConnectionCount
+from loopscope.exporter.doctor import NamespaceChecks
 from loopscope.model import Endpoint, Proto, Scope, Snapshot
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "CountTotals",
     "Health",
     "NamespaceView",
+    "doctor_families",
     "exposure_verdict",
     "listener_app",
     "snapshot_families",
@@ -44,6 +46,8 @@ UNKNOWN_APP = "unknown"
 """A listener without a readable owner, or a destination with no listener in the last snapshot."""
 
 _EdgeKey = tuple[str, str, int, bool]  # client_app, server_app, port, self_call
+_LOCAL_SCOPES = (Scope.LOOPBACK, Scope.OWN_ADDRESS)
+_DEFAULT_RANGE = (32768, 60999)  # net.ipv4.ip_local_port_range default (as analysis/stack.py)
 
 
 def listener_app(listener: Listener) -> str:
@@ -176,6 +180,11 @@ class NamespaceView:
     ephemeral ports)."""
     time_wait_other: int = 0
     """The other TIME_WAIT sockets (server side, remote destinations)."""
+    connected_by_dest: Mapping[Endpoint, int] = field(default_factory=dict)
+    """Connected TCP sockets per destination listener of this namespace, when the collector counts
+    them instead of making records (client side: one ephemeral port each)."""
+    connected_ports: frozenset[int] = frozenset()
+    """Distinct local ports of the counted connected TCP sockets."""
 
 
 def snapshot_families(views: Sequence[NamespaceView]) -> list[Metric]:
@@ -230,14 +239,19 @@ def snapshot_families(views: Sequence[NamespaceView]) -> list[Metric]:
         summary = summarize_stack(snap)
         tw_local = sum(view.time_wait_by_dest.values())
         by_dest: Counter[str] = Counter(summary.ephemeral_by_destination)
-        for ep, n in view.time_wait_by_dest.items():
-            by_dest[str(ep)] += n
+        hosts = host_address_set(snap.addresses)
+        for counts in (view.time_wait_by_dest, view.connected_by_dest):
+            for ep, n in counts.items():
+                if classify_address(ep.address, hosts) in _LOCAL_SCOPES:
+                    by_dest[str(ep)] += n
+        low, high = snap.stack.ip_local_port_range or _DEFAULT_RANGE
+        counted_in_use = sum(1 for p in view.connected_ports if low <= p <= high)
         up.add_metric([ns], 1.0 if summary.lo_up else 0.0)
         v4.add_metric([ns], 1.0 if summary.has_127_8 else 0.0)
         v6.add_metric([ns], 1.0 if summary.has_v6_loopback else 0.0)
         for dest, n in by_dest.most_common(10):
             eph.add_metric([ns, dest], float(n))
-        eph_all.add_metric([ns], float(summary.ephemeral_in_use + tw_local))
+        eph_all.add_metric([ns], float(summary.ephemeral_in_use + counted_in_use + tw_local))
         if summary.ephemeral_range_size is not None:
             eph_size.add_metric([ns], float(summary.ephemeral_range_size))
         tw.add_metric([ns, "true"], float(summary.time_wait_loopback + tw_local))
@@ -338,3 +352,26 @@ def traffic_families(totals: CountTotals, health: Health) -> list[Metric]:
     )
     source.add_metric([health.connection_source, health.connection_source_reason], {})
     return [*out, counted, lost, entries, folded, duration, cpu, gaps, source]
+
+
+def doctor_families(results: Sequence[NamespaceChecks], age_s: float | None) -> list[Metric]:
+    """Doctor rung-1 verdicts: one info series per check, and the age of the results."""
+    checks = InfoMetricFamily(
+        "loopscope_doctor_check",
+        "A doctor rung-1 check (loopback stack) and its verdict: ok, warn, fail or skipped; code names "
+        "the finding (LO_DOWN, ...). Refreshed every --doctor-interval seconds.",
+        labels=["netns", "check", "verdict", "code"],
+    )
+    for ns in results:
+        seen: set[str] = set()
+        for check in ns.rung.checks:
+            if check.id in seen:  # one series per check id
+                continue
+            seen.add(check.id)
+            checks.add_metric([ns.netns, check.id, str(check.verdict), check.code], {})
+    age = GaugeMetricFamily(
+        "loopscope_doctor_age_seconds", "Seconds since the doctor checks last ran."
+    )
+    if age_s is not None:
+        age.add_metric([], age_s)
+    return [checks, age]
