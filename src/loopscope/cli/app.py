@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "loopscope.cli.doctor",
     "probe": "loopscope.cli.probe",
     "watch": "loopscope.cli.watch",
+    "top": "loopscope.cli.top",
     "bench": "loopscope.cli.bench",
     "simulate": "loopscope.cli.simulate",
     "lab": "loopscope.cli.lab",

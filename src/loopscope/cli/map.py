@@ -27,7 +27,37 @@ from loopscope.model import Finding, Gap, Severity, Snapshot
 from loopscope.render.fields import EDGE_FIELDS
 from loopscope.render.views import talk_edge_rows
 
-__all__ = ["map_command", "register", "self_call_findings", "talk_map_json"]
+__all__ = [
+    "HtmlOption",
+    "map_command",
+    "register",
+    "self_call_findings",
+    "talk_map_json",
+    "write_html_report",
+]
+
+HtmlOption: Any = typer.Option(
+    None,
+    "--html",
+    metavar="FILE",
+    help="Also write a self-contained HTML report (call graph, apps, listeners, findings, gaps).",
+)
+
+
+def write_html_report(
+    path: str,
+    title: str,
+    maps: list[tuple[Snapshot, TalkMap]],
+    findings: list[Finding],
+    gaps: list[Gap],
+    **kwargs: Any,
+) -> None:
+    """Write ``--html FILE`` (see :mod:`loopscope.report.build`) and say so on stderr."""
+    from loopscope.cli.common import err_console
+    from loopscope.report.build import write_scan_report
+
+    done = write_scan_report(path, title, maps, findings, gaps, **kwargs)
+    err_console().print(f"HTML report: {done}", highlight=False, markup=False)
 
 
 def self_call_findings(snapshot: Snapshot, talk: TalkMap) -> list[Finding]:
@@ -93,6 +123,7 @@ def map_command(
     ),
     json_out: bool = JsonOption,
     fail_on: str = FailOnOption,
+    html: str | None = HtmlOption,
 ) -> None:
     """Loopback connections right now: client process -> server process:port, counts, self-calls."""
     snapshots = read_snapshots(netns, all_netns, source, no_processes)
@@ -101,6 +132,8 @@ def map_command(
     gaps: list[Gap] = []
     for s in snapshots:
         gaps += [g for g in s.gaps if g not in gaps]
+    if html is not None:
+        write_html_report(html, "loopscope map", maps, findings, gaps)
     if dot:
         from loopscope.render.dot import format_dot
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from loopscope.analysis.exposure import check_exposure
-from loopscope.analysis.listeners import find_listeners
+from loopscope.analysis.listeners import Listener, find_listeners
 from loopscope.analysis.stack import check_stack, summarize_stack
-from loopscope.analysis.talkmap import build_talk_map
+from loopscope.analysis.talkmap import TalkMap, build_talk_map
 from loopscope.cli.common import (
     FailOnOption,
     JsonOption,
@@ -16,7 +16,7 @@ from loopscope.cli.common import (
     emit_json,
     exit_code_for,
 )
-from loopscope.cli.map import self_call_findings, talk_map_json
+from loopscope.cli.map import HtmlOption, self_call_findings, talk_map_json, write_html_report
 from loopscope.cli.options import (
     AllNetnsOption,
     NetnsOption,
@@ -25,7 +25,7 @@ from loopscope.cli.options import (
     read_snapshots,
 )
 from loopscope.cli.ports import listener_json
-from loopscope.model import Finding, Gap
+from loopscope.model import Finding, Gap, Snapshot
 from loopscope.render.fields import EDGE_FIELDS, LISTENER_FIELDS
 from loopscope.render.views import listener_rows, stack_lines, talk_edge_rows
 
@@ -45,12 +45,15 @@ def scan_command(
     no_processes: bool = NoProcessesOption,
     json_out: bool = JsonOption,
     fail_on: str = FailOnOption,
+    html: str | None = HtmlOption,
 ) -> None:
     """Stack summary, listeners with exposure, and the loopback talk map."""
     snapshots = read_snapshots(netns, all_netns, source, no_processes)
     findings: list[Finding] = []
     gaps: list[Gap] = []
     docs = []
+    html_maps: list[tuple[Snapshot, TalkMap]] = []
+    html_listeners: list[Listener] = []
     out = None if json_out else console()
     if out is not None:
         from rich.table import Table
@@ -64,6 +67,8 @@ def scan_command(
         local += self_call_findings(snap, talk)
         findings += local
         gaps += [g for g in snap.gaps if g not in gaps]
+        html_maps.append((snap, talk))
+        html_listeners += listeners
         if out is None:
             docs.append(
                 {
@@ -96,6 +101,10 @@ def scan_command(
         if len(talk.edges) > _MAX_EDGES:
             out.print(f"  ... {len(talk.edges) - _MAX_EDGES} more edges: `loopscope map`")
     findings.sort(key=lambda f: (-f.severity.rank, f.code))
+    if html is not None:
+        write_html_report(
+            html, "loopscope scan", html_maps, findings, gaps, listeners=html_listeners
+        )
     if out is None:
         emit_json("scan", {"namespaces": docs, "findings": findings, "gaps": gaps})
     else:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from loopscope.analysis.watch.model import WatchData
     from loopscope.analysis.watch.report import WatchReport
+    from loopscope.model import Finding
 
 __all__ = ["register", "watch_command"]
 
@@ -53,6 +54,26 @@ def _live_view(report: WatchReport) -> Group:
     )
 
 
+def _write_views(
+    html: str | None,
+    plot: str | None,
+    data: WatchData,
+    report: WatchReport,
+    findings: list[Finding],
+) -> None:
+    """``--html`` and ``--plot`` files, each named on stderr."""
+    if html is not None:
+        from loopscope.report.build import write_watch_report
+
+        done = write_watch_report(html, report, findings)
+        err_console().print(f"HTML report: {done}", highlight=False, markup=False)
+    if plot is not None:
+        from loopscope.watch.plot import write_watch_plot
+
+        done = write_watch_plot(plot, data, report, findings)
+        err_console().print(f"plot: {done}", highlight=False, markup=False)
+
+
 @cli_errors
 def watch_command(
     duration: float | None = typer.Option(
@@ -81,6 +102,18 @@ def watch_command(
     ),
     json_out: bool = JsonOption,
     fail_on: str = FailOnOption,
+    html: str | None = typer.Option(
+        None,
+        "--html",
+        metavar="FILE",
+        help="Also write a self-contained HTML report of the window.",
+    ),
+    plot: str | None = typer.Option(
+        None,
+        "--plot",
+        metavar="FILE",
+        help="Also plot connections/s per top edge and accept-queue fill (PNG or SVG; needs the plot extra).",
+    ),
 ) -> None:
     """Every loopback connection over a window: who calls whom, self-calls, amplification, pressure."""
     from rich.live import Live
@@ -132,6 +165,7 @@ def watch_command(
             )
     report = _report(data, pids, ports)
     findings = check_watch(report)
+    _write_views(html, plot, data, report, findings)
     if json_out:
         emit_json("watch", watch_json(report, findings))
     else:
