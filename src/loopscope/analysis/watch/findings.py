@@ -49,7 +49,8 @@ def _self_call(app: AppStats) -> list[Finding]:
             severity=Severity.LOW,
             subject=app.name,
             evidence=f"{count} loopback {unit} from the app to its own listener(s) {list(app.ports)} in "
-            f"{app.window_s:.1f} s ({rate:.1f} connections/s); {factor_txt}",
+            f"{app.window_s:.1f} s ({rate:.1f} connections/s); {factor_txt}"
+            + _self_paths_text(app),
             remedy="call the code in-process instead of over HTTP, or give internal calls their own pool "
             "and keep-alive so they do not compete with external requests for workers",
         )
@@ -73,6 +74,17 @@ def _self_call(app: AppStats) -> list[Finding]:
             )
         )
     return out
+
+
+def _self_paths_text(app: AppStats, top: int = 3) -> str:
+    """``"; it requests POST /wp-cron.php x26, GET /?rest_route=/a x8"`` (the busiest self-call paths,
+    ``--http`` only); empty without them."""
+    if not app.self_paths:
+        return ""
+    shown = list(app.self_paths.items())[:top]
+    more = len(app.self_paths) - len(shown)
+    text = ", ".join(f"{path} x{n}" for path, n in shown)
+    return f"; it requests {text}" + (f" and {more} more paths" if more > 0 else "")
 
 
 def _health(app: AppStats) -> list[Finding]:

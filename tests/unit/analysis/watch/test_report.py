@@ -566,3 +566,16 @@ def test_captured_request_line_carries_the_path_key() -> None:
     tcp = struct.pack("!HHIIBBHHH", 40000, 8095, 0, 0, 5 << 4, 0x18, 65535, 0, 0)
     ev = parse_packet(ip + tcp + payload, at_ns=1, ports=frozenset({8095}))
     assert ev is not None and ev.path == "/?rest_route=/wp/v2/posts/{id}" and ev.method == "GET"
+
+
+def test_self_call_finding_names_what_the_app_requests_from_itself() -> None:
+    apache = proc(10, "apache2")
+    conns = [named(Conn(40000, 8095, 99, 1.0, path="/page", dur_s=0.8), "curl")]
+    for j in range(5):
+        c = Conn(40001 + j, 8095, 10, 1.01 + 0.1 * j, path="/wp-cron.php", dur_s=0.05)
+        c.http[0] = dataclasses.replace(c.http[0], method="POST")
+        conns.append(c)
+    samples = (sample(0.5, listener(8095, apache)),)
+    report = summarize_watch(data(conns, samples, (EBPF, DESTROY, HTTP), {10: apache}))
+    (finding,) = [f for f in check_watch(report) if f.code == "SELF_CALL"]
+    assert finding.evidence.endswith("; it requests POST /wp-cron.php x5")
