@@ -33,10 +33,12 @@ from loopscope.bench.server import (
 )
 
 __all__ = [
+    "IO_TIMEOUT_S",
     "PATHS",
     "PATH_LABELS",
     "STREAM_PATHS",
     "UDP_MAX_PAYLOAD_BYTES",
+    "SmallStreamRoundTrip",
     "find_host_address",
     "measure_stream_throughput",
     "open_round_trip",
@@ -95,19 +97,37 @@ def _server_kind(path: str) -> str:
     return "http" if path.startswith("http") else path
 
 
+IO_TIMEOUT_S = 5.0
+"""Longest wait for a connect, a send or a receive: with loopback traffic dropped by a firewall a
+round trip would otherwise hang for ever (a connect for ~2 minutes of SYN retries)."""
+
+
 def _connect_stream(path: str, server: ServerProcess, *, nodelay: bool) -> socket.socket:
+    """A connected stream socket with :data:`IO_TIMEOUT_S` on connect, every send and receive.
+
+    Raises:
+        OSError: the connect failed or timed out (TimeoutError).
+    """
     if path == "socketpair":
         ours, theirs = socket.socketpair()
         server.hand_over(theirs)
+        _set_io_timeouts(ours, IO_TIMEOUT_S)
         return ours
     if path == "unix":
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(server.addresses["unix"])
-        return s
-    host, port = server.addresses[path]
-    s = socket.create_connection((host, port))
-    if nodelay:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.settimeout(IO_TIMEOUT_S)
+        try:
+            s.connect(server.addresses["unix"])
+        except OSError:
+            s.close()
+            raise
+    else:
+        host, port = server.addresses[path]
+        s = socket.create_connection((host, port), timeout=IO_TIMEOUT_S)
+        if nodelay:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(None)
+    _set_io_timeouts(s, IO_TIMEOUT_S)
     return s
 
 
@@ -118,24 +138,72 @@ def _set_recv_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
 
 
-def _small_stream_rt(path: str, sock: socket.socket, payload: bytes) -> RoundTrip:
-    # os.write/os.read on the fd: ~0.3 us less per round trip than sendall/recv_into (measured)
-    fd = sock.fileno()
-    size = len(payload)
-    write, read = os.write, os.read
+def _set_io_timeouts(sock: socket.socket, seconds: float) -> None:
+    """SO_RCVTIMEO and SO_SNDTIMEO: a blocked read or write fails with EAGAIN after ``seconds``."""
+    _set_recv_timeout(sock, seconds)
+    sec = int(seconds)
+    usec = int((seconds - sec) * 1e6)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", sec, usec))
 
-    def small_rt() -> None:
-        sent = write(fd, payload)
-        if sent != size:
-            sock.sendall(payload[sent:])
-        got = len(read(fd, size))
-        while got < size:  # also when got == 0: the next read says whether the peer closed
-            more = len(read(fd, size - got))
+
+class SmallStreamRoundTrip:
+    """One small request/response on a connected stream socket, callable, with an inlined timed loop.
+
+    ``os.write``/``os.read`` on the fd: ~0.3 us less per round trip than ``sendall``/``recv_into``
+    (measured). :meth:`timed` runs the round trips inside the measuring loop itself (no Python call
+    per round trip) and reads the clock once per round trip (see
+    :func:`loopscope.bench.runner.measure_round_trips`).
+    """
+
+    __slots__ = ("fd", "path", "payload", "size", "sock")
+
+    def __init__(self, path: str, sock: socket.socket, payload: bytes) -> None:
+        self.path = path
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.payload = payload
+        self.size = len(payload)
+
+    def __call__(self) -> None:
+        sent = os.write(self.fd, self.payload)
+        if sent != self.size:
+            self.sock.sendall(self.payload[sent:])
+        got = len(os.read(self.fd, self.size))
+        if got != self.size:
+            self._finish(got)
+
+    def _finish(self, got: int) -> None:
+        """Read the rest of a response that came in pieces (also got == 0: the next read tells)."""
+        while got < self.size:
+            more = len(os.read(self.fd, self.size - got))
             if more == 0:
-                raise BenchError(f"{path}: server closed the connection")
+                raise BenchError(f"{self.path}: server closed the connection")
             got += more
 
-    return small_rt
+    def timed(self, count: int, end_ns: int) -> list[int]:
+        """``count`` round trips (fewer once ``perf_counter_ns`` passes ``end_ns``), each one's ns.
+
+        Sample i is the time between two consecutive clock reads: round trip i plus the loop's own
+        bookkeeping (one list append, two compares), the same fixed cost on every path.
+        """
+        fd, payload, size = self.fd, self.payload, self.size
+        write, read, pc = os.write, os.read, time.perf_counter_ns
+        out: list[int] = []
+        append = out.append
+        prev = pc()
+        for _ in range(count):
+            sent = write(fd, payload)
+            if sent != size:  # a full socket buffer: rare for messages up to 64 KiB
+                self.sock.sendall(payload[sent:])
+            got = len(read(fd, size))
+            if got != size:
+                self._finish(got)
+            now = pc()
+            append(now - prev)
+            prev = now
+            if now > end_ns:
+                break
+        return out
 
 
 def open_round_trip(
@@ -163,7 +231,7 @@ def open_round_trip(
         sock = _connect_stream(path, server, nodelay=True)
         sock.sendall(HELLO.pack(MODE_ECHO, size_bytes))
         if size_bytes <= SMALL_MESSAGE_BYTES:
-            return _small_stream_rt(path, sock, payload), sock.close
+            return SmallStreamRoundTrip(path, sock, payload), sock.close
         view = memoryview(bytearray(size_bytes))
         sendall = sock.sendall
         recv_into = sock.recv_into
@@ -181,7 +249,7 @@ def open_round_trip(
         us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         us.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         us.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        _set_recv_timeout(us, 1.0)
+        _set_io_timeouts(us, IO_TIMEOUT_S)
         us.connect(server.addresses["udp4"])
         buf = bytearray(max(size_bytes, 1))
 
@@ -193,7 +261,7 @@ def open_round_trip(
     if path in ("http-keepalive", "http-newconn"):
         host, port = server.addresses["http"]
         if path == "http-keepalive":
-            conn = http.client.HTTPConnection(host, port)
+            conn = http.client.HTTPConnection(host, port, timeout=IO_TIMEOUT_S)
 
             def keepalive_rt() -> None:
                 conn.request("POST", "/echo", body=payload)
@@ -202,7 +270,7 @@ def open_round_trip(
             return keepalive_rt, conn.close
 
         def newconn_rt() -> None:
-            c = http.client.HTTPConnection(host, port)
+            c = http.client.HTTPConnection(host, port, timeout=IO_TIMEOUT_S)
             c.request("POST", "/echo", body=payload, headers={"Connection": "close"})
             c.getresponse().read()
             c.close()
