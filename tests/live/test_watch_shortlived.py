@@ -150,3 +150,37 @@ def test_fifty_short_lived_clients_are_one_named_row_and_self_paths_keep_the_rou
         "GET /?rest_route=/b": 100,
     }
     assert app.external_paths == {"/page": 50}
+
+
+HOLD = (
+    "import socket,sys;s=socket.create_connection(('127.0.0.1',int(sys.argv[1])));"
+    "print('ok',flush=True);sys.stdin.read()"
+)
+
+
+def test_map_and_dot_group_clients_by_name() -> None:
+    """``map`` (the talk map) and ``map --dot``: three client processes of one name holding a connection
+    are one client app ``holder (3 processes)``, one DOT node, pids kept."""
+    from loopscope.api import talk_map
+    from loopscope.render.dot import format_dot
+
+    with selfcall_server() as (port, server), named_python("holder") as exe:
+        holders = [
+            subprocess.Popen(
+                [exe, "-c", HOLD, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            for _ in range(3)
+        ]
+        try:
+            for h in holders:
+                assert h.stdout is not None and h.stdout.readline() == b"ok\n"
+            edges = [e for e in talk_map().edges if e.port == port]
+        finally:
+            for h in holders:
+                stop_process(h)
+    assert [(e.client, e.server, e.connections) for e in edges] == [
+        ("holder (3 processes)", f"wpapp[{server.pid}]", 3)
+    ]
+    assert set(edges[0].client_pids) == {h.pid for h in holders}
+    dot = format_dot(edges)
+    assert dot.count('[label="holder (3 processes)"]') == 1 and "n0 -> n1" in dot

@@ -42,7 +42,7 @@ from loopscope.model.events import (
     HttpKind,
     SourceStatus,
 )
-from loopscope.watch.view import self_path_rows
+from loopscope.watch.view import self_path_rows, watch_json
 
 LO = IPv4Address("127.0.0.1")
 NS = NetnsId(4, 4026531840)
@@ -477,6 +477,9 @@ def test_short_lived_clients_are_one_row_named_at_connect_time() -> None:
     curl = report.edges[0]
     assert curl.client_app == AppKey(comm="curl")
     assert curl.client_pids == (*range(1000, 1300), 2000)  # every pid, for --json
+    doc = watch_json(report, [])
+    assert doc["edges"][0]["client"] == "curl (301 processes)"
+    assert doc["edges"][0]["client_pids"] == curl.client_pids
     (app,) = report.apps
     assert app.external_connections == 302 and app.self_connections == 3
 
