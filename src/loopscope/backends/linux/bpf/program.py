@@ -3,9 +3,14 @@
 On the chosen sockops callbacks it writes one 104-byte :data:`EVENT` record (time, pid/tgid, socket
 cookie, family, ports, addresses, namespace cookie, and on connect the caller's ``comm``) into a ring
 buffer (or a queue on old kernels). The comm names a client at connect time, so a process that exits
-before ``/proc/PID`` is read keeps its name (``bpf_get_current_comm`` is allowed for
-BPF_PROG_TYPE_SOCK_OPS: the verifier of kernel 6.18 accepts it, as it does for the exporter's counter
-program; on the TCP_CONNECT callback the current task is the caller of ``connect()``).
+before ``/proc/PID`` is read keeps its name. ``bpf_get_current_comm`` is allowed for
+BPF_PROG_TYPE_SOCK_OPS wherever ``bpf_get_current_pid_tgid`` is: kernel/bpf/cgroup.c
+``cgroup_current_func_proto`` offers both to cgroup hooks with a process context, and newer kernels moved
+both to ``bpf_base_func_proto`` (kernel 6.18 here loads it, as it does the exporter's counter program).
+On the TCP_CONNECT callback the current task is the thread calling ``connect()``, so the name is that
+thread's comm (a thread renamed by ``prctl(PR_SET_NAME)`` gives its own name). A kernel that refuses
+it gets the program without it (:class:`loopscope.backends.linux.bpf.sockops.SockopsCollector` retries)
+and names then come from ``/proc`` only.
 Loaded and attached by :class:`loopscope.backends.linux.bpf.sockops.SockopsCollector`.
 
 Sources of truth: include/uapi/linux/bpf.h (``struct bpf_sock_ops`` offsets, helper ids),
