@@ -143,8 +143,10 @@ def format_graph_dot(graph: CallGraph) -> str:
     ]
     for n in graph.nodes:
         cls = "node app self-caller" if n.self_call else "node app"
+        color = f', color="{SELF_CALL_COLOR}"' if n.self_call else ""
         lines.append(
-            f"  {n.id} [label={_dot_quote(n.label)}, tooltip={_dot_quote(n.label)}, class={_dot_quote(cls)}];"
+            f"  {n.id} [label={_dot_quote(n.label)}, tooltip={_dot_quote(n.label)}, "
+            f"class={_dot_quote(cls)}{color}];"
         )
     for e in graph.edges:
         if e.self_call:
