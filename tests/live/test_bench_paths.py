@@ -101,8 +101,9 @@ def test_run_bench_pins_and_restores_client_affinity():
     assert os.sched_getaffinity(0) == before
 
 
-def test_server_bind_failure_is_a_bench_error():
-    # 192.0.2.0/24 is TEST-NET-1; .254 is not one of this host's addresses
+def test_server_bind_failure_leaves_that_kind_out_with_its_reason():
+    # 192.0.2.0/24 is TEST-NET-1; .254 is not one of this host's addresses. One kind that cannot
+    # be served (an address family missing in a hostile namespace) must not stop the others.
     host = "192.0.2.254"
     with socket.socket() as probe:
         try:
@@ -110,8 +111,17 @@ def test_server_bind_failure_is_a_bench_error():
             pytest.skip("this host owns 192.0.2.254")
         except OSError:
             pass
+    with ServerProcess(["tcp-host", "tcp4"], host_address=host) as server:
+        assert "tcp-host" not in server.addresses
+        assert server.errors == {
+            "tcp-host": "cannot serve tcp-host here: Cannot assign requested address"
+        }
+        assert server.addresses["tcp4"][0] == "127.0.0.1"
+
+
+def test_unknown_kind_is_a_bench_error():
     with pytest.raises(BenchError, match="failed to start"):
-        with ServerProcess(["tcp-host"], host_address=host):
+        with ServerProcess(["carrier-pigeon"]):
             pass
 
 

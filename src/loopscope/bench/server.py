@@ -17,6 +17,7 @@ import http.server
 import json
 import os
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -85,6 +86,14 @@ def recv_exact(sock: socket.socket, view: memoryview, n: int) -> bool:
 
 
 def _serve_stream(sock: socket.socket) -> None:
+    """Serve one client; a client that goes away mid-message (reset, Ctrl-C) just ends it."""
+    try:
+        _serve_one(sock)
+    except OSError:
+        sock.close()
+
+
+def _serve_one(sock: socket.socket) -> None:
     with sock:
         tcp = sock.family != socket.AF_UNIX
         hello = memoryview(bytearray(HELLO.size))
@@ -215,9 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     http_single_send (bool), unix_dir (str).
     """
     cfg = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when we stop (it
+    # closes our stdin), so a child traceback never lands on the user's screen.
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     try:
         pin_current_process(cfg.get("cpu"))
-        addresses, loops = _open_servers(
+        addresses, loops, errors = _open_servers(
             cfg["kinds"],
             cfg.get("host_address"),
             bool(cfg.get("http_nodelay", True)),
@@ -229,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for fn, s in loops:
         threading.Thread(target=fn, args=(s,), daemon=True).start()
-    print(json.dumps({"ready": addresses}), flush=True)
+    print(json.dumps({"ready": addresses, "errors": errors}), flush=True)
     sys.stdin.buffer.read()  # until the parent closes our stdin or dies
     return 0
 
@@ -243,48 +256,68 @@ def _open_servers(
     http_nodelay: bool,
     http_single_send: bool,
     unix_dir: str,
-) -> tuple[dict[str, Any], list[_Loop]]:
+) -> tuple[dict[str, Any], list[_Loop], dict[str, str]]:
+    """Open a server of each kind; a kind that cannot open here (no 127.0.0.1, IPv6 off) is left
+    out with its reason in the third item, the others still open."""
     addresses: dict[str, Any] = {}
     loops: list[_Loop] = []
+    errors: dict[str, str] = {}
     for kind in kinds:
-        if kind in ("tcp4", "tcp6", "tcp-host"):
-            host = {"tcp4": "127.0.0.1", "tcp6": "::1"}.get(kind, host_address or "")
-            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-            ls = socket.socket(fam, socket.SOCK_STREAM)
-            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            ls.bind((host, 0))
-            ls.listen(64)
-            addresses[kind] = (host, ls.getsockname()[1])
-            loops.append((_accept_loop, ls))
-        elif kind == "unix":
-            ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            path = os.path.join(unix_dir, "echo.sock")
-            ls.bind(path)
-            ls.listen(64)
-            addresses[kind] = path
-            loops.append((_accept_loop, ls))
-        elif kind == "socketpair":
-            # the client makes each socketpair and hands one end over this control socket
-            ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            path = os.path.join(unix_dir, "fdpass.sock")
-            ls.bind(path)
-            ls.listen(4)
-            addresses[kind] = path
-            loops.append((_fd_loop, ls))
-        elif kind == "udp4":
-            us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            us.bind(("127.0.0.1", 0))
-            addresses[kind] = ("127.0.0.1", us.getsockname()[1])
-            loops.append((_udp_loop, us))
-        elif kind == "http":
-            handler = _http_handler(http_nodelay, http_single_send)
-            srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            srv.daemon_threads = True
-            addresses[kind] = ("127.0.0.1", srv.server_address[1])
-            threading.Thread(target=srv.serve_forever, daemon=True).start()
-        else:
-            raise BenchError(f"unknown server kind {kind!r}")
-    return addresses, loops
+        try:
+            _open_server(
+                kind, host_address, http_nodelay, http_single_send, unix_dir, addresses, loops
+            )
+        except OSError as exc:
+            errors[kind] = f"cannot serve {kind} here: {exc.strerror or exc}"
+    return addresses, loops, errors
+
+
+def _open_server(
+    kind: str,
+    host_address: str | None,
+    http_nodelay: bool,
+    http_single_send: bool,
+    unix_dir: str,
+    addresses: dict[str, Any],
+    loops: list[_Loop],
+) -> None:
+    if kind in ("tcp4", "tcp6", "tcp-host"):
+        host = {"tcp4": "127.0.0.1", "tcp6": "::1"}.get(kind, host_address or "")
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((host, 0))
+        ls.listen(64)
+        addresses[kind] = (host, ls.getsockname()[1])
+        loops.append((_accept_loop, ls))
+    elif kind == "unix":
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = os.path.join(unix_dir, "echo.sock")
+        ls.bind(path)
+        ls.listen(64)
+        addresses[kind] = path
+        loops.append((_accept_loop, ls))
+    elif kind == "socketpair":
+        # the client makes each socketpair and hands one end over this control socket
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = os.path.join(unix_dir, "fdpass.sock")
+        ls.bind(path)
+        ls.listen(4)
+        addresses[kind] = path
+        loops.append((_fd_loop, ls))
+    elif kind == "udp4":
+        us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        us.bind(("127.0.0.1", 0))
+        addresses[kind] = ("127.0.0.1", us.getsockname()[1])
+        loops.append((_udp_loop, us))
+    elif kind == "http":
+        handler = _http_handler(http_nodelay, http_single_send)
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        srv.daemon_threads = True
+        addresses[kind] = ("127.0.0.1", srv.server_address[1])
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    else:
+        raise BenchError(f"unknown server kind {kind!r}")
 
 
 class ServerProcess:
@@ -300,6 +333,7 @@ class ServerProcess:
 
     Attributes:
         addresses: kind -> (host, port) for TCP/UDP/HTTP, a socket path for unix/socketpair.
+        errors: kind -> why it could not be served here (IPv6 off, no 127.0.0.1); not in addresses.
         pid: the child's pid.
 
     Raises:
@@ -322,6 +356,7 @@ class ServerProcess:
         self._http = (http_nodelay, http_single_send)
         self._timeout_s = start_timeout_s
         self.addresses: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -357,6 +392,7 @@ class ServerProcess:
         self.addresses = {
             k: tuple(v) if isinstance(v, list) else v for k, v in msg["ready"].items()
         }
+        self.errors = dict(msg.get("errors") or {})
         return self
 
     def __exit__(self, *exc: object) -> None:
