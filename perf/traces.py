@@ -1,18 +1,25 @@
-"""Benchmark: `loopscope traces` on many spans shaped like the real app's (tests/live/apps/otel_selfcall.py).
+"""Benchmark: `loopscope traces` on many spans shaped like the real app's (tests/live/apps/otel_selfcall.py),
+and the OTLP/HTTP receiver over real HTTP.
 
 The spans: the 82 spans recorded from the Flask app under opentelemetry-instrument
 (tests/unit/traces/fixtures/selfcall.otlp.jsonl: /seq, /fan, /none, /other), copied with new trace ids
-and shifted times until there are ``--spans`` of them (default 1,000,000).
+until there are ``--spans`` of them (default 1,000,000), written as OTLP/JSON (one
+ExportTraceServiceRequest per line, the Collector's file exporter format; ~900 bytes a span).
 
-Measured (one process, in this order, wall clock with ``time.perf_counter``):
+Measured (wall clock, ``time.perf_counter``):
 
-- ``analysis``: :func:`loopscope.analysis.traces.summarize_traces` over all the spans (goal <= 10 s for
-  1M), after ``gc.freeze()`` as the CLI does, and the peak RSS of the process afterwards (spans held in memory included; goal <= 1 GB);
-- ``otlp-json read``: :func:`loopscope.traces.read.read_spans` of a generated OTLP/JSON file of
-  ``--file-spans`` spans (one ExportTraceServiceRequest per line, decoded with protobuf's json_format),
-  per span;
-- ``otlp-protobuf decode``: :func:`loopscope.traces.otlp.decode_otlp_protobuf` of the same requests
-  serialized as protobuf (what the receiver does per POST), per span.
+- ``read_and_analyse``: in a fresh child process, :func:`loopscope.traces.read.read_spans` of the 1M-span
+  file (direct OTLP/JSON reader, orjson when installed), ``gc.freeze()`` and
+  :func:`loopscope.analysis.traces.summarize_traces`, as ``loopscope traces FILE`` does; the child's peak
+  RSS (goal: <= 10 s and <= 1 GB together);
+- ``otlp_json_strict``: the official json_format path (``--strict``) on ``--strict-spans`` spans, per span;
+- ``otlp_protobuf_decode``: :func:`loopscope.traces.otlp.decode_otlp_protobuf` of the same requests as
+  protobuf (the receiver's work per POST), per span;
+- ``receiver_http``: an :class:`~loopscope.traces.receiver.OtlpReceiver` in a child process; this process
+  POSTs protobuf ``ExportTraceServiceRequest`` bodies of ``--batch`` spans (the SDK's default batch is
+  512) over keep-alive HTTP/1.1 connections from ``--senders`` threads, paced to ``--rate`` spans/s for
+  ``--seconds``; sent vs received (the receiver's own counters) vs dropped (receiver drops +
+  partial_success rejections + failed POSTs).
 
 Usage: ``python perf/traces.py`` -> JSON on stdout and in perf/results/traces.json
 """
@@ -20,105 +27,256 @@ Usage: ``python perf/traces.py`` -> JSON on stdout and in perf/results/traces.js
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
+import http.client
 import json
 import platform
+import re
 import resource
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from google.protobuf import json_format  # noqa: E402  (after the sys.path line)
-
-from loopscope.analysis.traces import summarize_traces  # noqa: E402  (after the sys.path line)
-from loopscope.traces.otlp import (  # noqa: E402  (after the sys.path line)
-    decode_otlp_protobuf,
-    hex_ids_to_base64,
-    request_class,
-)
-from loopscope.traces.read import read_spans  # noqa: E402  (after the sys.path line)
-
 FIXTURE = ROOT / "tests" / "unit" / "traces" / "fixtures" / "selfcall.otlp.jsonl"
+_TRACE_ID = re.compile(r'"traceId": "[0-9a-f]{8}')
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _copies(n_spans: int, template_len: int) -> int:
-    return -(-n_spans // template_len)
+def write_otlp_file(path: Path, n_spans: int) -> int:
+    """Whole copies of the recorded requests, each copy's trace ids prefixed with its number."""
+    lines = [line for line in FIXTURE.read_text().splitlines() if line.strip()]
+    per_copy = sum(line.count('"spanId"') for line in lines)
+    copies = -(-n_spans // per_copy)
+    with path.open("w") as f:
+        for k in range(copies):
+            prefix = f'"traceId": "{k:08x}'
+            f.write("\n".join(_TRACE_ID.sub(prefix, line) for line in lines) + "\n")
+    return copies * per_copy
 
 
-def make_spans(n_spans: int) -> list:
-    """At least ``n_spans`` SpanRecords (whole copies of the recorded traces): copy-numbered trace ids,
-    1 ms apart per copy."""
-    template = read_spans(FIXTURE).spans
-    out = []
-    for k in range(_copies(n_spans, len(template))):
-        shift = k * 1_000_000
-        prefix = f"{k:08x}"
-        for s in template:
-            out.append(
-                dataclasses.replace(
-                    s,
-                    trace_id=prefix + s.trace_id[8:],
-                    start_ns=s.start_ns + shift,
-                    end_ns=s.end_ns + shift,
-                )
-            )
-    return out
+def child_read_analyse(path: str) -> None:
+    """In a fresh process: read + analyse as the CLI does; JSON on stdout."""
+    t0 = time.perf_counter()
+    from loopscope.analysis.traces import summarize_traces
+    from loopscope.traces.read import read_spans
 
-
-def make_otlp_lines(n_spans: int) -> list[str]:
-    """OTLP/JSON request lines holding about ``n_spans`` spans (whole template copies)."""
-    lines = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
-    per_copy = sum(
-        len(ss["spans"]) for doc in lines for rs in doc["resourceSpans"] for ss in rs["scopeSpans"]
+    t1, c1 = time.perf_counter(), time.process_time()
+    got = read_spans(path)
+    t2, c2 = time.perf_counter(), time.process_time()
+    gc.freeze()  # as the CLI does
+    report = summarize_traces(got.spans)
+    t3, c3 = time.perf_counter(), time.process_time()
+    with open("/proc/loadavg", encoding="ascii") as fh:
+        load = float(fh.read().split()[0])
+    seq = next(e for e in report.endpoints if e.endpoint == "GET /seq")
+    print(
+        json.dumps(
+            {
+                "spans": report.spans,
+                "traces": report.traces,
+                "import_s": round(t1 - t0, 2),
+                "read_s": round(t2 - t1, 2),
+                "analysis_s": round(t3 - t2, 2),
+                "read_and_analysis_s": round(t3 - t1, 2),
+                "read_cpu_s": round(c2 - c1, 2),
+                "analysis_cpu_s": round(c3 - c2, 2),
+                "read_and_analysis_cpu_s": round(c3 - c1, 2),
+                "load_average_1m_after": load,
+                "read_us_per_span": round((t2 - t1) / report.spans * 1e6, 2),
+                "peak_rss_mb": round(_rss_mb()),
+                "check_seq_amplification": seq.amplification,
+                "gaps": len(report.gaps),
+            }
+        )
     )
+
+
+def child_receiver() -> None:
+    """In a child process: a receiver on 127.0.0.1:0; prints its port, then its stats on stdin EOF."""
+    from loopscope.traces.receiver import OtlpReceiver
+
+    with OtlpReceiver(port=0) as rx:
+        print(rx.port, flush=True)
+        sys.stdin.read()
+        stats = rx.stats()
+    print(json.dumps({k: getattr(stats, k) for k in stats.__dataclass_fields__}), flush=True)
+
+
+def _bodies(batch: int) -> list[bytes]:
+    """Protobuf requests of ``batch`` spans each, cut from the recorded spans (ids made unique)."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+
+    from loopscope.traces.otlp import hex_ids_to_base64, request_class
+
+    template = []
+    for line in FIXTURE.read_text().splitlines():
+        req = request_class()()
+        json_format.ParseDict(hex_ids_to_base64(json.loads(line)), req)
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    template.append((rs.resource, ss.scope, span))
     out = []
-    for k in range(_copies(n_spans, per_copy)):
-        docs = [json.loads(json.dumps(doc)) for doc in lines]  # deep copy
-        for doc in docs:
-            for rs in doc["resourceSpans"]:
-                for ss in rs["scopeSpans"]:
-                    for span in ss["spans"]:
-                        span["traceId"] = f"{k:08x}" + span["traceId"][8:]
-            out.append(json.dumps(doc))
+    for b in range(8):  # 8 distinct bodies, reused round-robin
+        req = ExportTraceServiceRequest()
+        groups: dict[int, ResourceSpans] = {}
+        for i in range(batch):
+            resource_, scope, span = template[(b * batch + i) % len(template)]
+            rs = groups.get(id(resource_))
+            if rs is None:
+                rs = groups[id(resource_)] = req.resource_spans.add()
+                rs.resource.CopyFrom(resource_)
+                rs.scope_spans.add().scope.CopyFrom(scope)
+            s = rs.scope_spans[0].spans.add()
+            s.CopyFrom(span)
+            s.trace_id = (b * batch + i).to_bytes(16, "big")
+        out.append(req.SerializeToString())
     return out
+
+
+def receiver_http(rate: int, seconds: float, batch: int, senders: int) -> dict[str, object]:
+    """Paced protobuf POSTs to a receiver in a child process; sent vs received vs dropped."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--child-receiver"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdin is not None
+    port = int(child.stdout.readline())
+    bodies = _bodies(batch)
+    lock = threading.Lock()
+    counts = {"sent_spans": 0, "posts": 0, "failed_posts": 0, "rejected_spans": 0, "late_s": 0.0}
+    interval_s = batch * senders / rate  # each sender posts one batch per interval
+    start = time.perf_counter() + 0.2
+
+    def sender(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        n = 0
+        due = start + k * interval_s / senders
+        while due < start + seconds:
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            body = bodies[n % len(bodies)]
+            try:
+                conn.request(
+                    "POST",
+                    "/v1/traces",
+                    body,
+                    {"Content-Type": "application/x-protobuf"},
+                )
+                resp = conn.getresponse()
+                answer = resp.read()
+                ok = resp.status == 200
+                rejected = (
+                    ExportTraceServiceResponse.FromString(answer).partial_success.rejected_spans
+                    if ok
+                    else 0
+                )
+            except (OSError, http.client.HTTPException):
+                ok, rejected = False, 0
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            with lock:
+                counts["sent_spans"] += batch
+                counts["posts"] += 1
+                counts["failed_posts"] += not ok
+                counts["rejected_spans"] += rejected
+                counts["late_s"] = max(counts["late_s"], time.perf_counter() - due)
+            n += 1
+            due += interval_s
+        conn.close()
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed_s = time.perf_counter() - start
+    out, _ = child.communicate("", timeout=60)
+    stats = json.loads(out.strip().splitlines()[-1])
+    sent = counts["sent_spans"]
+    return {
+        "target_spans_per_s": rate,
+        "seconds": seconds,
+        "batch_spans": batch,
+        "senders": senders,
+        "posts": counts["posts"],
+        "sent_spans": sent,
+        "received_spans": stats["spans"],
+        "dropped_spans": stats["dropped_spans"],
+        "rejected_spans_told_to_sender": counts["rejected_spans"],
+        "failed_posts": counts["failed_posts"],
+        "rejected_requests": stats["rejected_requests"],
+        "lost_spans": sent - stats["spans"],
+        "achieved_spans_per_s": round(stats["spans"] / elapsed_s),
+        "max_lateness_s": round(float(counts["late_s"]), 3),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--spans", type=int, default=1_000_000)
-    parser.add_argument("--file-spans", type=int, default=100_000)
+    parser.add_argument("--strict-spans", type=int, default=10_000)
+    parser.add_argument("--rate", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "perf" / "results" / "traces.json")
+    parser.add_argument("--child-read-analyse", metavar="PATH", help=argparse.SUPPRESS)
+    parser.add_argument("--child-receiver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_read_analyse:
+        child_read_analyse(args.child_read_analyse)
+        return
+    if args.child_receiver:
+        child_receiver()
+        return
 
-    t0 = time.perf_counter()
-    spans = make_spans(args.spans)
-    gen_s = time.perf_counter() - t0
-    gc.freeze()  # as the CLI does: the spans read are permanent, collections need not walk them
-    t0 = time.perf_counter()
-    report = summarize_traces(spans)
-    analysis_s = time.perf_counter() - t0
-    rss_mb = _rss_mb()
-    seq = next(e for e in report.endpoints if e.endpoint == "GET /seq")
-    del spans
+    from google.protobuf import json_format
 
-    lines = make_otlp_lines(args.file_spans)
-    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
-        f.write("\n".join(lines) + "\n")
-        path = Path(f.name)
-    t0 = time.perf_counter()
-    got = read_spans(path)
-    read_s = time.perf_counter() - t0
-    file_bytes = path.stat().st_size
-    path.unlink()
+    from loopscope.traces.otlp import decode_otlp_protobuf, hex_ids_to_base64, request_class
+    from loopscope.traces.read import read_spans
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "spans.jsonl"
+        write_otlp_file(big, args.spans)
+        file_mb = big.stat().st_size / 1e6
+        child = subprocess.run(
+            [sys.executable, __file__, "--child-read-analyse", str(big)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        read_analyse = {"file_mb": round(file_mb), **json.loads(child.stdout)}
+        small = Path(tmp) / "small.jsonl"
+        write_otlp_file(small, args.strict_spans)
+        t0 = time.perf_counter()
+        strict = read_spans(small, strict=True)
+        strict_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fast = read_spans(small)
+        fast_s = time.perf_counter() - t0
+        assert fast.spans == strict.spans
+        lines = small.read_text().splitlines()
     bodies = []
     for line in lines:
         request = request_class()()
@@ -131,28 +289,19 @@ def main() -> None:
     result = {
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "analysis": {
-            "spans": report.spans,
-            "traces": report.traces,
-            "generate_s": round(gen_s, 2),
-            "analysis_s": round(analysis_s, 2),
-            "us_per_span": round(analysis_s / report.spans * 1e6, 2),
-            "peak_rss_mb": round(rss_mb),
-            "check_seq_amplification": seq.amplification,
-        },
-        "otlp_json_read": {
-            "spans": len(got.spans),
-            "file_mb": round(file_bytes / 1e6, 1),
-            "read_s": round(read_s, 2),
-            "us_per_span": round(read_s / len(got.spans) * 1e6, 1),
-            "projected_1m_s": round(read_s / len(got.spans) * 1e6, 0),
+        "read_and_analyse": read_analyse,
+        "otlp_json_strict": {
+            "spans": len(strict.spans),
+            "strict_us_per_span": round(strict_s / len(strict.spans) * 1e6, 1),
+            "fast_us_per_span": round(fast_s / len(fast.spans) * 1e6, 1),
+            "same_spans": True,
         },
         "otlp_protobuf_decode": {
             "spans": decoded,
-            "decode_s": round(pb_s, 2),
             "us_per_span": round(pb_s / decoded * 1e6, 1),
             "spans_per_s": round(decoded / pb_s),
         },
+        "receiver_http": receiver_http(args.rate, args.seconds, args.batch, args.senders),
     }
     text = json.dumps(result, indent=2)
     print(text)
