@@ -115,3 +115,28 @@ def test_cleanup_on_real_signals() -> None:
                 proc.kill()
                 proc.wait(5)
         assert _leftovers() == before, sig
+
+
+def test_stale_outside_namespaces_of_dead_creators_are_removed() -> None:
+    """A SIGKILLed --verify-exposure leaves lsx-<pid>-<tag>; a later run deletes it, never one whose
+    creator is alive (issue #15, item 9)."""
+    import os
+    import subprocess
+    import sys
+
+    from loopscope.probes.exposure import remove_stale_outside_netns
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live = f"lsx-{dead.pid}-deadbeef", f"lsx-{os.getpid()}-cafebabe"
+    for name in (stale, live):
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        removed = remove_stale_outside_netns()
+        assert stale in removed
+        assert live not in removed
+        assert not os.path.exists(f"/run/netns/{stale}")
+        assert os.path.exists(f"/run/netns/{live}")
+    finally:
+        for name in (stale, live):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)

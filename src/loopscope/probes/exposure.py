@@ -4,7 +4,7 @@ firewall included.
 
 Layout (names unique per run, addresses chosen not to overlap anything configured on the host)::
 
-    host netns                              lsx-<id> netns (created here, deleted afterwards)
+    host netns                              lsx-<pid>-<id> netns (created here, deleted afterwards)
     lsxh<id>  169.254.X.1/30, fdXX::1/64 <-> lsxp<id>  169.254.X.2/30, fdXX::2/64, default routes via .1 / ::1
 
 Targets: a wildcard listener is tried on the host's veth address of its family (both families for
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -35,7 +36,13 @@ from loopscope.model import Proto
 from loopscope.model.probe import ExposureResult
 from loopscope.probes.connect import connect_tcp, describe_error
 
-__all__ = ["OutsideView", "outside_netns", "pick_link_net", "verify_exposure"]
+__all__ = [
+    "OutsideView",
+    "outside_netns",
+    "pick_link_net",
+    "remove_stale_outside_netns",
+    "verify_exposure",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +99,46 @@ def _interrupts_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
+_STALE_NAME = re.compile(r"lsx-(\d+)-[0-9a-f]{8}")
+
+
+def remove_stale_outside_netns(run_dir: str = "/run/netns") -> list[str]:
+    """Delete the ``lsx-<pid>-<tag>`` namespaces whose creator is dead (a SIGKILLed
+    ``--verify-exposure`` cannot run its ``finally``); deleting one removes its veth pair too.
+
+    Namespaces of a live creator, and names without a pid (older runs: their creator is unknown),
+    are left alone.
+
+    Returns:
+        The names deleted.
+    """
+    try:
+        names = os.listdir(run_dir)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in sorted(names):
+        m = _STALE_NAME.fullmatch(name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        proc = subprocess.run(
+            ["ip", "netns", "del", name], capture_output=True, timeout=15, check=False
+        )
+        if proc.returncode == 0:
+            removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
 @contextmanager
 def outside_netns() -> Iterator[OutsideView]:
     """Create the netns + veth pair, yield it, and always delete both.
@@ -112,7 +159,8 @@ def outside_netns() -> Iterator[OutsideView]:
     net = pick_link_net(used)
     v4_host, v4_peer = (str(h) for h in list(net.hosts())[:2])
     tag = secrets.token_hex(4)
-    ns, host_if, peer_if = f"lsx-{tag}", f"lsxh{tag}", f"lsxp{tag}"
+    remove_stale_outside_netns()
+    ns, host_if, peer_if = f"lsx-{os.getpid()}-{tag}", f"lsxh{tag}", f"lsxp{tag}"
     v6_net = ipaddress.IPv6Network(
         f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}::/64"
     )
