@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from loopscope.errors import UsageError
 from loopscope.model.spans import SpanKind, SpanRecord, SpanStatus
-from loopscope.traces.attributes import WANTED, http_fields
+from loopscope.traces.attributes import WANTED
+from loopscope.traces.otlp_json import http_fields_memo, make_span_record
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -94,27 +95,22 @@ def decode_otlp_request(request: ExportTraceServiceRequest) -> list[SpanRecord]:
         for ss in rs.scope_spans:
             for span in ss.spans:
                 kind = _KIND.get(span.kind, SpanKind.UNSPECIFIED)
-                attrs = {kv.key: _any_value(kv.value) for kv in span.attributes if kv.key in WANTED}
-                route, method, target, peer_address, peer_port, local_port = http_fields(
-                    kind, attrs
-                )
+                flat: list[object] = []
+                for kv in span.attributes:
+                    if kv.key in WANTED:
+                        flat += (kv.key, _any_value(kv.value))
                 out.append(
-                    SpanRecord(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_id=span.parent_span_id.hex() or None,
-                        service=service,
-                        kind=kind,
-                        name=span.name,
-                        route=route,
-                        method=method,
-                        target=target,
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=span.end_time_unix_nano,
-                        peer_address=peer_address,
-                        peer_port=peer_port,
-                        local_port=local_port,
-                        status=_STATUS.get(span.status.code, SpanStatus.UNSET),
+                    make_span_record(
+                        span.trace_id.hex(),
+                        span.span_id.hex(),
+                        span.parent_span_id.hex() or None,
+                        service,
+                        kind,
+                        span.name,
+                        http_fields_memo(kind, flat),
+                        span.start_time_unix_nano,
+                        span.end_time_unix_nano,
+                        _STATUS.get(span.status.code, SpanStatus.UNSET),
                     )
                 )
     return out

@@ -207,3 +207,49 @@ def test_mutated_documents_are_refused_alike_or_decoded_alike(doc, path, value):
         assert fast == official
     # where one refuses and the other reads, the fast reader is the stricter one only on types the
     # official decoder coerces; either way neither raised anything but ValueError
+
+
+def test_make_span_record_is_the_record_init_builds():
+    from loopscope.model.spans import SpanRecord
+    from loopscope.traces.otlp_json import make_span_record
+
+    fields = ("/order", "GET", "/order?id=1", "127.0.0.1", 8000, None)
+    built = make_span_record(
+        "4bf9", "00f0", None, "shop", SpanKind.CLIENT, "GET", fields, 1, 2, SpanStatus.OK
+    )
+    assert built == SpanRecord(
+        trace_id="4bf9",
+        span_id="00f0",
+        parent_id=None,
+        service="shop",
+        kind=SpanKind.CLIENT,
+        name="GET",
+        route="/order",
+        method="GET",
+        target="/order?id=1",
+        start_ns=1,
+        end_ns=2,
+        peer_address="127.0.0.1",
+        peer_port=8000,
+        local_port=None,
+        status=SpanStatus.OK,
+    )
+    assert repr(built).startswith("SpanRecord(trace_id='4bf9'")
+    assert hash(built) is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(list(SpanKind)),
+    pairs=st.lists(
+        st.tuples(keys, st.none() | short | st.integers(-5, 70000) | st.booleans()), max_size=8
+    ),
+)
+def test_memoised_http_fields_are_http_fields(kind, pairs):
+    from loopscope.traces.attributes import WANTED, http_fields
+    from loopscope.traces.otlp_json import http_fields_memo
+
+    flat = [x for k, v in pairs if k in WANTED for x in (k, v)]
+    expected = http_fields(kind, dict(zip(flat[::2], flat[1::2], strict=True)))
+    assert http_fields_memo(kind, flat) == expected
+    assert http_fields_memo(kind, flat) == expected  # the memoised answer too
