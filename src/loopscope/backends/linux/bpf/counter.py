@@ -11,8 +11,10 @@ this one aggregates in the kernel. On every
 - ``BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB`` (server side, softirq context: no meaningful current task),
   with a flag telling whether the peer is local by the same rule,
 
-it does ``counts[key] += 1`` with ``BPF_ATOMIC | BPF_ADD`` on the value (concurrent CPUs never lose an
-increment), inserting the key with ``BPF_NOEXIST`` the first time. When the hash map is full the
+it does ``counts[key] += 1`` on this CPU's slot of a per-CPU hash map (``BPF_MAP_TYPE_PERCPU_HASH``:
+CPUs counting the same key never share a cache line; the add is still ``BPF_ATOMIC | BPF_ADD``, since
+a preempted connect() may share the slot with another task on the same CPU), inserting the key with
+``BPF_NOEXIST`` the first time (this CPU's slot 1, the others 0). When the hash map is full the
 insert fails and the program adds 1 to ``stats[STAT_MAP_FULL]`` of a per-CPU array instead: nothing is
 silent. The key (:data:`KEY`, 56 bytes) is the client's ``comm`` (active side; zero on the passive
 side), op, family, destination address and port, netns cookie and the peer-local flag.
@@ -21,8 +23,8 @@ Why ``comm`` and not the client tgid: the comm is captured in the kernel at conn
 that has exited before the scrape still has a name, and 10,000 short-lived clients of one program
 make one key, not 10,000 (a tgid key fills the map and needs garbage collection racing the kernel).
 
-User space reads the map at scrape time (:meth:`ConnectionCounter.read`): cumulative counters, never
-reset, so every read is a consistent running total and a missed scrape loses nothing.
+User space reads the map at scrape time (:meth:`ConnectionCounter.read`, summing the CPUs' slots):
+cumulative counters, never reset, so every read is a running total and a missed scrape loses nothing.
 
 Sources of truth: include/uapi/linux/bpf.h (``struct bpf_sock_ops``, ``BPF_NOEXIST``, helper ids,
 ``BPF_MAP_GET_NEXT_KEY``), net/core/filter.c ``sock_ops_convert_ctx_access`` (4-byte ctx reads;
@@ -94,7 +96,7 @@ __all__ = [
 
 # bpf.h values not needed by the watch program
 BPF_MAP_GET_NEXT_KEY = 4
-BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY = 1, 6
+BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY = 5, 6
 FN_MAP_UPDATE_ELEM, FN_GET_CURRENT_COMM = 2, 16
 BPF_NOEXIST = 1  # map update flag: create only
 AND64_K = 0x57  # BPF_ALU64 | BPF_AND | BPF_K
@@ -266,11 +268,11 @@ def build_counter_program(counts_fd: int, stats_fd: int) -> list[Insn | Label]:
         Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=counts_fd, comment="r1 = &counts (2 slots)"),
         Insn(MOV64_X, 2, 10, comment="r2 = fp"),
         Insn(ADD64_K, 2, imm=_K, comment="r2 = &key"),
-        Insn(CALL, imm=FN_MAP_LOOKUP_ELEM, comment="r0 = &counts[key] or NULL"),
+        Insn(CALL, imm=FN_MAP_LOOKUP_ELEM, comment="r0 = this CPU's &counts[key] or NULL"),
         Insn(JEQ_K, 0, imm=0, target="insert", comment="new key: insert it"),
         Label("add"),
         Insn(MOV64_K, 1, imm=1, comment="r1 = 1"),
-        Insn(ATOMIC_DW, 0, 1, 0, 0, comment="lock *r0 += 1 (BPF_ATOMIC | BPF_ADD)"),
+        Insn(ATOMIC_DW, 0, 1, 0, 0, comment="lock *r0 += 1 (this CPU's slot: no line bouncing)"),
         Insn(JA, target="out", comment="counted"),
         Label("insert"),
         Insn(ST_DW, 10, 0, _ONE, 1, comment="one = 1 (u64)"),
@@ -395,7 +397,9 @@ class ConnectionCounter:
         with open("/sys/devices/system/cpu/possible", encoding="ascii") as fh:
             self._ncpus = possible_cpus(fh.read())
         try:
-            self.counts_fd = self._map(BPF_MAP_TYPE_HASH, KEY.size, 8, max_entries, b"ls_counts")
+            self.counts_fd = self._map(
+                BPF_MAP_TYPE_PERCPU_HASH, KEY.size, 8, max_entries, b"ls_counts"
+            )
             self.stats_fd = self._map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, _STATS, b"ls_cstats")
             self._load()
             self._attach()
@@ -474,9 +478,9 @@ class ConnectionCounter:
             struct.pack_into("=Q", attr, 8, ctypes.addressof(key))
 
     def read(self) -> list[ConnectionCount]:
-        """Every counter (one BPF_MAP_GET_NEXT_KEY and one lookup per key; keys are few: distinct
-        client names x destinations). A key deleted mid-walk restarts nothing: counters are never
-        deleted by us.
+        """Every counter, summed over the CPUs (one BPF_MAP_GET_NEXT_KEY and one lookup per key; keys
+        are few: distinct client names x destinations). A key deleted mid-walk restarts nothing:
+        counters are never deleted by us.
 
         Raises:
             BackendUnavailable: the counter is closed.
@@ -484,7 +488,8 @@ class ConnectionCounter:
         if not self._fds:
             raise BackendUnavailable("eBPF counter is closed")
         out: list[ConnectionCount] = []
-        value = ctypes.create_string_buffer(8)
+        value = ctypes.create_string_buffer(8 * self._ncpus)  # one u64 per possible CPU
+        per_cpu = struct.Struct(f"={self._ncpus}Q")
         kbuf = ctypes.create_string_buffer(KEY.size)
         attr = bpf_attr(
             (0, "=I", self.counts_fd),
@@ -494,7 +499,7 @@ class ConnectionCounter:
         for key in list(self._keys()):
             ctypes.memmove(kbuf, key, KEY.size)
             if self._bpf.call(BPF_MAP_LOOKUP_ELEM, attr) == 0:
-                out.append(decode_count_key(key, struct.unpack("=Q", value.raw)[0]))
+                out.append(decode_count_key(key, sum(per_cpu.unpack(value.raw))))
         return out
 
     def map_full(self) -> int:
