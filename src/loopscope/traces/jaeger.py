@@ -38,7 +38,12 @@ def decode_jaeger(doc: Any) -> tuple[list[SpanRecord], int]:
     [{"traceID": "ab", "spanID": "01", "operationName": "GET /order", "startTime": 1000, "duration": 5,
     "processID": "p1", "references": [], "tags": [{"key": "span.kind", "value": "server"}]}]}]}``
     -> one SERVER span of ``shop``, ``start_ns=1_000_000``, ``end_ns=1_005_000``.
+
+    Raises:
+        ValueError: not a JSON object.
     """
+    if not isinstance(doc, dict):
+        raise ValueError("a Jaeger JSON document is an object with data (or spans and processes)")
     traces = doc["data"] if isinstance(doc.get("data"), list) else [doc]
     out: list[SpanRecord] = []
     skipped = 0
@@ -51,7 +56,7 @@ def decode_jaeger(doc: Any) -> tuple[list[SpanRecord], int]:
         for span in trace.get("spans") or ():
             try:
                 out.append(_span(span, processes))
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
                 skipped += 1
     return out, skipped
 

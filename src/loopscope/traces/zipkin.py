@@ -58,7 +58,7 @@ def decode_zipkin(doc: Any) -> tuple[list[SpanRecord], int]:
     for span in raw:
         try:
             out.append(_span(span, shared))
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             skipped += 1
     return out, skipped
 
