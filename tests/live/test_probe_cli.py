@@ -83,7 +83,8 @@ def test_expectations_fail_exit_1(web: Server, flag: list[str]) -> None:
 
 
 def test_table_output_fits_100_columns(web: Server) -> None:
-    res = run_loopscope("probe", f":{web.port}/")
+    # COLUMNS set explicitly: in a pipe without it, tables have their natural width (issue #12)
+    res = run_loopscope("probe", f":{web.port}/", prefix=["env", "COLUMNS=100"])
     assert res.returncode in (0, 1), res.stderr
     assert "TLS" in res.stdout and "CN=localhost" in res.stdout
     assert max(len(line) for line in res.stdout.splitlines()) <= 100

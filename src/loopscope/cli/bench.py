@@ -16,7 +16,9 @@ from loopscope.bench.paths import PATHS
 from loopscope.bench.runner import run_bench, validate_config
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
@@ -166,7 +168,9 @@ def _print_report(
     out.print(format_latency_table(report))
     skipped = [c for c in report.cells if c.skipped_reason]
     for c in skipped:
-        out.print(f"  skipped: {c.label} {format_size(c.size_bytes)}: {c.skipped_reason}")
+        out.print(
+            f"  skipped: {c.label} {format_size(c.size_bytes)}: {c.skipped_reason}", markup=False
+        )
     if any(c.truncated for c in report.cells):
         out.print("  * stopped by --duration-s before --count round trips")
     out.print(f"  timer overhead included in every figure: {report.timer_overhead_ns} ns")
@@ -175,7 +179,7 @@ def _print_report(
     if compare:
         out.print(format_compare_table(compare))
     for note in notes:
-        out.print(f"  {note}")
+        out.print(f"  {note}", markup=False)
     print_findings(out, report.findings)
 
 
@@ -207,6 +211,8 @@ def bench_command(
     compare_s: int = typer.Option(2, "--compare-s", help="Seconds per reference-tool run."),
     plot: str | None = typer.Option(None, "--plot", help="Write a latency plot (.png or .svg)."),
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
 ) -> None:
     """Round-trip latency (p50/p90/p99/p99.9) of every loopback path, side by side, vs a function call."""

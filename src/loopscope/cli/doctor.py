@@ -6,7 +6,9 @@ import typer
 
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
@@ -44,6 +46,8 @@ def doctor_command(
         None, "--hosts-file", help="Hosts file to judge instead of the namespace's."
     ),
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
 ) -> None:
     """Is loopback healthy here? Each rung: verdict, evidence with numbers, and what to do."""

@@ -9,11 +9,14 @@ import typer
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from loopscope.analysis.stats import latency_json_s
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
@@ -24,6 +27,7 @@ from loopscope.cli.simulate import parse_list
 from loopscope.errors import UsageError
 from loopscope.model import Finding, Severity
 from loopscope.render.jsonable import to_jsonable
+from loopscope.render.text import printable
 
 if TYPE_CHECKING:  # the runner needs numpy (the sim extra): imported when the command runs
     from loopscope.lab.runner import Calibration, LabConfig, LabCurve
@@ -89,6 +93,8 @@ def lab_command(
         None, "--plot", help="Write measured vs simulated curves (PNG/SVG)."
     ),
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
 ) -> None:
     """Run designs on real servers at rising rates; compare with the simulation; name the knees."""
@@ -217,9 +223,14 @@ def _print(
             f"{last.measured.goodput_per_s:.1f}/s succeeded ({100 * last.measured.goodput_per_s / last.rate_per_s:.0f}%)"
         )
     for f in findings:
-        out.print(f"[bold]{f.severity.value.upper()}[/] {f.code} {f.subject}: {f.evidence}")
+        out.print(
+            Text.assemble(
+                (f.severity.value.upper(), "bold"),
+                printable(f" {f.code} {f.subject}: {f.evidence}"),
+            )
+        )
     if plot is not None:
-        out.print(f"plot: {plot}")
+        out.print(f"plot: {plot}", markup=False)
 
 
 def _plot(curves: list[LabCurve], path: Path, cfg: LabConfig, cal: Calibration) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import typer
@@ -10,16 +11,22 @@ import typer
 from loopscope.analysis.talkmap import TalkMap, build_talk_map
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
     exit_code_for,
+    print_read_summary,
+    slow_read_notice,
 )
 from loopscope.cli.options import (
     AllNetnsOption,
     NetnsOption,
     NoProcessesOption,
+    PidsOption,
+    PortsOption,
     SourceOption,
     read_snapshots,
 )
@@ -77,9 +84,12 @@ def self_call_findings(snapshot: Snapshot, talk: TalkMap) -> list[Finding]:
     ]
 
 
-def talk_map_json(snapshot: Snapshot, talk: TalkMap) -> dict[str, Any]:
-    """JSON shape of one namespace's talk map."""
-    return {
+def talk_map_json(
+    snapshot: Snapshot, talk: TalkMap, *, connections: bool = False
+) -> dict[str, Any]:
+    """JSON shape of one namespace's talk map: edges and counts; every connection only when
+    ``connections`` (``--connections``: at 50k connections that list is 14 MB of JSON)."""
+    doc: dict[str, Any] = {
         "netns": snapshot.netns_label,
         "edges": [
             {
@@ -95,7 +105,13 @@ def talk_map_json(snapshot: Snapshot, talk: TalkMap) -> dict[str, Any]:
             }
             for e in talk.edges
         ],
-        "connections": [
+        "connection_count": len(talk.connections),
+        "self_call_connections": talk.self_call_connections,
+        "unpaired": talk.unpaired,
+        "ephemeral_in_use": talk.ephemeral_in_use,
+    }
+    if connections:
+        doc["connections"] = [
             {
                 "proto": c.proto.value,
                 "client": str(c.client),
@@ -105,11 +121,8 @@ def talk_map_json(snapshot: Snapshot, talk: TalkMap) -> dict[str, Any]:
                 "server_pids": [k.pid for k in (c.server_socket.owners if c.server_socket else ())],
             }
             for c in talk.connections
-        ],
-        "self_call_connections": talk.self_call_connections,
-        "unpaired": talk.unpaired,
-        "ephemeral_in_use": talk.ephemeral_in_use,
-    }
+        ]
+    return doc
 
 
 @cli_errors
@@ -118,15 +131,26 @@ def map_command(
     all_netns: bool = AllNetnsOption,
     source: str = SourceOption,
     no_processes: bool = NoProcessesOption,
+    port: list[int] = PortsOption,
+    pid: list[int] = PidsOption,
     dot: bool = typer.Option(
         False, "--dot", help="Print a Graphviz digraph (pipe to `dot -Tsvg`)."
     ),
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
+    connections: bool = typer.Option(
+        False,
+        "--connections",
+        help="With --json: list every connection, not only edges and counts.",
+    ),
     fail_on: str = FailOnOption,
     html: str | None = HtmlOption,
 ) -> None:
     """Loopback connections right now: client process -> server process:port, counts, self-calls."""
-    snapshots = read_snapshots(netns, all_netns, source, no_processes)
+    started_ns = time.perf_counter_ns()
+    with slow_read_notice():
+        snapshots = read_snapshots(netns, all_netns, source, no_processes, ports=port, pids=pid)
     maps = [(s, build_talk_map(s)) for s in snapshots]
     findings = [f for s, t in maps for f in self_call_findings(s, t)]
     gaps: list[Gap] = []
@@ -142,10 +166,11 @@ def map_command(
         emit_json(
             "map",
             {
-                "namespaces": [talk_map_json(s, t) for s, t in maps],
+                "namespaces": [talk_map_json(s, t, connections=connections) for s, t in maps],
                 "findings": findings,
                 "gaps": gaps,
             },
+            large=connections,
         )
     else:
         from loopscope.cli.tables import print_gaps, print_table
@@ -164,6 +189,7 @@ def map_command(
                 empty="no loopback connections",
             )
         print_gaps(out, gaps)
+        print_read_summary("map", snapshots, started_ns)
     raise typer.Exit(exit_code_for(findings, fail_on))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 import typer
 
@@ -11,103 +10,39 @@ from loopscope.analysis.exposure import check_exposure
 from loopscope.analysis.listeners import Listener, find_listeners
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
     exit_code_for,
 )
+from loopscope.cli.listing import listener_json, select_listeners
 from loopscope.cli.options import (
     AllNetnsOption,
     NetnsOption,
     NoProcessesOption,
+    PidsOption,
+    PortsOption,
     SourceOption,
     read_snapshots,
+    select_by_port_pid,
 )
-from loopscope.errors import UsageError
-from loopscope.model import Finding, Gap, Scope, Snapshot
+from loopscope.model import Finding, Gap, Snapshot
 from loopscope.render.fields import LISTENER_FIELDS, FieldSpec
 from loopscope.render.jsonable import to_jsonable
 from loopscope.render.views import listener_rows
 
-__all__ = ["listener_json", "ports_command", "register", "select_listeners"]
-
-
-def listener_json(row: Listener) -> dict[str, Any]:
-    """JSON shape of one listener."""
-    return {
-        "proto": row.proto.value,
-        "family": row.family.value,
-        "address": str(row.local.address),
-        "port": row.local.port,
-        "scope": row.scope.value,
-        "reach": row.reach,
-        "v6only": row.v6only,
-        "accept_queue": row.accept_queue,
-        "backlog": row.backlog,
-        "uid": row.uid,
-        "inode": row.inode,
-        "netns": row.netns_label,
-        "netns_id": to_jsonable(row.netns),
-        "processes": [
-            {"pid": p.pid, "comm": p.comm, "user": p.user, "uid": p.uid, "cmdline": list(p.cmdline)}
-            for p in row.owners
-        ],
-    }
-
-
-def select_listeners(
-    listeners: list[Listener],
-    *,
-    port: int | None,
-    pid: int | None,
-    scope: str | None,
-    proto: str | None,
-) -> list[Listener]:
-    """Filter listeners.
-
-    Raises:
-        UsageError: unknown scope/proto value, or nothing matches the port or pid asked for.
-    """
-    out = listeners
-    if scope is not None:
-        if scope == "host":
-            raise UsageError(
-                "scope 'host' is now 'own-address' (one of this host's own addresses; "
-                "iproute2's 'scope host' means loopback)"
-            )
-        try:
-            wanted = Scope(scope)
-        except ValueError:
-            raise UsageError(
-                f"unknown scope {scope!r}: use loopback, wildcard, own-address or other"
-            ) from None
-        out = [r for r in out if r.scope is wanted]
-    if proto is not None:
-        if proto not in ("tcp", "udp"):
-            raise UsageError(f"unknown protocol {proto!r}: use tcp or udp")
-        out = [r for r in out if r.proto.value == proto]
-    if port is not None:
-        if not 0 < port < 65536:
-            raise UsageError(f"port {port} out of range 1-65535")
-        out = [r for r in out if r.local.port == port]
-        if not out:
-            raise UsageError(f"nothing listens on port {port}")
-    if pid is not None:
-        out = [r for r in out if any(p.pid == pid for p in r.owners)]
-        if not out:
-            raise UsageError(
-                f"process {pid} owns no listener (or it does not exist, or is not readable)"
-            )
-    return out
+__all__ = ["listener_json", "outside_key", "ports_command", "register", "select_listeners"]
 
 
 @cli_errors
 def ports_command(
     netns: str | None = NetnsOption,
     all_netns: bool = AllNetnsOption,
-    port: int | None = typer.Option(None, "--port", help="Only this port."),
-    pid: int | None = typer.Option(None, "--pid", help="Only listeners owned by this process."),
+    port: list[int] = PortsOption,
+    pid: list[int] = PidsOption,
     scope: str | None = typer.Option(
         None, "--scope", help="Only loopback, wildcard, own-address or other."
     ),
@@ -124,6 +59,8 @@ def ports_command(
     source: str = SourceOption,
     no_processes: bool = NoProcessesOption,
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
 ) -> None:
     """Every listener: proto, bind address, scope, port, process(es), user, netns, verdict."""
@@ -137,7 +74,8 @@ def ports_command(
         tables.append((snap, listeners))
         rows += listeners
         gaps += [g for g in snap.gaps if g not in gaps]
-    rows = select_listeners(rows, port=port, pid=pid, scope=scope, proto=proto)
+    rows = select_listeners(rows, port=None, pid=None, scope=scope, proto=proto)
+    rows = select_by_port_pid(rows, port, pid)
     services = fingerprint_rows(snapshots, rows) if fingerprint else {}
     named = {k: label.split(" ", 1)[0] for k, label in services.items()}  # a clue for verdicts
     for snap, listeners in tables:
@@ -157,7 +95,7 @@ def ports_command(
                     {
                         **listener_json(r),
                         **({"service": services.get(_key(r), "")} if fingerprint else {}),
-                        **({"outside": outside.get(_key(r), "")} if verify_exposure else {}),
+                        **({"outside": outside.get(outside_key(r), "")} if verify_exposure else {}),
                         "verdict": v["verdict"],
                     }
                     for r, v in zip(rows, listener_rows(rows, findings, services), strict=True)
@@ -182,7 +120,7 @@ def ports_command(
         fields = tuple(f for f in LISTENER_FIELDS if f.name not in hidden)
         if verify_exposure:
             for row, listener in zip(table_rows, rows, strict=False):
-                row["outside"] = outside.get(_key(listener), "")
+                row["outside"] = outside.get(outside_key(listener), "")
             fields = (*fields, OUTSIDE_FIELD)
         print_table(out, fields, table_rows, title="Listeners", empty="none")
         if findings:
@@ -226,8 +164,14 @@ def fingerprint_rows(snapshots: list[Snapshot], rows: list[Listener]) -> dict[st
     return {k.rsplit("@", 1)[0]: v for k, v in out.items()}
 
 
+def outside_key(row: Listener) -> str:
+    """The key of a listener in :func:`outside_view`: ``"addr:port/tcp@netns label"``."""
+    return f"{_key(row)}@{row.netns_label}"
+
+
 def outside_view(rows: list[Listener]) -> dict[str, str]:
-    """``"addr:port/tcp" -> "reachable"`` / ``"blocked: <rule>"`` / ``"refused"`` from a throwaway netns.
+    """``"addr:port/tcp@host" -> "reachable"`` / ``"blocked: <rule>"`` / ``"refused"`` from a
+    throwaway netns; listeners of other namespaces get ``"not verified: ..."`` with the reason.
 
     Raises:
         BackendUnavailable: not root, or the namespace could not be made.
@@ -235,10 +179,17 @@ def outside_view(rows: list[Listener]) -> dict[str, str]:
     from loopscope.backends.linux.netns import current_netns
     from loopscope.probes.exposure import verify_exposure
 
-    host = [r for r in rows if r.netns == current_netns()]
-    out: dict[str, str] = {}
-    for result in verify_exposure(host):
-        key = f"{result.bind}/{result.proto}"
+    me = current_netns()
+    host = [r for r in rows if r.netns == me]
+    label = host[0].netns_label if host else "host"
+    out: dict[str, str] = {
+        outside_key(r): f"not verified: in netns {r.netns_label}; only this host's own "
+        "namespace is tried from outside"
+        for r in rows
+        if r.netns != me
+    }
+    for result in verify_exposure(host) if host else ():
+        key = f"{result.bind}/{result.proto}@{label}"
         word = (
             "reachable"
             if result.reachable

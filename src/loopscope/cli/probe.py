@@ -11,7 +11,9 @@ from loopscope.analysis.probe.target import parse_target
 from loopscope.analysis.stats import LogHistogram
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
@@ -186,27 +188,41 @@ def probe_report_json(report: ProbeReport) -> dict[str, Any]:
 
 
 def _print_details(report: ProbeReport) -> None:
+    """Service, TLS, headers and checks under the table. Everything here came from the server
+    (headers, certificate subject, banner): plain Text through printable(), never markup."""
+    from rich.text import Text
+
+    from loopscope.render.text import printable
+
     out = console()
+
+    def line(label: str, text: str) -> None:
+        out.print(Text.assemble((label, "bold"), ": ", printable(text)), highlight=False)
+
     first = next((a for r in report.results for a in r.attempts if a.ok), None)
     if report.fingerprint is not None:
         fp = report.fingerprint
-        out.print(f"[bold]Service[/bold]: {fp.label}" + (f"  ({fp.detail})" if fp.detail else ""))
+        line("Service", fp.label + (f"  ({fp.detail})" if fp.detail else ""))
     if first is not None and first.tls is not None:
         t = first.tls
         days = (
             f", expires in {t.expires_in_s / 86400:.0f} days" if t.expires_in_s is not None else ""
         )
         own = " (self-signed)" if t.self_signed else ""
-        out.print(
-            f"[bold]TLS[/bold]: {t.version} {t.cipher}; subject {t.subject}{own}; not after {t.not_after}{days}"
+        line(
+            "TLS",
+            f"{t.version} {t.cipher}; subject {t.subject}{own}; not after {t.not_after}{days}",
         )
     if first is not None and first.http is not None:
         hs = [f"{k}: {v}" for k, v in first.http.headers if k in HEADERS_OF_INTEREST]
         if hs:
-            out.print("[bold]Headers[/bold]: " + "; ".join(hs))
+            line("Headers", "; ".join(hs))
     for c in report.checks:
-        mark = "[green]pass[/green]" if c.ok else "[bold red]FAIL[/bold red]"
-        out.print(f"{mark} {c.expectation} on {c.target}: {c.got}")
+        mark = Text("pass", style="green") if c.ok else Text("FAIL", style="bold red")
+        out.print(
+            Text.assemble(mark, " ", printable(f"{c.expectation} on {c.target}: {c.got}")),
+            highlight=False,
+        )
 
 
 @cli_errors
@@ -234,6 +250,8 @@ def probe_command(
         False, "--no-diagnose", help="Do not read listeners/firewall on failure."
     ),
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
 ) -> None:
     """Try a local service on 127.0.0.1, ::1, each host address and localhost; explain what fails."""
@@ -260,7 +278,11 @@ def probe_command(
         out = console()
         where = parsed.host or "*"
         title = f"probe {report.mode}://{where}:{parsed.port}{parsed.path or ''}  ({report.elapsed_s * 1e3:.0f} ms)"
-        out.print(f"[bold]{title}[/bold]")
+        from rich.text import Text
+
+        from loopscope.render.text import printable
+
+        out.print(Text(printable(title), style="bold"), highlight=False)
         print_table(out, PROBE_FIELDS, result_rows(report))
         _print_details(report)
         if report.findings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import typer
 
 from loopscope.analysis.exposure import check_exposure
@@ -10,17 +12,23 @@ from loopscope.analysis.stack import check_stack, summarize_stack
 from loopscope.analysis.talkmap import TalkMap, build_talk_map
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
     exit_code_for,
+    print_read_summary,
+    slow_read_notice,
 )
 from loopscope.cli.map import HtmlOption, self_call_findings, talk_map_json, write_html_report
 from loopscope.cli.options import (
     AllNetnsOption,
     NetnsOption,
     NoProcessesOption,
+    PidsOption,
+    PortsOption,
     SourceOption,
     read_snapshots,
 )
@@ -43,12 +51,18 @@ def scan_command(
     all_netns: bool = AllNetnsOption,
     source: str = SourceOption,
     no_processes: bool = NoProcessesOption,
+    port: list[int] = PortsOption,
+    pid: list[int] = PidsOption,
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
     html: str | None = HtmlOption,
 ) -> None:
     """Stack summary, listeners with exposure, and the loopback talk map."""
-    snapshots = read_snapshots(netns, all_netns, source, no_processes)
+    started_ns = time.perf_counter_ns()
+    with slow_read_notice():
+        snapshots = read_snapshots(netns, all_netns, source, no_processes, ports=port, pids=pid)
     findings: list[Finding] = []
     gaps: list[Gap] = []
     docs = []
@@ -56,9 +70,16 @@ def scan_command(
     html_listeners: list[Listener] = []
     out = None if json_out else console()
     if out is not None:
-        from rich.table import Table
+        from rich.text import Text
 
-        from loopscope.cli.tables import print_findings, print_gaps, print_table, status_text
+        from loopscope.cli.tables import (
+            FieldTable,
+            print_findings,
+            print_gaps,
+            print_table,
+            status_text,
+        )
+        from loopscope.render.text import printable
     for snap in snapshots:
         summary = summarize_stack(snap)
         listeners = find_listeners(snap)
@@ -82,13 +103,19 @@ def scan_command(
                 }
             )
             continue
-        header = Table.grid(padding=(0, 2))
+        header = FieldTable(
+            show_header=False, box=None, padding=(0, 2), show_edge=False, pad_edge=False
+        )
+        header.field_names = ("fact", "value", "status")
         header.add_column(style="bold")
         header.add_column()
         header.add_column()
         for fact, value, status in stack_lines(summary, snap.netns_label):
-            header.add_row(fact, value, status_text(status))
-        out.rule(f"[bold]loopscope scan[/bold]: {snap.netns_label}", align="left")
+            header.add_row(Text(printable(fact)), Text(printable(value)), status_text(status))
+        out.rule(
+            Text.assemble(("loopscope scan", "bold"), f": {printable(snap.netns_label)}"),
+            align="left",
+        )
         out.print(header)
         print_table(out, _SCAN_LISTENER_FIELDS, listener_rows(listeners, local), title="Listeners")
         print_table(
@@ -110,6 +137,7 @@ def scan_command(
     else:
         print_findings(out, findings)
         print_gaps(out, gaps)
+        print_read_summary("scan", snapshots, started_ns)
     raise typer.Exit(exit_code_for(findings, fail_on))
 
 

@@ -10,11 +10,14 @@ import typer
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from loopscope.analysis.stats import latency_json_s
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
@@ -23,6 +26,7 @@ from loopscope.cli.common import (
 )
 from loopscope.errors import UsageError
 from loopscope.render.jsonable import to_jsonable
+from loopscope.render.text import printable
 from loopscope.sim.result import SimResult
 from loopscope.sim.scenario import DESIGNS, DistKind, Scenario, ServiceDist, make_design
 
@@ -166,6 +170,8 @@ def simulate_command(
         None, "--plot", help="With --sweep: write a PNG/SVG plot here."
     ),
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
 ) -> None:
     """Simulate M instances x N workers with internal calls: throughput, latency, deadlocks."""
@@ -297,11 +303,16 @@ def _print(
             knee = f"{c.knee_per_s:g}/s" if c.knee_per_s is not None else "none in range"
             out.print(f"knee of {c.design} with M={c.instances}: {knee}")
     for f in findings[:8]:
-        out.print(f"[bold]{f.severity.value.upper()}[/] {f.code} {f.subject}: {f.evidence}")
+        out.print(
+            Text.assemble(
+                (f.severity.value.upper(), "bold"),
+                printable(f" {f.code} {f.subject}: {f.evidence}"),
+            )
+        )
     if len(findings) > 8:
         out.print(f"... and {len(findings) - 8} more findings (--json for all)")
     if plot is not None:
-        out.print(f"plot: {plot}")
+        out.print(f"plot: {plot}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
@@ -18,7 +21,43 @@ from loopscope.cli.common import (
 )
 from loopscope.errors import UsageError
 
-__all__ = ["register", "traces_command"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from loopscope.analysis.traces import TracesReport
+    from loopscope.model import Finding
+
+__all__ = ["print_traces_report", "register", "traces_command"]
+
+
+def print_traces_report(
+    out: Console, report: TracesReport, findings: list[Finding], *, tail: bool = True
+) -> None:
+    """The tables of a traces report: services, entry endpoints, calls, worst traces, then (``tail``)
+    findings and gaps."""
+    from loopscope.cli.tables import print_findings, print_gaps, print_table
+    from loopscope.traces.view import (
+        CALL_FIELDS,
+        ENDPOINT_FIELDS,
+        SERVICE_FIELDS,
+        WORST_FIELDS,
+        call_rows,
+        endpoint_rows,
+        service_rows,
+        worst_rows,
+    )
+
+    title = f"Services ({report.spans} spans, {report.traces} traces, {report.window_s:.1f} s)"
+    print_table(out, SERVICE_FIELDS, service_rows(report), title=title, empty="no server spans")
+    print_table(out, ENDPOINT_FIELDS, endpoint_rows(report.endpoints), title="Entry endpoints")
+    print_table(out, CALL_FIELDS, call_rows(report.endpoints), title="Calls per entry request")
+    print_table(out, WORST_FIELDS, worst_rows(report.worst_by_self_calls), title="Most self-calls")
+    print_table(
+        out, WORST_FIELDS, worst_rows(report.worst_by_waiting), title="Longest waiting on itself"
+    )
+    if tail:
+        print_findings(out, findings)
+        print_gaps(out, report.gaps)
 
 
 @cli_errors
@@ -48,24 +87,19 @@ def traces_command(
     dot: bool = typer.Option(
         False, "--dot", help="Print the service graph as Graphviz DOT (dot -Tsvg > graph.svg)."
     ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Decode OTLP/JSON files with the official protobuf json_format decoder (same spans, ~50x slower).",
+    ),
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
 ) -> None:
     """Which endpoints call their own service, how often per request, and how much latency it costs."""
     from loopscope.analysis.traces import check_traces, summarize_traces
-    from loopscope.cli.tables import print_findings, print_gaps, print_table
-    from loopscope.traces.view import (
-        CALL_FIELDS,
-        ENDPOINT_FIELDS,
-        SERVICE_FIELDS,
-        WORST_FIELDS,
-        call_rows,
-        endpoint_rows,
-        format_traces_dot,
-        service_rows,
-        traces_json,
-        worst_rows,
-    )
+    from loopscope.traces.view import format_traces_dot, traces_json
 
     if (file is None) == (listen is None):
         raise UsageError("give a span FILE or --listen HOST:PORT (one of them)")
@@ -77,7 +111,7 @@ def traces_command(
     if file is not None:
         from loopscope.traces.read import read_spans
 
-        got = read_spans(file)
+        got = read_spans(file, strict=strict)
         spans, extra_gaps = got.spans, list(got.gaps)
         source = {"file": str(file), "format": got.format, "documents": got.documents}
     else:
@@ -111,22 +145,7 @@ def traces_command(
     elif json_out:
         emit_json("traces", traces_json(report, findings, source))
     else:
-        out = console()
-        title = f"Services ({report.spans} spans, {report.traces} traces, {report.window_s:.1f} s)"
-        print_table(out, SERVICE_FIELDS, service_rows(report), title=title, empty="no server spans")
-        print_table(out, ENDPOINT_FIELDS, endpoint_rows(report.endpoints), title="Entry endpoints")
-        print_table(out, CALL_FIELDS, call_rows(report.endpoints), title="Calls per entry request")
-        print_table(
-            out, WORST_FIELDS, worst_rows(report.worst_by_self_calls), title="Most self-calls"
-        )
-        print_table(
-            out,
-            WORST_FIELDS,
-            worst_rows(report.worst_by_waiting),
-            title="Longest waiting on itself",
-        )
-        print_findings(out, findings)
-        print_gaps(out, report.gaps)
+        print_traces_report(console(), report, findings)
     raise typer.Exit(exit_code_for(findings, fail_on))
 
 

@@ -8,7 +8,9 @@ import typer
 
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
@@ -37,7 +39,7 @@ def _report(data: WatchData, pids: tuple[int, ...], ports: tuple[int, ...]) -> W
 def _live_view(report: WatchReport) -> Group:
     from rich.console import Group
 
-    from loopscope.cli.tables import make_table
+    from loopscope.cli.tables import FittedTable, make_table
     from loopscope.watch.view import APP_FIELDS, WATCH_EDGE_FIELDS, app_rows, watch_edge_rows
 
     title = (
@@ -45,11 +47,13 @@ def _live_view(report: WatchReport) -> Group:
         f"{sum(1 for e in report.edges if e.self_call)} self-call edges  (Ctrl-C to stop)"
     )
     return Group(
-        make_table(APP_FIELDS, app_rows(report.apps), title=f"[bold]{title}[/bold]"),
-        make_table(
-            WATCH_EDGE_FIELDS,
-            watch_edge_rows(report.edges[:15], report.window_s),
-            title="[bold]Edges[/bold]",
+        FittedTable(make_table(APP_FIELDS, app_rows(report.apps), title=title)),
+        FittedTable(
+            make_table(
+                WATCH_EDGE_FIELDS,
+                watch_edge_rows(report.edges[:15], report.window_s),
+                title="Edges",
+            )
         ),
     )
 
@@ -101,6 +105,8 @@ def watch_command(
         "yields to the apps it watches; kernel buffers hold the events meanwhile.",
     ),
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
     html: str | None = typer.Option(
         None,
@@ -119,7 +125,7 @@ def watch_command(
     from rich.live import Live
 
     from loopscope.analysis.watch.findings import check_watch
-    from loopscope.cli.tables import make_table, print_findings, print_gaps, print_table
+    from loopscope.cli.tables import print_findings, print_gaps, print_table
     from loopscope.watch.session import WatchOptions, run_watch
     from loopscope.watch.view import (
         APP_FIELDS,
@@ -169,7 +175,7 @@ def watch_command(
     if json_out:
         emit_json("watch", watch_json(report, findings))
     else:
-        out.print(make_table(SOURCE_FIELDS, source_rows(report), title="[bold]Sources[/bold]"))
+        print_table(out, SOURCE_FIELDS, source_rows(report), title="Sources")
         title = (
             f"Apps ({report.netns_label}, {report.window_s:.1f} s, {report.connections} connections, "
             f"client pid known for {report.client_pid_known})"

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from loopscope.analysis.doctor.verdict import CheckResult, RungResult, Verdict
 from loopscope.doctor.runner import DoctorReport, NamespaceReport
+from loopscope.render.text import printable
 
 __all__ = ["doctor_report_json", "print_report"]
 
@@ -85,20 +86,34 @@ def _rank(v: Verdict) -> int:
 
 
 def _rung_table(rung: RungResult) -> Table:
-    title = f"Rung {rung.rung}: {rung.name} [{_STYLE[rung.verdict]}]{rung.verdict.value.upper()}[/]"
-    if rung.invalidates:
-        title += f"  (so rungs {', '.join(map(str, rung.invalidates))} above are not meaningful)"
-    if not rung.meaningful:
-        title += "  [dim](not meaningful: a rung below failed)[/dim]"
-    table = Table(
-        title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, expand=False
+    title = Text.assemble(
+        (printable(f"Rung {rung.rung}: {rung.name} "), "bold"),
+        (rung.verdict.value.upper(), _STYLE[rung.verdict]),
     )
-    table.add_column("check", no_wrap=True, max_width=32, overflow="ellipsis")
+    if rung.invalidates:
+        title.append(
+            f"  (so rungs {', '.join(map(str, rung.invalidates))} above are not meaningful)"
+        )
+    if not rung.meaningful:
+        title.append("  (not meaningful: a rung below failed)", style="dim")
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        expand=False,
+    )
+    # the console draws it (loopscope.cli.tables): check and evidence shorten first, never the verdict
+    table.add_column("check", no_wrap=True, overflow="ellipsis")
     table.add_column("verdict", no_wrap=True)
-    table.add_column("evidence", overflow="fold", max_width=60)
+    table.add_column("evidence", no_wrap=True, overflow="ellipsis")
     for c in rung.checks:
         table.add_row(
-            Text(c.title), Text(c.verdict.value, style=_STYLE[c.verdict]), Text(c.evidence)
+            Text(printable(c.title)),
+            Text(c.verdict.value, style=_STYLE[c.verdict]),
+            Text(printable(c.evidence)),
         )
     return table
 
@@ -118,8 +133,11 @@ def print_report(console: Console, report: DoctorReport) -> None:
     """Every namespace's rungs as tables, then what to do, then gaps."""
     for ns in report.namespaces:
         console.rule(
-            f"[bold]loopscope doctor[/bold]: netns {ns.facts.netns_label} "
-            f"[{_STYLE[ns.verdict]}]{ns.verdict.value.upper()}[/]",
+            Text.assemble(
+                ("loopscope doctor", "bold"),
+                printable(f": netns {ns.facts.netns_label} "),
+                (ns.verdict.value.upper(), _STYLE[ns.verdict]),
+            ),
             align="left",
         )
         for rung in ns.rungs:
@@ -140,11 +158,13 @@ def print_report(console: Console, report: DoctorReport) -> None:
             if _roots(c.id, checks):
                 continue
             line = Text(f"  {c.verdict.value:<4} ", style=_STYLE[c.verdict])
-            line.append(f"{c.title}: ", style="bold")
-            line.append(c.remedy or "-")
+            line.append(f"{printable(c.title)}: ", style="bold")
+            line.append(printable(c.remedy or "-"))
             if c.id in followers:
-                line.append(f"  (this also explains: {', '.join(followers[c.id])})", style="dim")
-            console.print(line)
+                line.append(
+                    printable(f"  (this also explains: {', '.join(followers[c.id])})"), style="dim"
+                )
+            console.print(line, highlight=False)
         console.print()
     for gap in report.gaps:
-        console.print(Text(f"gap: {gap.what}: {gap.reason}", style="dim"))
+        console.print(Text(printable(f"gap: {gap.what}: {gap.reason}"), style="dim"))
