@@ -152,7 +152,8 @@ class TopApp(App[None]):
             return
         rep = frame.report
         self.query_one("#title", Static).update(
-            f"loopscope top ({rep.netns_label}) last {rep.window_s:.0f} s: {rep.connections} conns, "
+            f"loopscope top ({rep.netns_label}) last {rep.window_s:.0f} s: "
+            f"{sum(e.connections for e in rep.edges)} conns, "
             f"{sum(1 for e in rep.edges if e.self_call)} self-call edges, sort {self.sort.value}"
             + ("  PAUSED" if frame.paused else "")
         )

@@ -62,7 +62,7 @@ def test_session_source_live_self_call() -> None:
         source = SessionSource(
             WatchOptions(ebpf=os.geteuid() == 0, snapshot_interval_s=0.5),
             ports=(port,),
-            window_s=5.0,
+            window_s=60.0,
             refresh_s=0.5,
         )
         try:
@@ -70,15 +70,16 @@ def test_session_source_live_self_call() -> None:
                 with socket.create_connection(("127.0.0.1", port)) as c:
                     c.recv(1)
                 time.sleep(0.02)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 30  # a busy host takes longer to analyse
             edge = None
-            while time.monotonic() < deadline and edge is None:
+            frame = None
+            while time.monotonic() < deadline and (edge is None or edge.connections < 30):
                 time.sleep(0.5)
                 frame = source.latest()
                 if frame is not None:
                     edge = next((e for e in frame.report.edges if e.port == port), None)
-            assert edge is not None, source.error
-            assert edge.connections >= 25
+            assert edge is not None, (source.error, frame)
+            assert edge.connections == 30  # every connection made, none twice
             if os.geteuid() == 0:  # the client pid (eBPF) makes it a self-call of this process
                 assert edge.self_call and os.getpid() in edge.client_pids
             assert source.polls >= 2 and source.frames >= 1
