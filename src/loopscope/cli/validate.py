@@ -37,6 +37,7 @@ from loopscope.errors import UsageError
 
 __all__ = [
     "CHECKS",
+    "DEFAULTS",
     "RULES",
     "Bounded",
     "FiniteFloat",
@@ -326,8 +327,6 @@ RULES: dict[str, dict[str, click_types.ParamType]] = {
         "--external": Text(),
         "--rung": Bounded(1, 3),
         "--hosts-file": Text(_readable_file),
-        "--port": PORT,
-        "--pid": PID,
     },
     "probe": {
         "target": Text(check_probe_target, empty_ok=True),
@@ -407,6 +406,9 @@ RULES: dict[str, dict[str, click_types.ParamType]] = {
     },
 }
 """command -> option (or argument name) -> the type that checks it."""
+
+DEFAULTS: dict[str, click_types.ParamType] = {"--port": PORT, "--pid": PID, "--netns": NON_EMPTY}
+"""Rules for an option of these names on any command (a new command gets them without an entry)."""
 
 
 # --- checks across options ---------------------------------------------------------------------
@@ -490,6 +492,8 @@ def harden(command: click_core.Command) -> click_core.Command:
         for param in sub.params:
             keys = [*param.opts, param.name or ""]
             rule = next((rules[k] for k in keys if k in rules), None)
+            if rule is None:
+                rule = next((DEFAULTS[k] for k in param.opts if k in DEFAULTS), None)
             if rule is None and isinstance(param.type, click_types.FloatParamType):
                 rule = FiniteFloat()
             if rule is not None:
