@@ -176,6 +176,8 @@ def parse_fast(args: Sequence[str]) -> tuple[FastCommand, dict[str, Any]] | None
         elif arg in command.options:
             if i + 1 >= len(args) or not command.options[arg](args[i + 1]):
                 return None
+            if arg in args[1:i]:
+                return None  # a repeated --port/--pid means any of them: the typer path
             opts[arg[2:].replace("-", "_")] = args[i + 1]
             i += 1
         else:
