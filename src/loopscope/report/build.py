@@ -230,8 +230,10 @@ def watch_document(
         host=meta.host,
         generated_at=meta.generated_at,
         summary=(
-            f"namespace {report.netns_label}, window {window_s:.1f} s, {report.connections} connections "
-            f"to local listeners (client pid known for {report.client_pid_known})",
+            f"namespace {report.netns_label}, window {window_s:.1f} s, "
+            f"{sum(e.connections for e in report.edges)} connections on the call graph below "
+            f"({report.connections} to every local listener, client pid known for "
+            f"{report.client_pid_known})",
             f"{sum(1 for e in report.edges if e.self_call)} self-call edges, {report.refused} refused, "
             f"max TIME_WAIT {report.max_time_wait}",
         ),

@@ -80,7 +80,7 @@ class TopApp(App[None]):
     Screen { layout: vertical; }
     #title { height: 1; background: $boost; text-style: bold; }
     #panes { height: 1fr; }
-    DataTable { height: 1fr; }
+    DataTable { height: 1fr; overflow-x: hidden; }
     #apps { min-height: 3; }
     #edges { height: 2fr; min-height: 4; }
     #listeners { min-height: 3; }
@@ -110,10 +110,10 @@ class TopApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Static("loopscope top: starting", id="title")
         with Vertical(id="panes"):
-            yield DataTable(id="apps", cursor_type="row", zebra_stripes=False)
+            yield DataTable(id="apps", show_cursor=False)
             yield DataTable(id="edges", cursor_type="row")
-            yield DataTable(id="listeners", cursor_type="row")
-            yield DataTable(id="findings", cursor_type="row")
+            yield DataTable(id="listeners", show_cursor=False)
+            yield DataTable(id="findings", show_cursor=False)
         yield Input(placeholder="app name or :port, Enter to apply, empty clears", id="filter")
         yield Static("", id="status")
         yield Footer()
