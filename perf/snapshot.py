@@ -1,15 +1,19 @@
-"""Benchmark: socket enumeration with process attribution, loopscope vs ss vs psutil, in one run.
+"""Benchmark: whole loopscope commands and the snapshot under them, vs ss and psutil, in one run.
 
 Opens N established loopback connections (both ends held open, so 2N sockets) spread over worker
 processes (the open-file limit here is 20000 per process and cannot be raised), then times whole
 processes, medians of ``--rounds`` rounds, in the same run:
 
 - ``loopscope snapshot``: ``python -c "take_snapshot()"`` (sock_diag dump + /proc fd scan + owners)
-- ``loopscope ports --json``: the whole CLI process
-- ``ss -tanp`` and ``ss -tan``
+- whole CLI processes: ``loopscope ports --json``, ``map``, ``scan``, ``map --json``, ``scan --json``
+- ``ss -tanp`` and ``ss -tan``; ``ss -ltnup`` (what ``ports`` answers)
 - ``psutil.net_connections("tcp")`` in a Python process
+- ``python -c pass``: the interpreter start-up every Python command pays
 
-Peak RSS comes from ``os.wait4`` of each child. Writes JSON to ``--out`` (default perf/results/snapshot.json).
+Peak RSS comes from ``os.wait4`` of each child. Also, per size, the talk map analysis alone
+(``build_talk_map`` on one snapshot, median of 5 in one process) per connection, to show it grows
+linearly, and the load average before and after the rounds. Writes JSON to ``--out`` (default
+perf/results/snapshot.json).
 
 Usage: ``python perf/snapshot.py --sizes 1000,10000,50000 --rounds 5``
 """
@@ -62,14 +66,69 @@ COMMANDS = {
         "--fail-on",
         "never",
     ],
+    "loopscope map": [sys.executable, "-m", "loopscope", "map", "--fail-on", "never"],
+    "loopscope scan": [sys.executable, "-m", "loopscope", "scan", "--fail-on", "never"],
+    "loopscope map --json": [
+        sys.executable,
+        "-m",
+        "loopscope",
+        "map",
+        "--json",
+        "--fail-on",
+        "never",
+    ],
+    "loopscope scan --json": [
+        sys.executable,
+        "-m",
+        "loopscope",
+        "scan",
+        "--json",
+        "--fail-on",
+        "never",
+    ],
     "ss -tanp": ["ss", "-tanp"],
+    "ss -ltnup": ["ss", "-ltnup"],
     "ss -tan": ["ss", "-tan"],
     "psutil.net_connections": [
         sys.executable,
         "-c",
         "import psutil; psutil.net_connections('tcp')",
     ],
+    "python -c pass": [sys.executable, "-c", "pass"],
 }
+
+ANALYSIS = r"""
+import gc, json, statistics, time
+from loopscope.collect import take_snapshot
+from loopscope.analysis.talkmap import build_talk_map
+snap = take_snapshot()
+runs = []
+for _ in range(5):
+    gc.collect()
+    t0 = time.perf_counter()
+    talk = build_talk_map(snap)
+    runs.append(time.perf_counter() - t0)
+print(json.dumps({"sockets": len(snap.sockets), "connections": len(talk.connections),
+                  "median_s": statistics.median(runs)}))
+"""
+
+
+def measure_analysis() -> dict[str, float]:
+    """The talk map analysis alone on one snapshot of this host: seconds and us per connection."""
+    out = subprocess.run(
+        [sys.executable, "-c", ANALYSIS], capture_output=True, text=True, check=True
+    ).stdout
+    got = json.loads(out)
+    got["us_per_connection"] = round(got["median_s"] / max(got["connections"], 1) * 1e6, 2)
+    got["median_s"] = round(got["median_s"], 4)
+    return got
+
+
+def raise_nofile() -> None:
+    """Raise the soft open-file limit to the hard one (workers inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def start_workers(n: int) -> list[subprocess.Popen[str]]:
@@ -127,11 +186,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "snapshot.json"))
     args = parser.parse_args()
+    raise_nofile()
     results = []
     for n in (int(x) for x in args.sizes.split(",")):
         workers = start_workers(n)
         try:
             sockets = count_sockets()
+            load_before = os.getloadavg()
+            analysis = measure_analysis()
             timings: dict[str, list[float]] = {name: [] for name in COMMANDS}
             rss: dict[str, int] = {name: 0 for name in COMMANDS}
             for _ in range(args.rounds):  # interleaved so that machine noise hits every tool alike
@@ -145,15 +207,35 @@ def main() -> int:
                 "median_s": {k: round(statistics.median(v), 4) for k, v in timings.items()},
                 "all_s": {k: [round(x, 4) for x in v] for k, v in timings.items()},
                 "peak_rss_mib": {k: round(v / 1024, 1) for k, v in rss.items()},
+                "analysis": analysis,
+                "load_average": {
+                    "before": [round(x, 2) for x in load_before],
+                    "after": [round(x, 2) for x in os.getloadavg()],
+                },
             }
             med = row["median_s"]
+            ss, ps = med["ss -tanp"], med["psutil.net_connections"]
             row["ratios"] = {
+                **{
+                    f"{cmd} / ss -tanp": round(med[f"loopscope {cmd}"] / ss, 3)
+                    for cmd in ("map", "scan", "map --json", "scan --json")
+                },
+                **{
+                    f"{cmd} / psutil": round(med[f"loopscope {cmd}"] / ps, 3)
+                    for cmd in ("map", "scan")
+                },
                 "snapshot / ss -tanp": round(med["loopscope snapshot"] / med["ss -tanp"], 3),
                 "snapshot / psutil": round(
                     med["loopscope snapshot"] / med["psutil.net_connections"], 3
                 ),
                 "ports --json / ss -tanp": round(
                     med["loopscope ports --json"] / med["ss -tanp"], 3
+                ),
+                "ports --json / ss -ltnup": round(
+                    med["loopscope ports --json"] / med["ss -ltnup"], 3
+                ),
+                "ports --json / python -c pass": round(
+                    med["loopscope ports --json"] / med["python -c pass"], 3
                 ),
             }
             results.append(row)
@@ -167,6 +249,8 @@ def main() -> int:
                             "median_s",
                             "ratios",
                             "peak_rss_mib",
+                            "analysis",
+                            "load_average",
                         )
                     }
                 ),

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
-import typer
-
-try:  # typer >= 0.25 vendors click as typer._click; older typer uses click itself
+if TYPE_CHECKING:  # typer is imported when the app is built: `ports --json` runs without it
+    import typer
     from typer._click import exceptions as click_exceptions
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 __all__ = ["COMMANDS", "build_app", "main"]
 
@@ -40,6 +38,8 @@ COMMANDS: dict[str, str] = {
 
 
 def _print_version(value: bool) -> None:
+    import typer
+
     if value:
         from importlib.metadata import PackageNotFoundError, version
 
@@ -50,25 +50,35 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-def _root(
-    ctx: typer.Context,
-    show_version: bool = typer.Option(
-        False,
-        "--version",
-        "-V",
-        callback=_print_version,
-        is_eager=True,
-        help="Print the version and exit.",
-    ),
-) -> None:
-    """Everything this machine says to itself over loopback. With no command: `loopscope scan`."""
-    if ctx.invoked_subcommand is None:
-        scan = ctx.command.get_command(ctx, "scan")  # type: ignore[attr-defined]
-        ctx.invoke(scan)
+def _make_root() -> Callable[..., None]:
+    """The root callback (built on demand: its option default needs typer)."""
+    import typer
+
+    def _root(
+        ctx: typer.Context,
+        show_version: bool = typer.Option(
+            False,
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ) -> None:
+        """Everything this machine says to itself over loopback. With no command: `loopscope scan`."""
+        if ctx.invoked_subcommand is None:
+            scan = ctx.command.get_command(ctx, "scan")  # type: ignore[attr-defined]
+            ctx.invoke(scan)
+
+    # typer reads the annotations; as strings they would be evaluated where typer is not imported
+    _root.__annotations__ = {"ctx": typer.Context, "show_version": bool, "return": None}
+    return _root
 
 
 def build_app(only: Iterable[str] | None = None) -> typer.Typer:
     """The typer app with the commands in ``only`` (all when None); ``scan`` is always there."""
+    import typer
+
     wanted = None if only is None else set(only) | {"scan"}
     app = typer.Typer(
         name="loopscope",
@@ -83,7 +93,7 @@ def build_app(only: Iterable[str] | None = None) -> typer.Typer:
     for name, module in COMMANDS.items():
         if wanted is None or name in wanted:
             importlib.import_module(module).register(app)
-    app.callback(invoke_without_command=True)(_root)
+    app.callback(invoke_without_command=True)(_make_root())
     return app
 
 
@@ -129,6 +139,18 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(args: list[str]) -> int:
+    from loopscope.cli.fastpath import run_fast
+
+    fast = run_fast(args)  # `ports --json` and friends without typer/rich (same bytes)
+    if fast is not None:
+        return fast
+    import typer
+
+    try:  # typer >= 0.25 vendors click as typer._click; older typer uses click itself
+        from typer._click import exceptions as click_exceptions
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
     name = _command_in(args)
     if name in COMMANDS:
         only: set[str] | None = {name}

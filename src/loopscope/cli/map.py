@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from typing import Any
@@ -151,6 +152,9 @@ def map_command(
     started_ns = time.perf_counter_ns()
     with slow_read_notice():
         snapshots = read_snapshots(netns, all_netns, source, no_processes, ports=port, pids=pid)
+    # Analysis allocates a few objects per connection and frees little before exit: cyclic GC passes
+    # would only rescan the snapshot's records (~25% of the analysis time at 100k sockets).
+    gc.disable()
     maps = [(s, build_talk_map(s)) for s in snapshots]
     findings = [f for s, t in maps for f in self_call_findings(s, t)]
     gaps: list[Gap] = []

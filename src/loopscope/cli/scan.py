@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import typer
@@ -63,6 +64,9 @@ def scan_command(
     started_ns = time.perf_counter_ns()
     with slow_read_notice():
         snapshots = read_snapshots(netns, all_netns, source, no_processes, ports=port, pids=pid)
+    # Analysis allocates a few objects per connection and frees little before exit: cyclic GC passes
+    # would only rescan the snapshot's records (~25% of the analysis time at 100k sockets).
+    gc.disable()
     findings: list[Finding] = []
     gaps: list[Gap] = []
     docs = []

@@ -124,3 +124,110 @@ def test_ephemeral_pressure():
         )
     findings = check_stack(summarize_stack(make_snapshot(sockets)))
     assert [(f.code, f.severity.value) for f in findings] == [("EPHEMERAL_PORT_PRESSURE", "medium")]
+
+
+def _reference_pairs(snapshot):
+    """Pairing as it was before raw keys: ipaddress Endpoints as dict keys (the specification)."""
+    from loopscope.analysis.scope import is_loopback_connection, unmap
+    from loopscope.analysis.talkmap import _listener_index, _match_listener
+    from loopscope.model import Endpoint
+
+    hosts = host_address_set(snapshot.addresses)
+    listeners = _listener_index(snapshot)
+    ends = {}
+    for sock in snapshot.sockets:
+        if sock.is_listener or sock.state is TcpState.LISTEN:
+            continue
+        if is_loopback_connection(sock, hosts):
+            local = Endpoint(unmap(sock.local.address), sock.local.port)
+            remote = Endpoint(unmap(sock.remote.address), sock.remote.port)
+            ends[(sock.proto, local, remote)] = sock
+    done, out, unpaired = set(), [], 0
+    for key, sock in ends.items():
+        if key in done:
+            continue
+        proto, local, remote = key
+        peer = ends.get((proto, remote, local))
+        done |= {key, (proto, remote, local)}
+        ll = _match_listener(local, listeners.get((proto, local.port), []))
+        rl = _match_listener(remote, listeners.get((proto, remote.port), []))
+        if rl is not None and (ll is None or local.port > remote.port):
+            row = (local, remote, sock, peer, rl)
+        elif ll is not None:
+            row = (remote, local, peer, sock, ll)
+        elif local.port >= remote.port:
+            row = (local, remote, sock, peer, None)
+        else:
+            row = (remote, local, peer, sock, None)
+        unpaired += peer is None
+        out.append((proto, *row, (row[2] or row[3] or sock).state))
+    out.sort(key=lambda r: (r[2].port, r[1].port))
+    return out, unpaired
+
+
+def test_pairing_on_raw_keys_matches_ipaddress_pairing():
+    """IPv4-mapped ends, ::1, the host's own address, self-connects, no listener, UDP, other hosts."""
+    import dataclasses
+
+    from loopscope.analysis.talkmap import pair_connections
+    from loopscope.model import Endpoint, Proto
+
+    app = proc(300, "app", pgid=300)
+    sockets = [
+        listener("tcp", "::", 8080, owners=[app], v6only=False),
+        listener("tcp", "127.0.0.1", 9000, owners=[app]),
+        listener("tcp", "::1", 9001, owners=[app]),
+        listener("udp", "127.0.0.1", 5353, owners=[app]),
+    ]
+    sockets += connection(
+        ("::ffff:127.0.0.1", 40010), ("::ffff:127.0.0.1", 8080), client_owner=app, server_owner=app
+    )
+    # a v4 client whose server end is the dual-stack listener's IPv4-mapped accepted socket
+    client, server = connection(
+        ("127.0.0.1", 40011), ("127.0.0.1", 8080), client_owner=app, server_owner=app
+    )
+    mapped = ipaddress.ip_address("::ffff:127.0.0.1")
+    server = dataclasses.replace(
+        server, local=Endpoint(mapped, 8080), remote=Endpoint(mapped, 40011)
+    )
+    sockets += [client, server]
+    sockets += connection(("::1", 40012), ("::1", 9001), client_owner=app, server_owner=None)
+    sockets += connection(
+        ("192.0.2.2", 40013), ("127.0.0.1", 9000), client_owner=None, server_owner=app
+    )
+    sockets += connection(
+        ("127.0.0.1", 40014),
+        ("127.0.0.1", 9000),
+        client_owner=app,
+        server_owner=app,
+        state=TcpState.TIME_WAIT,
+    )
+    sockets += connection(
+        ("127.0.0.1", 7000), ("127.0.0.1", 7000), client_owner=app, server_owner=app
+    )[:1]
+    sockets += connection(
+        ("127.0.0.1", 50000), ("127.0.0.1", 6000), client_owner=None, server_owner=None
+    )
+    sockets += connection(
+        ("127.0.0.2", 6001), ("127.0.0.3", 50001), client_owner=None, server_owner=None
+    )
+    sockets += connection(
+        ("198.51.100.7", 40015), ("127.0.0.1", 9000), client_owner=None, server_owner=app
+    )
+    udp = connection(
+        ("127.0.0.1", 40016), ("127.0.0.1", 5353), client_owner=app, server_owner=None
+    )[:1]
+    sockets += [dataclasses.replace(s, proto=Proto.UDP) for s in udp]
+    snap = make_snapshot(sockets, [app])
+    got, unpaired = pair_connections(snap)
+    want, want_unpaired = _reference_pairs(snap)
+    assert unpaired == want_unpaired
+    assert [
+        (c.proto, c.client, c.server, c.client_socket, c.server_socket, c.listener, c.state)
+        for c in got
+    ] == want
+    assert len(got) == 9  # 198.51.100.7 is another host: not loopback
+    assert any(
+        c.client == Endpoint(ipaddress.ip_address("127.0.0.1"), 40011) and c.server_socket is server
+        for c in got
+    )
