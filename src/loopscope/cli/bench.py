@@ -22,7 +22,6 @@ from loopscope.cli.common import (
     cli_errors,
     console,
     emit_json,
-    err_console,
     exit_code_for,
 )
 from loopscope.errors import UsageError
@@ -277,20 +276,18 @@ def _report_json(report: BenchReport) -> dict[str, Any]:
 def _run_with_progress(config: BenchConfig, *, quiet: bool) -> BenchReport:
     if quiet:
         return run_bench(config)
-    from rich.progress import Progress, SpinnerColumn, TextColumn
+    from loopscope.cli.progress import run_progress
 
     # auto_refresh off: no refresh thread competing with the measured client for the GIL
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        console=err_console(),
-        transient=True,
-        auto_refresh=False,
-    ) as prog:
-        task = prog.add_task("starting servers")
+    with run_progress(auto_refresh=False) as prog:
+        steps = len(config.paths) * len(config.sizes_bytes)
+        steps += len(config.paths) if config.throughput else 0  # at most one per stream path
+        task = prog.add_task("starting servers", total=steps)
+        started = [False]
 
         def step(text: str) -> None:
-            prog.update(task, description=text)
+            prog.update(task, description=text, advance=1 if started[0] else 0)
+            started[0] = True
             prog.refresh()
 
         return run_bench(config, progress=step)

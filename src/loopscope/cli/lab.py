@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -20,7 +20,6 @@ from loopscope.cli.common import (
     cli_errors,
     console,
     emit_json,
-    err_console,
     exit_code_for,
 )
 from loopscope.cli.simulate import parse_list
@@ -116,14 +115,9 @@ def lab_command(
         duration_s=duration_s,
         max_requests=max_requests,
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err_console(),
-        transient=True,
-        disable=json_out,
-    ) as bar:
+    from loopscope.cli.progress import run_progress
+
+    with run_progress(disable=json_out) as bar:
         task = bar.add_task("calibrating on a lab server", total=None)
         cal = calibrate(cfg)
         rate_list = (
@@ -136,6 +130,9 @@ def lab_command(
             bar.update(task, description=f"lab: {label}", advance=1)
 
         curves = run_lab(cfg, cal, step)
+    done, wanted = sum(len(c.points) for c in curves), len(designs) * len(rate_list)
+    if done < wanted:  # Ctrl-C, TERM or HUP: the servers are stopped, the finished points shown
+        sys.stderr.write(f"loopscope lab: interrupted; {done} of {wanted} points finished\n")
     findings = check_lab(curves)
     plot_path = _plot(curves, plot, cfg, cal) if plot is not None else None
     if json_out:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -21,7 +21,6 @@ from loopscope.cli.common import (
     cli_errors,
     console,
     emit_json,
-    err_console,
     exit_code_for,
 )
 from loopscope.errors import UsageError
@@ -225,20 +224,28 @@ def simulate_command(
         from loopscope.sim.model import simulate_simpy as run_engine
     else:
         from loopscope.sim.engine import simulate_fast as run_engine
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err_console(),
-        transient=True,
-        disable=json_out,
-    ) as bar:
+    from loopscope.cli.progress import run_progress
+
+    with run_progress(disable=json_out) as bar:
         task = bar.add_task("simulating", total=len(tree) * len(counts) * len(rate_list))
 
         def step(label: str) -> None:
             bar.update(task, description=f"simulating {label}", advance=1)
 
-        curves = run_sweep(base, tree, rate_list, counts, engine=run_engine, progress=step)
+        curves = []
+        try:  # one curve at a time: Ctrl-C (or TERM/HUP) keeps the curves that finished
+            for name, root in tree.items():
+                for m in counts:
+                    curves += run_sweep(
+                        base, {name: root}, rate_list, [m], engine=run_engine, progress=step
+                    )
+        except KeyboardInterrupt:
+            if not curves:
+                raise  # nothing finished: "interrupted", exit 130
+            sys.stderr.write(
+                f"loopscope simulate: interrupted; {len(curves)} of "
+                f"{len(tree) * len(counts)} curves finished\n"
+            )
     findings = check_results(curves)
     plot_path = _plot(curves, plot, base, hop_s) if plot is not None else None
     if json_out:

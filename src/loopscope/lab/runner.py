@@ -179,6 +179,9 @@ def run_lab(
 ) -> list[LabCurve]:
     """Run every design at every rate on fresh servers, and simulate each point.
 
+    Ctrl-C (KeyboardInterrupt) stops the run: the points finished so far are returned (a curve
+    per design that has any), fewer than designs x rates.
+
     Raises:
         UsageError: unknown design or bad rates.
         BackendUnavailable / ProbeError: the server could not start.
@@ -189,20 +192,25 @@ def run_lab(
     if not cfg.rates_per_s or min(cfg.rates_per_s) <= 0:
         raise UsageError("rates must be > 0")
     curves = []
+    interrupted = False
     for design in cfg.designs:
+        if interrupted:
+            break
         points = []
         for rate in sorted(cfg.rates_per_s):
             if progress:
                 progress(f"{design} at {rate:g}/s")
-            measured = _measure(cfg, design, rate)
+            try:  # Ctrl-C (or TERM/HUP, see loopscope.signals): the point's servers are stopped
+                measured = _measure(cfg, design, rate)
+                simulated = simulate_point(cfg, cal, design, rate)
+            except KeyboardInterrupt:
+                interrupted = True
+                break
             points.append(
-                LabPoint(
-                    design=design,
-                    rate_per_s=rate,
-                    measured=measured,
-                    simulated=simulate_point(cfg, cal, design, rate),
-                )
+                LabPoint(design=design, rate_per_s=rate, measured=measured, simulated=simulated)
             )
+        if not points:
+            continue
         curves.append(
             LabCurve(
                 design=design,

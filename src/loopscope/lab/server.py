@@ -171,7 +171,12 @@ class LabServer:
             pass  # the whole group is gone: nothing to clean up
 
     def __enter__(self) -> LabServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # Ctrl-C/TERM while it starts: no server left behind (then re-raised)
+            self.stop()
+            self._log.close()
+            raise
         return self
 
     def __exit__(
