@@ -4,7 +4,9 @@
   sources every ``drain_interval_s`` and takes the snapshots, exactly as ``watch`` does. Nothing else
   runs on it, so rendering never delays a drain.
 - The **analysis thread** copies the recent window out of the session (under a lock, a few ms) and
-  computes the report, findings and series (:func:`make_frame`) at most every ``refresh_s`` (>= 0.5 s).
+  computes the report, findings and series (:func:`make_frame`) at most every ``refresh_s`` (>= 0.5 s),
+  and never more than a third of the time (it waits twice as long as the last frame took): Python
+  threads share one interpreter lock, and a busy host's window takes long to analyse.
 - The UI thread only reads :meth:`SessionSource.latest`.
 
 :meth:`SessionSource.close` stops both threads and closes the session (eBPF detached, multicast groups
@@ -182,7 +184,8 @@ class SessionSource:
                 session.close()
 
     def _analyse(self) -> None:
-        while not self._stop.wait(self.refresh_s):
+        wait_s = self.refresh_s
+        while not self._stop.wait(wait_s):
             session = self._session
             if session is None:
                 return
@@ -198,6 +201,8 @@ class SessionSource:
                 continue
             self._frame = frame
             self.frames += 1
+            # the analysis holds the GIL while it computes: leave the collector at least twice that
+            wait_s = max(self.refresh_s, 2 * frame.compute_s)
 
     def latest(self) -> TopFrame | None:
         """The newest frame."""
