@@ -21,6 +21,7 @@ from procs import python_child
 pytestmark = pytest.mark.linux
 
 WIDTHS = [60, 80, 100, 200]
+COMM = "loopscope-width"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 LISTENER = """
@@ -28,6 +29,13 @@ import json, socket
 s4 = socket.socket(); s4.bind(("127.0.0.1", 0)); s4.listen(16)
 s6 = socket.socket(socket.AF_INET6); s6.bind(("::1", 0)); s6.listen(16)
 c = socket.create_connection(s4.getsockname()); a, _ = s4.accept()
+import ctypes, os, signal, time
+ctypes.CDLL(None).prctl(15, b"loopscope-width", 0, 0, 0)  # PR_SET_NAME: a 15-byte comm
+for _ in range(SHARERS):  # prefork-style: loopscope-width[pid,pid,...]: rows over 100 columns
+    if os.fork() == 0:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the parent
+        time.sleep(3600)
+        os._exit(0)
 import threading
 held = []
 for s in (s4, s6):  # accept what probes open, so the backlog never fills
@@ -43,9 +51,11 @@ def _env(columns: int | None) -> dict[str, str]:
     return env
 
 
-def run_pty(args: list[str], columns: int, timeout_s: float = 120) -> tuple[int, str]:
+def run_pty(
+    args: list[str], columns: int, timeout_s: float = 120, *, raw: bool = False
+) -> tuple[int, str]:
     """Run the real CLI with stdout and stderr on a pseudo-terminal of ``columns`` columns; return its
-    exit code and what it wrote, ANSI styles removed, CRLF as LF."""
+    exit code and what it wrote, CRLF as LF, ANSI sequences removed unless ``raw``."""
     import fcntl
     import termios
 
@@ -79,7 +89,7 @@ def run_pty(args: list[str], columns: int, timeout_s: float = 120) -> tuple[int,
         os.close(master)
     code = proc.wait(30)
     text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
-    return code, ANSI.sub("", text)
+    return code, text if raw else ANSI.sub("", text)
 
 
 def run_pipe(args: list[str], timeout_s: float = 120) -> tuple[int, str]:
@@ -95,7 +105,7 @@ def run_pipe(args: list[str], timeout_s: float = 120) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def listener() -> Iterator[dict[str, Any]]:
-    with python_child(LISTENER) as (proc, info):
+    with python_child(LISTENER.replace("SHARERS", "8")) as (proc, info):
         yield {**info, "pid": proc.pid}
 
 
@@ -171,7 +181,7 @@ def test_watch(listener, columns):
     assert code in (0, 1), out
     _header_with(out, "App", "Ports", "Self", "ToOthers")
     ports = ",".join(str(p) for p in sorted((listener["port4"], listener["port6"])))
-    _row_with(out, f"python[{listener['pid']}]", ports)
+    assert f"{COMM}[{listener['pid']}," in _row_with(out, ports)
     _header_with(out, "Source", "On", "Events", "Lost", "Detail")
 
 
@@ -222,4 +232,4 @@ def test_wide_never_shortens(listener):
     code, out = run_pty(["ports", "--wide"], 60)
     assert code in (0, 1)
     assert "…" not in out
-    _row_with(out, f"python[{listener['pid']}]")
+    assert f"{COMM}[{listener['pid']}," in out
