@@ -22,9 +22,9 @@ import re
 import socket
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from loopscope.model.probe import Fingerprint
 
@@ -398,5 +398,32 @@ def fingerprint_listeners(
     items = list(endpoints)
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
-        return list(pool.map(lambda e: fingerprint_listener(e, timeout_s), items))
+    # Daemon threads, not a ThreadPoolExecutor: on Ctrl-C the executor (and interpreter exit)
+    # would wait for every probe in flight, seconds of timeouts; daemon threads are left behind.
+    results: list[Fingerprint | None] = [None] * len(items)
+    failures: list[BaseException] = []
+    todo = iter(enumerate(items))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while not failures:
+            with lock:
+                nxt = next(todo, None)
+            if nxt is None:
+                return
+            try:
+                results[nxt[0]] = fingerprint_listener(nxt[1], timeout_s)
+            except BaseException as exc:  # re-raised in the caller's thread
+                failures.append(exc)
+
+    threads = [
+        threading.Thread(target=work, name="fingerprint", daemon=True)
+        for _ in range(min(max_workers, len(items)))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()  # interruptible: Ctrl-C returns at once
+    if failures:
+        raise failures[0]
+    return [r for r in results if r is not None]
