@@ -91,6 +91,7 @@ COVERED_ELSEWHERE: dict[str, str] = {
     # front-ends: the live test that runs the command
     "cli/exporter.py": "tests/live/test_exporter_cli.py",
     "cli/traces.py": "tests/live/test_traces_app.py",
+    "cli/trace.py": "tests/live/test_traces_run.py",
     "cli/bench.py": "tests/live/test_bench_cli.py",
     "cli/common.py": "tests/live/test_probe_cli.py",
     "cli/listing.py": "tests/unit/cli/test_fastpath.py",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loopscope.analysis.traces.kernel import KernelComparison
 from loopscope.analysis.traces.report import EndpointStats, ServiceEdge, TraceExample, TracesReport
 from loopscope.model import Finding
 from loopscope.render.fields import FieldSpec
@@ -11,11 +12,14 @@ from loopscope.render.fields import FieldSpec
 __all__ = [
     "CALL_FIELDS",
     "ENDPOINT_FIELDS",
+    "KERNEL_FIELDS",
     "SERVICE_FIELDS",
     "WORST_FIELDS",
     "call_rows",
     "endpoint_rows",
     "format_traces_dot",
+    "kernel_json",
+    "kernel_rows",
     "service_rows",
     "traces_json",
     "worst_rows",
@@ -210,3 +214,55 @@ def format_traces_dot(
         lines.append(f"  {_quote(e.client)} -> {_quote(e.server)} [{attrs}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+KERNEL_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("service", "Service", "", "traced service on the app's ports"),
+    FieldSpec("app", "Kernel app", "", "listener owners seen by the kernel (watch)"),
+    FieldSpec("ports", "Ports", "", "listening ports"),
+    FieldSpec(
+        "kernel_self",
+        "Kernel self",
+        "",
+        "connections (requests with --http) the kernel saw from the app to itself",
+        "right",
+    ),
+    FieldSpec("trace_self", "Span self", "", "self-call CLIENT spans", "right"),
+    FieldSpec(
+        "kernel_out",
+        "Kernel out",
+        "",
+        "connections to other local listeners (receiver excepted)",
+        "right",
+    ),
+    FieldSpec("trace_out", "Span out", "", "CLIENT spans toward other services", "right"),
+    FieldSpec("verdict", "Agree", "", "whether the self-call counts match, and why (or why not)"),
+)
+
+
+def kernel_rows(comparison: KernelComparison) -> list[dict[str, str | int]]:
+    """One row per app/service pair of the kernel vs trace table."""
+    return [
+        {
+            "service": r.service or "-",
+            "app": r.app or "-",
+            "ports": ",".join(map(str, r.ports)) or "-",
+            "kernel_self": r.kernel_self_connections
+            if r.kernel_self_requests is None
+            else f"{r.kernel_self_requests} req / {r.kernel_self_connections} conn",
+            "trace_self": r.trace_self_calls,
+            "kernel_out": r.kernel_outbound_connections,
+            "trace_out": r.trace_other_calls,
+            "verdict": ("yes: " if r.agree else "NO: ") + r.cause,
+        }
+        for r in comparison.rows
+    ]
+
+
+def kernel_json(comparison: KernelComparison) -> dict[str, Any]:
+    """The ``kernel`` part of ``loopscope trace --json``."""
+    return {
+        "client_pid_source": comparison.client_pid_source,
+        "sources": comparison.sources,
+        "rows": comparison.rows,
+    }

@@ -1,7 +1,8 @@
 """A small Flask app that calls itself, for loopscope's trace tests; run it under gunicorn with
 OpenTelemetry's own auto-instrumentation (``opentelemetry-instrument gunicorn ...``).
 
-Endpoints (``SELF_URL`` is the app's own base URL, ``OTHER_URL`` a second local service):
+Endpoints (``SELF_URL`` is the app's own base URL, by default the one the request came in on;
+``OTHER_URL`` a second local service):
 - ``/seq``: two sequential self-calls (``/price`` then ``/stock``);
 - ``/fan``: a parallel fan-out of three self-calls (``/a``, ``/b``, ``/c``) on a thread pool;
 - ``/none``: no self-call;
@@ -19,10 +20,10 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from flask import Flask
+from flask import Flask, request
 
 app = Flask(__name__)
-SELF_URL = os.environ.get("SELF_URL", "http://127.0.0.1:8000")
+SELF_URL = os.environ.get("SELF_URL")
 OTHER_URL = os.environ.get("OTHER_URL", "http://127.0.0.1:8001")
 LEAF_SLEEP_S = float(os.environ.get("LEAF_SLEEP_S", "0.005"))
 _pool = ThreadPoolExecutor(max_workers=3)
@@ -33,15 +34,21 @@ def _get(url: str) -> str:
         return resp.read().decode()
 
 
+def _self_url() -> str:
+    return SELF_URL or request.host_url.rstrip("/")
+
+
 @app.route("/seq")
 def seq() -> str:
-    return _get(f"{SELF_URL}/price") + _get(f"{SELF_URL}/stock")
+    base = _self_url()
+    return _get(f"{base}/price") + _get(f"{base}/stock")
 
 
 @app.route("/fan")
 def fan() -> str:
+    base = _self_url()
     futures = [
-        _pool.submit(contextvars.copy_context().run, _get, f"{SELF_URL}/{leaf}")
+        _pool.submit(contextvars.copy_context().run, _get, f"{base}/{leaf}")
         for leaf in ("a", "b", "c")
     ]
     return "".join(f.result() for f in futures)
