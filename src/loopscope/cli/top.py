@@ -36,7 +36,8 @@ def top_command(
         from loopscope.tui.app import TopApp
     except ImportError as exc:
         raise BackendUnavailable("textual is missing: pip install 'loopscope[tui]'") from exc
-    from loopscope.tui.source import MIN_REFRESH_S, SessionSource
+    from loopscope.backends.linux.netns import resolve_netns
+    from loopscope.tui.source import MIN_REFRESH_S, NetnsChoice, SessionSwitcher
     from loopscope.watch.session import WatchOptions
 
     if interval <= 0 or window <= 0:
@@ -50,13 +51,15 @@ def top_command(
         http_ports=tuple(port) if http else (),
         snapshot_interval_s=interval,
     )
-    source = SessionSource(
+    switcher = SessionSwitcher(
         options, pids=tuple(pid), ports=tuple(port), window_s=window, refresh_s=refresh
     )
+    start = NetnsChoice(spec=netns, label=resolve_netns(netns).label)
+    app = TopApp(switcher.open(netns), refresh_s=refresh, switcher=switcher, netns=start)
     try:
-        TopApp(source, refresh_s=refresh).run()
+        app.run()
     finally:
-        source.close()
+        app.source.close()  # the one open now (``n`` closes each one it replaces)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,8 +2,9 @@
 
 The app reads frames from a :class:`~loopscope.tui.source.FrameSource` every refresh (>= 0.5 s) and copies
 their rows (:mod:`loopscope.tui.panes`) into tables; it computes nothing itself. Keys: ``s`` sort,
-``f`` filter by app or port, ``p``/space pause, Enter on an edge for its detail, ``?`` help, ``q`` quit.
-Laid out for 80x24 and up.
+``f`` filter by app or port, ``p``/space pause, ``n`` switch network namespace (the old source is closed
+first: eBPF detached, then a new session opens in the chosen one), Enter on an edge for its detail
+(with ``--http`` its paths), ``?`` help, ``q`` quit. Laid out for 80x24 and up.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
 
+from loopscope.errors import LoopscopeError
 from loopscope.tui.panes import (
     SORT_KEYS,
     Filter,
@@ -30,7 +33,7 @@ from loopscope.tui.panes import (
     parse_filter,
     status_line,
 )
-from loopscope.tui.source import MIN_REFRESH_S, FrameSource
+from loopscope.tui.source import MIN_REFRESH_S, FrameSource, NetnsChoice, NetnsSwitcher
 
 __all__ = ["HELP_TEXT", "TopApp"]
 
@@ -38,12 +41,14 @@ HELP_TEXT = """loopscope top: loopback connections now (last window, refreshed a
 
 Apps      Ext/s external inbound connections/s, Self/s self-calls/s, Amplif. self-calls per
           external request (connections stand in without --http), trend of inbound/s
-Edges     client app -> server app:port, connections/s; SELF rows are self-calls (red)
+Edges     client app -> server app:port, connections/s; SELF rows are self-calls (red);
+          clients without a listener are grouped by name: 'curl (300 processes)'
 Listeners accept queue now/backlog, max in the window, trend; 'full' = it hit the backlog
 Findings  severity, code, subject and the remedy
 
 s  sort (rate / self-calls / name)     f  filter by app name or :port (empty clears)
-p  pause / resume collection           Enter  detail of the selected edge
+p  pause / resume collection           Enter  detail of the selected edge (pids,
+n  switch network namespace                   bytes, HTTP paths with --http)
 ?  this help                           q  quit (eBPF detached, nothing left behind)"""
 _SELF_STYLE = "bold red"
 
@@ -72,6 +77,43 @@ class _TextScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
+class _NetnsScreen(ModalScreen[NetnsChoice | None]):
+    """The namespaces to pick from (Enter picks, Escape or q keeps the current one)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,n", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    _NetnsScreen { align: center middle; }
+    _NetnsScreen > OptionList { width: 60; max-width: 100%; height: auto; max-height: 80%;
+                                border: round $accent; background: $panel; }
+    """
+
+    def __init__(self, choices: list[NetnsChoice], current: str) -> None:
+        super().__init__()
+        self._choices = choices
+        self._current = current
+
+    def compose(self) -> ComposeResult:
+        options = [
+            Option(Text(c.label + ("  (now)" if c.label == self._current else "")))
+            for c in self._choices
+        ]
+        box = OptionList(*options, id="netns")
+        box.border_title = "network namespace"
+        yield box
+
+    def on_mount(self) -> None:
+        box = self.query_one(OptionList)
+        now = [k for k, c in enumerate(self._choices) if c.label == self._current]
+        box.highlighted = now[0] if now else 0
+        box.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self._choices[event.option_index])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class TopApp(App[None]):
     """Live panes over one frame source."""
 
@@ -94,12 +136,32 @@ class TopApp(App[None]):
         Binding("s", "sort", "Sort"),
         Binding("f", "filter", "Filter"),
         Binding("p,space", "pause", "Pause"),
+        Binding("n", "netns", "Netns"),
         Binding("question_mark", "help", "Help"),
     ]
 
-    def __init__(self, source: FrameSource, *, refresh_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        refresh_s: float = 1.0,
+        switcher: NetnsSwitcher | None = None,
+        netns: NetnsChoice | None = None,
+    ) -> None:
+        """Args:
+        source: where frames come from; the app owns it from here (it closes it on a switch, and
+            :attr:`source` is the one to close after :meth:`run`).
+        refresh_s: seconds between screen updates (at least 0.5).
+        switcher: lists namespaces and opens sources in them (None: ``n`` says it cannot).
+        netns: the namespace ``source`` reads (default: this one), for the title before its first
+            frame and to reopen it when a switch fails.
+        """
         super().__init__()
         self.source = source
+        self.switcher = switcher
+        self.netns = netns or NetnsChoice(spec=None, label="host")
+        self.switches = 0
+        self.dead: str | None = None
         self.refresh_s = max(refresh_s, MIN_REFRESH_S)
         self.sort = SortKey.RATE
         self.flt = Filter()
@@ -135,8 +197,13 @@ class TopApp(App[None]):
 
     def refresh_panes(self) -> None:
         """Copy the latest frame into the panes (skipped when it did not change)."""
+        if self.dead is not None:  # a switch failed and the old namespace did not reopen
+            self._say(self.dead)
+            return
         frame = self.source.latest()
         status = self.query_one("#status", Static)
+        if frame is None and self.frame is None:
+            self.query_one("#title", Static).update(f"loopscope top ({self.netns.label}): starting")
         if self.source.error:
             status.update(Text(f"error: {self.source.error}", style="bold red"))
         if frame is None or frame is self.frame:
@@ -214,6 +281,56 @@ class TopApp(App[None]):
             return
         text = edge_detail(self.frame, event.cursor_row, self.sort, self.flt)
         self.push_screen(_TextScreen(text, "detail"))
+
+    def action_netns(self) -> None:
+        """List the namespaces; the chosen one replaces the current session."""
+        if self.switcher is None:
+            self._say("no namespace switching here (recorded data)")
+            return
+        try:
+            choices = self.switcher.choices()
+        except (LoopscopeError, OSError) as exc:
+            self._say(f"cannot list namespaces: {exc}")
+            return
+        self.push_screen(_NetnsScreen(choices, self.netns.label), self._chosen)
+
+    def _say(self, message: str) -> None:
+        self.query_one("#status", Static).update(Text(message, style="bold red"))
+
+    def _chosen(self, choice: NetnsChoice | None) -> None:
+        if choice is None or choice.label == self.netns.label:
+            return
+        self.query_one("#title", Static).update(f"loopscope top ({choice.label}): switching")
+        self._say(f"closing the session in {self.netns.label}, opening one in {choice.label}...")
+        self.call_after_refresh(self.switch_netns, choice)
+
+    def switch_netns(self, choice: NetnsChoice) -> None:
+        """Close the current source (eBPF detached, threads joined), then open one in ``choice``; if
+        that fails, reopen the previous namespace and say why on the status line."""
+        if self.switcher is None:
+            return
+        previous = self.netns
+        self.source.close()
+        self.frame = None
+        try:
+            source = self.switcher.open(choice.spec)
+        except LoopscopeError as exc:
+            error = f"cannot watch {choice.label}: {exc}"
+            try:
+                source = self.switcher.open(previous.spec)
+            except LoopscopeError as again:
+                self.dead = f"{error}; {previous.label} did not reopen either: {again}"
+                self._say(self.dead)
+                return
+            self.notify(error, severity="error", timeout=8)
+            choice = previous
+        else:
+            self.switches += 1
+        source.set_paused(self.paused)
+        self.source = source
+        self.netns = choice
+        self.query_one("#title", Static).update(f"loopscope top ({choice.label}): starting")
+        self.refresh_panes()
 
     def action_help(self) -> None:
         """The help box."""

@@ -22,6 +22,7 @@ __all__ = [
     "TopFrame",
     "app_rows",
     "edge_detail",
+    "edge_paths",
     "edge_rows",
     "finding_rows",
     "listener_rows",
@@ -156,11 +157,7 @@ def edge_rows(
 ) -> list[tuple[str, ...]]:
     """``(client, server:port, conn/s, conns, self)`` per call-graph edge."""
     window = frame.report.window_s
-    edges = [e for e in frame.report.edges if _keep_edge(e, flt)]
-    if sort is SortKey.NAME:
-        edges.sort(key=lambda e: (e.client, e.server, e.port))
-    elif sort is SortKey.SELF:
-        edges.sort(key=lambda e: (not e.self_call, -e.connections, e.port))
+    edges = _sorted_edges(frame, sort, flt)
     return [
         (
             e.client,
@@ -173,16 +170,72 @@ def edge_rows(
     ]
 
 
-def edge_detail(
-    frame: TopFrame, index: int, sort: SortKey = SortKey.RATE, flt: Filter = Filter()
-) -> str:
-    """The detail of the ``index``-th row of :func:`edge_rows` (pids, bytes, requests, refused)."""
-    window = frame.report.window_s
+def _sorted_edges(frame: TopFrame, sort: SortKey, flt: Filter) -> list[WatchEdge]:
     edges = [e for e in frame.report.edges if _keep_edge(e, flt)]
     if sort is SortKey.NAME:
         edges.sort(key=lambda e: (e.client, e.server, e.port))
     elif sort is SortKey.SELF:
         edges.sort(key=lambda e: (not e.self_call, -e.connections, e.port))
+    return edges
+
+
+def edge_paths(report: WatchReport, edge: WatchEdge) -> tuple[str, dict[str, int]]:
+    """HTTP requests of one edge per ``"METHOD path"``, busiest first, and whose they are.
+
+    The report's connection instances are matched to the edge by server port and client pid (one pid
+    on one port is one edge). An edge with no client pid (external clients, unknown owners) gets the
+    pid-less connections on its port when it is the only such edge there; otherwise the server app's
+    paths stand in (its self-calls for a self-call edge, its external paths for the others), and the
+    first item says so.
+
+    Returns:
+        ``("edge", {"GET /leaf": 12})``, ``("server", {...})`` for the stand-in, or ``("edge", {})``
+        when no request line was captured (or without ``--http``).
+
+    Example: a self-call edge of gunicorn on :8080 whose 12 connections each carried ``GET /leaf``
+    gives ``("edge", {"GET /leaf": 12})``.
+    """
+    pids = set(edge.client_pids)
+    if not pids and (sum(1 for e in report.edges if e.port == edge.port and not e.client_pids) > 1):
+        app = next((a for a in report.apps if a.key == edge.server_app), None)
+        if app is None:
+            return "server", {}
+        if edge.self_call:
+            return "server", dict(app.self_paths)
+        return "server", {f"? {p}": n for p, n in app.external_paths.items()}
+    counts: dict[str, int] = {}
+    for inst in report.instances:
+        if not inst.established or inst.server.port != edge.port:
+            continue
+        if (inst.client_pid in pids) if pids else inst.client_pid is None:
+            for r in inst.requests:
+                key = f"{r.method or '?'} {r.path or '?'}"
+                counts[key] = counts.get(key, 0) + 1
+    return "edge", dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _pid_list(pids: Sequence[int], limit: int) -> str:
+    """``"11"``, ``"1000, 1001 (+48 more)"`` or ``"unknown"``."""
+    if not pids:
+        return "unknown"
+    shown = ", ".join(str(p) for p in pids[:limit])
+    return shown + (f" (+{len(pids) - limit} more)" if len(pids) > limit else "")
+
+
+def edge_detail(
+    frame: TopFrame,
+    index: int,
+    sort: SortKey = SortKey.RATE,
+    flt: Filter = Filter(),
+    *,
+    max_paths: int = 8,
+    max_pids: int = 10,
+) -> str:
+    """The detail of the ``index``-th row of :func:`edge_rows`: pids, bytes, requests, refused and,
+    with ``--http``, the edge's HTTP paths with counts (:func:`edge_paths`, ``max_paths`` busiest).
+    A grouped client (``curl (300 processes)``) shows its first ``max_pids`` pids and how many more."""
+    window = frame.report.window_s
+    edges = _sorted_edges(frame, sort, flt)
     if not 0 <= index < len(edges):
         return "no such edge"
     e = edges[index]
@@ -191,9 +244,21 @@ def edge_detail(
         f"connections: {e.connections} in {window:.1f} s ({e.connections / window if window else 0:.1f}/s)",
         f"HTTP requests: {'n/a (run with --http)' if e.requests is None else e.requests}",
         f"bytes client->server: {e.bytes_to_server}, server->client: {e.bytes_to_client}",
-        f"client pids: {', '.join(str(p) for p in e.client_pids) or 'unknown'}",
+        f"client pids: {_pid_list(e.client_pids, max_pids)}",
         f"refused connects: {e.refused}",
     ]
+    if e.requests is not None:
+        whose, paths = edge_paths(frame.report, e)
+        if whose == "server":
+            kind = "self-call" if e.self_call else "inbound (all clients)"
+            lines.append(f"HTTP paths ({kind} of {e.server}; this edge's own are not told apart):")
+        else:
+            lines.append("HTTP paths:" if paths else "HTTP paths: none captured")
+        width = max((len(str(n)) for n in paths.values()), default=1)
+        for path, n in list(paths.items())[:max_paths]:
+            lines.append(f"  {n:>{width}}  {path}")
+        if len(paths) > max_paths:
+            lines.append(f"  (+{len(paths) - max_paths} more paths)")
     return "\n".join(lines)
 
 

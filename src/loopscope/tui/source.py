@@ -11,25 +11,44 @@
 
 :meth:`SessionSource.close` stops both threads and closes the session (eBPF detached, multicast groups
 left, capture stopped).
+
+Switching namespace (key ``n``) goes through a :class:`NetnsSwitcher`: it lists the namespaces
+(:func:`list_namespaces`: this one, the named ones under /run/netns, then those seen only through a
+process, as ``--all-netns`` reads them) and opens a new source in the chosen one; the app closes the old
+source first. :class:`SessionSwitcher` opens :class:`SessionSource`; tests inject their own.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from loopscope.analysis.watch.findings import check_watch
 from loopscope.analysis.watch.model import WatchData
 from loopscope.analysis.watch.report import summarize_watch
 from loopscope.analysis.watch.timeline import build_timeline
+from loopscope.backends.linux.netns import list_netns, resolve_netns
 from loopscope.errors import LoopscopeError
+from loopscope.model import NetnsId
 from loopscope.model.events import SourceStatus
 from loopscope.tui.panes import TopFrame
 from loopscope.watch.session import WatchOptions, WatchSession
 from loopscope.watch.view import filter_report
 
-__all__ = ["MIN_REFRESH_S", "FrameSource", "SessionSource", "StaticSource", "make_frame"]
+__all__ = [
+    "MIN_REFRESH_S",
+    "FrameSource",
+    "NetnsChoice",
+    "NetnsSwitcher",
+    "SessionSource",
+    "SessionSwitcher",
+    "StaticSource",
+    "list_namespaces",
+    "make_frame",
+]
 
 MIN_REFRESH_S = 0.5
 """The screen updates at most this often."""
@@ -94,8 +113,6 @@ class StaticSource:
         """The frame, marked paused when paused."""
         if self.paused == self.frame.paused:
             return self.frame
-        from dataclasses import replace
-
         return replace(self.frame, paused=self.paused)
 
     def sources(self) -> tuple[SourceStatus, ...]:
@@ -222,3 +239,85 @@ class SessionSource:
         for t in (self._analysis, self._collector):
             if t.is_alive():
                 t.join(timeout=5.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetnsChoice:
+    """One namespace offered by the ``n`` key."""
+
+    spec: str | None
+    """What :class:`~loopscope.watch.session.WatchOptions` ``netns`` takes: None for this process's
+    namespace, else ``/run/netns/NAME`` or ``/proc/PID/ns/net``."""
+    label: str
+    """``host``, the /run/netns name, or ``pid 1234`` (the label the report carries)."""
+
+
+class NetnsSwitcher(Protocol):
+    """Lists namespaces and opens a frame source in one (injectable: tests pass recorded frames)."""
+
+    def choices(self) -> list[NetnsChoice]:
+        """The namespaces to offer, this one first."""
+        ...
+
+    def open(self, spec: str | None) -> FrameSource:
+        """A new source in ``spec``.
+
+        Raises:
+            LoopscopeError: the namespace is gone or the session could not start there.
+        """
+        ...
+
+
+def _pid_namespaces(proc: str = "/proc") -> dict[NetnsId, int]:
+    """Namespace -> lowest pid inside it, from ``/proc/PID/ns/net`` (processes we may not stat are
+    skipped: their namespaces are listed only when named under /run/netns)."""
+    found: dict[NetnsId, int] = {}
+    for name in sorted((n for n in os.listdir(proc) if n.isdigit()), key=int):
+        try:
+            st = os.stat(f"{proc}/{name}/ns/net")
+        except OSError:  # exited, or another user's process without root: not a namespace we list
+            continue
+        found.setdefault(NetnsId(st.st_dev, st.st_ino), int(name))
+    return found
+
+
+def list_namespaces(proc: str = "/proc") -> list[NetnsChoice]:
+    """Every distinct network namespace, as ``--all-netns`` reads them
+    (:func:`~loopscope.backends.linux.netns.list_netns`): host first, then /run/netns names, then
+    namespaces seen only through a process (containers), e.g. ``[host, blue, pid 4242]``."""
+    return [
+        NetnsChoice(spec=None if t.label == "host" else t.path, label=t.label)
+        for t in list_netns(_pid_namespaces(proc))
+    ]
+
+
+class SessionSwitcher:
+    """Opens :class:`SessionSource` with the same options in another namespace."""
+
+    def __init__(
+        self,
+        options: WatchOptions,
+        *,
+        pids: tuple[int, ...] = (),
+        ports: tuple[int, ...] = (),
+        window_s: float = 10.0,
+        refresh_s: float = 1.0,
+    ) -> None:
+        self.options = options
+        self.pids, self.ports = pids, ports
+        self.window_s, self.refresh_s = window_s, refresh_s
+
+    def choices(self) -> list[NetnsChoice]:
+        """:func:`list_namespaces`."""
+        return list_namespaces()
+
+    def open(self, spec: str | None) -> SessionSource:
+        """A live session in ``spec`` (checked first, so a vanished namespace is a one-line error)."""
+        resolve_netns(spec)
+        return SessionSource(
+            replace(self.options, netns=spec),
+            pids=self.pids,
+            ports=self.ports,
+            window_s=self.window_s,
+            refresh_s=self.refresh_s,
+        )

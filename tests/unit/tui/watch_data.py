@@ -35,3 +35,26 @@ def self_calling_window() -> WatchData:
         for k, s in enumerate(samples)
     )
     return b.data(conns, samples, (b.EBPF, b.DESTROY), procs)
+
+
+def http_window() -> WatchData:
+    """The self-calling gunicorn of :func:`self_calling_window` with the HTTP capture on: loadgen[99]
+    sends 4 ``GET /work``, each making 3 self-calls ``GET /leaf``; plus 2 ``GET /health`` from an
+    external client (10.0.0.5, no pid)."""
+    b = builders()
+    conns, samples, procs = b.self_calling_app(n=3, externals=4)
+    conns += [
+        b.Conn(45000 + k, 8080, None, 6 + k, path="/health", addr="10.0.0.5") for k in range(2)
+    ]
+    return b.data(conns, samples, (b.EBPF, b.DESTROY, b.HTTP), procs)
+
+
+def short_lived_clients(n: int = 50) -> WatchData:
+    """``n`` short-lived ``curl`` processes (pids 1000..), one connection each, all exited before
+    /proc was read (eBPF gave pid and comm), to apache2[10] on :8095, which calls itself twice."""
+    b = builders()
+    apache = b.proc(10, "apache2")
+    conns = [b.named(b.Conn(40000 + k, 8095, 1000 + k, 1 + k * 0.1), "curl") for k in range(n)]
+    conns += [b.named(b.Conn(42000 + k, 8095, 10, 7 + k * 0.1), "apache2") for k in range(2)]
+    samples = (b.sample(0.5, b.listener(8095, apache)), b.sample(9.5, b.listener(8095, apache)))
+    return b.data(conns, samples, (b.EBPF, b.DESTROY), {10: apache})
