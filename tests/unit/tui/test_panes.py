@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+from loopscope.analysis.apps import AppKey
 from loopscope.tui.panes import (
     Filter,
     SortKey,
     app_rows,
     edge_detail,
+    edge_paths,
     edge_rows,
     finding_rows,
     listener_rows,
@@ -77,3 +80,41 @@ def test_listeners_findings_and_status() -> None:
     line = status_line(FRAME, flt=Filter(port=8080))
     assert line == "sources: ebpf_sockops,sock_diag_destroy | lost 0 | filter: :8080"
     assert status_line(None).startswith("starting")
+
+
+def test_edge_detail_http_paths_per_edge() -> None:
+    frame = make_frame(_data().http_window())
+    assert [r[0] for r in edge_rows(frame)] == ["gunicorn[10,11]", "loadgen[99]", "external"]
+    self_edge, loadgen, external = frame.report.edges
+    assert edge_paths(frame.report, self_edge) == ("edge", {"GET /leaf": 12})
+    assert edge_paths(frame.report, loadgen) == ("edge", {"GET /work": 4})
+    assert edge_paths(frame.report, external) == ("edge", {"GET /health": 2})
+    detail = edge_detail(frame, 0)
+    assert "HTTP requests: 12" in detail and detail.endswith("HTTP paths:\n  12  GET /leaf")
+    assert edge_detail(frame, 1).endswith("HTTP paths:\n  4  GET /work")
+    assert "+1 more paths" in edge_detail(frame, 1, max_paths=0)
+    # without --http: no paths line at all
+    assert "HTTP paths" not in edge_detail(FRAME, 0) and "n/a (run with --http)" in edge_detail(
+        FRAME, 0
+    )
+
+
+def test_edge_paths_fall_back_to_the_server_app_when_pidless_edges_share_a_port() -> None:
+    frame = make_frame(_data().http_window())
+    external = frame.report.edges[2]
+    unknown = dataclasses.replace(external, client="?", client_app=AppKey(comm="?"))
+    report = dataclasses.replace(frame.report, edges=(*frame.report.edges, unknown))
+    assert edge_paths(report, external) == ("server", {"? /work": 4, "? /health": 2})
+    assert edge_paths(report, frame.report.edges[0]) == ("edge", {"GET /leaf": 12})
+
+
+def test_short_lived_clients_are_one_edge_row() -> None:
+    frame = make_frame(_data().short_lived_clients(50))
+    assert edge_rows(frame) == [
+        ("curl (50 processes)", "apache2[10]:8095", "5.0", "50", ""),
+        ("apache2[10]", "apache2[10]:8095", "0.2", "2", "SELF"),
+    ]
+    detail = edge_detail(frame, 0)
+    assert "client pids: 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009 (+40 more)" in (
+        detail
+    )

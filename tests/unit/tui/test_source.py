@@ -13,7 +13,14 @@ from types import ModuleType
 import pytest
 
 from loopscope.errors import LoopscopeError
-from loopscope.tui.source import SessionSource, StaticSource, make_frame
+from loopscope.tui.source import (
+    NetnsChoice,
+    SessionSource,
+    SessionSwitcher,
+    StaticSource,
+    list_namespaces,
+    make_frame,
+)
 from loopscope.watch.session import WatchOptions
 
 
@@ -94,3 +101,30 @@ def test_session_source_live_self_call() -> None:
 def test_session_source_bad_namespace() -> None:
     with pytest.raises(LoopscopeError):
         SessionSource(WatchOptions(netns="no-such-namespace-xyz"))
+
+
+@pytest.mark.linux
+def test_list_namespaces_host_first_then_processes(tmp_path: Path) -> None:
+    """A fake /proc: pids 7 and 9 share one namespace file (a hard link), 8 has its own, 10 has none."""
+    for pid in ("7", "8", "9", "10"):
+        (tmp_path / pid / "ns").mkdir(parents=True)
+    (tmp_path / "7" / "ns" / "net").write_text("")
+    os.link(tmp_path / "7" / "ns" / "net", tmp_path / "9" / "ns" / "net")
+    (tmp_path / "8" / "ns" / "net").write_text("")
+    (tmp_path / "self").mkdir()
+    choices = list_namespaces(str(tmp_path))
+    assert choices[0] == NetnsChoice(spec=None, label="host")
+    by_pid = [c for c in choices if c.label.startswith("pid ")]
+    assert by_pid == [
+        NetnsChoice(spec="/proc/7/ns/net", label="pid 7"),
+        NetnsChoice(spec="/proc/8/ns/net", label="pid 8"),
+    ]
+    real = list_namespaces()
+    assert real[0].label == "host" and len({c.label for c in real}) == len(real)
+
+
+def test_session_switcher_refuses_a_missing_namespace() -> None:
+    switcher = SessionSwitcher(WatchOptions(ebpf=False), window_s=5.0)
+    with pytest.raises(LoopscopeError, match="no-such-namespace-xyz"):
+        switcher.open("no-such-namespace-xyz")
+    assert not {"top-collector", "top-analysis"} & {t.name for t in threading.enumerate()}
