@@ -53,7 +53,11 @@ def decode_jaeger(doc: Any) -> tuple[list[SpanRecord], int]:
             continue
         found = trace.get("processes")
         processes: dict[str, Any] = found if isinstance(found, dict) else {}
-        for span in trace.get("spans") or ():
+        spans = trace.get("spans") or []
+        if not isinstance(spans, list):
+            skipped += 1  # "spans" that is not a list: a malformed trace
+            continue
+        for span in spans:
             try:
                 out.append(_span(span, processes))
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError):

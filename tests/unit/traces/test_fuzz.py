@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from loopscope.analysis.traces import check_traces, summarize_traces
@@ -22,7 +22,7 @@ from loopscope.traces.zipkin import decode_zipkin
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FUZZ = settings(
-    max_examples=150,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -81,6 +81,9 @@ def _reads_or_refuses(fn, doc) -> object:
 
 @FUZZ
 @given(doc=DOCS)
+@example(doc=None)  # decode_jaeger(None) was an AttributeError
+@example(doc={"spans": True})  # Jaeger "spans" that is not a list was a TypeError
+@example(doc=[{"traceId": "a", "id": "b", "timestamp": 1e400}])  # Zipkin time inf: OverflowError
 def test_every_json_reader_reads_or_raises_value_error(doc):
     for fn in (decode_otlp_json_fast, decode_jaeger, decode_zipkin, decode_document):
         _reads_or_refuses(fn, json.loads(json.dumps(doc)))
