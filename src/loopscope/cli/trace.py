@@ -9,7 +9,9 @@ import typer
 
 from loopscope.cli.common import (
     FailOnOption,
+    FormatOption,
     JsonOption,
+    WideOption,
     cli_errors,
     console,
     emit_json,
@@ -69,6 +71,8 @@ def trace_command(
         None, "--sample-ratio", help="Head-sampling ratio the app was configured with (0-1]."
     ),
     json_out: bool = JsonOption,
+    wide: bool = WideOption,
+    table_format: str = FormatOption,
     fail_on: str = FailOnOption,
 ) -> None:
     """Run CMD under opentelemetry-instrument; report its self-calls from traces beside the kernel's count."""
