@@ -174,8 +174,10 @@ def _endpoint(
     without: list[int] = []
     waiting = total = 0
     for e in group:
-        internal.update(e.internal)
-        other.update(e.other)
+        if e.internal:
+            internal.update(e.internal)
+        if e.other:
+            other.update(e.other)
         (with_self if e.self_calls else without).append(e.duration_ns)
         waiting += e.waiting_ns
         total += e.duration_ns
