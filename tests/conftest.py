@@ -8,8 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Fuzz tests judge what a decoder does with an input, not how fast a shared 2-core CI machine runs it:
+# no per-example deadline (a busy host made 200 ms examples fail as "flaky"), same example count.
+settings.register_profile("loopscope", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("loopscope")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
