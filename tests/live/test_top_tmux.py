@@ -1,6 +1,7 @@
 """``loopscope top`` driven in a real terminal (tmux, 80x24) on a real self-calling app: the self-call
 row shows, the keys work, ``q`` quits and nothing is left behind (the process is gone, so its eBPF
-program, netlink sockets and threads are too; the tmux session ends with it).
+program, netlink sockets and threads are too; the tmux session ends with it). As root, ``n`` moves the
+screen into a namespace the test makes with ``ip netns add`` (and deletes), where the app runs.
 
 tmux runs on its own socket (``-L``), so the test never touches another tmux server.
 """
@@ -14,12 +15,14 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from test_html_report import ARTIFACTS, load, self_calling_app
+from procs import python_child
+from test_html_report import ARTIFACTS, load, self_app_code, self_calling_app
 
 pytestmark = [
     pytest.mark.linux,
@@ -146,3 +149,69 @@ def test_top_shows_the_self_call_and_quits_clean() -> None:
             check=False,
         )
         assert mine.stdout.strip() == ""
+
+
+LOADER = """
+import json, threading, time, urllib.request
+def run():
+    while True:
+        time.sleep(1 / 15)
+        with urllib.request.urlopen("http://127.0.0.1:PORT/work", timeout=5) as r:
+            r.read()
+threading.Thread(target=run, daemon=True).start()
+print(json.dumps({}), flush=True)
+"""
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh namespace with lo up, deleted after the test."""
+    name = f"ls-top-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _press(t: Tmux, *keys: str) -> None:
+    for key in keys:
+        t.run("send-keys", "-t", t.session, key)
+
+
+@pytest.mark.root
+@pytest.mark.netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="ip netns add needs root")
+def test_n_switches_into_a_namespace_and_sees_its_self_call(netns: str) -> None:
+    inside = ["ip", "netns", "exec", netns]
+    with (
+        python_child(self_app_code("nsselfcall"), prefix=inside) as (_, info),
+        python_child(LOADER.replace("PORT", str(info["port"])), prefix=inside),
+        tmux_top("--refresh", "0.5", "--window", "5") as t,
+    ):
+        pane_pid = int(t.run("display", "-p", "-t", t.session, "#{pane_pid}").stdout.strip())
+        t.wait_for(lambda s: "loopscope top (host) last" in s, timeout_s=30)
+        assert "nsselfcall[" not in t.capture()  # its loopback is not the host's
+        _press(t, "n")
+        listing = t.wait_for(lambda s: "host  (now)" in s and netns in s).splitlines()
+        now = next(k for k, line in enumerate(listing) if "host  (now)" in line)
+        ours = next(k for k, line in enumerate(listing) if netns in line)
+        _press(t, *["Down"] * (ours - now), "Enter")
+
+        def self_row(screen: str) -> bool:
+            return f"loopscope top ({netns}) last" in screen and any(
+                "nsselfcall[" in line and "SELF" in line for line in screen.splitlines()
+            )
+
+        screen = t.wait_for(self_row, timeout_s=30)
+        assert all(len(line) <= 80 for line in screen.splitlines())
+        (ARTIFACTS / "top_netns_80x24.txt").parent.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "top_netns_80x24.txt").write_text(screen)
+
+        _press(t, "q")
+        deadline = time.monotonic() + 15
+        while t.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not t.alive(), t.capture()
+        assert not _runs_loopscope(pane_pid)
