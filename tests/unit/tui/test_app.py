@@ -170,7 +170,7 @@ def test_n_switches_namespace_closing_the_old_session_first() -> None:
             await pilot.pause()
             assert switcher.log == ["open host", "close host", "open blue"]
             assert first.closed and app.source is switcher.opened[-1] and app.netns.label == "blue"
-            assert app.source.paused  # type: ignore[attr-defined]
+            assert switcher.opened[-1].paused
             title = str(app.query_one("#title", Static).render())
             assert title.startswith("loopscope top (blue) last 10 s") and "PAUSED" in title
             edges = _cells(app.query_one("#edges", DataTable))
