@@ -165,8 +165,11 @@ class OwnerCache:
                 return run
         run = collector.read_all(all_netns=all_netns)
         self.scans += 1
-        self.scan, self.scanned_at_s = run.owner_scan, self.clock_s()
         self.listener_inodes = frozenset(_listener_inodes(run))
+        self.scan, self.scanned_at_s = (
+            _trimmed(run.owner_scan, self.listener_inodes),
+            self.clock_s(),
+        )
         return run
 
     def _stale(self, run: Collection) -> bool:
@@ -179,6 +182,14 @@ class OwnerCache:
             if s.is_listener
             for key in s.owners
         )
+
+
+def _trimmed(scan: OwnerScan | None, inodes: frozenset[int]) -> OwnerScan | None:
+    """The scan with the owners of ``inodes`` only: a scan names every socket of every process on
+    the host (100,000 sockets: ~13 MB); the listeners' owners are all a later read uses."""
+    if scan is None:
+        return None
+    return dataclasses.replace(scan, owners={i: scan.owners[i] for i in inodes if i in scan.owners})
 
 
 def _listener_inodes(run: Collection) -> Iterator[int]:

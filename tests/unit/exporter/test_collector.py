@@ -17,9 +17,6 @@ from loopscope.collect.sources import build_port_filter, parse_sockstat_time_wai
 from loopscope.exporter.collector import (
     ExporterOptions,
     LoopscopeCollector,
-    OwnerCache,
-    make_snapshot_collector,
-    read_namespaces,
     with_counts,
 )
 from loopscope.exporter.metrics import NamespaceView
@@ -107,28 +104,56 @@ def test_connected_counts_replace_rows(pairs: _Pairs, procfs: bool) -> None:
         assert reading.time_wait_other >= 0
 
 
+# Run in a namespace of its own: on a shared host, other processes open listeners at any time (each
+# makes a new scan, rightly), so the reuse is only deterministic where the listeners are ours.
+_REUSE = r"""
+import json, os, socket
+from loopscope.exporter.collector import OwnerCache, make_snapshot_collector, read_namespaces
+def owner_pids(views, port):
+    return [k.pid for s in views[0].snapshot.sockets if s.is_listener and s.local.port == port
+            for k in s.owners]
+first = socket.socket(); first.bind(("127.0.0.1", 0)); first.listen()
+collector, cache = make_snapshot_collector("auto"), OwnerCache(max_age_s=3600)
+read_namespaces(collector, False, cache)
+views = read_namespaces(collector, False, cache)
+out = {"scans_after_two": cache.scans, "first": owner_pids(views, first.getsockname()[1])}
+new = socket.socket(); new.bind(("127.0.0.1", 0)); new.listen()
+views = read_namespaces(collector, False, cache)
+out["scans_after_new"] = cache.scans
+out["new"] = owner_pids(views, new.getsockname()[1])
+read_namespaces(collector, False, cache)
+out["scans_at_end"] = cache.scans
+out["pid"] = os.getpid()
+print(json.dumps(out))
+"""
+
+
 @pytest.mark.linux
-def test_owner_scan_is_reused_until_a_listener_appears(pairs: _Pairs) -> None:
-    collector = make_snapshot_collector("auto")
-    cache = OwnerCache(max_age_s=3600)
-    read_namespaces(collector, False, cache)
-    views = read_namespaces(collector, False, cache)
-    assert cache.scans == 1
-    mine = [s for s in views[0].snapshot.sockets if s.local.port == pairs.port and s.is_listener]
-    assert [k.pid for k in mine[0].owners] == [os.getpid()]
-    new = socket.socket()
-    new.bind(("127.0.0.1", 0))
-    new.listen()
+@pytest.mark.root
+@pytest.mark.netns
+def test_owner_scan_is_reused_until_a_listener_appears() -> None:
+    import json
+    import subprocess
+    import sys
+
+    ns = f"ls-owners-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        views = read_namespaces(collector, False, cache)
-        assert cache.scans == 2  # a listener the last scan did not see: scanned again
-        port = new.getsockname()[1]
-        owned = [s for s in views[0].snapshot.sockets if s.local.port == port and s.is_listener]
-        assert [k.pid for k in owned[0].owners] == [os.getpid()]
+        done = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", _REUSE],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
     finally:
-        new.close()
-    read_namespaces(collector, False, cache)
-    assert cache.scans == 2
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    out = json.loads(done.stdout)
+    assert out["scans_after_two"] == 1  # the second read reused the first scan
+    assert out["first"] == [out["pid"]]
+    assert out["scans_after_new"] == 2  # a listener the last scan did not see: scanned again
+    assert out["new"] == [out["pid"]]  # and its owner is named
+    assert out["scans_at_end"] == 2
 
 
 def test_with_counts_keeps_the_counted_values() -> None:
