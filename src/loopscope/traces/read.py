@@ -7,8 +7,10 @@ that could be read with a :class:`~loopscope.model.Gap` per kind of damage.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,18 +82,37 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield lineno, line
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Cyclic GC off while spans pile up (restored after): the records and parsed documents hold no
+    cycles, refcounting frees the documents, and full collections over a growing heap of records cost
+    ~20% of a 100k-span read and more at 1M."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def read_spans(path: str | Path, *, strict: bool = False) -> SpanInput:
     """Spans of a file, whatever of the three formats it holds.
 
     A file whose first non-empty line is a JSON document on its own is read line by line (a bad line is
     skipped and counted); otherwise the whole file is one document. ``strict``: OTLP/JSON through the
-    official protobuf decoder (see :func:`decode_document`).
+    official protobuf decoder (see :func:`decode_document`). Cyclic GC is paused while reading.
 
     Raises:
         ParseError: unreadable file, or no line/document could be decoded.
         UsageError: OTLP input without opentelemetry-proto installed.
     """
-    path = Path(path)
+    with _gc_paused():
+        return _read_spans(Path(path), strict=strict)
+
+
+def _read_spans(path: Path, *, strict: bool) -> SpanInput:
+    """The body of :func:`read_spans`."""
     try:
         first = next(_lines(path), None)
     except OSError as exc:
