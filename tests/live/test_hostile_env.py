@@ -134,8 +134,10 @@ def test_watch_writes_its_report_and_detaches(signum: int) -> None:
     before = _sockops_attached()
     proc = _start(["watch", "--json"])
     deadline = time.monotonic() + 30  # wait until it watches (eBPF attached), not mid-start-up
+    during = before
     while before is not None and time.monotonic() < deadline:
-        if (_sockops_attached() or 0) > before:
+        during = _sockops_attached() or 0
+        if during > before:
             break
         time.sleep(0.2)
     stdout, stderr, took = _interrupt(proc, signum, 2.0 if before is not None else 8.0)
@@ -144,8 +146,9 @@ def test_watch_writes_its_report_and_detaches(signum: int) -> None:
     assert doc["command"] == "watch"
     assert "Traceback" not in stderr
     assert took < 15
-    if before is not None:
-        assert _sockops_attached() == before  # the sockops program was detached
+    if before is not None and during is not None and during > before:
+        # ours was detached (other sessions on this host may attach or detach their own meanwhile)
+        assert (_sockops_attached() or 0) < during
 
 
 @pytest.mark.parametrize("signum", INTERRUPTS, ids=lambda s: signal.Signals(s).name)
