@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "loopscope: error: stdout is closed; redirect it to a file or /dev/null\n"
             )
         sys.exit(2)
-    from loopscope.signals import install_interrupt_signals
+    from loopscope.cli.signals import install_interrupt_signals
 
     install_interrupt_signals()  # TERM and HUP end a run as Ctrl-C does
     sys.exit(_run(list(sys.argv[1:] if argv is None else argv)))

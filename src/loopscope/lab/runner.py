@@ -200,7 +200,7 @@ def run_lab(
         for rate in sorted(cfg.rates_per_s):
             if progress:
                 progress(f"{design} at {rate:g}/s")
-            try:  # Ctrl-C (or TERM/HUP, see loopscope.signals): the point's servers are stopped
+            try:  # Ctrl-C (or TERM/HUP, see loopscope.cli.signals): the point's servers are stopped
                 measured = _measure(cfg, design, rate)
                 simulated = simulate_point(cfg, cal, design, rate)
             except KeyboardInterrupt:

@@ -200,7 +200,7 @@ def test_every_option_has_a_checking_type() -> None:
         for param in cmd.params:
             if isinstance(param.type, click_types.FloatParamType):
                 pytest.fail(f"{name} {param.opts}: a float without the finite check")
-            if param.name in ("port", "pid"):
+            if {"--port", "--pid"} & set(param.opts):
                 assert isinstance(param.type, validate.Bounded), (name, param.opts)
 
 

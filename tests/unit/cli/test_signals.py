@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from loopscope.signals import INTERRUPT_SIGNALS, install_interrupt_signals, received
+from loopscope.cli.signals import INTERRUPT_SIGNALS, install_interrupt_signals, received
 
 pytestmark = pytest.mark.linux
 
 _CHILD = """
 import os, signal, sys, time
-from loopscope.signals import install_interrupt_signals
+from loopscope.cli.signals import install_interrupt_signals
 signal.signal(signal.SIGHUP, signal.SIG_IGN) if sys.argv[1] == "ignored" else None
 install_interrupt_signals()
 try:
