@@ -1,20 +1,25 @@
 """Benchmark: what does ``loopscope exporter`` cost, and does it stay bounded?
 
 Workload (in a fresh network namespace, so other traffic on the host does not mix into the snapshot):
-a server on 127.0.0.1 (accept, read, reply, close) and a client making COUNT connect -> request ->
+a server on 127.0.0.1:8080 (accept, read, reply, close) and a client making COUNT connect -> request ->
 reply -> close cycles at RATE per second, recording each cycle's duration (the method of perf/watch.py).
 
 Measured, side by side in one run:
-- extra median connection latency with the exporter on vs off at 300 and 3,000 connections/s
-  (``baseline`` and ``exporter`` phases interleaved ``--repeats`` times; medians of the run medians);
-- exporter CPU % of one core at those rates (its own rusage over the workload's wall time, scraped
-  every ``--scrape-interval`` seconds as Prometheus would);
-- scrape duration with 10,000 sockets open in the namespace (5,000 connected loopback pairs);
+- extra median connection latency at 300 and 3,000 connections/s with the exporter off
+  (``baseline``), with only the in-kernel counter attached and never read (``kernel``), and with the
+  exporter scraped every ``--scrape-interval`` seconds, counting connected sockets at every scrape
+  (``exporter``); the three phases interleaved ``--repeats`` times, medians of the run medians;
+- exporter CPU % of one core at those rates (its own rusage over the workload's wall time);
+- scrape duration with 10,000 sockets open in a namespace of their own (5,000 connected loopback
+  pairs), the listener on port 8080 or on an ephemeral port (whose server-side sockets the kernel
+  filter cannot leave out), counting at every scrape, and as configured by default (counts every
+  30 s, listeners every scrape); wall and CPU time per scrape;
 - RSS of the exporter before and after ``--many`` connections (kernel counting: it should be flat);
 - series in the exposition after 10,000 distinct short-lived clients (each a forked process with its
   own comm): bounded by ``max_client_apps`` (200) + ``other``.
 
-Run as root: ``python perf/exporter.py [--quick] [--out perf/results/exporter.json]``.
+Run as root: ``python perf/exporter.py [--quick] [--out perf/results/exporter.json]``; the RSS phase
+alone: ``python perf/exporter.py --only-rss --out perf/results/exporter_rss.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 
 SERVER = r"""
 import socket, sys
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4096)
+s = socket.socket(); s.bind(("127.0.0.1", 8080)); s.listen(4096)  # a fresh namespace: 8080 is free
 print(s.getsockname()[1], flush=True)
 while True:
     c, _ = s.accept()
@@ -61,25 +66,29 @@ from prometheus_client import generate_latest
 from loopscope.backends.linux.bpf.counter import ConnectionCounter
 from loopscope.exporter.collector import ExporterOptions, LoopscopeCollector
 from loopscope.exporter.serve import build_registry
-interval = float(sys.argv[1])
+interval, counts_interval = float(sys.argv[1]), float(sys.argv[2])  # interval 0: never scraped
 def rss_kb():
     with open("/proc/self/status") as fh:
         return int(next(l for l in fh if l.startswith("VmRSS:")).split()[1])
 counter = ConnectionCounter()
-registry = build_registry(LoopscopeCollector(ExporterOptions(), counter))
+options = ExporterOptions(counts_interval_s=counts_interval, doctor_interval_s=0)
+registry = build_registry(LoopscopeCollector(options, counter))
 generate_latest(registry)
 rss0 = rss_kb()
 print("ready", flush=True)
 r0 = resource.getrusage(resource.RUSAGE_SELF); w0 = time.monotonic()
-durs, text, rss = [], b"", []
-while not select.select([sys.stdin], [], [], interval)[0]:
-    t = time.perf_counter(); text = generate_latest(registry); durs.append(time.perf_counter() - t)
+durs, cpus, text, rss = [], [], b"", []
+while not select.select([sys.stdin], [], [], interval or None)[0]:
+    t, c = time.perf_counter(), time.process_time()
+    text = generate_latest(registry)
+    durs.append(time.perf_counter() - t); cpus.append(time.process_time() - c)
     rss.append(rss_kb())
-t = time.perf_counter(); text = generate_latest(registry); durs.append(time.perf_counter() - t)
 r1 = resource.getrusage(resource.RUSAGE_SELF)
 cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+wall = time.monotonic() - w0
+text = generate_latest(registry)
 series = sum(1 for l in text.decode().splitlines() if l and not l.startswith("#"))
-print(json.dumps({"cpu_s": cpu, "wall_s": time.monotonic() - w0, "scrape_s": durs,
+print(json.dumps({"cpu_s": cpu, "wall_s": wall, "scrape_s": durs, "scrape_cpu_s": cpus,
                   "rss0_kb": rss0, "rss1_kb": rss_kb(), "rss_kb": rss, "series": series,
                   "map_full": counter.map_full()}), flush=True)
 counter.close()
@@ -108,7 +117,7 @@ import resource, socket, sys
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 n = int(sys.argv[1])
-srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4096)
+srv = socket.socket(); srv.bind(("127.0.0.1", int(sys.argv[2]))); srv.listen(4096)
 held = []
 for _ in range(n):
     c = socket.create_connection(srv.getsockname()); a, _ = srv.accept(); held += [c, a]
@@ -121,10 +130,19 @@ def in_ns(ns: str, *argv: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *argv]
 
 
-def exporter_in_ns(ns: str, interval: float) -> list[str]:
-    """The exporter child in the workload's namespace; nsenter keeps the host mount namespace (``ip
-    netns exec`` remounts /sys, hiding the cgroup2 root the program attaches to)."""
-    return ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", EXPORTER, str(interval)]
+def exporter_in_ns(ns: str, interval: float, counts_interval: float = 0.0) -> list[str]:
+    """The exporter child in the workload's namespace, scraped every ``interval`` s (0: never),
+    counting connected sockets every ``counts_interval`` s; nsenter keeps the host mount namespace
+    (``ip netns exec`` remounts /sys, hiding the cgroup2 root the program attaches to)."""
+    return [
+        *("nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", EXPORTER),
+        *(str(interval), str(counts_interval)),
+    ]
+
+
+def load_average() -> list[float]:
+    with open("/proc/loadavg", encoding="ascii") as fh:
+        return [float(x) for x in fh.read().split()[:3]]
 
 
 def start_ready(argv: list[str]) -> subprocess.Popen[str]:
@@ -149,15 +167,19 @@ def run_load(ns: str, port: int, count: int, rate: float) -> dict[str, Any]:
         capture_output=True,
         text=True,
         check=True,
-        timeout=count / rate * 4 + 60,
+        timeout=max(count / rate * 4, count / 1000) + 60,
     ).stdout
     return dict(json.loads(out))
 
 
 def phase(
-    ns: str, port: int, rate: float, seconds: float, exporter: bool, interval: float
+    ns: str, port: int, rate: float, seconds: float, mode: str, interval: float
 ) -> dict[str, Any]:
-    exp = start_ready(exporter_in_ns(ns, interval)) if exporter else None
+    """One load run: ``baseline`` (nothing), ``kernel`` (counter attached, never read) or
+    ``exporter`` (scraped every ``interval`` s, counting at every scrape)."""
+    exp = None
+    if mode != "baseline":
+        exp = start_ready(exporter_in_ns(ns, interval if mode == "exporter" else 0.0))
     try:
         load = run_load(ns, port, int(rate * seconds), rate)
     finally:
@@ -166,8 +188,9 @@ def phase(
         "median_us": statistics.median(load["durs_ns"]) / 1000,
         "achieved_per_s": len(load["durs_ns"]) / load["wall_s"],
     }
-    if stats is not None:
+    if stats is not None and mode == "exporter":
         res["cpu_pct"] = 100 * stats["cpu_s"] / stats["wall_s"]
+    if stats is not None:
         res["map_full"] = stats["map_full"]
     return res
 
@@ -175,12 +198,15 @@ def phase(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="Short phases, one repeat.")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=6.0, help="Seconds per load phase.")
     ap.add_argument("--scrape-interval", type=float, default=5.0)
-    ap.add_argument("--many", type=int, default=200_000, help="Connections for the RSS check.")
+    ap.add_argument("--many", type=int, default=1_000_000, help="Connections for the RSS check.")
     ap.add_argument("--clients", type=int, default=10_000, help="Distinct short-lived clients.")
     ap.add_argument("--out", default="perf/results/exporter.json")
+    ap.add_argument(
+        "--only-rss", action="store_true", help="Only the RSS phase (a fresh namespace)."
+    )
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.seconds, args.many, args.clients = 1, 3.0, 30_000, 2_000
@@ -188,23 +214,29 @@ def main() -> None:
     subprocess.run(["ip", "netns", "add", ns], check=True)
     subprocess.run(in_ns(ns, "ip", "link", "set", "lo", "up"), check=True)
     server = start_ready(in_ns(ns, sys.executable, "-c", SERVER))
-    results: dict[str, Any] = {"config": vars(args), "cpus": os.cpu_count()}
+    results: dict[str, Any] = {
+        "config": vars(args),
+        "cpus": os.cpu_count(),
+        "load_average_start": load_average(),
+    }
     try:
         port = int(server.ready_line)  # type: ignore[attr-defined]  # the server prints its port
-        for rate in (300.0, 3000.0):
-            runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "exporter": []}
-            for _ in range(args.repeats):
-                for name in ("baseline", "exporter"):
+        for rate in () if args.only_rss else (300.0, 3000.0):
+            runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "kernel": [], "exporter": []}
+            for i in range(args.repeats):
+                order = ("baseline", "kernel", "exporter")
+                for name in order[i % 3 :] + order[: i % 3]:  # rotated: no phase always first
                     runs[name].append(
-                        phase(
-                            ns, port, rate, args.seconds, name == "exporter", args.scrape_interval
-                        )
+                        phase(ns, port, rate, args.seconds, name, args.scrape_interval)
                     )
             base = statistics.median(r["median_us"] for r in runs["baseline"])
+            kernel = statistics.median(r["median_us"] for r in runs["kernel"])
             on = statistics.median(r["median_us"] for r in runs["exporter"])
             results[f"rate_{int(rate)}"] = {
                 "baseline_median_us": base,
+                "kernel_median_us": kernel,
                 "exporter_median_us": on,
+                "kernel_extra_latency_pct": 100 * (kernel - base) / base,
                 "extra_latency_pct": 100 * (on - base) / base,
                 "exporter_cpu_pct_of_one_core": statistics.median(
                     r["cpu_pct"] for r in runs["exporter"]
@@ -212,20 +244,10 @@ def main() -> None:
                 "achieved_per_s": statistics.median(r["achieved_per_s"] for r in runs["exporter"]),
                 "runs": runs,
             }
-        # scrape duration with 10k sockets
-        pairs = start_ready(in_ns(ns, sys.executable, "-c", PAIRS, "5000"))
-        exp = start_ready(exporter_in_ns(ns, 0.5))
-        time.sleep(3)
-        stats = stop_json(exp)
-        pairs.stdin.close()  # type: ignore[union-attr]
-        pairs.wait(30)
-        results["scrape_10k_sockets"] = {
-            "median_ms": 1000 * statistics.median(stats["scrape_s"]),
-            "max_ms": 1000 * max(stats["scrape_s"]),
-            "scrapes": len(stats["scrape_s"]),
-        }
-        # RSS after many connections
-        exp = start_ready(exporter_in_ns(ns, 1.0))
+        if not args.only_rss:
+            results["scrape_10k_sockets"] = scrape_10k()
+        # RSS after many connections (scraped every second, counts at the default 30 s)
+        exp = start_ready(exporter_in_ns(ns, 1.0, 30.0))
         load = run_load(ns, port, args.many, 1e9)
         stats = stop_json(exp)
         mid = stats["rss_kb"][len(stats["rss_kb"]) // 2] if stats["rss_kb"] else stats["rss0_kb"]
@@ -236,9 +258,13 @@ def main() -> None:
             "rss_end_kb": stats["rss1_kb"],
             "delta_kb": stats["rss1_kb"] - stats["rss0_kb"],
             "second_half_delta_kb": stats["rss1_kb"] - mid,
+            "rss_every_10th_scrape_kb": stats["rss_kb"][::10],
+            "load_average": load_average(),
         }
+        if args.only_rss:
+            return finish(args, results)
         # series after N distinct short-lived clients
-        exp = start_ready(exporter_in_ns(ns, 2.0))
+        exp = start_ready(exporter_in_ns(ns, 2.0, 30.0))
         t0 = time.monotonic()
         subprocess.run(
             in_ns(ns, sys.executable, "-c", CLIENTS, str(port), str(args.clients)),
@@ -257,10 +283,47 @@ def main() -> None:
         server.kill()
         server.wait(10)
         subprocess.run(["ip", "netns", "del", ns], check=False)
+    finish(args, results)
+
+
+def finish(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    results["load_average_end"] = load_average()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=1)
-    print(table(results))
+    print(json.dumps(results["rss_many_connections"]) if args.only_rss else table(results))
+
+
+def scrape_10k() -> dict[str, Any]:
+    """Scrape durations with 5,000 connected pairs in a namespace of their own (no TIME_WAIT left
+    by the load phases): listener on 8080 or on an ephemeral port; counting every scrape or every
+    30 s (the default)."""
+    out: dict[str, Any] = {}
+    for listen_port, counts_interval, name in (
+        (8080, 0.0, "port_8080_counted_every_scrape"),
+        (0, 0.0, "ephemeral_port_counted_every_scrape"),
+        (8080, 30.0, "port_8080_default_counts_every_30s"),
+    ):
+        ns = f"ls-perf-10k-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            subprocess.run(in_ns(ns, "ip", "link", "set", "lo", "up"), check=True)
+            pairs = start_ready(in_ns(ns, sys.executable, "-c", PAIRS, "5000", str(listen_port)))
+            exp = start_ready(exporter_in_ns(ns, 0.25, counts_interval))
+            time.sleep(4)
+            stats = stop_json(exp)
+            pairs.stdin.close()  # type: ignore[union-attr]
+            pairs.wait(30)
+        finally:
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+        out[name] = {
+            "median_ms": 1000 * statistics.median(stats["scrape_s"]),
+            "max_ms": 1000 * max(stats["scrape_s"]),
+            "cpu_median_ms": 1000 * statistics.median(stats["scrape_cpu_s"]),
+            "scrapes": len(stats["scrape_s"]),
+            "load_average": load_average(),
+        }
+    return out
 
 
 def table(r: dict[str, Any]) -> str:
@@ -268,16 +331,19 @@ def table(r: dict[str, Any]) -> str:
     for rate in ("300", "3000"):
         x = r[f"rate_{rate}"]
         lines.append(
-            f"| {rate} conn/s: median latency off -> on | {x['baseline_median_us']:.0f} -> "
-            f"{x['exporter_median_us']:.0f} us ({x['extra_latency_pct']:+.1f}%) |"
+            f"| {rate} conn/s: median latency off / kernel counter only / exporter | "
+            f"{x['baseline_median_us']:.0f} / {x['kernel_median_us']:.0f} "
+            f"({x['kernel_extra_latency_pct']:+.1f}%) / {x['exporter_median_us']:.0f} us "
+            f"({x['extra_latency_pct']:+.1f}%) |"
         )
         lines.append(
             f"| {rate} conn/s: exporter CPU (one core) | {x['exporter_cpu_pct_of_one_core']:.2f}% |"
         )
-    s = r["scrape_10k_sockets"]
-    lines.append(
-        f"| scrape duration, 10k sockets | {s['median_ms']:.1f} ms (max {s['max_ms']:.1f}) |"
-    )
+    for name, s in r["scrape_10k_sockets"].items():
+        lines.append(
+            f"| scrape, 10k sockets, {name} | {s['median_ms']:.1f} ms median (max "
+            f"{s['max_ms']:.1f}), CPU {s['cpu_median_ms']:.1f} ms |"
+        )
     m = r["rss_many_connections"]
     lines.append(
         f"| RSS over {m['connections']:,} connections: start, half way, end | "
