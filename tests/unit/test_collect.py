@@ -28,7 +28,7 @@ from loopscope.collect import (
     take_snapshot,
 )
 from loopscope.collect.parts import PendingOwners
-from loopscope.errors import UsageError
+from loopscope.errors import NetnsError, UsageError
 from loopscope.model import Endpoint, NetnsId, Proto, TcpState
 from loopscope.testing.factories import NS, recorded_collector
 from loopscope.testing.record import load_transport
@@ -177,3 +177,44 @@ def test_take_snapshot_is_the_collector():
     assert all(s.state in (TcpState.LISTEN, TcpState.UNCONN) for s in snap.sockets)
     (mine,) = [s for s in snap.sockets if s.local.port == port]
     assert [k.pid for k in mine.owners] == [os.getpid()]
+
+
+class _VanishingNamespaces:
+    """Three namespaces listed; the middle one is gone by the time it is entered (a container
+    stopped mid-run): ``run`` raises the NetnsError that setns(2) on a deleted namespace gives."""
+
+    def __init__(self) -> None:
+        from loopscope.backends.linux.netns import NetnsTarget
+
+        self.targets = [
+            NetnsTarget(path="/proc/self/ns/net", label="host", id=NS),
+            NetnsTarget(path="/run/netns/gone", label="gone", id=NetnsId(4, 1)),
+            NetnsTarget(path="/run/netns/kept", label="kept", id=NetnsId(4, 2)),
+        ]
+
+    def resolve(self, spec: str | None) -> object:
+        return next(t for t in self.targets if spec in (None, t.label))
+
+    def list(self, pid_netns: object) -> list[object]:
+        return list(self.targets)
+
+    def run(self, target: object, fn: object) -> object:
+        from loopscope.errors import NetnsError
+
+        if getattr(target, "label", "") == "gone":
+            raise NetnsError("cannot open network namespace gone: No such file or directory")
+        return fn()  # type: ignore[operator]
+
+
+def test_all_netns_keeps_the_rest_when_a_namespace_vanishes():
+    """Issue #15 item 6: one namespace deleted during --all-netns is a gap, not the end of the run."""
+    collector = _recorded(owner_scope=OwnerScope.NONE)
+    collector.namespaces = _VanishingNamespaces()  # type: ignore[assignment]
+    snaps = collector.snapshots(all_netns=True)
+    assert [s.netns_label for s in snaps] == ["host", "kept"]
+    gaps = [g for g in snaps[0].gaps if g.what.startswith("netns")]
+    assert [(g.what, g.reason) for g in gaps] == [
+        ("netns /run/netns/gone", "cannot open network namespace gone: No such file or directory")
+    ]
+    with pytest.raises(NetnsError):  # asked by name, it is an error
+        collector.snapshots(("gone",))
