@@ -29,7 +29,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "analysis/firewall/model.py": "tests/unit/analysis/firewall/test_evaluate.py",
     "analysis/listeners.py": "tests/unit/analysis/test_exposure.py",
     "analysis/stack.py": "tests/unit/analysis/test_talkmap.py",
-    "analysis/watch/connections.py": "tests/unit/analysis/watch/test_report.py",
     "analysis/watch/findings.py": "tests/unit/analysis/watch/test_report.py",
     "analysis/watch/model.py": "tests/unit/analysis/watch/test_report.py",
     "model/events.py": "tests/unit/analysis/watch/test_report.py",

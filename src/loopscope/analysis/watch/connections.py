@@ -9,11 +9,17 @@ HTTP lines (pure).
 - Opening: the eBPF ACTIVE event (client pid exact) and the PASSIVE one (server cookie); without eBPF,
   the server side's destroy message (it keeps the 4-tuple even when the client sent RST); connections
   already open come from snapshots (owners from the /proc fd scan).
+- **Idle** connections: seen in snapshots only, with no event in the window (no eBPF or destroy event
+  by cookie, no HTTP line on their 4-tuple). A busy host holds tens of thousands (pools, keep-alive):
+  :func:`join_connections` counts them per destination and client process (:class:`IdleGroup`) instead
+  of making an instance of each; they carry no time, bytes or request, so every count of the report is
+  the same either way (:func:`build_instances` expands them, the per-connection reference).
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from dataclasses import dataclass, field
 
 from loopscope.analysis.apps import App, find_apps
@@ -22,7 +28,7 @@ from loopscope.analysis.watch.model import WatchData
 from loopscope.model import Endpoint, IPAddress, ProcessInfo, TcpInfo
 from loopscope.model.events import ConnectKind, HttpEvent, HttpKind
 
-__all__ = ["Instance", "build_instances", "find_window_apps"]
+__all__ = ["IdleGroup", "Instance", "build_instances", "find_window_apps", "join_connections"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -64,6 +70,37 @@ class Instance:
     """Which source opened it: ``ebpf``, ``destroy`` or ``snapshot``."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdleGroup:
+    """Idle connections of the window (snapshots only, no event) from one client address and process
+    to one destination, counted."""
+
+    client_address: IPAddress
+    """Client address (unmapped), which tells a local client from a remote one."""
+    server: Endpoint
+    """Destination (unmapped)."""
+    client_process: ProcessInfo | None
+    """First owner of the client sockets (the /proc fd scan), None when unknown."""
+    client_pid: int | None
+    """Its pid."""
+    connections: int
+    """How many connections."""
+
+
+@dataclass(slots=True)
+class _Idle:
+    """One idle connection while the window is joined (its owner may be learnt from a later sample)."""
+
+    client: Endpoint
+    """Client end."""
+    server: Endpoint
+    """Server end."""
+    client_process: ProcessInfo | None
+    """First owner of the client socket."""
+    client_pid: int | None
+    """Its pid."""
+
+
 def find_window_apps(data: WatchData) -> list[App]:
     """Apps from the listeners seen in any sample of the window, sorted by ports (see
     :func:`loopscope.analysis.apps.find_apps`; the window holds one namespace, so keys carry no netns)."""
@@ -103,16 +140,40 @@ class _Index:
 
 
 def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
-    """Every connection to a listener of this namespace seen in the window, joined across sources."""
+    """Every connection to a listener of this namespace seen in the window, joined across sources, one
+    instance each (idle ones too: the per-connection path, see :func:`join_connections`)."""
+    return [e for e in join_connections(data, apps, expand_idle=True) if isinstance(e, Instance)]
+
+
+def join_connections(
+    data: WatchData, apps: list[App], *, expand_idle: bool = False
+) -> list[Instance | IdleGroup]:
+    """The connections of the window joined across sources: an :class:`Instance` per connection with an
+    event in the window, an :class:`IdleGroup` per destination and client process for the idle ones.
+
+    Args:
+        data: the window.
+        apps: :func:`find_window_apps` of ``data``.
+        expand_idle: make an instance of every idle connection too (no group; as :func:`build_instances`).
+
+    Returns:
+        Instances in the order their connection was first seen (connects, closes, snapshots, HTTP
+        lines); each group stands where its first connection was seen.
+
+    Example: 50,000 pooled connections of nginx workers 101-104 to 127.0.0.1:8000 seen in two snapshots,
+    200 of them carrying HTTP lines -> 200 instances and 4 groups (one per worker) of 12,450 in all.
+    """
     hosts: frozenset[IPAddress] = frozenset().union(*(s.host_addresses for s in data.samples))
     ports = {p for a in apps for p in a.ports}
     index = _Index()
     by_cookie: dict[int, Instance] = {}
     out: list[Instance] = []
+    seq: list[Instance | _Idle] = []  # first-seen order of instances and idle connections
     ebpf = any(s.name == "ebpf_sockops" and s.active for s in data.sources)
 
     def new(inst: Instance) -> Instance:
         out.append(inst)
+        seq.append(inst)
         index.add(inst)
         return inst
 
@@ -196,35 +257,77 @@ def build_instances(data: WatchData, apps: list[App]) -> list[Instance]:
                 if cands:
                     best = min(cands, key=lambda i: abs((i.closed_ns or 0) - at_ns))
                     best.client_rst = True
-    # long-lived connections from snapshots
+    # long-lived connections from snapshots; those with no event and no HTTP line stay idle
+    http_tuples = {(_ep(h.client), _ep(h.server)) for h in data.http}
+    http_ports = {server.port for _, server in http_tuples}
+    snap_cookie: dict[int, Instance | _Idle] = dict(by_cookie)
     for sample in data.samples:
         for pc in sample.established:
-            known = (pc.client_cookie is not None and pc.client_cookie in by_cookie) or (
-                pc.server_cookie is not None and pc.server_cookie in by_cookie
-            )
-            if known:
-                ck = pc.client_cookie if pc.client_cookie in by_cookie else pc.server_cookie
-                inst = by_cookie[ck if ck is not None else -1]
-            else:
-                inst = new(
-                    Instance(
-                        client=pc.client,
-                        server=pc.server,
-                        client_cookie=pc.client_cookie,
-                        server_cookie=pc.server_cookie,
-                        source="snapshot",
+            known: Instance | _Idle | None = None
+            if pc.client_cookie is not None:
+                known = snap_cookie.get(pc.client_cookie)
+            if known is None and pc.server_cookie is not None:
+                known = snap_cookie.get(pc.server_cookie)
+            if known is None:
+                if expand_idle or (
+                    pc.server.port in http_ports and (pc.client, pc.server) in http_tuples
+                ):
+                    known = new(
+                        Instance(
+                            client=pc.client,
+                            server=pc.server,
+                            client_cookie=pc.client_cookie,
+                            server_cookie=pc.server_cookie,
+                            source="snapshot",
+                        )
                     )
-                )
+                else:
+                    known = _Idle(
+                        client=pc.client, server=pc.server, client_process=None, client_pid=None
+                    )
+                    seq.append(known)
                 for pc_cookie in (pc.client_cookie, pc.server_cookie):
                     if pc_cookie is not None:
-                        by_cookie[pc_cookie] = inst
-            if inst.client_process is None and pc.client_owners:
-                inst.client_process = pc.client_owners[0]
-                inst.client_pid = inst.client_pid or pc.client_owners[0].pid
+                        snap_cookie[pc_cookie] = known
+            if known.client_process is None and pc.client_owners:
+                known.client_process = pc.client_owners[0]
+                known.client_pid = known.client_pid or pc.client_owners[0].pid
     # HTTP lines join by 4-tuple and time
     for hev in sorted(data.http, key=lambda e: e.at_ns):
         target = index.find(_ep(hev.client), _ep(hev.server), hev.at_ns)
         if target is None:
             target = new(Instance(client=_ep(hev.client), server=_ep(hev.server), source="http"))
         (target.requests if hev.kind is HttpKind.REQUEST else target.responses).append(hev)
+    return _grouped(seq)
+
+
+def _grouped(seq: list[Instance | _Idle]) -> list[Instance | IdleGroup]:
+    """Instances as they are; idle connections counted per (client address, destination, client
+    process), each group where its first connection stands."""
+    keys: list[tuple[IPAddress, Endpoint, int, int | None]] = [
+        (e.client.address, e.server, id(e.client_process), e.client_pid)
+        for e in seq
+        if isinstance(e, _Idle)
+    ]
+    if not keys:
+        return [e for e in seq if isinstance(e, Instance)]
+    counts = Counter(keys)
+    out: list[Instance | IdleGroup] = []
+    k = 0
+    for e in seq:
+        if isinstance(e, Instance):
+            out.append(e)
+            continue
+        n = counts.pop(keys[k], 0)
+        k += 1
+        if n:
+            out.append(
+                IdleGroup(
+                    client_address=e.client.address,
+                    server=e.server,
+                    client_process=e.client_process,
+                    client_pid=e.client_pid,
+                    connections=n,
+                )
+            )
     return out

@@ -28,7 +28,12 @@ from dataclasses import dataclass, field
 
 from loopscope.analysis.apps import EXTERNAL_APP, App, AppKey, app_label, client_app
 from loopscope.analysis.scope import is_loopback
-from loopscope.analysis.watch.connections import Instance, build_instances, find_window_apps
+from loopscope.analysis.watch.connections import (
+    IdleGroup,
+    Instance,
+    find_window_apps,
+    join_connections,
+)
 from loopscope.analysis.watch.model import WatchData
 from loopscope.model import Gap, IPAddress, TcpInfo
 from loopscope.model.events import SourceStatus
@@ -180,7 +185,15 @@ class WatchReport:
     gaps: tuple[Gap, ...]
     """What could not be seen."""
     instances: tuple[Instance, ...] = ()
-    """The joined connection instances (for tests and JSON detail)."""
+    """The joined connection instances with an event in the window (for tests and detail); with
+    ``expand_idle`` every connection."""
+    idle: tuple[IdleGroup, ...] = ()
+    """Connections seen in snapshots only, with no event in the window, counted per destination and
+    client process (empty with ``expand_idle``)."""
+    edge_opens_ns: dict[tuple[AppKey, AppKey, int], list[int]] | None = None
+    """Open times (connect, else first close; CLOCK_REALTIME ns) of the established connections per
+    edge key ``(client_app, server_app, port)``, for :func:`~loopscope.analysis.watch.timeline.build_timeline`;
+    None in a report not made by :func:`summarize_watch`."""
 
 
 def _payload(sender: TcpInfo | None, receiver: TcpInfo | None) -> int:
@@ -243,47 +256,89 @@ class _EdgeAcc:
     """connect() attempts with no server side."""
 
 
-def summarize_watch(data: WatchData) -> WatchReport:
-    """Join the events of a window and compute per-app rates, amplification, edges and pressure."""
+def summarize_watch(data: WatchData, *, expand_idle: bool = False) -> WatchReport:
+    """Join the events of a window and compute per-app rates, amplification, edges and pressure.
+
+    Args:
+        data: the window.
+        expand_idle: make an instance of every connection seen in snapshots only (the per-connection
+            path: same counts, slower on a host with many long-lived connections; see
+            :func:`~loopscope.analysis.watch.connections.join_connections`).
+    """
     window_s = max((data.ended_ns - data.started_ns) / 1e9, 1e-9)
     http = any(s.name == "http_capture" and s.active for s in data.sources)
     unit = "requests" if http else "connections"
     apps = find_window_apps(data)
-    insts = build_instances(data, apps)
+    joined = join_connections(data, apps, expand_idle=expand_idle)
     port_app = {p: a for a in apps for p in a.ports}
     listener_apps = {a.key for a in apps}
     hosts: frozenset[IPAddress] = frozenset().union(*(s.host_addresses for s in data.samples))
 
     per_app: dict[AppKey, list[tuple[Instance, bool]]] = defaultdict(list)
     outbound: dict[AppKey, list[Instance]] = defaultdict(list)
+    idle_ext: Counter[AppKey] = Counter()
+    idle_self: Counter[AppKey] = Counter()
+    idle_out: Counter[AppKey] = Counter()
     edges: dict[tuple[AppKey, AppKey, int], _EdgeAcc] = {}
-    for inst in insts:
-        server_app = port_app.get(inst.server.port)
+    opens: dict[tuple[AppKey, AppKey, int], list[int]] = defaultdict(list)
+    insts: list[Instance] = []
+    idle: list[IdleGroup] = []
+    totals = Counter[str]()
+    for entry in joined:
+        if isinstance(entry, IdleGroup):
+            idle.append(entry)
+            server_port, client_address = entry.server.port, entry.client_address
+            process, pid, comm = entry.client_process, entry.client_pid, None
+            n = entry.connections
+            totals["client_pid_known"] += n if pid is not None else 0
+        else:
+            insts.append(entry)
+            server_port, client_address = entry.server.port, entry.client.address
+            process, pid, comm = entry.client_process, entry.client_pid, entry.client_comm
+            n = 1
+            if not entry.established:
+                totals["refused"] += 1
+            elif pid is not None:
+                totals["client_pid_known"] += 1
+            totals["client_rst"] += entry.client_rst
+        server_app = port_app.get(server_port)
         if server_app is None:
             continue
-        local_client = is_loopback(inst.client.address) or inst.client.address in hosts
+        local_client = is_loopback(client_address) or client_address in hosts
         client = (
             client_app(
-                () if inst.client_process is None else (inst.client_process,),
+                () if process is None else (process,),
                 apps,
                 server=server_app,
-                pid=inst.client_pid,
-                comm=inst.client_comm,
+                pid=pid,
+                comm=comm,
             )
             if local_client
             else App(key=EXTERNAL_APP)
         )
         external = client.key != server_app.key
+        key = (client.key, server_app.key, server_port)
+        e = edges.setdefault(key, _EdgeAcc(client=client, server=server_app))
+        if isinstance(entry, IdleGroup):
+            (idle_ext if external else idle_self)[server_app.key] += n
+            if client.key in listener_apps and external:
+                idle_out[client.key] += n
+            e.connections += n
+            totals["connections"] += n
+            if pid is not None:
+                e.client_pids.add(pid)
+            continue
+        inst = entry
         per_app[server_app.key].append((inst, external))
         if client.key in listener_apps and external:
             outbound[client.key].append(inst)
-        e = edges.setdefault(
-            (client.key, server_app.key, inst.server.port),
-            _EdgeAcc(client=client, server=server_app),
-        )
         if not inst.established:
             e.refused += 1
             continue
+        totals["connections"] += 1
+        opened = inst.opened_ns if inst.opened_ns is not None else inst.closed_ns
+        if opened is not None:
+            opens[key].append(opened)
         e.connections += 1
         e.requests += len(inst.requests)
         info, sinfo = inst.tcp_info, inst.server_tcp_info
@@ -294,15 +349,17 @@ def summarize_watch(data: WatchData) -> WatchReport:
     app_stats = []
     for app in apps:
         rows = [(i, ext) for i, ext in per_app.get(app.key, []) if i.established]
-        ext_conns = sum(1 for _, ext in rows if ext)
+        ext_conns = sum(1 for _, ext in rows if ext) + idle_ext[app.key]
         self_rows = [i for i, ext in rows if not ext]
+        self_conns = len(self_rows) + idle_self[app.key]
         out_rows = [i for i in outbound.get(app.key, []) if i.established]
+        out_conns = len(out_rows) + idle_out[app.key]
         ext_req = sum(len(i.requests) for i, ext in rows if ext) if http else None
         self_req = sum(len(i.requests) for i in self_rows) if http else None
         out_req = sum(len(i.requests) for i in out_rows) if http else None
         denom = ext_req if http else ext_conns
-        num_self = self_req if http else len(self_rows)
-        num_out = out_req if http else len(out_rows)
+        num_self = self_req if http else self_conns
+        num_out = out_req if http else out_conns
         self_factor = round(num_self / denom, 3) if denom and num_self is not None else None
         total_factor = round((num_self or 0) / denom + (num_out or 0) / denom, 3) if denom else None
         paths: Counter[str] = Counter()
@@ -331,9 +388,9 @@ def summarize_watch(data: WatchData) -> WatchReport:
                 ports=app.ports,
                 external_connections=ext_conns,
                 external_requests=ext_req,
-                self_connections=len(self_rows),
+                self_connections=self_conns,
                 self_requests=self_req,
-                outbound_connections=len(out_rows),
+                outbound_connections=out_conns,
                 outbound_requests=out_req,
                 self_factor=self_factor,
                 total_factor=total_factor,
@@ -372,10 +429,10 @@ def summarize_watch(data: WatchData) -> WatchReport:
         apps=tuple(app_stats),
         edges=tuple(edge_list),
         listeners=tuple(_pressure(data, port_app)),
-        connections=sum(1 for i in insts if i.established and i.server.port in port_app),
-        client_pid_known=sum(1 for i in insts if i.established and i.client_pid is not None),
-        refused=sum(1 for i in insts if not i.established),
-        client_rst=sum(1 for i in insts if i.client_rst),
+        connections=totals["connections"],
+        client_pid_known=totals["client_pid_known"],
+        refused=totals["refused"],
+        client_rst=totals["client_rst"],
         max_time_wait=max(
             (s.time_wait for s in data.samples if s.time_wait is not None), default=0
         ),
@@ -384,6 +441,8 @@ def summarize_watch(data: WatchData) -> WatchReport:
         sources=data.sources,
         gaps=data.gaps,
         instances=tuple(insts),
+        idle=tuple(idle),
+        edge_opens_ns=dict(opens),
     )
 
 

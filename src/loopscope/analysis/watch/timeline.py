@@ -4,8 +4,10 @@ and the time each finding first shows (pure).
 Feeds ``watch --plot`` and the sparklines of ``loopscope top``. Times are seconds from the window start.
 A connection counts in the bucket of its ``connect()`` (eBPF) or of its first close (destroy events);
 connections already open when the window started (seen in snapshots only) have no open time and are left
-out of the rates. The edge of a connection is decided as :func:`~loopscope.analysis.watch.report.summarize_watch`
-decides it (server app by port, client app by process), so the series add up to the report's counts.
+out of the rates. The open times per edge come from the report
+(:attr:`~loopscope.analysis.watch.report.WatchReport.edge_opens_ns`: the edge of a connection is the one
+:func:`~loopscope.analysis.watch.report.summarize_watch` counts it in), so the series add up to the
+report's counts and the window is not joined a second time.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from loopscope.analysis.apps import EXTERNAL_APP, App, AppKey, client_app
-from loopscope.analysis.scope import is_loopback
-from loopscope.analysis.watch.connections import Instance, build_instances, find_window_apps
+from loopscope.analysis.apps import AppKey
+from loopscope.analysis.watch.connections import find_window_apps
 from loopscope.analysis.watch.model import WatchData
-from loopscope.analysis.watch.report import WatchReport
-from loopscope.model import Finding, IPAddress
+from loopscope.analysis.watch.report import WatchReport, summarize_watch
+from loopscope.model import Finding
 
 __all__ = [
     "AppSeries",
@@ -162,30 +163,6 @@ def bucket_rates(
     return tuple(out)
 
 
-def _open_ns(inst: Instance) -> int | None:
-    return inst.opened_ns if inst.opened_ns is not None else inst.closed_ns
-
-
-def _edges_of(data: WatchData, apps: list[App]) -> Iterable[tuple[Instance, App, App]]:
-    """(instance, client app, server app) for every established connection to a local app."""
-    port_app = {p: a for a in apps for p in a.ports}
-    hosts: frozenset[IPAddress] = frozenset().union(*(s.host_addresses for s in data.samples))
-    for inst in build_instances(data, apps):
-        server = port_app.get(inst.server.port)
-        if server is None or not inst.established:
-            continue
-        if is_loopback(inst.client.address) or inst.client.address in hosts:
-            client = client_app(
-                () if inst.client_process is None else (inst.client_process,),
-                apps,
-                server=server,
-                pid=inst.client_pid,
-            )
-        else:
-            client = App(key=EXTERNAL_APP)
-        yield inst, client, server
-
-
 def _first_at(times: Iterable[float], default: float) -> float:
     return min(times, default=default)
 
@@ -211,16 +188,13 @@ def build_timeline(
     start, end = data.started_ns, max(data.ended_ns, data.started_ns)
     window_s = (end - start) / 1e9
     width = bucket_s if bucket_s is not None else pick_bucket_s(window_s)
-    apps = find_window_apps(data)
-    edge_times: dict[tuple[AppKey, AppKey, int], list[int]] = defaultdict(list)
+    edge_times = report.edge_opens_ns
+    if edge_times is None:  # a report built elsewhere: join the window again
+        edge_times = summarize_watch(data).edge_opens_ns or {}
     ext_times: dict[AppKey, list[int]] = defaultdict(list)
     self_times: dict[AppKey, list[int]] = defaultdict(list)
-    for inst, client, server in _edges_of(data, apps):
-        t = _open_ns(inst)
-        if t is None:
-            continue
-        edge_times[(client.key, server.key, inst.server.port)].append(t)
-        (self_times if client.key == server.key else ext_times)[server.key].append(t)
+    for (client_key, server_key, _port), times in edge_times.items():
+        (self_times if client_key == server_key else ext_times)[server_key].extend(times)
 
     def rates(times: list[int]) -> tuple[float, ...]:
         return bucket_rates(times, start, end, width)
