@@ -59,14 +59,35 @@ def _descendants(pid: int) -> set[int]:
     return out
 
 
-def _sockops_attached() -> int | None:
+def _sockops_attached() -> set[int] | None:
+    """Ids of the sockops programs attached to the root cgroup (BPF_PROG_QUERY), None when they
+    cannot be read (no cgroup2, no bpf())."""
+    import ctypes
+    import struct
+
     try:
-        from loopscope.backends.linux.bpf.sockops import count_attached_sockops, find_cgroup2_root
+        from loopscope.backends.linux.bpf.sockops import BPF_CGROUP_SOCK_OPS, find_cgroup2_root
+        from loopscope.backends.linux.bpf.syscall import BPF_PROG_QUERY, BpfSyscall, bpf_attr
 
         with open("/proc/self/mounts") as fh:
             root = find_cgroup2_root(fh.read())
-        return None if root is None else count_attached_sockops(root)
-    except Exception:  # no cgroup2 or no bpf(): nothing to compare
+        if root is None:
+            return None
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            ids = (ctypes.c_uint32 * 256)()
+            attr = bpf_attr(
+                (0, "=I", fd),
+                (4, "=I", BPF_CGROUP_SOCK_OPS),
+                (16, "=Q", ctypes.addressof(ids)),
+                (24, "=I", 256),
+            )
+            if BpfSyscall().call(BPF_PROG_QUERY, attr) < 0:
+                return None
+            return set(ids[: struct.unpack_from("=I", attr, 24)[0]])
+        finally:
+            os.close(fd)
+    except Exception:  # nothing to compare on this host
         return None
 
 
@@ -134,21 +155,18 @@ def test_watch_writes_its_report_and_detaches(signum: int) -> None:
     before = _sockops_attached()
     proc = _start(["watch", "--json"])
     deadline = time.monotonic() + 30  # wait until it watches (eBPF attached), not mid-start-up
-    during = before
-    while before is not None and time.monotonic() < deadline:
-        during = _sockops_attached() or 0
-        if during > before:
-            break
+    ours: set[int] = set()
+    while before is not None and time.monotonic() < deadline and not ours:
+        ours = (_sockops_attached() or set()) - before  # other sessions may attach theirs too
         time.sleep(0.2)
-    stdout, stderr, took = _interrupt(proc, signum, 2.0 if before is not None else 8.0)
+    stdout, stderr, took = _interrupt(proc, signum, 2.0 if ours else 8.0)
     assert proc.returncode in (0, 1), stderr
     doc = _strict_json(stdout)
     assert doc["command"] == "watch"
     assert "Traceback" not in stderr
     assert took < 15
-    if before is not None and during is not None and during > before:
-        # ours was detached (other sessions on this host may attach or detach their own meanwhile)
-        assert (_sockops_attached() or 0) < during
+    if ours and len(ours) == 1:  # exactly one new program appeared while it ran: it is ours
+        assert not ours & (_sockops_attached() or set()), "its sockops program is still attached"
 
 
 @pytest.mark.parametrize("signum", INTERRUPTS, ids=lambda s: signal.Signals(s).name)
