@@ -92,7 +92,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "cli/traces.py": "tests/live/test_traces_app.py",
     "cli/trace.py": "tests/live/test_traces_run.py",
     "cli/bench.py": "tests/live/test_bench_cli.py",
-    "cli/common.py": "tests/live/test_probe_cli.py",
     "cli/listing.py": "tests/unit/cli/test_fastpath.py",
     "cli/doctor.py": "tests/live/test_doctor_stack.py",
     "cli/lab.py": "tests/live/test_lab_selfcall.py",
