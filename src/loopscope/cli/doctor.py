@@ -15,6 +15,7 @@ from loopscope.cli.common import (
     err_console,
     exit_code_for,
 )
+from loopscope.cli.options import PidsOption, PortsOption
 from loopscope.errors import UsageError
 
 __all__ = ["doctor_command", "register"]
@@ -45,6 +46,8 @@ def doctor_command(
     hosts_file: str | None = typer.Option(
         None, "--hosts-file", help="Hosts file to judge instead of the namespace's."
     ),
+    port: list[int] = PortsOption,
+    pid: list[int] = PidsOption,
     json_out: bool = JsonOption,
     wide: bool = WideOption,
     table_format: str = FormatOption,
@@ -63,6 +66,8 @@ def doctor_command(
         firewall=not no_firewall,
         attribute=not no_processes,
         hosts_path=hosts_file,
+        ports=tuple(port),
+        pids=tuple(pid),
     )
     if json_out:
         report = run_doctor(netns, all_netns, opts)
@@ -82,6 +87,8 @@ def doctor_command(
             "firewall": not no_firewall,
             "processes": not no_processes,
             "hosts_file": hosts_file,
+            "ports": list(port),
+            "pids": list(pid),
         }
         emit_json("doctor", doctor_report_json(report, options))
     else:

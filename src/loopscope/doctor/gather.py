@@ -71,6 +71,10 @@ class DoctorOptions:
     """Round trips per echo probe."""
     timeout_s: float = 0.5
     """Per-probe operation timeout, seconds."""
+    ports: tuple[int, ...] = ()
+    """``--port``: the service checks look only at these ports (and their peers); empty: all."""
+    pids: tuple[int, ...] = ()
+    """``--pid``: the service checks look only at these processes' sockets; empty: all."""
 
 
 def netns_name_of(target: NetnsTarget) -> str | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from loopscope.analysis.doctor.facts import DoctorFacts
 from loopscope.analysis.doctor.ladder import judge
 from loopscope.analysis.doctor.verdict import RungResult, Verdict, findings_of, worst
+from loopscope.analysis.filters import filter_snapshot
 from loopscope.doctor.gather import DoctorOptions, gather, gather_all
 from loopscope.errors import UsageError
 from loopscope.model import Finding, Gap
@@ -72,9 +73,11 @@ def parse_external(spec: str) -> tuple[str, int]:
     return host, int(port_s)
 
 
-def report_for(facts: DoctorFacts) -> NamespaceReport:
-    """Judge one namespace's facts (pure)."""
-    rungs = judge(facts)
+def report_for(
+    facts: DoctorFacts, ports: Sequence[int] = (), pids: Sequence[int] = ()
+) -> NamespaceReport:
+    """Judge one namespace's facts (pure); ``ports``/``pids`` narrow the service checks."""
+    rungs = judge(facts, ports, pids)
     prefix = "" if facts.netns_label == "host" else f"netns {facts.netns_label}: "
     findings = tuple(
         Finding(
@@ -115,4 +118,11 @@ def run_doctor(
     ]
     for f in facts:
         gaps += [g for g in f.snapshot.gaps if g not in gaps]
-    return DoctorReport(namespaces=tuple(report_for(f) for f in facts), gaps=tuple(gaps))
+    if (opts.ports or opts.pids) and not any(
+        filter_snapshot(f.snapshot, opts.ports, opts.pids).sockets for f in facts
+    ):
+        what = [f"port {p}" for p in opts.ports] + [f"process {p}" for p in opts.pids]
+        raise UsageError(f"no socket on {' or '.join(what)} in the namespaces examined")
+    return DoctorReport(
+        namespaces=tuple(report_for(f, opts.ports, opts.pids) for f in facts), gaps=tuple(gaps)
+    )

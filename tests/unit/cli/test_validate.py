@@ -9,8 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loopscope.analysis.talkmap import build_talk_map
-from loopscope.cli.options import filter_snapshot
 from loopscope.cli.validate import (
     Bounded,
     FiniteFloat,
@@ -21,7 +19,6 @@ from loopscope.cli.validate import (
     pid_max,
 )
 from loopscope.errors import UsageError
-from loopscope.testing.factories import connection, listener, make_snapshot, proc
 
 try:
     from typer._click import exceptions as click_exceptions
@@ -124,31 +121,3 @@ def test_hardened_app_refuses_at_parse_time() -> None:
         watch.make_context("watch", ["--duration", "nan"])
     ctx = watch.make_context("watch", ["--duration", "2.5", "--port", "80", "--port", "443"])
     assert ctx.params["duration"] == 2.5 and tuple(ctx.params["port"]) == (80, 443)
-
-
-def test_filter_snapshot_keeps_peers_and_listeners() -> None:
-    """--pid 10 (a client) keeps its socket, the server's end and the server's listener; the
-    other connection goes."""
-    client, server, other = proc(10, "curl"), proc(20, "nginx"), proc(30, "redis")
-    sockets = [
-        listener("tcp", "127.0.0.1", 8080, owners=[server]),
-        listener("tcp", "127.0.0.1", 6379, owners=[other]),
-        *connection(
-            ("127.0.0.1", 40000), ("127.0.0.1", 8080), client_owner=client, server_owner=server
-        ),
-        *connection(
-            ("127.0.0.1", 40001), ("127.0.0.1", 6379), client_owner=server, server_owner=other
-        ),
-    ]
-    snap = make_snapshot(sockets, [client, server, other])
-    by_pid = filter_snapshot(snap, (), (10,))
-    assert sorted((s.local.port, s.remote.port) for s in by_pid.sockets) == [
-        (8080, 0),
-        (8080, 40000),
-        (40000, 8080),
-    ]
-    edges = build_talk_map(by_pid).edges
-    assert [(e.client, e.server, e.port) for e in edges] == [("curl[10]", "nginx[20]", 8080)]
-    by_port = filter_snapshot(snap, (6379, 8080), ())
-    assert len(by_port.sockets) == len(snap.sockets)
-    assert filter_snapshot(snap, (), ()) is snap

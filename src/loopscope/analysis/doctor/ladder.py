@@ -6,6 +6,8 @@ A failed rung marks the rungs above it as not meaningful (:func:`~loopscope.anal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from loopscope.analysis.doctor.facts import DoctorFacts
 from loopscope.analysis.doctor.loopback import (
     check_echo,
@@ -40,18 +42,21 @@ from loopscope.analysis.doctor.resolution import (
     check_localhost_mismatch,
 )
 from loopscope.analysis.doctor.verdict import CheckResult, RungResult, build_rung, mark_meaningless
+from loopscope.analysis.filters import filter_snapshot
 from loopscope.analysis.listeners import find_listeners
 from loopscope.analysis.scope import is_loopback, is_wildcard
 from loopscope.analysis.stack import summarize_stack
-from loopscope.model import Proto
+from loopscope.model import Proto, Snapshot
 
 __all__ = ["judge", "judge_rung1"]
 
 
-def _listener_labels(facts: DoctorFacts) -> tuple[dict[int, str], list[tuple[str, int, int, str]]]:
+def _listener_labels(
+    services: Snapshot,
+) -> tuple[dict[int, str], list[tuple[str, int, int, str]]]:
     owners: dict[int, str] = {}
     probes: list[tuple[str, int, int, str]] = []
-    for lst in find_listeners(facts.snapshot):
+    for lst in find_listeners(services):
         addr = lst.local.address
         if not (is_loopback(addr) or is_wildcard(addr)):
             continue
@@ -65,14 +70,24 @@ def _listener_labels(facts: DoctorFacts) -> tuple[dict[int, str], list[tuple[str
     return owners, probes
 
 
-def judge_rung1(facts: DoctorFacts) -> list[CheckResult]:
-    """Every rung 1 check, in ladder order."""
+def judge_rung1(
+    facts: DoctorFacts, ports: Sequence[int] = (), pids: Sequence[int] = ()
+) -> list[CheckResult]:
+    """Every rung 1 check, in ladder order.
+
+    Args:
+        ports, pids: ``doctor --port/--pid``: the checks about services (localhost order and family
+            against listeners, firewall drops of listener ports, full accept queues) look only at
+            the sockets on these ports / of these processes and their peers (each filter when
+            given); the stack checks, ephemeral ports and TIME_WAIT stay whole-namespace.
+    """
+    services = filter_snapshot(facts.snapshot, ports, pids)
     lf = facts.loopback
     stack = facts.snapshot.stack
     ip = ip_command(facts.netns_label, facts.netns_name)
     disabled_by = ipv6_disabled_by(lf, stack.ipv6_disabled_all, stack.ipv6_disabled_lo)
     v6_on = disabled_by is None
-    owners, listener_probes = _listener_labels(facts)
+    owners, listener_probes = _listener_labels(services)
     summary = summarize_stack(facts.snapshot)
     checks = [
         check_lo_link(lf, ip),
@@ -83,21 +98,24 @@ def judge_rung1(facts: DoctorFacts) -> list[CheckResult]:
         *(check_icmp(r, lf.sysctls) for r in lf.icmp),
         *(check_echo(e) for e in lf.echoes),
         check_localhost(lf.resolution),
-        check_localhost_mismatch(lf.resolution, facts.snapshot.sockets),
-        *check_listener_families(lf.resolution, facts.snapshot.sockets, owners=owners),
+        check_localhost_mismatch(lf.resolution, services.sockets),
+        *check_listener_families(lf.resolution, services.sockets, owners=owners),
         check_firewall(lf.firewall, listener_probes, ipv6=v6_on),
         check_route_localnet(lf, ip),
         check_ephemeral(summary),
         check_time_wait(summary, facts.snapshot.sockets),
-        check_somaxconn(stack.somaxconn, facts.snapshot.sockets),
+        check_somaxconn(stack.somaxconn, services.sockets),
         check_conntrack(lf.sysctls.conntrack_count, lf.sysctls.conntrack_max),
     ]
     return checks
 
 
-def judge(facts: DoctorFacts) -> list[RungResult]:
-    """All rungs gathered for one namespace, judged and linked."""
-    rungs = [build_rung(1, judge_rung1(facts))]
+def judge(
+    facts: DoctorFacts, ports: Sequence[int] = (), pids: Sequence[int] = ()
+) -> list[RungResult]:
+    """All rungs gathered for one namespace, judged and linked (``ports``/``pids``: see
+    :func:`judge_rung1`)."""
+    rungs = [build_rung(1, judge_rung1(facts, ports, pids))]
     lf = facts.loopback
     if facts.localnet is not None:
         rungs.append(
