@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -42,12 +43,18 @@ def python_child(
 def run_loopscope(
     *args: str, prefix: list[str] | None = None, timeout_s: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI (``python -m loopscope``) and capture its output."""
+    """Run the real CLI (``python -m loopscope``) and capture its output.
+
+    ``COLUMNS`` is not passed on: a parent that loaded readline (pytest does) exports COLUMNS=80, and
+    the CLI honours a user's COLUMNS even in a pipe; a test that wants a width sets it in ``prefix``.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     return subprocess.run(
         [*(prefix or []), sys.executable, "-m", "loopscope", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
+        env=env,
     )
 
 

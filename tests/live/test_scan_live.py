@@ -146,7 +146,7 @@ print(json.dumps({"pid": os.getpid(), "port": s.getsockname()[1]}), flush=True)
     [
         (["ports", "--netns", "no-such-ns-xyz"], "no network namespace 'no-such-ns-xyz'"),
         (["ports", "--port", "70000"], "out of range"),
-        (["ports", "--source", "bogus"], "unknown source"),
+        (["ports", "--source", "bogus"], "is not one of auto, sock_diag, procfs, psutil"),
         (["scan", "--netns", "x", "--all-netns"], "not both"),
         (["ports", "--fail-on", "loud"], "unknown severity"),
     ],

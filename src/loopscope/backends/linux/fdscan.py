@@ -66,6 +66,8 @@ def decode_scan(data: bytes) -> OwnerScan:
     if len(data) < _HEADER.size:
         raise ParseError("fd scan result truncated", path="fd-scan")
     denied, vanished, nkeys, npairs, nns = _HEADER.unpack_from(data)
+    if (len(data) - _HEADER.size) % 8:
+        raise ParseError("fd scan result is not whole 8-byte words", path="fd-scan")
     words = array.array("q")
     words.frombytes(data[_HEADER.size :])
     if min(nkeys, npairs, nns) < 0 or len(words) != 2 * nkeys + 2 * npairs + 3 * nns:
