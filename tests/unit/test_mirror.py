@@ -52,7 +52,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "collect/collector.py": "tests/unit/test_collect.py",
     "collect/parts.py": "tests/unit/test_collect.py",
     "collect/records.py": "tests/unit/test_collect.py",
-    "collect/sources.py": "tests/unit/test_collect.py",
     # features: live tests
     "bench/paths.py": "tests/live/test_bench_paths.py",
     "bench/runner.py": "tests/live/test_bench_paths.py",

@@ -16,6 +16,7 @@ from loopscope.backends.linux.http_capture import (
     assemble_classic,
     build_http_filter,
     parse_packet,
+    parse_path_key,
 )
 from loopscope.errors import LoopscopeError
 from loopscope.model.events import HttpKind
@@ -182,3 +183,10 @@ def test_fuzz_parse_packet(data: bytes) -> None:
         parse_packet(data, at_ns=1, ports=frozenset({8080}))
     except LoopscopeError:
         pass
+
+
+@given(st.text(max_size=120))
+def test_fuzz_parse_path_key(target: str) -> None:
+    """Any request target from the wire gives a short key that starts with '/' or is kept as is."""
+    key = parse_path_key(target)
+    assert isinstance(key, str) and len(key) <= max(len(target), 200)

@@ -1,8 +1,11 @@
 """Parsers of sockperf and iperf3 output, on outputs recorded on this host (sockperf 3.7, iperf 3.12)."""
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loopscope.bench.compare import _cmp, parse_iperf3_json, parse_sockperf_output
 from loopscope.errors import ParseError
@@ -41,3 +44,35 @@ def test_goal_evaluation():
     r = _cmp("tcp_stream_bytes_per_s", "iperf3", 3.0e9, 3.3e9, ">= 0.95")
     assert r.meets_goal is False and round(r.ratio, 3) == 0.909
     assert _cmp("x", "t", 1.0, 2.0, None).meets_goal is None
+
+
+# --- fuzz: the reference tools' output is parsed, never trusted ---------------------------------
+
+
+@given(st.text(max_size=300))
+def test_fuzz_parse_sockperf_output(text: str) -> None:
+    try:
+        parse_sockperf_output(text)
+    except ParseError:
+        pass
+
+
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.floats(allow_nan=False)
+            | st.text(max_size=8),
+            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+            max_leaves=15,
+        ).map(json.dumps),
+    )
+)
+def test_fuzz_parse_iperf3_json(text: str) -> None:
+    try:
+        parse_iperf3_json(text)
+    except ParseError:
+        pass

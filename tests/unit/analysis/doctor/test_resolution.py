@@ -5,6 +5,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from loopscope.analysis.doctor.facts import HostsEntry, ResolutionFacts
 from loopscope.analysis.doctor.resolution import (
     check_listener_families,
@@ -130,3 +133,10 @@ def test_order_from_hosts_follows_rfc6724_precedence():
         A("fd00::2"),
         A("127.0.0.1"),
     )
+
+
+@given(st.text(max_size=300))
+def test_fuzz_parse_hosts(text: str) -> None:
+    """A hosts file is user-edited text: any content gives entries, never an exception."""
+    for entry in parse_hosts(text):
+        assert isinstance(entry, HostsEntry)

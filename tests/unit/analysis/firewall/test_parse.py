@@ -12,8 +12,14 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from loopscope.analysis.firewall.model import Match
-from loopscope.analysis.firewall.parse import parse_iptables_save, parse_nft_json, parse_rulesets
+from loopscope.analysis.firewall.parse import (
+    parse_firewall_facts,
+    parse_iptables_save,
+    parse_nft_json,
+    parse_rulesets,
+)
 from loopscope.errors import ParseError
+from loopscope.model.firewall import FirewallFacts
 
 FIX = Path(__file__).parent / "fixtures"
 NFT_DOC = json.loads((FIX / "nft_ruleset.json").read_text())
@@ -212,3 +218,16 @@ def test_fuzz_parse_iptables_save(text: str, family: str | None) -> None:
 @given(st.none() | _NFT, st.none() | _DUMPS, st.none() | _DUMPS)
 def test_fuzz_parse_rulesets(nft: str | None, ipt: str | None, ip6t: str | None) -> None:
     parse_rulesets(nft_json=nft, iptables_save=ipt, ip6tables_save=ip6t)  # errors become messages
+
+
+@given(
+    st.one_of(st.none(), _NFT),
+    st.one_of(st.none(), st.text(max_size=200)),
+    st.one_of(st.none(), st.text(max_size=200)),
+)
+def test_fuzz_parse_firewall_facts(nft: str | None, v4: str | None, v6: str | None) -> None:
+    """What the three tools printed, whatever it is, gives a ruleset or None and the errors as text."""
+    _ruleset, errors = parse_firewall_facts(
+        FirewallFacts(nft_json=nft, iptables_save=v4, ip6tables_save=v6)
+    )
+    assert all(isinstance(e, str) for e in errors)
