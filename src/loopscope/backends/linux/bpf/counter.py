@@ -45,17 +45,13 @@ from dataclasses import dataclass
 
 from loopscope.backends.linux.bpf.program import OP_PASSIVE_ESTABLISHED, OP_TCP_CONNECT
 from loopscope.backends.linux.bpf.sockops import (
-    BPF_CGROUP_SOCK_OPS,
-    BPF_PROG_TYPE_SOCK_OPS,
     _port_from_ctx,
     find_cgroup2_root,
 )
 from loopscope.backends.linux.bpf.syscall import (
     ADD64_K,
     ATOMIC_DW,
-    BPF_LINK_CREATE,
     BPF_MAP_LOOKUP_ELEM,
-    BPF_PROG_LOAD,
     BPF_PSEUDO_MAP_FD,
     CALL,
     EXIT,
@@ -80,6 +76,8 @@ from loopscope.backends.linux.bpf.syscall import (
     bpf_attr,
     bpf_failure,
     create_map,
+    link_to_cgroup,
+    load_sockops_program,
 )
 from loopscope.errors import BackendUnavailable, ParseError
 from loopscope.model import Family
@@ -415,22 +413,9 @@ class ConnectionCounter:
 
     def _load(self) -> None:
         code = assemble(build_counter_program(self.counts_fd, self.stats_fd))
-        insns = ctypes.create_string_buffer(code, len(code))
-        license_ = ctypes.create_string_buffer(b"GPL")
         log = ctypes.create_string_buffer(1 << 16)
         for log_level in (0, 1):
-            attr = bpf_attr(
-                (0, "=I", BPF_PROG_TYPE_SOCK_OPS),
-                (4, "=I", len(code) // 8),
-                (8, "=Q", ctypes.addressof(insns)),
-                (16, "=Q", ctypes.addressof(license_)),
-                (24, "=I", log_level),
-                (28, "=I", len(log) if log_level else 0),
-                (32, "=Q", ctypes.addressof(log) if log_level else 0),
-                (68, "=I", BPF_CGROUP_SOCK_OPS),
-            )
-            struct.pack_into("16s", attr, 48, b"ls_counter")
-            fd = self._bpf.call(BPF_PROG_LOAD, attr)
+            fd = load_sockops_program(self._bpf, code, b"ls_counter", log if log_level else None)
             if fd >= 0:
                 break
             if log_level == 1 or fd == -1:  # EPERM: the log would not help
@@ -451,13 +436,7 @@ class ConnectionCounter:
         self._fds.append(self.cgroup_fd)
 
     def _attach(self) -> None:
-        attr = bpf_attr(
-            (0, "=I", self.prog_fd), (4, "=I", self.cgroup_fd), (8, "=I", BPF_CGROUP_SOCK_OPS)
-        )
-        link = self._bpf.call(BPF_LINK_CREATE, attr)
-        if link < 0:
-            raise bpf_failure("BPF_LINK_CREATE(counter)", -link)
-        self.link_fd = link
+        self.link_fd = link_to_cgroup(self._bpf, self.prog_fd, self.cgroup_fd, "counter")
 
     @property
     def attached(self) -> bool:

@@ -33,15 +33,14 @@ from loopscope.backends.linux.bpf.program import (
     build_sockops_program,
 )
 from loopscope.backends.linux.bpf.syscall import (
+    BPF_CGROUP_SOCK_OPS,
     BPF_ENABLE_STATS,
-    BPF_LINK_CREATE,
     BPF_MAP_LOOKUP_AND_DELETE_ELEM,
     BPF_MAP_LOOKUP_ELEM,
     BPF_MAP_TYPE_ARRAY,
     BPF_MAP_TYPE_QUEUE,
     BPF_MAP_TYPE_RINGBUF,
     BPF_OBJ_GET_INFO_BY_FD,
-    BPF_PROG_LOAD,
     BPF_PROG_QUERY,
     BPF_STATS_RUN_TIME,
     BpfSyscall,
@@ -50,6 +49,8 @@ from loopscope.backends.linux.bpf.syscall import (
     bpf_attr,
     bpf_failure,
     create_map,
+    link_to_cgroup,
+    load_sockops_program,
 )
 from loopscope.errors import BackendUnavailable, ParseError
 from loopscope.model import Family
@@ -66,8 +67,6 @@ __all__ = [
     "parse_event",
 ]
 
-BPF_CGROUP_SOCK_OPS = 3  # attach type
-BPF_PROG_TYPE_SOCK_OPS = 13
 _INFO_RUN_TIME_NS, _INFO_RUN_CNT, _INFO_SIZE = 192, 200, 232  # struct bpf_prog_info offsets
 _LITTLE_ENDIAN = struct.pack("=H", 1) == b"\x01\x00"
 
@@ -295,7 +294,6 @@ class SockopsCollector:
         self.drops_fd = self._map(BPF_MAP_TYPE_ARRAY, 4, 8, 1, b"ls_drops")
 
     def _load(self, ops: Sequence[int], only_netns: int | None) -> None:
-        license_ = ctypes.create_string_buffer(b"GPL")
         log = ctypes.create_string_buffer(1 << 16)
         attempts = [
             (True, True, 0),
@@ -316,19 +314,7 @@ class SockopsCollector:
                     comm=with_comm,
                 )
             )
-            insns = ctypes.create_string_buffer(code, len(code))
-            attr = bpf_attr(
-                (0, "=I", BPF_PROG_TYPE_SOCK_OPS),
-                (4, "=I", len(code) // 8),
-                (8, "=Q", ctypes.addressof(insns)),
-                (16, "=Q", ctypes.addressof(license_)),
-                (24, "=I", log_level),
-                (28, "=I", len(log) if log_level else 0),
-                (32, "=Q", ctypes.addressof(log) if log_level else 0),
-                (68, "=I", BPF_CGROUP_SOCK_OPS),
-            )
-            struct.pack_into("16s", attr, 48, b"ls_sockops")  # prog_name[16]
-            fd = self._bpf.call(BPF_PROG_LOAD, attr)
+            fd = load_sockops_program(self._bpf, code, b"ls_sockops", log if log_level else None)
             if fd >= 0:
                 self.has_netns_cookie = with_netns
                 self.has_comm = with_comm
@@ -363,13 +349,7 @@ class SockopsCollector:
             return
         if not self._fds:
             raise BackendUnavailable("eBPF sockops collector is closed")
-        attr = bpf_attr(
-            (0, "=I", self.prog_fd), (4, "=I", self.cgroup_fd), (8, "=I", BPF_CGROUP_SOCK_OPS)
-        )
-        link = self._bpf.call(BPF_LINK_CREATE, attr)
-        if link < 0:
-            raise bpf_failure("BPF_LINK_CREATE", -link)
-        self.link_fd = link
+        self.link_fd = link_to_cgroup(self._bpf, self.prog_fd, self.cgroup_fd, "sockops")
 
     def detach(self) -> None:
         """Unlink the program (close the link fd): the kernel stops running it; the program, the

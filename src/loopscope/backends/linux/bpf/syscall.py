@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from loopscope.errors import BackendUnavailable, errno_name
 
 __all__ = [
+    "BPF_CGROUP_SOCK_OPS",
+    "BPF_PROG_TYPE_SOCK_OPS",
     "BpfSyscall",
     "Insn",
     "Label",
@@ -28,6 +30,8 @@ __all__ = [
     "bpf_attr",
     "bpf_failure",
     "create_map",
+    "link_to_cgroup",
+    "load_sockops_program",
 ]
 
 # --- bpf(2) commands, map types, helpers (include/uapi/linux/bpf.h) ---
@@ -196,6 +200,52 @@ def create_map(
     if fd < 0:
         raise bpf_failure(f"BPF_MAP_CREATE({name.decode()})", -fd)
     return fd
+
+
+BPF_PROG_TYPE_SOCK_OPS = 13  # enum bpf_prog_type
+BPF_CGROUP_SOCK_OPS = 3  # enum bpf_attach_type
+
+
+def load_sockops_program(
+    bpf: BpfSyscall,
+    code: bytes,
+    name: bytes,
+    log: ctypes.Array[ctypes.c_char] | None = None,
+) -> int:
+    """BPF_PROG_LOAD of a BPF_PROG_TYPE_SOCK_OPS program (GPL, expected attach type
+    BPF_CGROUP_SOCK_OPS); with ``log``, the verifier writes its log there (log_level 1).
+
+    Returns:
+        The program fd, or ``-errno`` when the kernel refused (the caller decides whether to retry
+        another variant or raise :func:`bpf_failure`).
+    """
+    insns = ctypes.create_string_buffer(code, len(code))
+    license_ = ctypes.create_string_buffer(b"GPL")
+    attr = bpf_attr(
+        (0, "=I", BPF_PROG_TYPE_SOCK_OPS),
+        (4, "=I", len(code) // 8),  # insn_cnt
+        (8, "=Q", ctypes.addressof(insns)),
+        (16, "=Q", ctypes.addressof(license_)),
+        (24, "=I", 1 if log is not None else 0),  # log_level
+        (28, "=I", len(log) if log is not None else 0),
+        (32, "=Q", ctypes.addressof(log) if log is not None else 0),
+        (68, "=I", BPF_CGROUP_SOCK_OPS),  # expected_attach_type
+    )
+    struct.pack_into("16s", attr, 48, name)  # prog_name[16]
+    return bpf.call(BPF_PROG_LOAD, attr)
+
+
+def link_to_cgroup(bpf: BpfSyscall, prog_fd: int, cgroup_fd: int, what: str) -> int:
+    """BPF_LINK_CREATE of a sockops program on a cgroup; returns the link fd (closing it detaches).
+
+    Raises:
+        BackendUnavailable: the kernel refused.
+    """
+    attr = bpf_attr((0, "=I", prog_fd), (4, "=I", cgroup_fd), (8, "=I", BPF_CGROUP_SOCK_OPS))
+    link = bpf.call(BPF_LINK_CREATE, attr)
+    if link < 0:
+        raise bpf_failure(f"BPF_LINK_CREATE({what})", -link)
+    return link
 
 
 _U64 = struct.Struct("=Q")
