@@ -61,50 +61,26 @@ class FastCommand:
 
 def _ports_json(opts: dict[str, Any]) -> int:
     """``loopscope ports --json``: the same steps as :func:`loopscope.cli.ports.ports_command`."""
-    from loopscope.analysis.exposure import check_exposure
-    from loopscope.analysis.listeners import Listener, find_listeners
-    from loopscope.cli.listing import listener_json, select_listeners
+    from loopscope.cli.listing import (
+        exposure_findings,
+        listener_tables,
+        ports_document,
+        select_listeners,
+    )
     from loopscope.collect import Collector, snapshot_options
-    from loopscope.model import Finding, Gap, Snapshot
-    from loopscope.render.jsonable import format_json_document, to_jsonable
-    from loopscope.render.views import listener_rows
+    from loopscope.render.jsonable import format_json_document
 
     collector = Collector.for_source(
         opts["source"],
         **snapshot_options(attribute=not opts["no_processes"], listening_only=True, tcp_info=False),
     )
     snapshots = collector.snapshots((opts["netns"],), all_netns=opts["all_netns"])
-    rows: list[Listener] = []
-    findings: list[Finding] = []
-    gaps: list[Gap] = []
-    tables: list[tuple[Snapshot, list[Listener]]] = []
-    for snap in snapshots:
-        listeners = find_listeners(snap)
-        tables.append((snap, listeners))
-        rows += listeners
-        gaps += [g for g in snap.gaps if g not in gaps]
+    rows, tables, gaps = listener_tables(snapshots)
     port = None if opts["port"] is None else int(opts["port"])
     pid = None if opts["pid"] is None else int(opts["pid"])
     rows = select_listeners(rows, port=port, pid=pid, scope=opts["scope"], proto=opts["proto"])
-    for snap, listeners in tables:
-        findings += check_exposure(snap, listeners, {})
-    keep = {f"{r.local}/{r.proto}" for r in rows} | {f"{r.local.port}/{r.proto}" for r in rows}
-    findings = [f for f in findings if f.subject.rsplit(" ", 1)[-1] in keep]
-    text = format_json_document(
-        "ports",
-        {
-            "netns": [
-                {"label": s.netns_label, "id": to_jsonable(s.netns), "source": s.source}
-                for s in snapshots
-            ],
-            "listeners": [
-                {**listener_json(r), "verdict": v["verdict"]}
-                for r, v in zip(rows, listener_rows(rows, findings, {}), strict=True)
-            ],
-            "findings": findings,
-            "gaps": gaps,
-        },
-    )
+    findings = exposure_findings(tables, rows, {})
+    text = format_json_document("ports", ports_document(snapshots, rows, findings, gaps))
     sys.stdout.write(text)
     sys.stdout.flush()
     return _exit_code(findings, opts["fail_on"])

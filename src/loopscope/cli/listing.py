@@ -7,14 +7,76 @@ produce the same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from loopscope.analysis.listeners import Listener
+from loopscope.analysis.exposure import check_exposure
+from loopscope.analysis.listeners import Listener, find_listeners
 from loopscope.errors import UsageError
-from loopscope.model import Scope
+from loopscope.model import Finding, Gap, Scope, Snapshot
 from loopscope.render.jsonable import to_jsonable
+from loopscope.render.views import listener_rows
 
-__all__ = ["listener_json", "select_listeners"]
+__all__ = [
+    "exposure_findings",
+    "listener_json",
+    "listener_tables",
+    "ports_document",
+    "select_listeners",
+]
+
+Tables = list[tuple[Snapshot, list[Listener]]]
+
+
+def listener_tables(snapshots: Sequence[Snapshot]) -> tuple[list[Listener], Tables, list[Gap]]:
+    """Every listener of every snapshot (in order), each snapshot with its own listeners (for the
+    exposure checks), and the snapshots' gaps without repeats."""
+    rows: list[Listener] = []
+    gaps: list[Gap] = []
+    tables: Tables = []
+    for snap in snapshots:
+        listeners = find_listeners(snap)
+        tables.append((snap, listeners))
+        rows += listeners
+        gaps += [g for g in snap.gaps if g not in gaps]
+    return rows, tables, gaps
+
+
+def exposure_findings(
+    tables: Tables, rows: Sequence[Listener], named: Mapping[str, str]
+) -> list[Finding]:
+    """The exposure findings of every snapshot, kept only for the listeners in ``rows`` (the ones
+    the filters selected); ``named``: fingerprinted service names, a clue for the verdicts."""
+    findings: list[Finding] = []
+    for snap, listeners in tables:
+        findings += check_exposure(snap, listeners, dict(named))
+    keep = {f"{r.local}/{r.proto}" for r in rows} | {f"{r.local.port}/{r.proto}" for r in rows}
+    return [f for f in findings if f.subject.rsplit(" ", 1)[-1] in keep]
+
+
+def ports_document(
+    snapshots: Sequence[Snapshot],
+    rows: Sequence[Listener],
+    findings: Sequence[Finding],
+    gaps: Sequence[Gap],
+    services: Mapping[str, str] | None = None,
+    extra: Callable[[Listener], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The body of ``ports --json``: namespaces read, one object per listener (with ``extra(row)``
+    keys, e.g. the fingerprint, before its verdict), findings and gaps."""
+    verdicts = listener_rows(list(rows), list(findings), dict(services or {}))
+    return {
+        "netns": [
+            {"label": s.netns_label, "id": to_jsonable(s.netns), "source": s.source}
+            for s in snapshots
+        ],
+        "listeners": [
+            {**listener_json(r), **(extra(r) if extra else {}), "verdict": v["verdict"]}
+            for r, v in zip(rows, verdicts, strict=True)
+        ],
+        "findings": list(findings),
+        "gaps": list(gaps),
+    }
 
 
 def listener_json(row: Listener) -> dict[str, Any]:

@@ -6,8 +6,7 @@ from functools import partial
 
 import typer
 
-from loopscope.analysis.exposure import check_exposure
-from loopscope.analysis.listeners import Listener, find_listeners
+from loopscope.analysis.listeners import Listener
 from loopscope.cli.common import (
     FailOnOption,
     FormatOption,
@@ -18,7 +17,12 @@ from loopscope.cli.common import (
     emit_json,
     exit_code_for,
 )
-from loopscope.cli.listing import listener_json, select_listeners
+from loopscope.cli.listing import (
+    exposure_findings,
+    listener_tables,
+    ports_document,
+    select_listeners,
+)
 from loopscope.cli.options import (
     AllNetnsOption,
     NetnsOption,
@@ -29,12 +33,11 @@ from loopscope.cli.options import (
     read_snapshots,
     select_by_port_pid,
 )
-from loopscope.model import Finding, Gap, Snapshot
+from loopscope.model import Snapshot
 from loopscope.render.fields import LISTENER_FIELDS, FieldSpec
-from loopscope.render.jsonable import to_jsonable
 from loopscope.render.views import listener_rows
 
-__all__ = ["listener_json", "outside_key", "ports_command", "register", "select_listeners"]
+__all__ = ["outside_key", "ports_command", "register", "select_listeners"]
 
 
 @cli_errors
@@ -65,44 +68,27 @@ def ports_command(
 ) -> None:
     """Every listener: proto, bind address, scope, port, process(es), user, netns, verdict."""
     snapshots = read_snapshots(netns, all_netns, source, no_processes, listening_only=True)
-    rows: list[Listener] = []
-    findings: list[Finding] = []
-    gaps: list[Gap] = []
-    tables: list[tuple[Snapshot, list[Listener]]] = []
-    for snap in snapshots:
-        listeners = find_listeners(snap)
-        tables.append((snap, listeners))
-        rows += listeners
-        gaps += [g for g in snap.gaps if g not in gaps]
+    rows, tables, gaps = listener_tables(snapshots)
     rows = select_listeners(rows, port=None, pid=None, scope=scope, proto=proto)
     rows = select_by_port_pid(rows, port, pid)
     services = fingerprint_rows(snapshots, rows) if fingerprint else {}
     named = {k: label.split(" ", 1)[0] for k, label in services.items()}  # a clue for verdicts
-    for snap, listeners in tables:
-        findings += check_exposure(snap, listeners, named)
-    keep = {f"{r.local}/{r.proto}" for r in rows} | {f"{r.local.port}/{r.proto}" for r in rows}
-    findings = [f for f in findings if f.subject.rsplit(" ", 1)[-1] in keep]
+    findings = exposure_findings(tables, rows, named)
     outside = outside_view(rows) if verify_exposure else {}
     if json_out:
         emit_json(
             "ports",
-            {
-                "netns": [
-                    {"label": s.netns_label, "id": to_jsonable(s.netns), "source": s.source}
-                    for s in snapshots
-                ],
-                "listeners": [
-                    {
-                        **listener_json(r),
-                        **({"service": services.get(_key(r), "")} if fingerprint else {}),
-                        **({"outside": outside.get(outside_key(r), "")} if verify_exposure else {}),
-                        "verdict": v["verdict"],
-                    }
-                    for r, v in zip(rows, listener_rows(rows, findings, services), strict=True)
-                ],
-                "findings": findings,
-                "gaps": gaps,
-            },
+            ports_document(
+                snapshots,
+                rows,
+                findings,
+                gaps,
+                services,
+                lambda r: {
+                    **({"service": services.get(_key(r), "")} if fingerprint else {}),
+                    **({"outside": outside.get(outside_key(r), "")} if verify_exposure else {}),
+                },
+            ),
         )
     else:
         from loopscope.cli.tables import print_findings, print_gaps, print_table

@@ -23,6 +23,7 @@ from loopscope.cli.common import (
     print_read_summary,
     slow_read_notice,
 )
+from loopscope.cli.listing import listener_json
 from loopscope.cli.map import HtmlOption, self_call_findings, talk_map_json, write_html_report
 from loopscope.cli.options import (
     AllNetnsOption,
@@ -33,7 +34,6 @@ from loopscope.cli.options import (
     SourceOption,
     read_snapshots,
 )
-from loopscope.cli.ports import listener_json
 from loopscope.model import Finding, Gap, Snapshot
 from loopscope.render.fields import EDGE_FIELDS, LISTENER_FIELDS
 from loopscope.render.views import listener_rows, stack_lines, talk_edge_rows
