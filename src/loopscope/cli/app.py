@@ -115,7 +115,9 @@ def _usage_error(exc: click_exceptions.UsageError) -> int:
     ctx = exc.ctx
     where = ctx.command_path if ctx is not None else "loopscope"
     hint = f" (see '{where} --help')" if ctx is not None else ""
-    message = " ".join(exc.format_message().split())
+    from loopscope.render.text import printable
+
+    message = printable(" ".join(exc.format_message().split()))  # values typed may hold controls
     sys.stderr.write(f"{where}: error: {message}{hint}\n")
     return exc.exit_code
 
@@ -167,7 +169,9 @@ def _run(args: list[str]) -> int:
     except click_exceptions.UsageError as exc:
         return _usage_error(exc)
     except click_exceptions.ClickException as exc:
-        sys.stderr.write(f"loopscope: error: {exc.format_message()}\n")
+        from loopscope.render.text import printable
+
+        sys.stderr.write(f"loopscope: error: {printable(exc.format_message())}\n")
         return exc.exit_code
     except click_exceptions.Abort:
         sys.stderr.write("loopscope: interrupted\n")

@@ -92,3 +92,9 @@ def test_reader_gone_exits_quietly(args):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == EXIT_BROKEN_PIPE
     assert err == "", err
+
+
+def test_usage_error_escapes_what_was_typed():
+    out = _run("ports", "--scope", "\x1b[2Jx")
+    assert out.returncode == 2 and "\x1b" not in out.stderr
+    assert "'\\x1b[2Jx'" in out.stderr
