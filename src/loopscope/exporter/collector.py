@@ -1,6 +1,8 @@
-"""The Prometheus collector: everything is read at scrape time (one snapshot of the namespaces, one
-read of the kernel counter map). Constructing it reads and starts nothing; the kernel counter is
-passed in by the caller, who owns it (and detaches it on exit).
+"""The Prometheus collector: listeners, queues and the kernel counter map are read at scrape time;
+ephemeral ports and TIME_WAIT are counted off the scrape path (:mod:`.counting`: a background thread
+started by :meth:`LoopscopeCollector.start`, or inline every ``counts_interval_s`` without it).
+Constructing it reads and starts nothing; the kernel counter is passed in by the caller, who owns it
+(and detaches it on exit).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from loopscope.analysis.listeners import find_listeners
 from loopscope.analysis.scope import is_wildcard, unmap
 from loopscope.backends.linux.bpf.counter import ConnectionCount, ConnectionCounter
 from loopscope.errors import LoopscopeError
+from loopscope.exporter.counting import CountedState, CountedViews
 from loopscope.exporter.doctor import DoctorChecks
 from loopscope.exporter.metrics import (
     CountTotals,
@@ -63,9 +66,10 @@ class ExporterOptions:
     source: str = "auto"
     """Socket source (``auto``, ``sock_diag``, ``procfs``, ``psutil``)."""
     counts_interval_s: float = 30.0
-    """Ephemeral ports and TIME_WAIT are re-counted at most this often, seconds (0: every scrape);
-    the scrapes between read listeners only. Counting walks the kernel's established table, which
-    is host-wide (every namespace's sockets), so its cost follows the whole host."""
+    """Ephemeral ports and TIME_WAIT are re-counted this often, seconds, by a background thread (or
+    inline in the scrape that comes due without it, e.g. ``--textfile``; 0: inline at every scrape);
+    scrapes read listeners and the last counts. Counting walks the kernel's established table,
+    which is host-wide (every namespace's sockets), so its cost follows the whole host."""
     doctor_interval_s: float = 300.0
     """Doctor rung-1 checks run at most this often, seconds (0: never)."""
     owner_rescan_s: float = 60.0
@@ -239,12 +243,23 @@ class LoopscopeCollector(Collector):
         self.totals = CountTotals(max_client_apps=options.max_client_apps)
         self._lock = threading.Lock()
         self._last_duration_s = 0.0
-        self._snapshots: SnapshotCollector | None = None  # made at the first scrape
-        self._listening: SnapshotCollector | None = None
-        self._counted: dict[object, NamespaceView] = {}
-        self._counted_at_s: float | None = None
+        self._listening: SnapshotCollector | None = None  # made at the first scrape
+        self._counting: SnapshotCollector | None = None  # made at the first count
+        self.counts = CountedViews(self._count_now, options.counts_interval_s)
+        """The last ephemeral-port and TIME_WAIT counts (refreshed off the scrape path once
+        :meth:`start` ran)."""
         self.owners = OwnerCache(options.owner_rescan_s)
         self.doctor = DoctorChecks(options.doctor_interval_s, all_netns=options.all_netns)
+
+    def start(self, *, background_counts: bool = True) -> None:
+        """Start the background work: the counting thread (unless ``background_counts`` is False,
+        as for ``--textfile``, or the counts interval is 0: then the scrape counts inline)."""
+        if background_counts:
+            self.counts.start()
+
+    def stop(self) -> None:
+        """Stop the background work. Idempotent."""
+        self.counts.stop()
 
     def describe(self) -> list[Metric]:
         """Nothing: registering must not trigger a scrape."""
@@ -260,11 +275,13 @@ class LoopscopeCollector(Collector):
         families: list[Metric] = []
         gaps = 0
         views: list[NamespaceView] = []
+        counted = CountedState()
         try:
-            views = self._read_views()
+            views, counted = self._read_views()
         except LoopscopeError as exc:
             log.warning("snapshot failed: %s", exc)
             gaps += 1
+        gaps += 1 if counted.last_failed else 0
         gaps += sum(len(v.snapshot.gaps) for v in views)
         families += snapshot_families(views)
         families += doctor_families(self.doctor.results(), self.doctor.age_s())
@@ -288,32 +305,53 @@ class LoopscopeCollector(Collector):
             scrape_duration_s=self._last_duration_s,
             cpu_s=usage.user + usage.system,
             gaps=gaps,
+            counts_age_s=counted.age_s,
+            counting_duration_s=counted.duration_s,
+            counting_failures=counted.failures,
         )
         families += traffic_families(self.totals, health)
         self._last_duration_s = time.perf_counter() - t0
         return families
 
-    def _read_views(self) -> list[NamespaceView]:
-        """Listeners every scrape; connected sockets and TIME_WAIT counted every
-        ``counts_interval_s`` (kept for the scrapes between, per namespace)."""
+    def _read_views(self) -> tuple[list[NamespaceView], CountedState]:
+        """Listeners every scrape, merged with the last counts of each namespace (counted first,
+        inline, when no thread counts and they are due)."""
         from loopscope.collect import Connected, States, TimeWait
 
-        if self._snapshots is None:
-            self._snapshots = make_snapshot_collector(self.options.source)
-            self._listening = self._snapshots.configured(
+        if self._listening is None:
+            self._listening = make_snapshot_collector(self.options.source).configured(
                 states=States.LISTENING, time_wait=TimeWait.ROWS, connected=Connected.ROWS
             )
-        now_s = time.monotonic()
-        due = self._counted_at_s is None or now_s - self._counted_at_s >= (
-            self.options.counts_interval_s
-        )
-        if due or self._listening is None:
-            views = read_namespaces(self._snapshots, self.options.all_netns, self.owners)
-            self._counted = {v.snapshot.netns: v for v in views}
-            self._counted_at_s = now_s
-            return views
         views = read_namespaces(self._listening, self.options.all_netns, self.owners)
-        return [with_counts(v, self._counted.get(v.snapshot.netns)) for v in views]
+        if not self.counts.running:
+            self.counts.refresh_if_due()
+        counted = self.counts.latest()
+        return [with_counts(v, counted.views.get(v.snapshot.netns)) for v in views], counted
+
+    def _count_now(self) -> dict[object, NamespaceView]:
+        """One counting pass (the counting thread, or inline): connected sockets and TIME_WAIT as
+        counts, no owners (no /proc fd scan) except with ``all_netns``, where the listeners' last
+        scan finds the namespaces seen only through a process (containers)."""
+        from loopscope.collect import OwnerScope
+
+        all_netns = self.options.all_netns
+        if self._counting is None:
+            self._counting = make_snapshot_collector(self.options.source)
+            if not all_netns:
+                self._counting = self._counting.configured(owner_scope=OwnerScope.NONE)
+        scan = self.owners.scan if all_netns else None  # a reference read: set whole by OwnerCache
+        run = self._counting.read_all(all_netns=all_netns, owners=scan)
+        return {
+            r.snapshot.netns: NamespaceView(
+                snapshot=r.snapshot,
+                netns_cookie=None,
+                time_wait_by_dest=r.time_wait_by_dest,
+                time_wait_other=r.time_wait_other,
+                connected_by_dest=r.connected_by_dest,
+                connected_ports=r.connected_ports,
+            )
+            for r in run.readings
+        }
 
 
 def with_counts(view: NamespaceView, counted: NamespaceView | None) -> NamespaceView:

@@ -163,7 +163,13 @@ class Health:
     cpu_s: float
     """Exporter process CPU time (user + system), seconds."""
     gaps: int
-    """Gaps recorded by the snapshots (unreadable owners, namespaces left out)."""
+    """Gaps recorded by the snapshots (unreadable owners, namespaces left out, a failed count)."""
+    counts_age_s: float | None = None
+    """Age of the ephemeral-port and TIME_WAIT counts, seconds; None before the first count."""
+    counting_duration_s: float | None = None
+    """Wall time of the last counting pass, seconds; None before the first one."""
+    counting_failures: int = 0
+    """Counting passes that failed (cumulative)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -337,6 +343,24 @@ def traffic_families(totals: CountTotals, health: Health) -> list[Metric]:
         "loopscope_exporter_scrape_duration_seconds", "Time the previous scrape took to produce."
     )
     duration.add_metric([], health.scrape_duration_s)
+    counts_age = GaugeMetricFamily(
+        "loopscope_exporter_counts_age_seconds",
+        "Age of the ephemeral-port and TIME_WAIT counts (counted every --counts-interval, off the "
+        "scrape path).",
+    )
+    counting = GaugeMetricFamily(
+        "loopscope_exporter_counting_duration_seconds",
+        "Wall time of the last count of ephemeral ports and TIME_WAIT (a host-wide table walk).",
+    )
+    if health.counts_age_s is not None:
+        counts_age.add_metric([], health.counts_age_s)
+    if health.counting_duration_s is not None:
+        counting.add_metric([], health.counting_duration_s)
+    counting_failed = CounterMetricFamily(
+        "loopscope_exporter_counting_failures",
+        "Counts of ephemeral ports and TIME_WAIT that failed (the previous counts are kept; logged).",
+    )
+    counting_failed.add_metric([], float(health.counting_failures))
     cpu = CounterMetricFamily(
         "loopscope_exporter_cpu_seconds", "CPU time (user + system) of the exporter process."
     )
@@ -351,7 +375,8 @@ def traffic_families(totals: CountTotals, health: Health) -> list[Metric]:
         labels=["connection_source", "reason"],
     )
     source.add_metric([health.connection_source, health.connection_source_reason], {})
-    return [*out, counted, lost, entries, folded, duration, cpu, gaps, source]
+    own = [counted, lost, entries, folded, duration, counts_age, counting, counting_failed, cpu]
+    return [*out, *own, gaps, source]
 
 
 def doctor_families(results: Sequence[NamespaceChecks], age_s: float | None) -> list[Metric]:

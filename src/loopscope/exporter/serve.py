@@ -2,7 +2,8 @@
 or a textfile written atomically every interval (node_exporter's textfile collector).
 
 :func:`run_exporter` owns the lifetime: it loads the kernel counter (when it can), registers the
-collector on an explicit registry, serves until SIGTERM, SIGHUP or SIGINT, then detaches the counter.
+collector on an explicit registry, starts its background work (the counting thread), serves until
+SIGTERM, SIGHUP or SIGINT, then stops it and detaches the counter.
 """
 
 from __future__ import annotations
@@ -179,8 +180,11 @@ def run_exporter(
     host, port = parse_listen(serve.listen) if serve.textfile is None else ("127.0.0.1", 0)
     counter, reason = _load_counter(serve)
     previous: dict[int, Any] = {}
+    collector = LoopscopeCollector(options, counter, reason)
     try:
-        registry = build_registry(LoopscopeCollector(options, counter, reason))
+        registry = build_registry(collector)
+        # the textfile is written every interval: its counts can be made inline, no thread
+        collector.start(background_counts=serve.textfile is None)
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 previous[signum] = signal.signal(signum, lambda *_: stop.set())
@@ -207,6 +211,7 @@ def run_exporter(
             server.server_close()
             thread.join()
     finally:
+        collector.stop()
         if counter is not None:
             counter.close()
         for prev_signum, handler in previous.items():

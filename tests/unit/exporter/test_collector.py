@@ -8,6 +8,7 @@ import ipaddress
 import os
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -189,7 +190,32 @@ def test_counts_come_at_their_interval_listeners_every_scrape(pairs: _Pairs) -> 
 
     dest = f"127.0.0.1:{pairs.port}"
     assert ephemeral()[dest] == 8 + 4  # established + TIME_WAIT client sides
-    counted_at = col._counted_at_s
+    assert col.counts.passes == 1 and not col.counts.running  # no thread: counted inline
     pairs.clients[-1].close()
     assert ephemeral()[dest] == 12  # kept until the next count
-    assert col._counted_at_s == counted_at
+    assert col.counts.passes == 1
+
+
+@pytest.mark.linux
+def test_a_started_collector_counts_in_its_thread_not_in_the_scrape(pairs: _Pairs) -> None:
+    col = LoopscopeCollector(ExporterOptions(counts_interval_s=0.2, doctor_interval_s=0), None)
+    col.start()
+    try:
+        assert col.counts.running and col.counts.passes == 1  # the first count is made by start()
+        fams = {f.name: f for f in col.collect()}
+        eph = {
+            s.labels["destination"]: s.value
+            for s in fams["loopscope_ephemeral_ports_in_use"].samples
+        }
+        assert eph[f"127.0.0.1:{pairs.port}"] == 12
+        assert fams["loopscope_exporter_counts_age_seconds"].samples[0].value < 5
+        assert fams["loopscope_exporter_counting_duration_seconds"].samples[0].value > 0
+        pairs.clients[-1].close()  # established -> TIME_WAIT: still 12 client sides
+        pairs.clients[-2].close()
+        deadline = time.monotonic() + 10
+        while col.counts.passes < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert col.counts.passes >= 3  # the thread went on counting
+    finally:
+        col.stop()
+    assert not col.counts.running
