@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from loopscope.analysis.apps import process_label
 from loopscope.analysis.exposure import verdict_without_finding
-from loopscope.analysis.listeners import Listener
-from loopscope.analysis.stack import StackSummary
-from loopscope.analysis.talkmap import TalkEdge
-from loopscope.model import Finding
+
+if TYPE_CHECKING:  # types only: `ports` renders listeners without importing the talk map
+    from loopscope.analysis.listeners import Listener
+    from loopscope.analysis.stack import StackSummary
+    from loopscope.analysis.talkmap import TalkEdge
+    from loopscope.model import Finding
 
 __all__ = [
     "finding_rows",

@@ -121,3 +121,39 @@ def test_errors_end_as_in_the_typer_path(listening: socket.socket) -> None:
     assert fast[0] == slow[0] == 2 and fast[1] == slow[1] == b""
     assert fast[2].replace("typer loaded: False", "") == slow[2].replace("typer loaded: True", "")
     assert f"nothing listens on port {port}" in fast[2]
+
+
+# Modules `ports --json` must not import: the table stack, the talk map and what only other commands
+# or other namespaces need (ctypes and subprocess: setns on Python < 3.12 and `ctypes.util`).
+NOT_ON_THE_FAST_PATH = (
+    "typer",
+    "click",
+    "rich",
+    "loopscope.analysis.talkmap",
+    "loopscope.analysis.stack",
+    "ctypes",
+    "subprocess",
+)
+
+
+def _imported(*args: str) -> set[str]:
+    """Every module a real ``python -X importtime ...`` process imported (its stderr report)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+
+
+def test_ports_json_imports_nothing_it_does_not_use() -> None:
+    at_start = _imported("-c", "pass")  # what this interpreter's site hooks import anyway
+    loaded = _imported("-m", "loopscope", "ports", "--json", "--fail-on", "never") - at_start
+    assert "loopscope.collect.collector" in loaded  # the report is read: the check can see imports
+    extra = sorted(
+        m for m in loaded if any(m == n or m.startswith(n + ".") for n in NOT_ON_THE_FAST_PATH)
+    )
+    assert extra == [], f"`loopscope ports --json` imports {extra}"

@@ -8,8 +8,6 @@ the thread ends. Python 3.12 has ``os.setns``; on 3.10/3.11 libc's ``setns`` is 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import threading
@@ -146,6 +144,9 @@ def _libc_setns() -> Callable[[int, int], None]:
     setns = getattr(os, "setns", None)
     if setns is not None:
         return setns  # type: ignore[no-any-return]
+    import ctypes  # here, not at the top: ctypes.util imports subprocess (~10 ms at start-up)
+    import ctypes.util
+
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
     def _setns(fd: int, nstype: int) -> None:
