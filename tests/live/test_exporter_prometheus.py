@@ -1,7 +1,7 @@
 """Live proof with Debian's real Prometheus (and promtool): a gunicorn app that calls itself 3 times per
-request, a load generator with a known count, the exporter scraped every second. The counters in
-Prometheus grow by exactly the known numbers, the amplification rule gives 3, its alert fires, and every
-PromQL expression of the Grafana dashboard returns data. promtool checks the rules, runs their unit
+request, a load generator with a known count, the exporter (``--http``) scraped every second. The
+connection and HTTP request counters in Prometheus grow by exactly the known numbers, the amplification
+rules give 3, their alerts fire, and every PromQL expression of the Grafana dashboard returns data. promtool checks the rules, runs their unit
 tests and checks a real scrape.
 
 Needs root (eBPF), gunicorn (pip: loopscope[lab]) and prometheus (Debian: prometheus).
@@ -181,10 +181,11 @@ def test_prometheus_sees_exact_counts_the_factor_the_alert_and_the_dashboard_dat
     # 120 requests x 3 self-calls: 360 self-calls in the 5m window is 1.2/s, above the alert's 1/s
     requests, n = 120, 3
     app = f'app="{APP_NAME}"'
-    with selfcall_app() as port, exporter() as (_exp, eport), prometheus(eport) as prom:
+    with selfcall_app() as port, exporter("--http") as (_exp, eport), prometheus(eport) as prom:
         self_q = f'loopscope_app_connections_total{{{app},kind="self"}}'
         ext_q = f'loopscope_app_connections_total{{{app},kind="external"}}'
         prom.wait("the app's series", lambda: prom.value(self_q) is not None)
+        assert prom.value("loopscope_exporter_http_capture_up") == 1
         time.sleep(2)  # a few samples at the baseline
         self0, ext0 = prom.value(self_q), prom.value(ext_q)
         assert self0 == 0.0 and ext0 == 0.0
@@ -201,19 +202,44 @@ def test_prometheus_sees_exact_counts_the_factor_the_alert_and_the_dashboard_dat
             prom.value(edge.format(APP_NAME, APP_NAME, str(port)).replace("'", '"')) == requests * n
         )
         assert prom.value('loopscope_exporter_events_lost_total{reason="map_full"}') == 0
+        http = (
+            'sum(loopscope_http_requests_total{{client_app="{}",server_app="{}",port="{}",'
+            'method="GET",self_call="{}"}})'
+        )
+        prom.wait(
+            "the HTTP counts",
+            lambda: prom.value(http.format(APP_NAME, APP_NAME, port, "true")) == requests * n,
+        )
+        assert prom.value(http.format(LOADGEN_NAME, APP_NAME, port, "false")) == requests
+        assert prom.value(http.format(APP_NAME, APP_NAME, port, "true")) == requests * n
+        ok = 'sum(loopscope_http_responses_total{{server_app="{}",port="{}",code_class="2xx"}})'
+        assert prom.value(ok.format(APP_NAME, port)) == requests * (n + 1)
+        unknown = f'sum(loopscope_http_requests_total{{client_app="unknown",port="{port}"}})'
+        assert prom.value(unknown) is None  # every client named
         factor = f"loopscope:app_self_call_amplification:ratio_rate5m{{{app}}}"
         prom.wait("factor 3", lambda: abs((prom.value(factor) or 0) - n) < 1e-9)
+        http_factor = (
+            f'loopscope:app_http_self_call_amplification:ratio_rate5m{{server_app="{APP_NAME}"}}'
+        )
+        prom.wait("HTTP factor 3", lambda: abs((prom.value(http_factor) or 0) - n) < 1e-9)
 
-        def firing() -> bool:
+        def firing(name: str, label: str) -> bool:
             alerts = prom.get("/api/v1/alerts")["alerts"]
             return any(
-                a["labels"].get("alertname") == "LoopscopeSelfCallAmplificationHigh"
-                and a["labels"].get("app") == APP_NAME
+                a["labels"].get("alertname") == name
+                and a["labels"].get(label) == APP_NAME
                 and a["state"] == "firing"
                 for a in alerts
             )
 
-        prom.wait("the amplification alert firing", firing)
+        prom.wait(
+            "the amplification alert firing",
+            lambda: firing("LoopscopeSelfCallAmplificationHigh", "app"),
+        )
+        prom.wait(
+            "the HTTP amplification alert firing",
+            lambda: firing("LoopscopeHttpSelfCallAmplificationHigh", "server_app"),
+        )
         empty = []
         for expr in _dashboard_exprs():
             concrete = expr.replace("$instance", ".*").replace("$__rate_interval", "1m")

@@ -36,6 +36,11 @@ def exporter_command(
     doctor_interval: float = typer.Option(
         300.0, "--doctor-interval", help="Seconds between doctor rung-1 checks; 0 turns them off."
     ),
+    http: bool = typer.Option(
+        False,
+        "--http",
+        help="Count HTTP/1.x requests per edge (start lines captured on lo; needs CAP_NET_RAW).",
+    ),
     no_ebpf: bool = typer.Option(
         False, "--no-ebpf", help="Do not load the in-kernel counter (no traffic metrics)."
     ),
@@ -57,6 +62,7 @@ def exporter_command(
             max_client_apps=max_client_apps,
             counts_interval_s=counts_interval,
             doctor_interval_s=doctor_interval,
+            http=http,
         ),
         ServeOptions(listen=listen, textfile=textfile, interval_s=interval, ebpf=not no_ebpf),
         ready=lambda text: err_console().print(f"loopscope exporter: {text}"),

@@ -26,6 +26,7 @@ from loopscope.backends.linux.bpf.counter import ConnectionCount, ConnectionCoun
 from loopscope.errors import LoopscopeError
 from loopscope.exporter.counting import CountedState, CountedViews
 from loopscope.exporter.doctor import DoctorChecks
+from loopscope.exporter.http import HttpCounts, HttpTotals, http_families
 from loopscope.exporter.metrics import (
     CountTotals,
     Health,
@@ -72,6 +73,8 @@ class ExporterOptions:
     which is host-wide (every namespace's sockets), so its cost follows the whole host."""
     doctor_interval_s: float = 300.0
     """Doctor rung-1 checks run at most this often, seconds (0: never)."""
+    http: bool = False
+    """Count HTTP/1.x requests per edge from start lines captured on lo (CAP_NET_RAW)."""
     owner_rescan_s: float = 60.0
     """Longest reuse of one /proc fd scan (listener owners), seconds; a scan is made sooner when a
     listener appears that the last scan did not see, an owner exited, or a namespace vanished."""
@@ -249,6 +252,8 @@ class LoopscopeCollector(Collector):
         """The last ephemeral-port and TIME_WAIT counts (refreshed off the scrape path once
         :meth:`start` ran)."""
         self.owners = OwnerCache(options.owner_rescan_s)
+        self.http: HttpCounts | None = None  # made by start() with options.http
+        self.http_totals = HttpTotals()
         self.doctor = DoctorChecks(options.doctor_interval_s, all_netns=options.all_netns)
 
     def start(self, *, background_counts: bool = True) -> None:
@@ -256,10 +261,32 @@ class LoopscopeCollector(Collector):
         as for ``--textfile``, or the counts interval is 0: then the scrape counts inline)."""
         if background_counts:
             self.counts.start()
+        if self.options.http and self.http is None:
+            self._start_http()
+
+    def _start_http(self) -> None:
+        from loopscope.backends.linux.bpf.sockops import netns_cookie_of_current
+
+        cookie = netns_cookie_of_current()
+        if cookie is None:
+            self.http_totals.up = False
+            log.warning("HTTP counting unavailable: no SO_NETNS_COOKIE (kernel < 5.14)")
+            return
+        self.http = HttpCounts(self.counter, cookie)
+        with self._lock:  # the listeners' ports first: the capture opens on them at once
+            try:
+                views, _ = self._read_views()
+            except LoopscopeError as exc:
+                log.warning("snapshot failed: %s", exc)
+                views = []
+        self.http.set_ports(_own_tcp_ports(views, cookie))
+        self.http.start()
 
     def stop(self) -> None:
         """Stop the background work. Idempotent."""
         self.counts.stop()
+        if self.http is not None:
+            self.http.stop()
 
     def describe(self) -> list[Metric]:
         """Nothing: registering must not trigger a scrape."""
@@ -295,6 +322,8 @@ class LoopscopeCollector(Collector):
                 read_cookies = {v.netns_cookie for v in views}
                 counts = [c for c in counts if c.netns_cookie in read_cookies]
             self.totals.add(counts, server_apps(views))
+        if self.options.http:
+            families += self._http_families(views)
         usage = os.times()
         health = Health(
             connection_source="ebpf_counter" if self.counter is not None else "none",
@@ -312,6 +341,17 @@ class LoopscopeCollector(Collector):
         families += traffic_families(self.totals, health)
         self._last_duration_s = time.perf_counter() - t0
         return families
+
+    def _http_families(self, views: Sequence[NamespaceView]) -> list[Metric]:
+        """Fold the requests captured since the last scrape in; hand the listeners' ports over."""
+        if self.http is not None:
+            cookie = self.http.netns_cookie
+            if views:
+                self.http.set_ports(_own_tcp_ports(views, cookie))
+            self.http_totals.add(
+                self.http.take(), server_apps(views), cookie, self.totals.client_app
+            )
+        return http_families(self.http_totals)
 
     def _read_views(self) -> tuple[list[NamespaceView], CountedState]:
         """Listeners every scrape, merged with the last counts of each namespace (counted first,
@@ -352,6 +392,17 @@ class LoopscopeCollector(Collector):
             )
             for r in run.readings
         }
+
+
+def _own_tcp_ports(views: Sequence[NamespaceView], netns_cookie: int) -> set[int]:
+    """Ports of the TCP listeners of the namespace ``netns_cookie`` names."""
+    return {
+        lst.local.port
+        for v in views
+        if v.netns_cookie == netns_cookie
+        for lst in find_listeners(v.snapshot)
+        if lst.proto is Proto.TCP
+    }
 
 
 def with_counts(view: NamespaceView, counted: NamespaceView | None) -> NamespaceView:

@@ -49,7 +49,12 @@ def test_inline_refresh_comes_at_the_interval_and_ages() -> None:
 
 def test_interval_zero_counts_every_time_and_starts_no_thread() -> None:
     calls: list[int] = []
-    counts = CountedViews(lambda: calls.append(1) or _view(1), 0.0)
+
+    def count() -> dict[object, NamespaceView]:
+        calls.append(1)
+        return _view(1)
+
+    counts = CountedViews(count, 0.0)
     counts.start()
     assert not counts.running
     counts.refresh_if_due()

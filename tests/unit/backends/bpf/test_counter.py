@@ -20,6 +20,7 @@ from loopscope.backends.linux.bpf.counter import (
     ConnectionCounter,
     build_counter_program,
     decode_count_key,
+    encode_client_key,
     possible_cpus,
 )
 from loopscope.backends.linux.bpf.sockops import count_attached_sockops
@@ -50,13 +51,21 @@ def test_hostile_comm_bytes_decode_with_replacement() -> None:
     assert decode_count_key(key, 1).client_comm == 'a"\n{}\ufffd'
 
 
+def test_client_key_golden() -> None:
+    got = encode_client_key(ipaddress.IPv4Address("127.0.0.1"), 51000, 7)
+    assert got.hex() == "0200000038c700007f000001" + "00" * 12 + "0700000000000000"
+    v6 = encode_client_key(ipaddress.IPv6Address("::1"), 8080, 2**64 - 1)
+    assert v6[:8] == struct.pack("=II", 10, 8080) and v6[8:24] == bytes(15) + b"\x01"
+    assert len(v6) == 32
+
+
 def test_possible_cpus() -> None:
     assert possible_cpus("0-3,8\n") == 5
     assert possible_cpus("0\n") == 1
 
 
 def test_every_instruction_is_documented_and_assembles() -> None:
-    prog = build_counter_program(5, 6)
+    prog = build_counter_program(5, 6, 7)
     insns = [x for x in prog if isinstance(x, Insn)]
     assert all(i.comment for i in insns)
     code = assemble(prog)
@@ -100,6 +109,57 @@ def test_counts_exactly_per_client_name_and_detaches_on_close(host: str) -> None
         assert counter.map_full() == 0
     assert count_attached_sockops(cgroup) == during - 1
     counter.close()  # idempotent
+    srv.close()
+
+
+_HELD = """
+import ctypes, json, socket, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)
+c = socket.socket(socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET)
+c.connect((sys.argv[2], int(sys.argv[3])))
+print(json.dumps(c.getsockname()[:2]), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.linux
+@pytest.mark.root
+@root_only
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
+def test_the_client_endpoint_names_its_comm(host: str) -> None:
+    import json
+
+    from loopscope.backends.linux.bpf.sockops import netns_cookie_of_current
+
+    v6 = ":" in host
+    srv = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
+    if host.startswith("::ffff:"):
+        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        srv.bind(("::", 0))
+    else:
+        srv.bind((host, 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+    cookie = netns_cookie_of_current()
+    with ConnectionCounter() as counter:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HELD, "ls-cli-x", host, str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            addr, cport = json.loads(proc.stdout.readline())
+            ip = ipaddress.ip_address(addr)
+            if host.startswith("::ffff:"):  # the packet on lo says 127.0.0.1: found as mapped
+                assert isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
+                ip = ip.ipv4_mapped
+            assert counter.client_comm(ip, cport, cookie) == "ls-cli-x"
+            assert counter.client_comm(ip, cport, cookie + 1) is None  # another namespace
+            assert counter.client_comm(ip, port, cookie) is None  # the server side: not a client
+        finally:
+            proc.communicate("")
     srv.close()
 
 

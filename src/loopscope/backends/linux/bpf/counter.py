@@ -19,6 +19,13 @@ insert fails and the program adds 1 to ``stats[STAT_MAP_FULL]`` of a per-CPU arr
 silent. The key (:data:`KEY`, 56 bytes) is the client's ``comm`` (active side; zero on the passive
 side), op, family, destination address and port, netns cookie and the peer-local flag.
 
+On a counted connect it also writes ``clients[client endpoint] = comm`` in an LRU hash map
+(``BPF_MAP_TYPE_LRU_HASH``, :data:`CLIENT_KEY`: family, local port, local address, netns cookie; at
+``TCP_CONNECT_CB`` the kernel has already picked the source address and port): a packet seen later on
+``lo`` (``exporter --http``) names its client by looking its source endpoint up
+(:meth:`ConnectionCounter.client_comm`). The LRU evicts the oldest endpoints when full, never fails
+an insert; a port reused by another process overwrites its entry.
+
 Why ``comm`` and not the client tgid: the comm is captured in the kernel at connect time, so a client
 that has exited before the scrape still has a name, and 10,000 short-lived clients of one program
 make one key, not 10,000 (a tgid key fills the map and needs garbage collection racing the kernel).
@@ -83,20 +90,22 @@ from loopscope.errors import BackendUnavailable, ParseError
 from loopscope.model import Family
 
 __all__ = [
+    "CLIENT_KEY",
     "KEY",
     "STAT_MAP_FULL",
     "ConnectionCount",
     "ConnectionCounter",
     "build_counter_program",
     "decode_count_key",
+    "encode_client_key",
     "possible_cpus",
 ]
 
 # bpf.h values not needed by the watch program
 BPF_MAP_GET_NEXT_KEY = 4
-BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY = 5, 6
+BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_HASH = 5, 6, 9
 FN_MAP_UPDATE_ELEM, FN_GET_CURRENT_COMM = 2, 16
-BPF_NOEXIST = 1  # map update flag: create only
+BPF_ANY, BPF_NOEXIST = 0, 1  # map update flags: create or replace; create only
 AND64_K = 0x57  # BPF_ALU64 | BPF_AND | BPF_K
 JEQ_X = 0x1D  # BPF_JMP | BPF_JEQ | BPF_X: if dst == src goto
 JNE_K = 0x55  # BPF_JMP | BPF_JNE | BPF_K
@@ -117,6 +126,10 @@ _STATS = 1
 _K = -56  # key at r10-56 .. r10-1
 _ONE = -64  # u64 1, the initial value
 _SKEY = -68  # u32 stats key
+# The client key (32 bytes, host order unless said): 0 u32 family | 4 u32 local port | 8 addr[16]
+# local (client) address, net order, IPv4 in the first 4 | 24 u64 netns cookie. Value: comm[16].
+CLIENT_KEY = struct.Struct("=II16sQ")
+_CK = -104  # client key at r10-104 .. r10-73 (8-aligned: the verifier wants aligned stack access)
 
 
 def _locality(family_v6: bool, tag: str) -> list[Insn | Label]:
@@ -176,7 +189,7 @@ def _locality(family_v6: bool, tag: str) -> list[Insn | Label]:
     return p
 
 
-def _side(op: int, family_v6: bool, tag: str) -> list[Insn | Label]:
+def _side(op: int, family_v6: bool, tag: str, clients_fd: int) -> list[Insn | Label]:
     """Fill the key for one (op, family) and jump to ``count`` (or ``out`` for a non-local connect)."""
     active = op == OP_TCP_CONNECT
     p: list[Insn | Label] = [Label(tag)]
@@ -195,6 +208,7 @@ def _side(op: int, family_v6: bool, tag: str) -> list[Insn | Label]:
     p += _locality(family_v6, tag)
     if active:
         p.append(Insn(JEQ_K, 8, imm=0, target="out", comment="destination not local: not counted"))
+        p += _remember_client(family_v6, clients_fd)
     p += [
         Insn(STX_W, 10, 8, _K + 52, comment="key.peer_local = r8"),
         Insn(ST_W, 10, 0, _K + 16, op, comment=f"key.op = {op}"),
@@ -228,12 +242,49 @@ def _side(op: int, family_v6: bool, tag: str) -> list[Insn | Label]:
     return p
 
 
-def build_counter_program(counts_fd: int, stats_fd: int) -> list[Insn | Label]:
-    """The SOCK_OPS counting program: ``counts[key] += 1`` on loopback connects and on every passive
-    establishment; ``stats[STAT_MAP_FULL] += 1`` (this CPU's slot) when the key cannot be inserted.
-    Always returns 1 (allow).
+def _remember_client(family_v6: bool, clients_fd: int) -> list[Insn | Label]:
+    """``clients[family, local port, local address, netns cookie] = key.comm`` (already filled)."""
+    p: list[Insn | Label] = [
+        Insn(ST_W, 10, 0, _CK, 10 if family_v6 else 2, comment="ckey.family"),
+        Insn(LDX_W, 2, 6, SO_LOCAL_PORT, comment="r2 = ctx->local_port (host order, bound)"),
+        Insn(STX_W, 10, 2, _CK + 4, comment="ckey.port = r2"),
+    ]
+    for i in range(4):
+        if family_v6:
+            p += [
+                Insn(LDX_W, 2, 6, SO_LOCAL_IP6 + 4 * i, comment=f"r2 = ctx->local_ip6[{i}]"),
+                Insn(STX_W, 10, 2, _CK + 8 + 4 * i, comment=f"ckey.addr[{4 * i}:{4 * i + 4}] = r2"),
+            ]
+        elif i == 0:
+            p += [
+                Insn(LDX_W, 2, 6, SO_LOCAL_IP4, comment="r2 = ctx->local_ip4"),
+                Insn(STX_W, 10, 2, _CK + 8, comment="ckey.addr[0:4] = r2"),
+            ]
+        else:
+            p.append(Insn(ST_W, 10, 0, _CK + 8 + 4 * i, 0, comment=f"ckey.addr[{4 * i}:] = 0"))
+    return [
+        *p,
+        Insn(MOV64_X, 1, 6, comment="r1 = ctx"),
+        Insn(CALL, imm=FN_GET_NETNS_COOKIE, comment="r0 = bpf_get_netns_cookie(ctx)"),
+        Insn(STX_DW, 10, 0, _CK + 24, comment="ckey.netns_cookie = r0"),
+        Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=clients_fd, comment="r1 = &clients (LRU hash)"),
+        Insn(MOV64_X, 2, 10, comment="r2 = fp"),
+        Insn(ADD64_K, 2, imm=_CK, comment="r2 = &ckey"),
+        Insn(MOV64_X, 3, 10, comment="r3 = fp"),
+        Insn(ADD64_K, 3, imm=_K, comment="r3 = &key.comm (the value)"),
+        Insn(MOV64_K, 4, imm=BPF_ANY, comment="r4 = BPF_ANY (a reused port: replaced)"),
+        Insn(
+            CALL, imm=FN_MAP_UPDATE_ELEM, comment="bpf_map_update_elem(&clients, ...) (LRU: room)"
+        ),
+    ]
 
-    Registers: r6 = ctx across calls, r7 = &value, r8 = peer-local flag, r10 = frame pointer.
+
+def build_counter_program(counts_fd: int, stats_fd: int, clients_fd: int) -> list[Insn | Label]:
+    """The SOCK_OPS counting program: ``counts[key] += 1`` on loopback connects and on every passive
+    establishment; ``stats[STAT_MAP_FULL] += 1`` (this CPU's slot) when the key cannot be inserted;
+    ``clients[client endpoint] = comm`` on loopback connects. Always returns 1 (allow).
+
+    Registers: r6 = ctx across calls, r8 = peer-local flag, r10 = frame pointer.
     """
     p: list[Insn | Label] = [
         Insn(MOV64_X, 6, 1, comment="r6 = ctx (r1-r5 are clobbered by calls)"),
@@ -257,7 +308,7 @@ def build_counter_program(counts_fd: int, stats_fd: int) -> list[Insn | Label]:
         (OP_PASSIVE_ESTABLISHED, False, "p4"),
         (OP_PASSIVE_ESTABLISHED, True, "p6"),
     ):
-        p += _side(op, v6, tag)
+        p += _side(op, v6, tag, clients_fd)
     p += [
         Label("count"),
         Insn(MOV64_X, 1, 6, comment="r1 = ctx"),
@@ -355,6 +406,18 @@ def decode_count_key(key: bytes, count: int) -> ConnectionCount:
     )
 
 
+def encode_client_key(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, netns_cookie: int
+) -> bytes:
+    """A :data:`CLIENT_KEY` as the program writes it for a client bound to ``address:port``.
+
+    Example: ``encode_client_key(IPv4Address("127.0.0.1"), 51000, 7).hex() ==
+    "02000000" "38c70000" "7f000001" + "00" * 12 + "0700000000000000"``.
+    """
+    family = 2 if address.version == 4 else 10
+    return CLIENT_KEY.pack(family, port, address.packed.ljust(16, b"\0"), netns_cookie)
+
+
 def possible_cpus(text: str) -> int:
     """CPU count from /sys/devices/system/cpu/possible text (per-CPU values come one per CPU).
 
@@ -374,13 +437,21 @@ class ConnectionCounter:
     Args:
         cgroup_path: cgroup v2 directory; the cgroup2 root from /proc/mounts by default.
         max_entries: hash map size (distinct keys); beyond it increments are counted as map-full.
+        client_entries: LRU map size (client endpoints remembered for :meth:`client_comm`; the
+            oldest are evicted: 16,384 lasts ~5 s at 3,000 new connections/s).
 
     Raises:
         BackendUnavailable: big-endian host, no cgroup2, not root, or the kernel refused (the
             verifier log is in the message).
     """
 
-    def __init__(self, cgroup_path: str | None = None, *, max_entries: int = 16384) -> None:
+    def __init__(
+        self,
+        cgroup_path: str | None = None,
+        *,
+        max_entries: int = 16384,
+        client_entries: int = 16384,
+    ) -> None:
         self._fds: list[int] = []
         self.link_fd: int | None = None
         if sys.byteorder != "little":
@@ -399,6 +470,9 @@ class ConnectionCounter:
                 BPF_MAP_TYPE_PERCPU_HASH, KEY.size, 8, max_entries, b"ls_counts"
             )
             self.stats_fd = self._map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, _STATS, b"ls_cstats")
+            self.clients_fd = self._map(
+                BPF_MAP_TYPE_LRU_HASH, CLIENT_KEY.size, 16, client_entries, b"ls_clients"
+            )
             self._load()
             self._attach()
         except BaseException:
@@ -412,7 +486,7 @@ class ConnectionCounter:
         return fd
 
     def _load(self) -> None:
-        code = assemble(build_counter_program(self.counts_fd, self.stats_fd))
+        code = assemble(build_counter_program(self.counts_fd, self.stats_fd, self.clients_fd))
         log = ctypes.create_string_buffer(1 << 16)
         for log_level in (0, 1):
             fd = load_sockops_program(self._bpf, code, b"ls_counter", log if log_level else None)
@@ -480,6 +554,35 @@ class ConnectionCounter:
             if self._bpf.call(BPF_MAP_LOOKUP_ELEM, attr) == 0:
                 out.append(decode_count_key(key, sum(per_cpu.unpack(value.raw))))
         return out
+
+    def client_comm(
+        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, netns_cookie: int
+    ) -> str | None:
+        """The comm of the process whose loopback ``connect()`` was bound to ``address:port`` in the
+        namespace (the client end of a connection), None when not remembered (connected before the
+        program was attached, evicted, or not a loopback destination). An IPv4 endpoint is also
+        looked up as IPv4-mapped (an AF_INET6 socket talking IPv4). One map lookup each.
+
+        Example: after ``socket.create_connection(("127.0.0.1", 8080))`` from ``curl`` bound to
+        127.0.0.1:51000, ``client_comm(IPv4Address("127.0.0.1"), 51000, cookie) == "curl"``.
+        """
+        if not self._fds:
+            return None
+        keys = [encode_client_key(address, port, netns_cookie)]
+        if address.version == 4:
+            mapped = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed)
+            keys.append(encode_client_key(mapped, port, netns_cookie))
+        value = ctypes.create_string_buffer(16)
+        for key in keys:
+            kbuf = ctypes.create_string_buffer(key, len(key))
+            attr = bpf_attr(
+                (0, "=I", self.clients_fd),
+                (8, "=Q", ctypes.addressof(kbuf)),
+                (16, "=Q", ctypes.addressof(value)),
+            )
+            if self._bpf.call(BPF_MAP_LOOKUP_ELEM, attr) == 0:
+                return value.raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return None
 
     def map_full(self) -> int:
         """Increments lost because the hash map was full (sum over CPUs)."""
