@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from loopscope.analysis.scope import classify_address, host_address_set
-from loopscope.model import Endpoint, Finding, IPAddress, Proto, Scope, Severity, Snapshot, TcpState
+from loopscope.model import Endpoint, Finding, Proto, Scope, Severity, Snapshot, TcpState
 
 __all__ = ["StackSummary", "check_stack", "summarize_stack"]
 
@@ -73,32 +73,49 @@ def summarize_stack(snapshot: Snapshot) -> StackSummary:
     hosts = host_address_set(snapshot.addresses)
     low, high = stack.ip_local_port_range or (32768, 60999)
     in_use: set[int] = set()
-    by_dest: Counter[Endpoint] = Counter()
-    local_ok: dict[IPAddress, bool] = {}  # one classification per distinct address, not per socket
+    # Keyed by id(): one classification per distinct address object and one count per distinct
+    # remote endpoint object (the parser shares them), so the 100k-socket loop hashes ints, not
+    # ipaddress objects (a Python-level __hash__); folded by value below.
+    local_ok: dict[int, bool] = {}
+    by_dest_id: dict[int, int] = {}
+    dest_of: dict[int, Endpoint] = {}
     time_wait = tw_loop = loop_conns = listeners = 0
-    tcp, tw_state = Proto.TCP, TcpState.TIME_WAIT
+    tcp, udp = Proto.TCP, Proto.UDP
+    tw_state, listen, unconn = TcpState.TIME_WAIT, TcpState.LISTEN, TcpState.UNCONN
     for sock in snapshot.sockets:
-        if sock.is_listener:
-            listeners += 1
+        state, proto, remote = sock.state, sock.proto, sock.remote
+        if state is listen or (proto is udp and state is unconn and sock.local.port != 0):
+            listeners += 1  # SocketRecord.is_listener, inline
             continue
-        if sock.proto is not tcp or not sock.remote.port:
+        if proto is not tcp or not remote.port:
             continue
-        la, ra = sock.local.address, sock.remote.address
-        if la not in local_ok:
-            local_ok[la] = classify_address(la, hosts) in _LOCAL_SCOPES
-        if ra not in local_ok:
-            local_ok[ra] = classify_address(ra, hosts) in _LOCAL_SCOPES
-        loop = local_ok[la] and local_ok[ra]
-        if sock.state is tw_state:
+        local = sock.local
+        la, ra = local.address, remote.address
+        lok = local_ok.get(id(la))
+        if lok is None:
+            lok = local_ok[id(la)] = classify_address(la, hosts) in _LOCAL_SCOPES
+        rok = local_ok.get(id(ra))
+        if rok is None:
+            rok = local_ok[id(ra)] = classify_address(ra, hosts) in _LOCAL_SCOPES
+        loop = lok and rok
+        if state is tw_state:
             time_wait += 1
             tw_loop += loop
         elif loop:
             loop_conns += 1
-        port = sock.local.port
+        port = local.port
         if low <= port <= high:
             in_use.add(port)
             if loop:
-                by_dest[sock.remote] += 1
+                n = by_dest_id.get(id(remote))
+                if n is None:
+                    by_dest_id[id(remote)] = 1
+                    dest_of[id(remote)] = remote
+                else:
+                    by_dest_id[id(remote)] = n + 1
+    by_dest: Counter[Endpoint] = Counter()
+    for ep_id, n in by_dest_id.items():  # first occurrences in socket order, as a walk would give
+        by_dest[dest_of[ep_id]] += n
     return StackSummary(
         lo_present=lo is not None,
         lo_up=bool(lo and lo.up),

@@ -16,6 +16,7 @@ window (:class:`loopscope.analysis.watch.report.WatchEdge`).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import operator
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ from loopscope.analysis.apps import (
     process_app,
 )
 from loopscope.analysis.scope import (
-    address_key,
     classify_address,
     host_address_set,
     is_wildcard,
@@ -122,11 +122,10 @@ class TalkMap:
     """Client-side ports in use toward each loopback listener, ``"127.0.0.1:8080/tcp" -> count``."""
 
 
-def _listener_index(snapshot: Snapshot) -> dict[tuple[Proto, int], list[SocketRecord]]:
+def _listener_index(listeners: list[SocketRecord]) -> dict[tuple[Proto, int], list[SocketRecord]]:
     index: dict[tuple[Proto, int], list[SocketRecord]] = {}
-    for sock in snapshot.sockets:
-        if sock.state is TcpState.LISTEN or (sock.proto is Proto.UDP and sock.is_listener):
-            index.setdefault((sock.proto, sock.local.port), []).append(sock)
+    for sock in listeners:
+        index.setdefault((sock.proto, sock.local.port), []).append(sock)
     return index
 
 
@@ -146,69 +145,99 @@ def pair_connections(snapshot: Snapshot) -> tuple[list[LoopbackConnection], int]
     """Pair the two ends of every loopback connection.
 
     Pairing runs on raw keys, not ``ipaddress`` objects: each distinct address object of the
-    snapshot is classified once and turned into an int (:func:`~loopscope.analysis.scope.address_key`),
-    each end is the int ``address key << 16 | port`` and each socket the pair
+    snapshot is classified once and given a small int (its index among the distinct loopback and
+    host-owned addresses), each end is the int ``index << 16 | port`` and each socket the pair
     ``(local end, remote end)`` in a dict per protocol, so the 100k-socket hot path hashes ints
-    (``ipaddress`` hashes in Python). Listener matches are computed once per distinct end. Output is
-    the same as keying by unmapped :class:`~loopscope.model.Endpoint` values.
+    (``ipaddress`` hashes in Python). Listener matches are computed once per distinct end, and only
+    for ends whose port has a listener. Output is the same as keying by unmapped
+    :class:`~loopscope.model.Endpoint` values.
 
     Returns:
         (connections sorted by server port then client port, number with one end only).
     """
+    rows, unpaired, _ = _paired_rows(snapshot)
+    return list(map(_CONNECTION, rows)), unpaired
+
+
+_Row = tuple[int, LoopbackConnection, tuple[Any, ...]]
+"""``(server port << 16 | client port, connection, combination key)``: see :func:`_paired_rows`."""
+
+
+def _paired_rows(snapshot: Snapshot) -> tuple[list[_Row], int, list[SocketRecord]]:
+    """The work of :func:`pair_connections`, with what :func:`build_talk_map` needs on the side.
+
+    Returns:
+        (rows sorted by server port then client port, the number of connections with one end only,
+        the listeners in snapshot order). The combination key of a row is everything the talk map
+        reads of its connection: ``(id(listener), server socket owners, client socket owners,
+        id(state), server port, id(proto), id(server address))``; ids stay valid while the snapshot
+        lives, and the connection of a row stands for every row with the same key.
+    """
     hosts = host_address_set(snapshot.addresses)
-    listeners = _listener_index(snapshot)
-    # id(address) -> address key, or None when the address is neither loopback nor the host's own.
+    # id(address) -> address index, or None when the address is neither loopback nor the host's own.
     # Ids are stable during the call: the snapshot keeps every address object alive.
     info: dict[int, int | None] = {}
-    plain_of: dict[int, IPAddress] = {}  # address key -> unmapped address
+    index_of: dict[IPAddress, int] = {}  # unmapped address -> its index (scoped IPv6 stay apart)
+    plain_of: list[IPAddress] = []  # address index -> unmapped address
     mapped: set[int] = set()  # ids of IPv4-mapped address objects (rare)
     by_proto: dict[Proto, dict[tuple[int, int], SocketRecord]] = {}
+    listeners: list[SocketRecord] = []
     listen, unconn, udp = TcpState.LISTEN, TcpState.UNCONN, Proto.UDP
+    last_proto: Proto | None = None
+    ends: dict[tuple[int, int], SocketRecord] = {}
     for sock in snapshot.sockets:
         state = sock.state
         local, remote = sock.local, sock.remote
-        if state is listen or remote.port == 0:
+        if state is listen:
+            listeners.append(sock)
             continue
         proto = sock.proto
         if proto is udp and state is unconn and local.port != 0:
-            continue  # an unconnected UDP socket bound to a port: a listener
+            listeners.append(sock)  # an unconnected UDP socket bound to a port: a listener
+            continue
+        if remote.port == 0:
+            continue
         la, ra = local.address, remote.address
         lk = info.get(id(la), _MISSING)
         if lk is _MISSING:
-            lk = info[id(la)] = _local_key(la, hosts, plain_of, mapped)
+            lk = info[id(la)] = _local_index(la, hosts, index_of, plain_of, mapped)
         if lk is None:
             continue
         rk = info.get(id(ra), _MISSING)
         if rk is _MISSING:
-            rk = info[id(ra)] = _local_key(ra, hosts, plain_of, mapped)
+            rk = info[id(ra)] = _local_index(ra, hosts, index_of, plain_of, mapped)
         if rk is None:
             continue
-        ends = by_proto.get(proto)
-        if ends is None:
-            ends = by_proto[proto] = {}
+        if proto is not last_proto:  # sockets come grouped by protocol: hash the enum rarely
+            ends = by_proto.setdefault(proto, {})
+            last_proto = proto
         ends[(lk << 16 | local.port, rk << 16 | remote.port)] = sock
-    rows: list[tuple[int, int, LoopbackConnection]] = []
+    index = _listener_index(listeners)
+    rows: list[_Row] = []
     unpaired = 0
+    no_owners: tuple[ProcessKey, ...] = ()
     for proto, ends in by_proto.items():
-        done: set[tuple[int, int]] = set()
         matched: dict[int, SocketRecord | None] = {}  # end key -> its listener
+        ports = {port for p, port in index if p is proto}
+        left = dict(ends)  # the ends not yet taken as a peer (in dict order: the first seen leads)
+        pop = left.pop
         for key, sock in ends.items():
-            if key in done:
-                continue
+            if key not in left:
+                continue  # the peer of an earlier socket
             le, re_ = key
-            peer_key = (re_, le)
-            peer = ends.get(peer_key)
+            peer = pop((re_, le), None)  # a socket connected to itself is its own peer
             if peer is None:
                 unpaired += 1
-            else:
-                done.add(peer_key)
-            local_listener = matched.get(le, _MISSING)
-            if local_listener is _MISSING:
-                local_listener = matched[le] = _match_end(proto, le, plain_of, listeners)
-            remote_listener = matched.get(re_, _MISSING)
-            if remote_listener is _MISSING:
-                remote_listener = matched[re_] = _match_end(proto, re_, plain_of, listeners)
             lp, rp = le & 0xFFFF, re_ & 0xFFFF
+            local_listener = remote_listener = None
+            if lp in ports:
+                local_listener = matched.get(le, _MISSING)
+                if local_listener is _MISSING:
+                    local_listener = matched[le] = _match_end(proto, le, plain_of, index)
+            if rp in ports:
+                remote_listener = matched.get(re_, _MISSING)
+                if remote_listener is _MISSING:
+                    remote_listener = matched[re_] = _match_end(proto, re_, plain_of, index)
             client_sock: SocketRecord | None
             server_sock: SocketRecord | None
             if remote_listener is not None and (local_listener is None or lp > rp):
@@ -233,44 +262,59 @@ def pair_connections(snapshot: Snapshot) -> tuple[list[LoopbackConnection], int]
             else:
                 client_ep, server_ep = remote_ep, local_ep
             state = (client_sock or server_sock or sock).state
+            server_port = server_ep.port
             rows.append(
                 (
-                    server_ep.port,
-                    client_ep.port,
+                    server_port << 16 | client_ep.port,
                     _new_connection(
                         proto, client_ep, server_ep, client_sock, server_sock, listener, state
                     ),
+                    (
+                        id(listener),
+                        server_sock.owners if server_sock is not None else no_owners,
+                        client_sock.owners if client_sock is not None else no_owners,
+                        id(state),
+                        server_port,
+                        id(proto),
+                        id(server_ep.address),
+                    ),
                 )
             )
-    rows.sort(key=_ROW_ORDER)
-    return [row[2] for row in rows], unpaired
+    rows.sort(key=_ROW_ORDER)  # one int per row: sorts ~5x faster than (server, client) tuples
+    return rows, unpaired, listeners
 
 
 _MISSING: Any = object()
-_ROW_ORDER = operator.itemgetter(0, 1)
+_ROW_ORDER = operator.itemgetter(0)
+_CONNECTION = operator.itemgetter(1)
 
 
-def _local_key(
-    addr: IPAddress, hosts: frozenset[IPAddress], plain_of: dict[int, IPAddress], mapped: set[int]
+def _local_index(
+    addr: IPAddress,
+    hosts: frozenset[IPAddress],
+    index_of: dict[IPAddress, int],
+    plain_of: list[IPAddress],
+    mapped: set[int],
 ) -> int | None:
-    """The address key of a loopback or host-owned address (recorded in ``plain_of``, and its id in
-    ``mapped`` when it is IPv4-mapped), None for any other address."""
+    """The index of a loopback or host-owned address among the distinct ones (its unmapped form
+    recorded in ``plain_of``, its id in ``mapped`` when it is IPv4-mapped), None for any other
+    address."""
     if classify_address(addr, hosts) not in (Scope.LOOPBACK, Scope.OWN_ADDRESS):
         return None
     plain = unmap(addr)
     if plain is not addr:
         mapped.add(id(addr))
-    key = address_key(plain)
-    while key in plain_of and plain_of[key] != plain:
-        key += 1 << 130  # fe80::1%eth0 vs fe80::1%eth1: equal ints, different addresses
-    plain_of[key] = plain
-    return key
+    found = index_of.get(plain)
+    if found is None:
+        found = index_of[plain] = len(plain_of)
+        plain_of.append(plain)
+    return found
 
 
 def _match_end(
     proto: Proto,
     end: int,
-    plain_of: dict[int, IPAddress],
+    plain_of: list[IPAddress],
     listeners: dict[tuple[Proto, int], list[SocketRecord]],
 ) -> SocketRecord | None:
     port = end & 0xFFFF
@@ -349,13 +393,27 @@ class _Resolved:
     """Pids of the client owners."""
 
 
-def _is_listener(sock: SocketRecord) -> bool:
-    return sock.state is TcpState.LISTEN or (sock.proto is Proto.UDP and sock.is_listener)
-
-
 def build_talk_map(snapshot: Snapshot) -> TalkMap:
-    """Connections, edges and self-calls of one namespace."""
-    connections, unpaired = pair_connections(snapshot)
+    """Connections, edges and self-calls of one namespace.
+
+    Cost is linear in sockets: the connections are counted by the combination of what the edges read
+    of them (listener, owners of both ends, state, server address and port, protocol; 50k
+    connections share a handful), and apps are resolved, edges grouped and states counted once per
+    combination, not per connection. The cyclic GC is paused during the call (the analysis allocates
+    a few acyclic objects per connection; collections would rescan the whole snapshot, again and
+    again as it grows) and restored after.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_talk_map(snapshot)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _build_talk_map(snapshot: Snapshot) -> TalkMap:
+    rows, unpaired, listeners = _paired_rows(snapshot)
     procs = snapshot.processes
 
     def owners_of(sock: SocketRecord | None) -> list[ProcessInfo]:
@@ -363,25 +421,28 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
             return []
         return [procs[k] for k in sock.owners if k in procs]
 
-    apps = find_apps(
-        ((owners_of(s), s.local.port) for s in snapshot.sockets if _is_listener(s)),
-        netns=snapshot.netns,
-    )
+    apps = find_apps(((owners_of(s), s.local.port) for s in listeners), netns=snapshot.netns)
     by_owner = {k: a for a in apps for k in a.key.processes}
     unowned = {a.key: a for a in apps if not a.processes}
+    # Count the connections by combination, in connection order (first occurrences keep the order
+    # of edges, states and labels that a walk over the connections would give).
+    counts: dict[tuple[Any, ...], int] = {}
+    samples: list[LoopbackConnection] = []  # one connection per combination, in counts' order
+    for _, conn, combo in rows:
+        n = counts.get(combo)
+        if n is None:
+            counts[combo] = 1
+            samples.append(conn)
+        else:
+            counts[combo] = n + 1
     groups: dict[tuple[AppKey, AppKey, int, Proto], _EdgeAcc] = {}
     ephemeral_raw: Counter[tuple[int, int, Proto]] = Counter()
-    server_address = {id(c.server.address): c.server.address for c in connections}
+    server_address: dict[int, IPAddress] = {}
     self_calls = 0
-    # The apps of a connection depend only on its listener and the owners of its two ends: resolve
-    # them once per distinct combination (50k connections share a handful), not per connection.
+    # The apps of a connection depend only on its listener and the owners of its two ends.
     resolved: dict[tuple[int, tuple[ProcessKey, ...], tuple[ProcessKey, ...]], _Resolved] = {}
-    for conn in connections:
-        rkey = (
-            id(conn.listener),
-            conn.server_socket.owners if conn.server_socket is not None else (),
-            conn.client_socket.owners if conn.client_socket is not None else (),
-        )
+    for conn, (combo, n) in zip(samples, counts.items(), strict=True):
+        rkey = combo[:3]  # (id(listener), server owners, client owners)
         hit = resolved.get(rkey)
         if hit is None:
             # The listener's owners include every worker; the accepting process is one of them.
@@ -399,19 +460,22 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
                 client_pids=tuple(p.pid for p in client_owners),
             )
         server, client = hit.server, hit.client
-        self_calls += hit.is_self
+        if hit.is_self:
+            self_calls += n
         # Connections to a port nobody listens on any more (TIME_WAIT leftovers) fold into port 0.
         port = conn.server.port if conn.listener is not None or hit.has_server_owners else 0
         gkey = (client.key, server.key, port, conn.proto)
         acc = groups.get(gkey)
         if acc is None:
             acc = groups[gkey] = _EdgeAcc(client=client, server=server)
-        acc.connections += 1
-        acc.states[conn.state.value] += 1
+        acc.connections += n
+        acc.states[conn.state.value] += n
         acc.client_pids.update(hit.client_pids)
         acc.server_pids.update(hit.server_pids)
         if conn.listener is not None:  # counted by raw key here, labelled once below
-            ephemeral_raw[id(conn.server.address), conn.server.port, conn.proto] += 1
+            address = conn.server.address
+            server_address[id(address)] = address
+            ephemeral_raw[id(address), conn.server.port, conn.proto] += n
     edges = [
         TalkEdge(
             client_app=k[0],
@@ -430,7 +494,7 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
     ]
     edges.sort(key=lambda e: (-e.connections, e.port, e.client))
     return TalkMap(
-        connections=tuple(connections),
+        connections=tuple(map(_CONNECTION, rows)),
         edges=tuple(edges),
         self_call_connections=self_calls,
         unpaired=unpaired,

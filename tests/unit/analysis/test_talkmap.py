@@ -112,6 +112,43 @@ def test_stack_summary_and_lo_down():
     assert f.code == "LO_DOWN" and f.remedy == "ip -n blue link set lo up"
 
 
+def test_stack_summary_counts_by_value_not_by_object():
+    """Equal addresses and endpoints that are distinct objects count together (the summary keys its
+    caches by object id and folds by value); destinations keep first-seen order among equal counts."""
+    import dataclasses
+
+    from loopscope.model import Proto
+
+    sockets = [
+        listener("tcp", "127.0.0.1", 5432),
+        listener("udp", "127.0.0.1", 5353),
+        *connection(
+            ("127.0.0.1", 40001), ("127.0.0.1", 6000), client_owner=None, server_owner=None
+        ),
+        *connection(
+            ("127.0.0.1", 40002), ("127.0.0.1", 5432), client_owner=None, server_owner=None
+        ),
+        *connection(
+            ("127.0.0.1", 40003), ("127.0.0.1", 5432), client_owner=None, server_owner=None
+        ),
+        *connection(
+            ("127.0.0.1", 40004), ("198.51.100.7", 443), client_owner=None, server_owner=None
+        ),
+    ]
+    udp_client = connection(
+        ("127.0.0.1", 40005), ("127.0.0.1", 5353), client_owner=None, server_owner=None
+    )[0]
+    sockets.append(dataclasses.replace(udp_client, proto=Proto.UDP))
+    summary = summarize_stack(make_snapshot(sockets))
+    assert summary.listeners == 2
+    assert summary.loopback_connections == 6  # both ends of three loopback TCP connections
+    assert summary.ephemeral_in_use == 4  # 40001-40004; the UDP client is not counted
+    assert list(summary.ephemeral_by_destination.items()) == [
+        ("127.0.0.1:5432", 2),
+        ("127.0.0.1:6000", 1),
+    ]
+
+
 def test_ephemeral_pressure():
     sockets = []
     for port in range(32768, 32768 + 6000):
@@ -133,7 +170,7 @@ def _reference_pairs(snapshot):
     from loopscope.model import Endpoint
 
     hosts = host_address_set(snapshot.addresses)
-    listeners = _listener_index(snapshot)
+    listeners = _listener_index([s for s in snapshot.sockets if s.is_listener])
     ends = {}
     for sock in snapshot.sockets:
         if sock.is_listener or sock.state is TcpState.LISTEN:
