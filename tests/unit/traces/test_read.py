@@ -10,7 +10,8 @@ from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loopscope.analysis.traces import summarize_traces
+from loopscope.analysis.traces import summarize_span_rows, summarize_traces
+from loopscope.analysis.traces.walk import span_row
 from loopscope.errors import LoopscopeError, ParseError
 from loopscope.model.spans import SpanKind
 from loopscope.traces.otlp import (
@@ -19,7 +20,7 @@ from loopscope.traces.otlp import (
     hex_ids_to_base64,
     request_class,
 )
-from loopscope.traces.read import read_spans
+from loopscope.traces.read import read_span_rows, read_spans
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OTLP = FIXTURES / "selfcall.otlp.jsonl"
@@ -250,3 +251,64 @@ def test_fuzz_mutated_real_spans_read_or_fail_cleanly(tmp_path, which, path_choi
         assert "\n" not in str(exc)
         return
     summarize_traces(got.spans)  # whatever was read, the analysis takes it
+
+
+def _rows_and_rest(got):
+    return got.format, got.documents, got.gaps
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_span_rows_are_the_rows_of_the_records_with_the_same_gaps_and_line_numbers(
+    tmp_path, workers
+):
+    """A file with blank and bad lines in every part: read_span_rows in 1-3 processes gives the rows of
+    read_spans' records, the same documents and the same gaps (line number of the first bad line)."""
+    lines = [line for line in OTLP.read_text().splitlines() if line.strip()]
+    text = [*lines, "", "  ", *lines, "{broken", *lines[:3], "[1]", "", "{bad", lines[0]]
+    path = tmp_path / "parts.jsonl"
+    path.write_text("\n".join(text) + "\n")
+    records = read_spans(path)
+    got = read_span_rows(path, workers=workers)
+    assert got.rows == [span_row(s) for s in records.spans]
+    assert _rows_and_rest(got) == (records.format, records.documents, records.gaps)
+    # the first bad line is in the last part: its number counts the lines of the parts before
+    assert f"parts.jsonl:{2 * len(lines) + 3}:" in records.gaps[0].reason
+    assert summarize_span_rows(got.rows) == summarize_traces(records.spans)
+
+
+def test_span_rows_of_the_fixtures_and_their_report(tmp_path):
+    for path in (OTLP, ZIPKIN):
+        records = read_spans(path)
+        got = read_span_rows(path, workers=2)
+        assert got.rows == [span_row(s) for s in records.spans]
+        assert _rows_and_rest(got) == (records.format, records.documents, records.gaps)
+
+
+def test_span_rows_of_a_file_of_bad_lines_is_the_first_error(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("[1]\n" * 50 + '{"x": 1}\n' * 50)
+    with pytest.raises(ParseError) as serial:
+        read_spans(path)
+    with pytest.raises(ParseError) as parallel:
+        read_span_rows(path, workers=2)
+    assert str(parallel.value) == str(serial.value)
+
+
+def test_span_rows_when_a_part_cannot_be_read_in_its_process(tmp_path, monkeypatch):
+    """A child that fails sends None: its part is read again here, with the same result."""
+    import loopscope.traces.read as read_mod
+
+    lines = [line for line in OTLP.read_text().splitlines() if line.strip()]
+    path = tmp_path / "two.jsonl"
+    path.write_text("\n".join(lines * 4) + "\n")
+    real = read_mod._read_part
+    parent = __import__("os").getpid()
+
+    def failing_in_child(*args):
+        if __import__("os").getpid() != parent:
+            raise OSError("disk gone")
+        return real(*args)
+
+    monkeypatch.setattr(read_mod, "_read_part", failing_in_child)
+    got = read_span_rows(path, workers=2)
+    assert got.rows == [span_row(s) for s in read_spans(path).spans]

@@ -9,6 +9,7 @@ from loopscope.analysis.traces.report import (
     ServiceStats,
     TraceExample,
     TracesReport,
+    summarize_span_rows,
     summarize_traces,
 )
 from loopscope.analysis.traces.walk import walk_spans
@@ -20,6 +21,7 @@ __all__ = [
     "TraceExample",
     "TracesReport",
     "check_traces",
+    "summarize_span_rows",
     "summarize_traces",
     "walk_spans",
 ]

@@ -6,12 +6,12 @@ Built from :class:`~loopscope.model.spans.SpanRecord` values by :func:`summarize
 
 from __future__ import annotations
 
-from collections import Counter
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from loopscope.analysis.stats import percentile
-from loopscope.analysis.traces.walk import EntryRequest, WalkResult, walk_spans
+from loopscope.analysis.traces.walk import EntryRequest, SpanRow, WalkResult, span_row, walk_rows
 from loopscope.model import Gap
 from loopscope.model.spans import SpanRecord
 
@@ -21,6 +21,7 @@ __all__ = [
     "ServiceStats",
     "TraceExample",
     "TracesReport",
+    "summarize_span_rows",
     "summarize_traces",
 ]
 
@@ -167,25 +168,34 @@ def _pcts(durations: list[int]) -> tuple[float | None, float | None]:
 
 def _endpoint(
     key: tuple[str, str], group: list[EntryRequest], ratio: float | None
-) -> EndpointStats:
-    internal: Counter[str] = Counter()
-    other: Counter[str] = Counter()
+) -> tuple[EndpointStats, int, int]:
+    """The stats of one entry endpoint, with its summed waiting and request time (ns)."""
+    internal: dict[str, int] = {}
+    other: dict[str, int] = {}
     with_self: list[int] = []
     without: list[int] = []
-    waiting = total = 0
+    waiting = total = self_calls = 0
     for e in group:
         if e.internal:
-            internal.update(e.internal)
+            for name, n in e.internal.items():
+                internal[name] = internal.get(name, 0) + n
         if e.other:
-            other.update(e.other)
-        (with_self if e.self_calls else without).append(e.duration_ns)
+            for name, n in e.other.items():
+                other[name] = other.get(name, 0) + n
+        duration = e.end_ns - e.start_ns
+        if duration < 0:
+            duration = 0
+        if e.self_calls:
+            self_calls += e.self_calls
+            with_self.append(duration)
+        else:
+            without.append(duration)
         waiting += e.waiting_ns
-        total += e.duration_ns
-    self_calls = sum(e.self_calls for e in group)
+        total += duration
     p50, p99 = _pcts(with_self + without)
     p50_w, p99_w = _pcts(with_self)
     p50_wo, p99_wo = _pcts(without)
-    return EndpointStats(
+    stats = EndpointStats(
         service=key[0],
         endpoint=key[1],
         requests=len(group),
@@ -204,6 +214,7 @@ def _endpoint(
         p50_without_self_ms=p50_wo,
         p99_without_self_ms=p99_wo,
     )
+    return stats, waiting, total
 
 
 def _example(e: EntryRequest) -> TraceExample:
@@ -308,35 +319,57 @@ def summarize_traces(
     Example: 20 traces of ``GET /seq`` each making two sequential self-calls give an EndpointStats with
     ``requests == 20``, ``self_calls == 40``, ``amplification == 2.0``.
     """
-    walk = walk_spans(spans)
+    return summarize_span_rows(map(span_row, spans), sample_ratio=sample_ratio)
+
+
+def summarize_span_rows(
+    rows: Iterable[SpanRow], *, sample_ratio: float | None = None
+) -> TracesReport:
+    """:func:`summarize_traces` of :data:`~loopscope.analysis.traces.walk.SpanRow` tuples, what the
+    file reader of ``loopscope traces`` builds instead of records (same report as of the records)."""
+    walk = walk_rows(rows)
     groups: dict[tuple[str, str], list[EntryRequest]] = {}
-    by_service: dict[str, list[EntryRequest]] = {}
     for e in walk.entries:
-        groups.setdefault((e.service, e.endpoint), []).append(e)
-        by_service.setdefault(e.service, []).append(e)
+        key = (e.service, e.endpoint)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [e]
+        else:
+            group.append(e)
+    per_endpoint = [_endpoint(k, g, sample_ratio) for k, g in groups.items()]
     endpoints = sorted(
-        (_endpoint(k, g, sample_ratio) for k, g in groups.items()),
+        (stats for stats, _, _ in per_endpoint),
         key=lambda s: (-s.self_calls, -s.requests, s.service, s.endpoint),
     )
-    services = []
-    for name, group in by_service.items():
-        self_calls = sum(e.self_calls for e in group)
-        total = sum(e.duration_ns for e in group)
-        services.append(
-            ServiceStats(
-                service=name,
-                requests=len(group),
-                self_calls=self_calls,
-                amplification=self_calls / len(group),
-                other_calls=sum(sum(e.other.values()) for e in group),
-                waiting_share=sum(e.waiting_ns for e in group) / total if total else 0.0,
-                ports=tuple(sorted(walk.ports.get(name, ()))),
-            )
+    # per service: the integer sums of its endpoints' (requests, self-calls, other calls, waiting, time)
+    sums: dict[str, list[int]] = {}
+    for stats, waiting, total in per_endpoint:
+        acc = sums.setdefault(stats.service, [0, 0, 0, 0, 0])
+        acc[0] += stats.requests
+        acc[1] += stats.self_calls
+        acc[2] += stats.other_calls
+        acc[3] += waiting
+        acc[4] += total
+    services = [
+        ServiceStats(
+            service=name,
+            requests=requests,
+            self_calls=self_calls,
+            amplification=self_calls / requests,
+            other_calls=other_calls,
+            waiting_share=waiting / total if total else 0.0,
+            ports=tuple(sorted(walk.ports.get(name, ()))),
         )
+        for name, (requests, self_calls, other_calls, waiting, total) in sums.items()
+    ]
     services.sort(key=lambda s: (-s.self_calls, -s.requests, s.service))
     with_self = [e for e in walk.entries if e.self_calls]
-    worst_count = sorted(with_self, key=lambda e: (-e.self_calls, -e.waiting_ns, e.trace_id))
-    worst_wait = sorted(
+    # nsmallest(n, ...) is sorted(...)[:n], ties in input order, without sorting every request
+    worst_count = heapq.nsmallest(
+        WORST, with_self, key=lambda e: (-e.self_calls, -e.waiting_ns, e.trace_id)
+    )
+    worst_wait = heapq.nsmallest(
+        WORST,
         with_self,
         key=lambda e: (-(e.waiting_ns / e.duration_ns if e.duration_ns else 0.0), e.trace_id),
     )

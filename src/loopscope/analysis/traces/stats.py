@@ -14,9 +14,15 @@ def clipped_union_ns(intervals: Iterable[tuple[int, int]], lo_ns: int, hi_ns: in
 
     Example: ``clipped_union_ns([(0, 10), (5, 20), (30, 40)], 0, 35) == 25``.
     """
-    clipped = sorted(
-        (max(a, lo_ns), min(b, hi_ns)) for a, b in intervals if min(b, hi_ns) > max(a, lo_ns)
-    )
+    clipped: list[tuple[int, int]] = []
+    for a, b in intervals:
+        if a < lo_ns:
+            a = lo_ns
+        if b > hi_ns:
+            b = hi_ns
+        if b > a:
+            clipped.append((a, b))
+    clipped.sort()
     total = 0
     cur_a: int | None = None
     cur_b = 0

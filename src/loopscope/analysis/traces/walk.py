@@ -20,14 +20,45 @@ from loopscope.model.spans import SpanKind, SpanRecord
 __all__ = [
     "SKEW_TOLERANCE_NS",
     "EntryRequest",
+    "SpanRow",
     "WalkResult",
+    "endpoint_from",
     "endpoint_of",
     "is_local_address",
+    "span_row",
+    "walk_rows",
     "walk_spans",
 ]
 
 SKEW_TOLERANCE_NS = 1_000_000
 """A child may start before / end after its parent by this much before it counts as clock skew (1 ms)."""
+
+
+SpanRow = tuple[
+    str, str, str | None, str, SpanKind, str, int, int, str | None, int | None, int | None
+]
+"""The part of a span the walk reads, as a plain tuple (a third of a SpanRecord's build time, and what
+the 1M-span reader builds instead of records): ``(trace_id, span_id, parent_id, service, kind, endpoint,
+start_ns, end_ns, peer_address, peer_port, local_port)``, each as in
+:class:`~loopscope.model.spans.SpanRecord`, ``endpoint`` from :func:`endpoint_of`.
+:func:`span_row` makes one from a record."""
+
+
+def endpoint_from(
+    kind: SpanKind, route: str | None, method: str | None, target: str | None
+) -> str | None:
+    """The endpoint of a span from its HTTP fields, None when it is the span name (see
+    :func:`endpoint_of`); readers memoise it with the fields.
+
+    Example: ``endpoint_from(SpanKind.CLIENT, None, "GET", "/price?x=1") == "GET /price"``;
+    ``endpoint_from(SpanKind.INTERNAL, None, None, "/x") is None``.
+    """
+    if route:
+        return f"{method} {route}" if method else route
+    if kind is SpanKind.CLIENT and target:
+        path = target.split("?", 1)[0]
+        return f"{method} {path}" if method else path
+    return None
 
 
 def endpoint_of(span: SpanRecord) -> str:
@@ -37,12 +68,29 @@ def endpoint_of(span: SpanRecord) -> str:
     Example: a server span with method GET and route ``/order`` -> ``"GET /order"``; a client span
     ``GET`` to ``http://127.0.0.1:8000/price?x=1`` -> ``"GET /price"``.
     """
-    if span.route:
-        return f"{span.method} {span.route}" if span.method else span.route
-    if span.kind is SpanKind.CLIENT and span.target:
-        path = span.target.split("?", 1)[0]
-        return f"{span.method} {path}" if span.method else path
-    return span.name
+    endpoint = endpoint_from(span.kind, span.route, span.method, span.target)
+    return span.name if endpoint is None else endpoint
+
+
+def span_row(span: SpanRecord) -> SpanRow:
+    """The :data:`SpanRow` of a record.
+
+    Example: a SERVER span of ``shop`` for route ``/order`` on port 8000 -> ``(trace_id, span_id, None,
+    "shop", SpanKind.SERVER, "GET /order", start_ns, end_ns, None, None, 8000)``.
+    """
+    return (
+        span.trace_id,
+        span.span_id,
+        span.parent_id,
+        span.service,
+        span.kind,
+        endpoint_of(span),
+        span.start_ns,
+        span.end_ns,
+        span.peer_address,
+        span.peer_port,
+        span.local_port,
+    )
 
 
 def is_local_address(address: str | None) -> bool:
@@ -128,119 +176,6 @@ class WalkResult:
     """Latest span end."""
 
 
-def _group(spans: Iterable[SpanRecord], result: WalkResult) -> dict[str, dict[str, SpanRecord]]:
-    traces: dict[str, dict[str, SpanRecord]] = {}
-    lo: int | None = None
-    hi: int | None = None
-    for span in spans:
-        result.spans += 1
-        by_id = traces.get(span.trace_id)
-        if by_id is None:
-            by_id = traces[span.trace_id] = {}
-        if span.span_id in by_id:
-            result.duplicate += 1
-            continue
-        by_id[span.span_id] = span
-        if span.end_ns < span.start_ns:
-            result.negative += 1
-        if lo is None or span.start_ns < lo:
-            lo = span.start_ns
-        if hi is None or span.end_ns > hi:
-            hi = span.end_ns
-        if span.kind is SpanKind.SERVER and span.local_port is not None:
-            result.ports.setdefault(span.service, set()).add(span.local_port)
-    result.window_start_ns, result.window_end_ns = lo, hi
-    result.traces = len(traces)
-    return traces
-
-
-def _callee(
-    client: SpanRecord, children: list[SpanRecord], ports: dict[str, set[int]]
-) -> tuple[str, SpanRecord | None, bool]:
-    """(callee service or host:port, the callee's SERVER span if traced, matched by peer)."""
-    for child in children:
-        if child.kind is SpanKind.SERVER:
-            return child.service, child, False
-    port = client.peer_port
-    if port is not None:
-        if port in ports.get(client.service, ()) and is_local_address(client.peer_address):
-            return client.service, None, True
-        for service, service_ports in ports.items():
-            if port in service_ports and is_local_address(client.peer_address):
-                return service, None, True
-    return f"{client.peer_address or '?'}:{port if port is not None else '?'}", None, False
-
-
-def _skew(parent: SpanRecord, child: SpanRecord) -> int:
-    return max(parent.start_ns - child.start_ns, child.end_ns - parent.end_ns, 0)
-
-
-def _walk_trace(by_id: dict[str, SpanRecord], result: WalkResult) -> None:
-    children: dict[str, list[SpanRecord]] = {}
-    roots: list[SpanRecord] = []
-    for span in by_id.values():
-        parent_id = span.parent_id
-        if parent_id is None:
-            roots.append(span)
-        elif parent_id in by_id:
-            children.setdefault(parent_id, []).append(
-                span
-            )  # its own parent: a cycle, never reached
-        else:
-            result.missing_parent += 1
-            roots.append(span)
-    ports = result.ports
-    seen = 0
-    # stack of (span, its parent span, current entry, service of the nearest SERVER ancestor)
-    stack: list[tuple[SpanRecord, SpanRecord | None, EntryRequest | None, str | None]] = [
-        (r, None, None, None) for r in reversed(roots)
-    ]
-    while stack:
-        span, parent, entry, server_service = stack.pop()
-        seen += 1
-        if parent is not None:
-            skew = _skew(parent, span)
-            if skew > SKEW_TOLERANCE_NS:
-                result.skewed += 1
-                result.max_skew_ns = max(result.max_skew_ns, skew)
-        kind = span.kind
-        if kind is SpanKind.SERVER:
-            if entry is not None and server_service == span.service == entry.service:
-                if parent is None or parent.kind is not SpanKind.CLIENT:
-                    entry.self_calls += 1  # the client library left no span
-                    name = endpoint_of(span)
-                    entry.internal[name] = entry.internal.get(name, 0) + 1
-                    result.server_only += 1
-            else:
-                entry = EntryRequest(
-                    trace_id=span.trace_id,
-                    service=span.service,
-                    endpoint=endpoint_of(span),
-                    start_ns=span.start_ns,
-                    end_ns=span.end_ns,
-                )
-                result.entries.append(entry)
-            server_service = span.service
-        kids = children.get(span.span_id, ())
-        if kind is SpanKind.CLIENT:
-            callee, callee_span, by_peer = _callee(span, list(kids), ports)
-            is_self = callee == span.service
-            result.edges[(span.service, callee, is_self)] += 1
-            if entry is not None and entry.service == span.service:
-                if is_self:
-                    entry.self_calls += 1
-                    entry.self_intervals.append((span.start_ns, span.end_ns))
-                    name = endpoint_of(callee_span) if callee_span else endpoint_of(span)
-                    entry.internal[name] = entry.internal.get(name, 0) + 1
-                    if by_peer:
-                        result.peer_matched += 1
-                else:
-                    entry.other[callee] = entry.other.get(callee, 0) + 1
-        for kid in reversed(kids):
-            stack.append((kid, span, entry, server_service))
-    result.in_cycle += len(by_id) - seen
-
-
 def walk_spans(spans: Iterable[SpanRecord]) -> WalkResult:
     """Group spans by trace, walk each tree from its roots, and tally entry requests and calls.
 
@@ -255,11 +190,171 @@ def walk_spans(spans: Iterable[SpanRecord]) -> WalkResult:
     Example: spans of one trace ``shop GET /order`` (SERVER) -> CLIENT -> ``shop GET /price`` (SERVER)
     give one EntryRequest ``GET /order`` with ``self_calls == 1`` and ``internal == {"GET /price": 1}``.
     """
+    return walk_rows(map(span_row, spans))
+
+
+def _group(rows: Iterable[SpanRow], result: WalkResult) -> dict[str, dict[str, SpanRow]]:
+    """Rows by trace id then span id, both in first-seen order; duplicates counted and dropped; the
+    ports of each service's SERVER spans."""
+    traces: dict[str, dict[str, SpanRow]] = {}
+    ports = result.ports
+    server = SpanKind.SERVER
+    n = duplicate = 0
+    for row in rows:
+        n += 1
+        by_id = traces.get(row[0])
+        if by_id is None:
+            traces[row[0]] = {row[1]: row}
+        elif row[1] in by_id:
+            duplicate += 1
+            continue
+        else:
+            by_id[row[1]] = row
+        if row[4] is server and row[10] is not None:
+            found = ports.get(row[3])
+            if found is None:
+                ports[row[3]] = {row[10]}
+            else:
+                found.add(row[10])
+    result.spans = n
+    result.duplicate = duplicate
+    result.traces = len(traces)
+    return traces
+
+
+def walk_rows(rows: Iterable[SpanRow]) -> WalkResult:
+    """:func:`walk_spans` of :data:`SpanRow` tuples (same result as of the records they come from).
+
+    One pass groups the rows by trace; each trace is then walked depth first from its roots (spans
+    without a parent, or whose parent is not in the trace), children in input order.
+    """
     result = WalkResult()
-    traces = _group(spans, result)
+    traces = _group(rows, result)
+    ports = result.ports
+    entries = result.entries
+    edges = result.edges
+    server, client = SpanKind.SERVER, SpanKind.CLIENT
+    tolerance = SKEW_TOLERANCE_NS
+    local: dict[str | None, bool] = {}
+    lo = hi = 0
+    first = True
+    negative = missing = skewed = max_skew = peer_matched = server_only = in_cycle = 0
     for by_id in traces.values():
-        _walk_trace(by_id, result)
-    for entry in result.entries:
-        if entry.self_intervals:
-            entry.waiting_ns = clipped_union_ns(entry.self_intervals, entry.start_ns, entry.end_ns)
+        children: dict[str, list[SpanRow]] = {}
+        roots: list[SpanRow] = []
+        for row in by_id.values():
+            start, end = row[6], row[7]
+            if first:
+                lo, hi, first = start, end, False
+            else:
+                if start < lo:
+                    lo = start
+                if end > hi:
+                    hi = end
+            if end < start:
+                negative += 1
+            parent_id = row[2]
+            if parent_id is None:
+                roots.append(row)
+            elif parent_id in by_id:  # its own parent: a cycle, never reached
+                kids = children.get(parent_id)
+                if kids is None:
+                    children[parent_id] = [row]
+                else:
+                    kids.append(row)
+            else:
+                missing += 1
+                roots.append(row)
+        seen = 0
+        # stack of (span, its parent span, current entry, service of the nearest SERVER ancestor)
+        stack: list[tuple[SpanRow, SpanRow | None, EntryRequest | None, str | None]] = [
+            (r, None, None, None) for r in reversed(roots)
+        ]
+        while stack:
+            row, parent, entry, server_service = stack.pop()
+            seen += 1
+            if parent is not None:
+                skew = max(parent[6] - row[6], row[7] - parent[7], 0)
+                if skew > tolerance:
+                    skewed += 1
+                    if skew > max_skew:
+                        max_skew = skew
+            kind = row[4]
+            service = row[3]
+            if kind is server:
+                if entry is not None and server_service == service == entry.service:
+                    if parent is None or parent[4] is not client:
+                        entry.self_calls += 1  # the client library left no span
+                        internal = entry.internal
+                        internal[row[5]] = internal.get(row[5], 0) + 1
+                        server_only += 1
+                else:
+                    entry = EntryRequest(row[0], service, row[5], row[6], row[7])
+                    entries.append(entry)
+                server_service = service
+            kids = children.get(row[1])
+            if kind is client:
+                callee_row: SpanRow | None = None
+                if kids:
+                    for kid in kids:
+                        if kid[4] is server:
+                            callee_row = kid
+                            break
+                by_peer = False
+                if callee_row is not None:
+                    callee = callee_row[3]
+                else:
+                    port = row[9]
+                    callee = ""
+                    if port is not None:
+                        address = row[8]
+                        is_local = local.get(address)
+                        if is_local is None:
+                            is_local = local[address] = is_local_address(address)
+                        if is_local:
+                            if port in ports.get(service, ()):
+                                callee, by_peer = service, True
+                            else:
+                                for other, other_ports in ports.items():
+                                    if port in other_ports:
+                                        callee, by_peer = other, True
+                                        break
+                    if not by_peer:
+                        callee = f"{row[8] or '?'}:{port if port is not None else '?'}"
+                is_self = callee == service
+                edges[(service, callee, is_self)] += 1
+                if entry is not None and entry.service == service:
+                    if is_self:
+                        entry.self_calls += 1
+                        entry.self_intervals.append((row[6], row[7]))
+                        name = callee_row[5] if callee_row is not None else row[5]
+                        internal = entry.internal
+                        internal[name] = internal.get(name, 0) + 1
+                        if by_peer:
+                            peer_matched += 1
+                    else:
+                        other_calls = entry.other
+                        other_calls[callee] = other_calls.get(callee, 0) + 1
+            if kids:
+                for kid in reversed(kids):
+                    stack.append((kid, row, entry, server_service))
+        in_cycle += len(by_id) - seen
+    for entry in entries:
+        intervals = entry.self_intervals
+        if intervals:
+            if len(intervals) == 1:
+                a, b = intervals[0]
+                a, b = max(a, entry.start_ns), min(b, entry.end_ns)
+                entry.waiting_ns = b - a if b > a else 0
+            else:
+                entry.waiting_ns = clipped_union_ns(intervals, entry.start_ns, entry.end_ns)
+    if not first:
+        result.window_start_ns, result.window_end_ns = lo, hi
+    result.negative = negative
+    result.missing_parent = missing
+    result.skewed = skewed
+    result.max_skew_ns = max_skew
+    result.peer_matched = peer_matched
+    result.server_only = server_only
+    result.in_cycle = in_cycle
     return result
