@@ -25,11 +25,12 @@ from loopscope.collect import (
     States,
     TimeWait,
     choose_source,
+    snapshot_options,
     take_snapshot,
 )
 from loopscope.collect.parts import PendingOwners
 from loopscope.errors import NetnsError, UsageError
-from loopscope.model import Endpoint, NetnsId, Proto, TcpState
+from loopscope.model import Endpoint, NetnsId, ProcessKey, Proto, Snapshot, TcpState
 from loopscope.testing.factories import NS, recorded_collector
 from loopscope.testing.record import load_transport
 
@@ -218,3 +219,28 @@ def test_all_netns_keeps_the_rest_when_a_namespace_vanishes():
     ]
     with pytest.raises(NetnsError):  # asked by name, it is an error
         collector.snapshots(("gone",))
+
+
+@pytest.mark.linux
+def test_listeners_only_scan_fds_in_a_thread_with_the_owners_of_the_forked_scan():
+    """`ports`: beside a listeners-only dump the fd scan runs in a thread (no fork), same owners."""
+    options = snapshot_options(listening_only=True)
+    assert options["owner_scanner"] == ProcOwnerScanner(fork=False)
+    assert "owner_scanner" not in snapshot_options()  # a full dump: the forked scan runs beside it
+    assert "owner_scanner" not in snapshot_options(listening_only=True, attribute=False)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        port = listener.getsockname()[1]
+        threaded = Collector.for_source("auto", **options).snapshot()
+        forked_options = {**options, "owner_scanner": ProcOwnerScanner(fork=True)}
+        forked = Collector.for_source("auto", **forked_options).snapshot()
+    finally:
+        listener.close()
+
+    def owners(snap: Snapshot) -> dict[tuple[object, ...], tuple[ProcessKey, ...]]:
+        return {s.key: s.owners for s in snap.sockets if s.local.port == port}
+
+    assert [[k.pid for k in ks] for ks in owners(threaded).values()] == [[os.getpid()]]
+    assert owners(threaded) == owners(forked)

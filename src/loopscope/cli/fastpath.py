@@ -60,25 +60,19 @@ class FastCommand:
 
 
 def _ports_json(opts: dict[str, Any]) -> int:
-    """``loopscope ports --json``: the same steps as :func:`loopscope.cli.ports.ports_command`.
-
-    The /proc fd scan runs in a thread, not in a forked child: the only dump it would run beside is
-    the listeners' (a few sockets, filtered in the kernel), so a fork buys no parallelism and costs
-    the fork, copy-on-write faults and the result's encoding (~7 ms at 1k sockets). Same result.
-    """
+    """``loopscope ports --json``: the same steps as :func:`loopscope.cli.ports.ports_command`."""
     from loopscope.cli.listing import (
         exposure_findings,
         listener_tables,
         ports_document,
         select_listeners,
     )
-    from loopscope.collect import Collector, ProcOwnerScanner, snapshot_options
+    from loopscope.collect import Collector, snapshot_options
     from loopscope.render.jsonable import format_json_document
 
     collector = Collector.for_source(
         opts["source"],
-        owner_scanner=ProcOwnerScanner(fork=False),
-        **snapshot_options(attribute=not opts["no_processes"], listening_only=True),
+        **snapshot_options(attribute=not opts["no_processes"], listening_only=True, tcp_info=False),
     )
     snapshots = collector.snapshots((opts["netns"],), all_netns=opts["all_netns"])
     rows, tables, gaps = listener_tables(snapshots)
