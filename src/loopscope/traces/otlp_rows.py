@@ -101,9 +101,10 @@ def _rows(doc: Any, names: dict[str, str]) -> list[SpanRow]:
                             if type(v) is not str:
                                 v = value.get("intValue")
                                 if type(v) is str and len(v) < 19 and v.isdigit() and v.isascii():
-                                    v = int(v)
-                                else:
-                                    v = _any_value(value)
+                                    if name in reads:  # else only checked, as the reference does
+                                        key += (name, int(v))
+                                    continue
+                                v = _any_value(value)
                             if name in reads:
                                 key += (name, v)
                 memo_key = tuple(key)
