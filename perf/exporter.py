@@ -21,7 +21,10 @@ Measured, side by side in one run:
 Run as root: ``python perf/exporter.py [--quick] [--out perf/results/exporter.json]``; the RSS phase
 alone: ``python perf/exporter.py --only-rss --out perf/results/exporter_rss.json``; the scrape phases
 alone: ``--only-scrape --out perf/results/exporter_scrape.json`` (with ``PYTHONPATH`` at an older
-tree's ``src``, that tree's collector: a before/after).
+tree's ``src``, that tree's collector: a before/after); the kernel cost of the client endpoint map
+(``--http``): ``--only-client-map --out perf/results/exporter_client_map.json``; the kernel's table
+walk, two v2 dumps against one v1 compat dump: ``--only-dump-walk --out
+perf/results/exporter_dump_walk.json``.
 """
 
 from __future__ import annotations
@@ -235,8 +238,26 @@ def main() -> None:
     ap.add_argument(
         "--only-scrape", action="store_true", help="Only the scrape phases at 10k sockets."
     )
+    ap.add_argument(
+        "--only-client-map", action="store_true", help="Only the client map's kernel cost."
+    )
+    ap.add_argument(
+        "--only-dump-walk", action="store_true", help="Only the v2 vs v1 (one walk) dump timing."
+    )
     args = ap.parse_args()
     results: dict[str, Any]
+    if args.only_dump_walk:
+        results = {"config": vars(args), "dump_walk": dump_walk()}
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=1)
+        print(json.dumps(results["dump_walk"]))
+        return
+    if args.only_client_map:
+        results = {"config": vars(args), "client_map_cost": client_map_cost()}
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=1)
+        print(json.dumps({k: v for k, v in results["client_map_cost"].items() if k != "rounds_us"}))
+        return
     if args.only_scrape:
         results = {
             "config": vars(args),
@@ -330,6 +351,106 @@ def finish(args: argparse.Namespace, results: dict[str, Any]) -> None:
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=1)
     print(json.dumps(results["rss_many_connections"]) if args.only_rss else table(results))
+
+
+# The in-kernel cost of the client endpoint map (``--http`` only): the counter loaded with and
+# without it (nothing reads either), connection latency at 3,000/s, rounds rotated.
+KCOST = r"""
+import sys
+from loopscope.backends.linux.bpf.counter import ConnectionCounter
+c = ConnectionCounter(client_entries=int(sys.argv[1]))
+print("ready", flush=True)
+sys.stdin.read()
+c.close()
+"""
+
+
+# The kernel's walk of its established table: two v2 dumps (AF_INET, AF_INET6, what the collector
+# sends) against one v1 TCPDIAG_GETSOCK dump (the compat path dumps with family AF_UNSPEC: one walk for
+# both families), 5,000 pairs in the namespace, no filter, medians of 7.
+DUMP_WALK = r"""
+import socket, struct, time, resource, statistics
+s,h=resource.getrlimit(resource.RLIMIT_NOFILE); resource.setrlimit(resource.RLIMIT_NOFILE,(h,h))
+srv=socket.socket(); srv.bind(("127.0.0.1",8080)); srv.listen(4096)
+held=[]
+for _ in range(5000):
+    c=socket.create_connection(("127.0.0.1",8080)); a,_=srv.accept(); held+=[c,a]
+STATES=(1<<1)|(1<<6)
+def dump(msg_type, payload):
+    sk=socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4); sk.bind((0,0))
+    hdr=struct.pack("=IHHII", 16+len(payload), msg_type, 0x301, 1, 0)
+    t=time.perf_counter(); sk.send(hdr+payload); n=0; done=False
+    while not done:
+        data=sk.recv(1<<20); off=0
+        while off < len(data):
+            ln,typ=struct.unpack_from("=IH",data,off)
+            if typ==3: done=True; break
+            if typ==2: raise OSError("err")
+            n+=1; off+=(ln+3)&~3
+    sk.close(); return time.perf_counter()-t, n
+def v2(fam): return struct.pack("=BBBxI", fam, socket.IPPROTO_TCP, 0, STATES)+bytes(48)
+def v1(): return struct.pack("=BBBB", 0, 0, 0, 0)+bytes(48)+struct.pack("=II", STATES, 0)
+r={"v2 inet+inet6":[], "v1 compat (one walk)":[]}
+for _ in range(7):
+    a=dump(20, v2(socket.AF_INET)); b=dump(20, v2(socket.AF_INET6))
+    r["v2 inet+inet6"].append((a[0]+b[0], a[1]+b[1]))
+    c=dump(18, v1())  # TCPDIAG_GETSOCK
+    r["v1 compat (one walk)"].append(c)
+import json
+print(json.dumps({k: {"median_ms": 1000 * statistics.median(x[0] for x in v), "messages": v[0][1]} for k, v in r.items()}))
+"""
+
+
+def dump_walk() -> dict[str, Any]:
+    """Run :data:`DUMP_WALK` in a fresh namespace."""
+    ns = f"ls-perf-walk-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(in_ns(ns, "ip", "link", "set", "lo", "up"), check=True)
+        out = subprocess.run(
+            ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", DUMP_WALK],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    return {"dumps": json.loads(out), "load_average": load_average()}
+
+
+def client_map_cost(rounds: int = 6, seconds: float = 4.0) -> dict[str, Any]:
+    """Median connection latency at 3,000 conn/s: off, counter, counter + client map."""
+    ns = f"ls-perf-kcost-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    runs: dict[str, list[float]] = {"off": [], "counter": [], "counter_with_client_map": []}
+    try:
+        subprocess.run(in_ns(ns, "ip", "link", "set", "lo", "up"), check=True)
+        server = start_ready(in_ns(ns, sys.executable, "-c", SERVER))
+        port = int(server.ready_line)  # type: ignore[attr-defined]
+        names = list(runs)
+        for i in range(rounds):
+            for name in names[i % 3 :] + names[: i % 3]:
+                entries = {"counter": "0", "counter_with_client_map": "16384"}.get(name)
+                prog = (
+                    None if entries is None else start_ready([sys.executable, "-c", KCOST, entries])
+                )
+                try:
+                    load = run_load(ns, port, int(3000 * seconds), 3000.0)
+                finally:
+                    if prog is not None:
+                        prog.communicate("", timeout=30)
+                runs[name].append(statistics.median(load["durs_ns"]) / 1000)
+        server.kill()
+        server.wait(10)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    base = statistics.median(runs["off"])
+    out: dict[str, Any] = {"rounds_us": runs, "load_average": load_average()}
+    for name, values in runs.items():
+        out[f"{name}_median_us"] = statistics.median(values)
+        out[f"{name}_vs_off_pct"] = 100 * (statistics.median(values) - base) / base
+    return out
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -51,6 +51,8 @@ class ServeOptions:
     """Load the in-kernel counter (root); without it, traffic metrics are absent."""
     max_entries: int = 16384
     """Kernel counter map size."""
+    client_entries: int = 16384
+    """Kernel client endpoint map size (LRU; with ``--http`` only)."""
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -146,13 +148,15 @@ def make_metrics_server(registry: CollectorRegistry, host: str, port: int) -> WS
         ) from exc
 
 
-def _load_counter(serve: ServeOptions) -> tuple[Any, str]:
+def _load_counter(serve: ServeOptions, http: bool) -> tuple[Any, str]:
     if not serve.ebpf:
         return None, "disabled (--no-ebpf)"
     from loopscope.backends.linux.bpf.counter import ConnectionCounter
 
     try:
-        return ConnectionCounter(max_entries=serve.max_entries), ""
+        # the client endpoint map (names HTTP clients) only with --http: no per-connect work otherwise
+        clients = serve.client_entries if http else 0
+        return ConnectionCounter(max_entries=serve.max_entries, client_entries=clients), ""
     except (LoopscopeError, OSError) as exc:
         log.warning("in-kernel counting unavailable, traffic metrics absent: %s", exc)
         return None, str(exc)
@@ -178,7 +182,7 @@ def run_exporter(
     """
     stop = stop or threading.Event()
     host, port = parse_listen(serve.listen) if serve.textfile is None else ("127.0.0.1", 0)
-    counter, reason = _load_counter(serve)
+    counter, reason = _load_counter(serve, options.http)
     previous: dict[int, Any] = {}
     collector = LoopscopeCollector(options, counter, reason)
     try:

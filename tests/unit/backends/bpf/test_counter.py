@@ -65,8 +65,10 @@ def test_possible_cpus() -> None:
 
 
 def test_every_instruction_is_documented_and_assembles() -> None:
+    plain = [x for x in build_counter_program(5, 6) if isinstance(x, Insn)]
     prog = build_counter_program(5, 6, 7)
     insns = [x for x in prog if isinstance(x, Insn)]
+    assert len(insns) > len(plain) and all(i.comment for i in plain)
     assert all(i.comment for i in insns)
     code = assemble(prog)
     assert len(code) % 8 == 0 and len(code) // 8 < 4096
@@ -141,7 +143,7 @@ def test_the_client_endpoint_names_its_comm(host: str) -> None:
     srv.listen(16)
     port = srv.getsockname()[1]
     cookie = netns_cookie_of_current()
-    with ConnectionCounter() as counter:
+    with ConnectionCounter(client_entries=1024) as counter:
         proc = subprocess.Popen(
             [sys.executable, "-c", _HELD, "ls-cli-x", host, str(port)],
             stdin=subprocess.PIPE,
@@ -160,6 +162,8 @@ def test_the_client_endpoint_names_its_comm(host: str) -> None:
             assert counter.client_comm(ip, port, cookie) is None  # the server side: not a client
         finally:
             proc.communicate("")
+    with ConnectionCounter() as plain:  # no map asked: none made, no per-connect work for it
+        assert plain.clients_fd is None and plain.client_comm(ip, cport, cookie) is None
     srv.close()
 
 

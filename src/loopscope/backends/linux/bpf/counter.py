@@ -189,7 +189,7 @@ def _locality(family_v6: bool, tag: str) -> list[Insn | Label]:
     return p
 
 
-def _side(op: int, family_v6: bool, tag: str, clients_fd: int) -> list[Insn | Label]:
+def _side(op: int, family_v6: bool, tag: str, clients_fd: int | None) -> list[Insn | Label]:
     """Fill the key for one (op, family) and jump to ``count`` (or ``out`` for a non-local connect)."""
     active = op == OP_TCP_CONNECT
     p: list[Insn | Label] = [Label(tag)]
@@ -208,7 +208,8 @@ def _side(op: int, family_v6: bool, tag: str, clients_fd: int) -> list[Insn | La
     p += _locality(family_v6, tag)
     if active:
         p.append(Insn(JEQ_K, 8, imm=0, target="out", comment="destination not local: not counted"))
-        p += _remember_client(family_v6, clients_fd)
+        if clients_fd is not None:
+            p += _remember_client(family_v6, clients_fd)
     p += [
         Insn(STX_W, 10, 8, _K + 52, comment="key.peer_local = r8"),
         Insn(ST_W, 10, 0, _K + 16, op, comment=f"key.op = {op}"),
@@ -279,10 +280,13 @@ def _remember_client(family_v6: bool, clients_fd: int) -> list[Insn | Label]:
     ]
 
 
-def build_counter_program(counts_fd: int, stats_fd: int, clients_fd: int) -> list[Insn | Label]:
+def build_counter_program(
+    counts_fd: int, stats_fd: int, clients_fd: int | None = None
+) -> list[Insn | Label]:
     """The SOCK_OPS counting program: ``counts[key] += 1`` on loopback connects and on every passive
     establishment; ``stats[STAT_MAP_FULL] += 1`` (this CPU's slot) when the key cannot be inserted;
-    ``clients[client endpoint] = comm`` on loopback connects. Always returns 1 (allow).
+    ``clients[client endpoint] = comm`` on loopback connects when ``clients_fd`` is given (the
+    exporter's ``--http``; without it, no such work per connect). Always returns 1 (allow).
 
     Registers: r6 = ctx across calls, r8 = peer-local flag, r10 = frame pointer.
     """
@@ -438,7 +442,8 @@ class ConnectionCounter:
         cgroup_path: cgroup v2 directory; the cgroup2 root from /proc/mounts by default.
         max_entries: hash map size (distinct keys); beyond it increments are counted as map-full.
         client_entries: LRU map size (client endpoints remembered for :meth:`client_comm`; the
-            oldest are evicted: 16,384 lasts ~5 s at 3,000 new connections/s).
+            oldest are evicted: 16,384 lasts ~5 s at 3,000 new connections/s); 0: no map, and the
+            program does no per-connect work for it (:meth:`client_comm` then answers None).
 
     Raises:
         BackendUnavailable: big-endian host, no cgroup2, not root, or the kernel refused (the
@@ -450,7 +455,7 @@ class ConnectionCounter:
         cgroup_path: str | None = None,
         *,
         max_entries: int = 16384,
-        client_entries: int = 16384,
+        client_entries: int = 0,
     ) -> None:
         self._fds: list[int] = []
         self.link_fd: int | None = None
@@ -470,9 +475,11 @@ class ConnectionCounter:
                 BPF_MAP_TYPE_PERCPU_HASH, KEY.size, 8, max_entries, b"ls_counts"
             )
             self.stats_fd = self._map(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, _STATS, b"ls_cstats")
-            self.clients_fd = self._map(
-                BPF_MAP_TYPE_LRU_HASH, CLIENT_KEY.size, 16, client_entries, b"ls_clients"
-            )
+            self.clients_fd: int | None = None
+            if client_entries > 0:
+                self.clients_fd = self._map(
+                    BPF_MAP_TYPE_LRU_HASH, CLIENT_KEY.size, 16, client_entries, b"ls_clients"
+                )
             self._load()
             self._attach()
         except BaseException:
@@ -566,7 +573,7 @@ class ConnectionCounter:
         Example: after ``socket.create_connection(("127.0.0.1", 8080))`` from ``curl`` bound to
         127.0.0.1:51000, ``client_comm(IPv4Address("127.0.0.1"), 51000, cookie) == "curl"``.
         """
-        if not self._fds:
+        if not self._fds or self.clients_fd is None:
             return None
         keys = [encode_client_key(address, port, netns_cookie)]
         if address.version == 4:
