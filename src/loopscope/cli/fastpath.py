@@ -1,7 +1,8 @@
-"""Start-up fast path: run ``loopscope ports --json`` without importing typer, click or rich.
+"""Start-up fast path: run ``loopscope ports --json`` and ``ports --format tsv`` without importing
+typer, click or rich.
 
-People run ``loopscope ports --json`` in loops; at 1k sockets the work takes a few milliseconds and
-importing typer (with click) costs more than the rest of the command. :func:`run_fast` recognises a
+People run ``loopscope ports --json`` (or its TSV) in loops; at 1k sockets the work takes a few
+milliseconds and importing typer (with click) costs more than the rest of the command. :func:`run_fast` recognises a
 command line it can run exactly as the typer command would (a dispatch table: command, output mode,
 the options each accepts and a value check for each) and runs the command body; anything else
 (``--help``, an option it does not know, a value it does not accept, ``--opt=value`` forms it cannot
@@ -50,7 +51,7 @@ class FastCommand:
     """A command line the fast path can run: its flags, its valued options and its body."""
 
     flags: frozenset[str]
-    """Options without a value (``--json`` must be one of them and be given)."""
+    """Options without a value."""
     options: dict[str, Callable[[str], bool]]
     """Options with a value -> the check a value must pass (else the typer path runs)."""
     defaults: dict[str, Any]
@@ -61,14 +62,23 @@ class FastCommand:
 
 def _ports_json(opts: dict[str, Any]) -> int:
     """``loopscope ports --json``: the same steps as :func:`loopscope.cli.ports.ports_command`."""
+    return _ports(opts, tsv=False)
+
+
+def _ports_tsv(opts: dict[str, Any]) -> int:
+    """``loopscope ports --format tsv``: the same steps and bytes as the typer command's TSV."""
+    return _ports(opts, tsv=True)
+
+
+def _ports(opts: dict[str, Any], *, tsv: bool) -> int:
     from loopscope.cli.listing import (
         exposure_findings,
         listener_tables,
         ports_document,
+        ports_tsv,
         select_listeners,
     )
     from loopscope.collect import Collector, snapshot_options
-    from loopscope.render.jsonable import format_json_document
 
     collector = Collector.for_source(
         opts["source"],
@@ -80,7 +90,12 @@ def _ports_json(opts: dict[str, Any]) -> int:
     pid = None if opts["pid"] is None else int(opts["pid"])
     rows = select_listeners(rows, port=port, pid=pid, scope=opts["scope"], proto=opts["proto"])
     findings = exposure_findings(tables, rows, {})
-    text = format_json_document("ports", ports_document(snapshots, rows, findings, gaps))
+    if tsv:
+        text = ports_tsv(snapshots, rows, findings, gaps)
+    else:
+        from loopscope.render.jsonable import format_json_document
+
+        text = format_json_document("ports", ports_document(snapshots, rows, findings, gaps))
     sys.stdout.write(text)
     sys.stdout.flush()
     return _exit_code(findings, opts["fail_on"])
@@ -102,27 +117,37 @@ _SNAPSHOT_OPTIONS: dict[str, Callable[[str], bool]] = {
     "--fail-on": _one_of(*_SEVERITIES),
 }
 
-# (command, output flag) -> how to run it.
+_PORTS_OPTIONS: dict[str, Callable[[str], bool]] = {
+    **_SNAPSHOT_OPTIONS,
+    "--port": _port,
+    "--pid": _pid,
+    "--scope": _one_of("loopback", "wildcard", "own-address", "other"),
+    "--proto": _one_of("tcp", "udp"),
+}
+_PORTS_DEFAULTS: dict[str, Any] = {
+    "netns": None,
+    "source": "auto",
+    "fail_on": "high",
+    "port": None,
+    "pid": None,
+    "scope": None,
+    "proto": None,
+}
+
+# (command, output option) -> how to run it; the output option must be given.
 FAST_COMMANDS: dict[tuple[str, str], FastCommand] = {
     ("ports", "--json"): FastCommand(
         flags=frozenset({"--json", "--all-netns", "--no-processes"}),
-        options={
-            **_SNAPSHOT_OPTIONS,
-            "--port": _port,
-            "--pid": _pid,
-            "--scope": _one_of("loopback", "wildcard", "own-address", "other"),
-            "--proto": _one_of("tcp", "udp"),
-        },
-        defaults={
-            "netns": None,
-            "source": "auto",
-            "fail_on": "high",
-            "port": None,
-            "pid": None,
-            "scope": None,
-            "proto": None,
-        },
+        options=_PORTS_OPTIONS,
+        defaults=_PORTS_DEFAULTS,
         run=_ports_json,
+    ),
+    # --format table draws with rich: the typer path
+    ("ports", "--format"): FastCommand(
+        flags=frozenset({"--all-netns", "--no-processes", "--wide"}),  # --wide: no effect on TSV
+        options={**_PORTS_OPTIONS, "--format": _one_of("tsv")},
+        defaults={**_PORTS_DEFAULTS, "format": "tsv"},
+        run=_ports_tsv,
     ),
 }
 

@@ -22,6 +22,7 @@ __all__ = [
     "listener_json",
     "listener_tables",
     "ports_document",
+    "ports_tsv",
     "select_listeners",
 ]
 
@@ -77,6 +78,47 @@ def ports_document(
         "findings": list(findings),
         "gaps": list(gaps),
     }
+
+
+def ports_tsv(
+    snapshots: Sequence[Snapshot],
+    rows: Sequence[Listener],
+    findings: Sequence[Finding],
+    gaps: Sequence[Gap],
+) -> str:
+    """What ``ports --format tsv`` writes to stdout, without rich: the listeners, then the findings
+    and the gaps when there are any, each a header of field names and one tab-separated line per row,
+    tables separated by an empty line (as :func:`loopscope.cli.tables.tsv_lines` writes the typer
+    command's tables; same bytes, tested). Every value passes through
+    :func:`~loopscope.render.text.printable`; TSV shows every column, empty or not, but ``reach``
+    (and ``netns`` for one namespace), as the table does.
+    """
+    from loopscope.render.fields import FINDING_FIELDS, GAP_FIELDS, LISTENER_FIELDS, FieldSpec
+    from loopscope.render.text import printable
+
+    def table(fields: Sequence[FieldSpec], values: Sequence[Mapping[str, object]]) -> str:
+        lines = ["\t".join(f.name for f in fields)]
+        lines += ["\t".join(printable(str(v.get(f.name, ""))) for f in fields) for v in values]
+        return "".join(line + "\n" for line in lines)
+
+    hidden = {"reach"} | ({"netns"} if len(snapshots) == 1 else set())
+    listener_fields = [f for f in LISTENER_FIELDS if f.name not in hidden]
+    out = [table(listener_fields, listener_rows(list(rows), list(findings), {}))]
+    if findings:
+        found = [
+            {
+                "severity": f.severity.value,
+                "code": f.code,
+                "subject": f.subject,
+                "evidence": f.evidence,
+                "remedy": f.remedy,
+            }
+            for f in findings
+        ]
+        out.append(table(FINDING_FIELDS, found))
+    if gaps:
+        out.append(table(GAP_FIELDS, [{"what": g.what, "reason": g.reason} for g in gaps]))
+    return "\n".join(out)
 
 
 def listener_json(row: Listener) -> dict[str, Any]:

@@ -66,6 +66,21 @@ def test_takes_simple_command_lines(args: list[str]) -> None:
 @pytest.mark.parametrize(
     "args",
     [
+        ["ports", "--format", "tsv"],
+        ["ports", "--wide", "--format", "tsv", "--port", "22", "--fail-on", "never"],
+        ["ports", "--format", "tsv", "--all-netns", "--no-processes", "--proto", "udp"],
+    ],
+)
+def test_takes_tsv_command_lines(args: list[str]) -> None:
+    parsed = parse_fast(args)
+    assert parsed is not None
+    command, opts = parsed
+    assert command is FAST_COMMANDS[("ports", "--format")] and opts["format"] == "tsv"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
         [],
         ["ports"],  # the table: rich
         ["ports", "--json", "--help"],
@@ -82,13 +97,20 @@ def test_takes_simple_command_lines(args: list[str]) -> None:
         ["ports", "--json", "extra"],
         ["map", "--json"],
         ["--version"],
+        ["ports", "--format", "table"],  # drawn by rich
+        ["ports", "--format=tsv"],
+        ["ports", "--format", "tsv", "--json"],  # --json wins: typer says so
+        ["ports", "--format", "tsv", "--format", "tsv"],
+        ["ports", "--format", "tsv", "--fingerprint"],
+        ["ports", "--netns", "--format", "tsv"],
     ],
 )
 def test_leaves_everything_else_to_typer(args: list[str]) -> None:
     assert parse_fast(args) is None
 
 
-def test_same_bytes_as_the_typer_path(listening: socket.socket) -> None:
+@pytest.mark.parametrize("output", [["--json"], ["--format", "tsv"]])
+def test_same_bytes_as_the_typer_path(listening: socket.socket, output: list[str]) -> None:
     port = str(listening.getsockname()[1])
     pid = str(os.getpid())
     for extra in (
@@ -97,16 +119,50 @@ def test_same_bytes_as_the_typer_path(listening: socket.socket) -> None:
         ["--pid", pid],
         ["--no-processes"],
     ):
-        for _ in range(3):  # gap counts move when other processes close sockets mid-scan
-            fast = run("ports", "--json", "--port", port, *extra)
-            slow = run("ports", "--json", f"--port={port}", *extra)
+        for _ in range(5):  # gap counts move when other processes exit or close sockets mid-scan
+            fast = run("ports", *output, "--port", port, *extra)
+            slow = run("ports", *output, f"--port={port}", *extra)
             if fast[:2] == slow[:2]:
                 break
         assert fast[2].endswith("typer loaded: False"), fast[2]
         assert slow[2].endswith("typer loaded: True"), slow[2]
         assert fast[:2] == slow[:2], extra
-        doc = json.loads(fast[1])
-        assert [row["port"] for row in doc["listeners"]] == [int(port)]
+        if output == ["--json"]:
+            doc = json.loads(fast[1])
+            assert [row["port"] for row in doc["listeners"]] == [int(port)]
+        else:
+            lines = fast[1].decode().split("\n\n")[0].splitlines()
+            assert lines[0].startswith("proto\taddress\tport\t") and len(lines) == 2
+            assert lines[1].split("\t")[2] == port
+
+
+HOSTILE = (
+    "import socket, sys\n"
+    "open('/proc/self/comm', 'w').write('ev\\til\\x1b[2J\\u202e')\n"
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n"
+    "print(s.getsockname()[1], flush=True); sys.stdin.read()\n"
+)
+
+
+def test_tsv_escapes_a_hostile_process_name_as_the_typer_path() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOSTILE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().strip()
+        fast = run("ports", "--format", "tsv", "--port", port)
+        slow = run("ports", "--format=tsv", "--port", port)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    def tables(out: bytes) -> list[str]:  # the gaps move with processes exiting mid-scan
+        return [t for t in out.decode().split("\n\n") if not t.startswith("what\treason\n")]
+
+    assert fast[0] == slow[0] and tables(fast[1]) == tables(slow[1])
+    row = fast[1].decode().splitlines()[1]
+    assert "ev\\til\\x1b[2J\\u202e[" in row and "\x1b" not in row, row
 
 
 def test_errors_end_as_in_the_typer_path(listening: socket.socket) -> None:
@@ -149,11 +205,12 @@ def _imported(*args: str) -> set[str]:
     }
 
 
-def test_ports_json_imports_nothing_it_does_not_use() -> None:
+@pytest.mark.parametrize("output", [["--json"], ["--format", "tsv"]])
+def test_ports_fast_path_imports_nothing_it_does_not_use(output: list[str]) -> None:
     at_start = _imported("-c", "pass")  # what this interpreter's site hooks import anyway
-    loaded = _imported("-m", "loopscope", "ports", "--json", "--fail-on", "never") - at_start
+    loaded = _imported("-m", "loopscope", "ports", *output, "--fail-on", "never") - at_start
     assert "loopscope.collect.collector" in loaded  # the report is read: the check can see imports
     extra = sorted(
         m for m in loaded if any(m == n or m.startswith(n + ".") for n in NOT_ON_THE_FAST_PATH)
     )
-    assert extra == [], f"`loopscope ports --json` imports {extra}"
+    assert extra == [], f"`loopscope ports {' '.join(output)}` imports {extra}"
