@@ -236,21 +236,19 @@ def walk_rows(rows: Iterable[SpanRow]) -> WalkResult:
     server, client = SpanKind.SERVER, SpanKind.CLIENT
     tolerance = SKEW_TOLERANCE_NS
     local: dict[str | None, bool] = {}
-    lo = hi = 0
-    first = True
+    if traces:
+        first = next(iter(next(iter(traces.values())).values()))
+        lo, hi = first[6], first[7]
     negative = missing = skewed = max_skew = peer_matched = server_only = in_cycle = 0
     for by_id in traces.values():
         children: dict[str, list[SpanRow]] = {}
         roots: list[SpanRow] = []
         for row in by_id.values():
             start, end = row[6], row[7]
-            if first:
-                lo, hi, first = start, end, False
-            else:
-                if start < lo:
-                    lo = start
-                if end > hi:
-                    hi = end
+            if start < lo:
+                lo = start
+            if end > hi:
+                hi = end
             if end < start:
                 negative += 1
             parent_id = row[2]
@@ -274,9 +272,10 @@ def walk_rows(rows: Iterable[SpanRow]) -> WalkResult:
             row, parent, entry, server_service = stack.pop()
             seen += 1
             if parent is not None:
-                skew = max(parent[6] - row[6], row[7] - parent[7], 0)
-                if skew > tolerance:
+                early, late = parent[6] - row[6], row[7] - parent[7]
+                if early > tolerance or late > tolerance:
                     skewed += 1
+                    skew = early if early > late else late
                     if skew > max_skew:
                         max_skew = skew
             kind = row[4]
@@ -348,7 +347,7 @@ def walk_rows(rows: Iterable[SpanRow]) -> WalkResult:
                 entry.waiting_ns = b - a if b > a else 0
             else:
                 entry.waiting_ns = clipped_union_ns(intervals, entry.start_ns, entry.end_ns)
-    if not first:
+    if traces:
         result.window_start_ns, result.window_end_ns = lo, hi
     result.negative = negative
     result.missing_parent = missing
