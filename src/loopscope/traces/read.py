@@ -265,13 +265,20 @@ def _part_in_child(
     conn.close()
 
 
+_FIRST_PART_EXTRA = 0.06
+"""The first part, read here, is this much longer than a forked one (a share of the file): a forked
+reader also pickles its rows (~7% of its decode time), so both then finish about together."""
+
+
 def _bounds(path: Path, workers: int) -> list[int]:
-    """Byte offsets where parts start: 0, then the start of the line after each ``size * k / workers``."""
+    """Byte offsets where parts start: 0, then the start of the line after each cut; the first part
+    is ``(1 + _FIRST_PART_EXTRA) / workers`` of the file, the others share the rest evenly."""
     size = path.stat().st_size
+    first = size * (1 + _FIRST_PART_EXTRA) / workers
     bounds = [0]
     with path.open("rb") as f:
         for k in range(1, workers):
-            f.seek(size * k // workers)
+            f.seek(int(first + (size - first) * (k - 1) / max(1, workers - 1)))
             f.readline()
             at = f.tell()
             if bounds[-1] < at < size:
