@@ -184,6 +184,8 @@ def _paired_rows(snapshot: Snapshot) -> tuple[list[_Row], int, list[SocketRecord
     listeners: list[SocketRecord] = []
     listen, unconn, udp = TcpState.LISTEN, TcpState.UNCONN, Proto.UDP
     last_proto: Proto | None = None
+    last_address: object = _MISSING
+    last_index: int | None = None
     ends: dict[tuple[int, int], SocketRecord] = {}
     for sock in snapshot.sockets:
         state = sock.state
@@ -198,14 +200,23 @@ def _paired_rows(snapshot: Snapshot) -> tuple[list[_Row], int, list[SocketRecord
         if remote.port == 0:
             continue
         la, ra = local.address, remote.address
-        lk = info.get(id(la), _MISSING)
-        if lk is _MISSING:
-            lk = info[id(la)] = _local_index(la, hosts, index_of, plain_of, mapped)
+        # Most ends share one address object (the parser caches them): try the last one first.
+        if la is last_address:
+            lk = last_index
+        else:
+            lk = info.get(id(la), _MISSING)
+            if lk is _MISSING:
+                lk = info[id(la)] = _local_index(la, hosts, index_of, plain_of, mapped)
+            last_address, last_index = la, lk
         if lk is None:
             continue
-        rk = info.get(id(ra), _MISSING)
-        if rk is _MISSING:
-            rk = info[id(ra)] = _local_index(ra, hosts, index_of, plain_of, mapped)
+        if ra is last_address:
+            rk = last_index
+        else:
+            rk = info.get(id(ra), _MISSING)
+            if rk is _MISSING:
+                rk = info[id(ra)] = _local_index(ra, hosts, index_of, plain_of, mapped)
+            last_address, last_index = ra, rk
         if rk is None:
             continue
         if proto is not last_proto:  # sockets come grouped by protocol: hash the enum rarely
