@@ -183,3 +183,32 @@ def test_sampling_ratio_scales_totals_not_ratios():
 def test_union():
     assert clipped_union_ns([(0, 10), (5, 20), (30, 40)], 0, 35) == 25
     assert clipped_union_ns([], 0, 10) == 0
+
+
+def test_rows_give_the_report_of_the_records():
+    """summarize_span_rows of span_row tuples is summarize_traces of the records (the CLI's file path),
+    broken trees included; walk_rows is walk_spans."""
+    from loopscope.analysis.traces import summarize_span_rows, walk_spans
+    from loopscope.analysis.traces.walk import span_row, walk_rows
+
+    spans = app_traces(3)
+    root = server("t9", None, "shop", "/x", 0, 10)
+    orphan = span("t9", root, "shop", SpanKind.CLIENT, "GET", 1, 2, target="/p?q=1")
+    orphan = SpanRecord(
+        **{**{f: getattr(orphan, f) for f in orphan.__slots__}, "parent_id": "f" * 16}
+    )
+    spans += [root, root, orphan, client("t9", root, "shop", "/y", 20, 30, port=9)]
+    rows = [span_row(s) for s in spans]
+    assert summarize_span_rows(rows, sample_ratio=0.5) == summarize_traces(spans, sample_ratio=0.5)
+    assert walk_rows(rows) == walk_spans(spans)
+    assert rows[-1][5] == "GET /y"  # the endpoint of a client span: its path
+
+
+def test_endpoint_from_and_endpoint_of():
+    from loopscope.analysis.traces.walk import endpoint_from, endpoint_of
+
+    assert endpoint_from(SpanKind.CLIENT, None, "GET", "/price?x=1") == "GET /price"
+    assert endpoint_from(SpanKind.SERVER, "/o", None, None) == "/o"
+    assert endpoint_from(SpanKind.INTERNAL, None, None, "/x") is None
+    bare = span("t", None, "shop", SpanKind.CLIENT, "name", 0, 1, target="?q")
+    assert endpoint_of(bare) == ""  # an empty path stays empty, not the span name
