@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -256,7 +257,10 @@ def _part_in_child(
     decode: Callable[[Any], tuple[str, list[Any], int]],
 ) -> None:
     """A forked reader: its part through ``conn``, or None when it failed (the parent then reads the
-    part itself and meets the error where it can state it)."""
+    part itself and meets the error where it can state it). Ctrl-C is the parent's to handle, and the
+    parent's SIGTERM handler (the CLI's) is not inherited: the child, a daemon, ends quietly with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         part: _Part | None = _read_part(path, start, stop, decode)
     except Exception:  # the top of a child process: the parent redoes the part
