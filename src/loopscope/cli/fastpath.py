@@ -2,13 +2,13 @@
 typer, click or rich.
 
 People run ``loopscope ports --json`` (or its TSV) in loops; at 1k sockets the work takes a few
-milliseconds and importing typer (with click) costs more than the rest of the command. :func:`run_fast` recognises a
-command line it can run exactly as the typer command would (a dispatch table: command, output mode,
-the options each accepts and a value check for each) and runs the command body; anything else
-(``--help``, an option it does not know, a value it does not accept, ``--opt=value`` forms it cannot
-vouch for) returns None and the caller builds the typer app as before, so every error message and
-every other path stays the typer one. The output is byte-identical to the typer path (tested in
-``tests/unit/cli/test_fastpath.py``).
+milliseconds and importing typer (with click) costs more than the rest of the command.
+:func:`run_fast` recognises a command line it can run exactly as the typer command would (a dispatch
+table: command, output mode, the options each accepts and a value check for each) and runs the
+command body; anything else (``--help``, an option it does not know, a value it does not accept,
+``--opt=value`` forms it cannot vouch for, ``--format table``, which rich draws) returns None and the
+caller builds the typer app as before, so every error message and every other path stays the typer
+one. The output is byte-identical to the typer path (tested in ``tests/unit/cli/test_fastpath.py``).
 """
 
 from __future__ import annotations
