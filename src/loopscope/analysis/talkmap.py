@@ -155,23 +155,40 @@ def pair_connections(snapshot: Snapshot) -> tuple[list[LoopbackConnection], int]
     Returns:
         (connections sorted by server port then client port, number with one end only).
     """
-    rows, unpaired, _ = _paired_rows(snapshot)
+    rows, unpaired, _, _ = _paired_rows(snapshot)
     return list(map(_CONNECTION, rows)), unpaired
 
 
-_Row = tuple[int, LoopbackConnection, tuple[Any, ...]]
-"""``(server port << 16 | client port, connection, combination key)``: see :func:`_paired_rows`."""
+_Row = tuple[int, LoopbackConnection]
+"""``(server port << 16 | client port, connection)``."""
+_Combo = tuple[int, tuple[ProcessKey, ...], tuple[ProcessKey, ...], int, int, int, int]
+"""Everything the talk map reads of a connection: ``(id(listener), server socket owners, client
+socket owners, id(state), server port, id(proto), id(server address))`` (ids stay valid while the
+snapshot lives)."""
 
 
-def _paired_rows(snapshot: Snapshot) -> tuple[list[_Row], int, list[SocketRecord]]:
+@dataclass(slots=True)
+class _ComboCount:
+    """The connections of one :data:`_Combo`."""
+
+    connections: int
+    """How many."""
+    first_order: int
+    """Sort key (server port << 16 | client port) of the first one in connection order."""
+    first_seq: int
+    """Its position before the sort (the sort is stable: ties keep this order)."""
+    sample: LoopbackConnection
+    """That connection: it stands for all of them."""
+
+
+def _paired_rows(
+    snapshot: Snapshot,
+) -> tuple[list[_Row], int, list[SocketRecord], dict[_Combo, _ComboCount]]:
     """The work of :func:`pair_connections`, with what :func:`build_talk_map` needs on the side.
 
     Returns:
         (rows sorted by server port then client port, the number of connections with one end only,
-        the listeners in snapshot order). The combination key of a row is everything the talk map
-        reads of its connection: ``(id(listener), server socket owners, client socket owners,
-        id(state), server port, id(proto), id(server address))``; ids stay valid while the snapshot
-        lives, and the connection of a row stands for every row with the same key.
+        the listeners in snapshot order, the connections counted by combination).
     """
     hosts = host_address_set(snapshot.addresses)
     # id(address) -> address index, or None when the address is neither loopback nor the host's own.
@@ -225,6 +242,7 @@ def _paired_rows(snapshot: Snapshot) -> tuple[list[_Row], int, list[SocketRecord
         ends[(lk << 16 | local.port, rk << 16 | remote.port)] = sock
     index = _listener_index(listeners)
     rows: list[_Row] = []
+    combos: dict[_Combo, _ComboCount] = {}
     unpaired = 0
     no_owners: tuple[ProcessKey, ...] = ()
     for proto, ends in by_proto.items():
@@ -274,30 +292,40 @@ def _paired_rows(snapshot: Snapshot) -> tuple[list[_Row], int, list[SocketRecord
                 client_ep, server_ep = remote_ep, local_ep
             state = (client_sock or server_sock or sock).state
             server_port = server_ep.port
-            rows.append(
-                (
-                    server_port << 16 | client_ep.port,
-                    _new_connection(
-                        proto, client_ep, server_ep, client_sock, server_sock, listener, state
-                    ),
-                    (
-                        id(listener),
-                        server_sock.owners if server_sock is not None else no_owners,
-                        client_sock.owners if client_sock is not None else no_owners,
-                        id(state),
-                        server_port,
-                        id(proto),
-                        id(server_ep.address),
-                    ),
-                )
+            order = server_port << 16 | client_ep.port
+            conn = _new_connection(
+                proto, client_ep, server_ep, client_sock, server_sock, listener, state
             )
+            combo = (
+                id(listener),
+                server_sock.owners if server_sock is not None else no_owners,
+                client_sock.owners if client_sock is not None else no_owners,
+                id(state),
+                server_port,
+                id(proto),
+                id(server_ep.address),
+            )
+            count = combos.get(combo)
+            if count is None:
+                combos[combo] = _ComboCount(
+                    connections=1, first_order=order, first_seq=len(rows), sample=conn
+                )
+            else:
+                count.connections += 1
+                if order < count.first_order:  # equal orders: the earlier one stays first
+                    count.first_order, count.first_seq, count.sample = order, len(rows), conn
+            rows.append((order, conn))
     rows.sort(key=_ROW_ORDER)  # one int per row: sorts ~5x faster than (server, client) tuples
-    return rows, unpaired, listeners
+    return rows, unpaired, listeners, combos
 
 
 _MISSING: Any = object()
 _ROW_ORDER = operator.itemgetter(0)
 _CONNECTION = operator.itemgetter(1)
+
+
+def _first_seen(item: tuple[_Combo, _ComboCount]) -> tuple[int, int]:
+    return item[1].first_order, item[1].first_seq
 
 
 def _local_index(
@@ -424,7 +452,7 @@ def build_talk_map(snapshot: Snapshot) -> TalkMap:
 
 
 def _build_talk_map(snapshot: Snapshot) -> TalkMap:
-    rows, unpaired, listeners = _paired_rows(snapshot)
+    rows, unpaired, listeners, combos = _paired_rows(snapshot)
     procs = snapshot.processes
 
     def owners_of(sock: SocketRecord | None) -> list[ProcessInfo]:
@@ -435,24 +463,17 @@ def _build_talk_map(snapshot: Snapshot) -> TalkMap:
     apps = find_apps(((owners_of(s), s.local.port) for s in listeners), netns=snapshot.netns)
     by_owner = {k: a for a in apps for k in a.key.processes}
     unowned = {a.key: a for a in apps if not a.processes}
-    # Count the connections by combination, in connection order (first occurrences keep the order
-    # of edges, states and labels that a walk over the connections would give).
-    counts: dict[tuple[Any, ...], int] = {}
-    samples: list[LoopbackConnection] = []  # one connection per combination, in counts' order
-    for _, conn, combo in rows:
-        n = counts.get(combo)
-        if n is None:
-            counts[combo] = 1
-            samples.append(conn)
-        else:
-            counts[combo] = n + 1
+    # The combinations in the order of their first connection (as a walk over the connections would
+    # meet them: the order of edges, states and labels follows).
+    ordered = sorted(combos.items(), key=_first_seen)
     groups: dict[tuple[AppKey, AppKey, int, Proto], _EdgeAcc] = {}
     ephemeral_raw: Counter[tuple[int, int, Proto]] = Counter()
     server_address: dict[int, IPAddress] = {}
     self_calls = 0
     # The apps of a connection depend only on its listener and the owners of its two ends.
     resolved: dict[tuple[int, tuple[ProcessKey, ...], tuple[ProcessKey, ...]], _Resolved] = {}
-    for conn, (combo, n) in zip(samples, counts.items(), strict=True):
+    for combo, count in ordered:
+        conn, n = count.sample, count.connections
         rkey = combo[:3]  # (id(listener), server owners, client owners)
         hit = resolved.get(rkey)
         if hit is None:

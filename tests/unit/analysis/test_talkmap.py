@@ -268,3 +268,41 @@ def test_pairing_on_raw_keys_matches_ipaddress_pairing():
         c.client == Endpoint(ipaddress.ip_address("127.0.0.1"), 40011) and c.server_socket is server
         for c in got
     )
+
+
+def test_edges_follow_a_walk_over_the_sorted_connections():
+    """Edges are counted per combination (listener, owners, state, server end), not per connection;
+    the result must be what a walk over ``talk.connections`` gives: the same counts, and states,
+    equal-count edges and ephemeral labels in first-seen order, whatever the socket order."""
+    import random
+    from collections import Counter
+
+    app = proc(300, "app", pgid=300)
+    db = proc(400, "db", pgid=400)
+    sockets = [
+        listener("tcp", "127.0.0.1", 5432, owners=[db]),
+        listener("tcp", "0.0.0.0", 8080, owners=[app]),
+    ]
+    states = [TcpState.ESTABLISHED, TcpState.FIN_WAIT2, TcpState.CLOSE_WAIT]  # both ends kept
+    for i in range(60):  # two servers, three addresses, three states, ports out of order
+        port = 5432 if i % 2 else 8080
+        server = ("127.0.0.1" if port == 5432 else f"127.0.0.{1 + i % 3}", port)
+        sockets += connection(
+            (server[0], 40000 + (i * 7919) % 997),
+            server,
+            client_owner=app if port == 5432 else db,
+            server_owner=db if port == 5432 else app,
+            state=states[i % 3],
+        )
+    random.Random(7).shuffle(sockets)
+    talk = build_talk_map(make_snapshot(sockets, [app, db]))
+    by_edge = {(e.client, e.port): e for e in talk.edges}
+    assert sum(e.connections for e in talk.edges) == len(talk.connections) == 60
+    for e in talk.edges:
+        seen = [c.state.value for c in talk.connections if c.server.port == e.port]
+        assert list(e.states) == list(dict.fromkeys(seen))  # first-seen order
+        assert e.states == dict(Counter(seen))
+    labels = [f"{c.server}/{c.proto}" for c in talk.connections if c.listener is not None]
+    assert list(talk.ephemeral_in_use) == list(dict.fromkeys(labels))
+    assert talk.ephemeral_in_use == dict(Counter(labels))
+    assert set(by_edge) == {("db[400]", 8080), ("app[300]", 5432)}
