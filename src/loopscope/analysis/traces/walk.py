@@ -232,7 +232,7 @@ def walk_rows(rows: Iterable[SpanRow]) -> WalkResult:
     traces = _group(rows, result)
     ports = result.ports
     entries = result.entries
-    edges = result.edges
+    calls: dict[tuple[str, str], int] = {}  # (client service, callee) -> CLIENT spans
     server, client = SpanKind.SERVER, SpanKind.CLIENT
     tolerance = SKEW_TOLERANCE_NS
     local: dict[str | None, bool] = {}
@@ -321,7 +321,8 @@ def walk_rows(rows: Iterable[SpanRow]) -> WalkResult:
                     if not by_peer:
                         callee = f"{row[8] or '?'}:{port if port is not None else '?'}"
                 is_self = callee == service
-                edges[(service, callee, is_self)] += 1
+                pair = (service, callee)
+                calls[pair] = calls.get(pair, 0) + 1
                 if entry is not None and entry.service == service:
                     if is_self:
                         entry.self_calls += 1
@@ -349,6 +350,7 @@ def walk_rows(rows: Iterable[SpanRow]) -> WalkResult:
                 entry.waiting_ns = clipped_union_ns(intervals, entry.start_ns, entry.end_ns)
     if traces:
         result.window_start_ns, result.window_end_ns = lo, hi
+    result.edges.update({(c, s, c == s): n for (c, s), n in calls.items()})
     result.negative = negative
     result.missing_parent = missing
     result.skewed = skewed
