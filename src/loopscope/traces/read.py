@@ -188,12 +188,20 @@ cost more than they save."""
 
 
 def _default_workers(path: Path) -> int:
+    """2 for a file of at least :data:`PARALLEL_MIN_BYTES` where processes can fork and 2 CPUs are
+    usable, else 1."""
     try:
         size = path.stat().st_size
     except OSError:
         return 1  # the reader states the error
+    if size < PARALLEL_MIN_BYTES:
+        return 1
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 2 if size >= PARALLEL_MIN_BYTES and (cpus or 1) >= 2 else 1
+    return 2 if (cpus or 1) >= 2 else 1
 
 
 _BUFFER_BYTES = 1 << 20

@@ -312,3 +312,16 @@ def test_span_rows_when_a_part_cannot_be_read_in_its_process(tmp_path, monkeypat
     monkeypatch.setattr(read_mod, "_read_part", failing_in_child)
     got = read_span_rows(path, workers=2)
     assert got.rows == [span_row(s) for s in read_spans(path).spans]
+
+
+def test_default_workers_by_file_size(tmp_path):
+    import os
+
+    from loopscope.traces.read import PARALLEL_MIN_BYTES, _default_workers
+
+    big = tmp_path / "big.jsonl"
+    with big.open("wb") as f:
+        f.truncate(PARALLEL_MIN_BYTES)  # sparse: the size is what counts
+    assert _default_workers(OTLP) == 1
+    assert _default_workers(tmp_path / "missing.jsonl") == 1
+    assert _default_workers(big) == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
