@@ -75,10 +75,15 @@ def summarize_stack(snapshot: Snapshot) -> StackSummary:
     in_use: set[int] = set()
     # Keyed by id(): one classification per distinct address object and one count per distinct
     # remote endpoint object (the parser shares them), so the 100k-socket loop hashes ints, not
-    # ipaddress objects (a Python-level __hash__); folded by value below.
+    # ipaddress objects (a Python-level __hash__); folded by value below. Consecutive sockets mostly
+    # share their address and destination objects: the last ones are tried first.
     local_ok: dict[int, bool] = {}
+    last_address: object = None
+    last_ok = False
     by_dest_id: dict[int, int] = {}
     dest_of: dict[int, Endpoint] = {}
+    run_dest: Endpoint | None = None  # a run of sockets toward one destination object
+    run = 0
     time_wait = tw_loop = loop_conns = listeners = 0
     tcp, udp = Proto.TCP, Proto.UDP
     tw_state, listen, unconn = TcpState.TIME_WAIT, TcpState.LISTEN, TcpState.UNCONN
@@ -91,12 +96,22 @@ def summarize_stack(snapshot: Snapshot) -> StackSummary:
             continue
         local = sock.local
         la, ra = local.address, remote.address
-        lok = local_ok.get(id(la))
-        if lok is None:
-            lok = local_ok[id(la)] = classify_address(la, hosts) in _LOCAL_SCOPES
-        rok = local_ok.get(id(ra))
-        if rok is None:
-            rok = local_ok[id(ra)] = classify_address(ra, hosts) in _LOCAL_SCOPES
+        if la is last_address:
+            lok = last_ok
+        else:
+            cached = local_ok.get(id(la))
+            if cached is None:
+                cached = local_ok[id(la)] = classify_address(la, hosts) in _LOCAL_SCOPES
+            lok = last_ok = cached
+            last_address = la
+        if ra is last_address:
+            rok = last_ok
+        else:
+            cached = local_ok.get(id(ra))
+            if cached is None:
+                cached = local_ok[id(ra)] = classify_address(ra, hosts) in _LOCAL_SCOPES
+            rok = last_ok = cached
+            last_address = ra
         loop = lok and rok
         if state is tw_state:
             time_wait += 1
@@ -107,12 +122,14 @@ def summarize_stack(snapshot: Snapshot) -> StackSummary:
         if low <= port <= high:
             in_use.add(port)
             if loop:
-                n = by_dest_id.get(id(remote))
-                if n is None:
-                    by_dest_id[id(remote)] = 1
-                    dest_of[id(remote)] = remote
+                if remote is run_dest:
+                    run += 1
                 else:
-                    by_dest_id[id(remote)] = n + 1
+                    if run_dest is not None:
+                        _add_run(by_dest_id, dest_of, run_dest, run)
+                    run_dest, run = remote, 1
+    if run_dest is not None:
+        _add_run(by_dest_id, dest_of, run_dest, run)
     by_dest: Counter[Endpoint] = Counter()
     for ep_id, n in by_dest_id.items():  # first occurrences in socket order, as a walk would give
         by_dest[dest_of[ep_id]] += n
@@ -136,6 +153,18 @@ def summarize_stack(snapshot: Snapshot) -> StackSummary:
         tcp_tw_reuse=stack.tcp_tw_reuse,
         source=snapshot.source,
     )
+
+
+def _add_run(
+    by_dest_id: dict[int, int], dest_of: dict[int, Endpoint], dest: Endpoint, n: int
+) -> None:
+    """Add ``n`` sockets toward ``dest`` to the counts by endpoint object (first seen first)."""
+    key = id(dest)
+    if key in by_dest_id:
+        by_dest_id[key] += n
+    else:
+        by_dest_id[key] = n
+        dest_of[key] = dest
 
 
 def check_stack(summary: StackSummary, *, netns_label: str = "host") -> list[Finding]:

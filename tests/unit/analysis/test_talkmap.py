@@ -149,6 +149,29 @@ def test_stack_summary_counts_by_value_not_by_object():
     ]
 
 
+def test_stack_summary_runs_of_shared_destination_objects():
+    """Sockets sharing one destination object (as the netlink parser gives them) in runs A A B A B:
+    counted per destination, first seen first."""
+    import dataclasses
+
+    a = connection(("127.0.0.1", 40001), ("127.0.0.1", 6000), client_owner=None, server_owner=None)[
+        0
+    ]
+    b = connection(("127.0.0.1", 40002), ("127.0.0.1", 5000), client_owner=None, server_owner=None)[
+        0
+    ]
+    ports = iter(range(41000, 41010))
+    sockets = [
+        dataclasses.replace(s, local=s.local._replace(port=next(ports))) for s in (a, a, b, a, b)
+    ]
+    summary = summarize_stack(make_snapshot(sockets))
+    assert list(summary.ephemeral_by_destination.items()) == [
+        ("127.0.0.1:6000", 3),
+        ("127.0.0.1:5000", 2),
+    ]
+    assert summary.ephemeral_in_use == 5
+
+
 def test_ephemeral_pressure():
     sockets = []
     for port in range(32768, 32768 + 6000):
