@@ -353,6 +353,7 @@ class Collector:
         owned_per_raw: list[dict[ProcessKey, None]] = []
         for raw in raws:
             owned: dict[ProcessKey, None] = {}
+            last: tuple[ProcessKey, ...] = ()
             for sock in raw.read.sockets:
                 if listeners_only and not sock.is_listener:
                     keys = sock.owners
@@ -363,9 +364,12 @@ class Collector:
                         keys = found
                     else:
                         keys = sock.owners
-                        if not keys and sock.inode is not None:
-                            unowned += 1
+                        if not keys:
+                            unowned += sock.inode is not None
                             continue
+                if keys == last:  # runs of sockets of one process: compare, skip the lookups
+                    continue
+                last = keys
                 for key in keys:
                     if key not in owned:
                         owned[key] = None
