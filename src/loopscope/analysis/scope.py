@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from loopscope.model import IPAddress, Scope, SocketRecord
 
 __all__ = [
-    "address_key",
     "classify_address",
     "host_address_set",
     "is_loopback",
@@ -23,7 +22,6 @@ __all__ = [
 ]
 
 _V6_LOOPBACK = ipaddress.IPv6Address("::1")
-_V6_KEY_BIT = 1 << 128  # above every IPv6 address: IPv4 and IPv6 keys never collide
 
 
 def unmap(addr: IPAddress) -> IPAddress:
@@ -47,22 +45,6 @@ def is_loopback(addr: IPAddress) -> bool:
 def is_wildcard(addr: IPAddress) -> bool:
     """True for 0.0.0.0 and ::."""
     return int(addr) == 0
-
-
-def address_key(addr: IPAddress) -> int:
-    """A raw int key for an address: the address as an int, with bit 128 set for IPv6 so that
-    ``0.0.0.1`` and ``::1`` differ. Equal addresses have equal keys; an IPv6 scope id
-    (``fe80::1%eth0``) is not part of the key (callers that may see scoped addresses compare them).
-
-    Used on the hot path of the talk map (100k sockets), where hashing ints costs a fraction of
-    hashing ``ipaddress`` objects (a Python-level ``__hash__``).
-
-    Example: ``address_key(IPv4Address("127.0.0.1")) == 0x7F000001``;
-    ``address_key(IPv6Address("::1")) == (1 << 128) | 1``.
-    """
-    if isinstance(addr, ipaddress.IPv4Address):
-        return int(addr)
-    return _V6_KEY_BIT | int(addr)
 
 
 def host_address_set(addresses: Iterable[object]) -> frozenset[IPAddress]:
