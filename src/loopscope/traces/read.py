@@ -3,6 +3,10 @@ Jaeger JSON, Zipkin v2 JSON; the format is recognised from the content.
 
 Malformed input gives one :class:`~loopscope.errors.ParseError` when nothing can be read, or the spans
 that could be read with a :class:`~loopscope.model.Gap` per kind of damage.
+
+:func:`read_spans` gives :class:`~loopscope.model.spans.SpanRecord` values; :func:`read_span_rows`, the
+path of ``loopscope traces FILE``, gives the same spans as analysis rows, a large file read by two
+processes.
 """
 
 from __future__ import annotations
