@@ -19,6 +19,7 @@ from loopscope.cli.common import (
     console,
     emit_json,
     exit_code_for,
+    keep_until_exit,
     print_read_summary,
     slow_read_notice,
 )
@@ -196,6 +197,7 @@ def map_command(
             )
         print_gaps(out, gaps)
         print_read_summary("map", snapshots, started_ns)
+    keep_until_exit(maps)
     raise typer.Exit(exit_code_for(findings, fail_on))
 
 

@@ -20,6 +20,7 @@ from loopscope.cli.common import (
     console,
     emit_json,
     exit_code_for,
+    keep_until_exit,
     print_read_summary,
     slow_read_notice,
 )
@@ -144,6 +145,7 @@ def scan_command(
         print_findings(out, findings)
         print_gaps(out, gaps)
         print_read_summary("scan", snapshots, started_ns)
+    keep_until_exit(html_maps, docs, html_listeners)
     raise typer.Exit(exit_code_for(findings, fail_on))
 
 

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import select
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -63,3 +64,61 @@ def test_large_json_is_the_same_document(capsys: pytest.CaptureFixture[str]) -> 
     assert large == format_json_document(
         "map", body
     )  # ASCII: the same bytes with or without orjson
+
+
+def test_kept_results_last_only_until_the_next_command() -> None:
+    from loopscope.cli.common import cli_errors, keep_until_exit, kept_results
+
+    @cli_errors
+    def keeps() -> None:
+        keep_until_exit([1, 2, 3])
+
+    @cli_errors
+    def keeps_nothing() -> None:
+        pass
+
+    keeps()
+    assert kept_results()
+    keeps_nothing()  # an in-process caller running commands in a row holds only the last one's
+    assert not kept_results()
+
+
+def _loopscope(
+    *args: str, stdout: int | None = subprocess.PIPE
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "loopscope", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+
+
+def test_map_and_scan_end_without_teardown_yet_flush_everything_and_keep_the_exit_code() -> None:
+    import json
+
+    for command in ("map", "scan"):
+        done = _loopscope(command, "--json", "--fail-on", "never")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["command"] == command  # the whole document reached the pipe
+        # a finding at or above --fail-on is exit 1 also on the no-teardown exit (when there is one)
+        findings = json.loads(done.stdout)["findings"]
+        strict = _loopscope(command, "--json", "--fail-on", "info")
+        assert strict.returncode == (1 if findings else 0), strict.stderr
+
+
+def test_map_into_a_closed_pipe_is_141_on_the_no_teardown_exit() -> None:
+    # `loopscope map | true`: the reader is gone before the table is written
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "loopscope", "map", "--fail-on", "never", "--wide"],
+            stdout=write_fd,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+    finally:
+        os.close(write_fd)
+    assert done.returncode == 141, done.stderr
+    assert b"Traceback" not in done.stderr
