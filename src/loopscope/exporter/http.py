@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
-import struct
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -157,29 +155,6 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx" if 100 <= status <= 599 else _OTHER
 
 
-def _retarget(capture: HttpCapture, ports: frozenset[int]) -> None:
-    """Swap the capture socket's filter for one on ``ports`` (none: a filter that passes nothing).
-
-    Reaches into ``HttpCapture._sock``: http_capture.py is shared with ``watch`` and offers no
-    re-filtering; the swap is one setsockopt on its socket, atomic in the kernel.
-    """
-    import ctypes
-
-    from loopscope.backends.linux.http_capture import (
-        RET_K,
-        SO_ATTACH_FILTER,
-        assemble_classic,
-        build_http_filter,
-    )
-
-    program = build_http_filter(sorted(ports)) if ports else [(RET_K, 0, 0, 0)]
-    code = assemble_classic(program)
-    buf = ctypes.create_string_buffer(code, len(code))
-    fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(buf))
-    capture._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-    capture.ports = ports
-
-
 def _open_capture(ports: Sequence[int]) -> HttpCapture:
     from loopscope.backends.linux.http_capture import HttpCapture
 
@@ -269,7 +244,7 @@ class HttpCounts:
             return
         if wanted != self._capture.ports:
             self.drain()  # queued segments are judged by the ports they were captured for
-            _retarget(self._capture, wanted)
+            self._capture.set_ports(wanted)
 
     def drain(self) -> None:
         """Read what the capture queued, name each event's client, add to the pending counts."""

@@ -18,7 +18,7 @@ import ipaddress
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from loopscope.backends.linux.netns import resolve_netns, run_in_netns
 from loopscope.errors import BackendUnavailable
@@ -121,6 +121,15 @@ def _ports_check(
     prog += [(JEQ, "len" + ("4" if indirect else "6"), 0, p) for p in ports]
     prog.append((RET_K, 0, 0, 0))
     return prog
+
+
+def _attach_filter(sock: socket.socket, code: bytes) -> None:
+    """SO_ATTACH_FILTER of assembled classic BPF ``code`` (8 bytes an instruction) on ``sock``."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def build_http_filter(ports: Sequence[int], snaplen: int = 512) -> list[Op | str]:
@@ -295,11 +304,7 @@ class HttpCapture:
                     f"http capture: AF_PACKET socket: {exc}; needs root (CAP_NET_RAW)"
                 ) from exc
             try:
-                import ctypes
-
-                buf = ctypes.create_string_buffer(fprog_buf, len(fprog_buf))
-                fprog = struct.pack("HL", len(fprog_buf) // 8, ctypes.addressof(buf))
-                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+                _attach_filter(sock, fprog_buf)
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 try:  # past net.core.rmem_max (root): a drain every 0.2 s must not overflow
                     sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
@@ -318,6 +323,20 @@ class HttpCapture:
         self.packets = 0
         """Segments the kernel filter passed to Python."""
         self._dropped = 0
+
+    def set_ports(self, ports: Iterable[int]) -> None:
+        """Watch ``ports`` from now on (none: a filter that passes nothing).
+
+        One SO_ATTACH_FILTER on the open socket: the kernel swaps the filter atomically, so no
+        segment is lost or passed twice across the change.
+
+        Raises:
+            OSError: the kernel refused the filter.
+        """
+        wanted = frozenset(ports)
+        program = build_http_filter(sorted(wanted), self._snaplen) if wanted else [(RET_K, 0, 0, 0)]
+        _attach_filter(self._sock, assemble_classic(program))
+        self.ports = wanted
 
     def drain(self, max_packets: int = 1 << 20) -> list[HttpEvent]:
         """Read every queued segment (non-blocking; one wakeup per drain) and return the start lines.
