@@ -114,6 +114,35 @@ def test_counts_exactly_per_client_name_and_detaches_on_close(host: str) -> None
     srv.close()
 
 
+@pytest.mark.linux
+@pytest.mark.root
+@root_only
+def test_detach_stops_counting_and_attach_resumes_it() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(512)
+    port = srv.getsockname()[1]
+    with ConnectionCounter() as counter:
+        cgroup = counter.cgroup_path
+        during = count_attached_sockops(cgroup)
+        _run_client("127.0.0.1", port, 10, "ls-cnt-on")
+        counter.detach()
+        assert not counter.attached
+        assert count_attached_sockops(cgroup) == during - 1
+        _run_client("127.0.0.1", port, 7, "ls-cnt-off")  # not counted: the program is unlinked
+        counter.attach()
+        counter.attach()  # idempotent: one link
+        assert counter.attached
+        assert count_attached_sockops(cgroup) == during
+        _run_client("127.0.0.1", port, 5, "ls-cnt-on")
+        time.sleep(0.05)
+        active = {
+            r.client_comm: r.count for r in counter.read() if r.port == port and not r.passive
+        }
+        assert active == {"ls-cnt-on": 15}
+    srv.close()
+
+
 _HELD = """
 import ctypes, json, socket, sys
 ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)

@@ -606,6 +606,16 @@ class ConnectionCounter:
             return 0
         return sum(struct.unpack(f"={self._ncpus}Q", values.raw))
 
+    def attach(self) -> None:
+        """Link the loaded program to the cgroup again after :meth:`detach` (the counts and the maps
+        are kept). Idempotent.
+
+        Raises:
+            BackendUnavailable: the kernel refused the link.
+        """
+        if self.link_fd is None:
+            self._attach()
+
     def detach(self) -> None:
         """Unlink (close the link fd): the kernel stops running the program. Idempotent."""
         if self.link_fd is not None:
