@@ -30,6 +30,7 @@ perf/results/exporter_dump_walk.json``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -50,7 +51,7 @@ while True:
 CLIENT = r"""
 import json, socket, sys, time
 port, count, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-durs = []
+durs, starts = [], []
 start = time.monotonic()
 for i in range(count):
     d = start + i / rate - time.monotonic()
@@ -60,7 +61,8 @@ for i in range(count):
     c = socket.create_connection(("127.0.0.1", port))
     c.sendall(b"ping"); c.recv(64); c.close()
     durs.append(time.monotonic_ns() - t0)
-print(json.dumps({"durs_ns": durs, "wall_s": time.monotonic() - start}), flush=True)
+    starts.append(t0)
+print(json.dumps({"durs_ns": durs, "starts_ns": starts, "wall_s": time.monotonic() - start}), flush=True)
 """
 
 # The exporter's collector in a child (as `loopscope exporter` runs it: started, so the counts are
@@ -244,8 +246,33 @@ def main() -> None:
     ap.add_argument(
         "--only-dump-walk", action="store_true", help="Only the v2 vs v1 (one walk) dump timing."
     )
+    ap.add_argument(
+        "--only-toggled",
+        action="store_true",
+        help="Only the on/off-in-blocks latency at 300 and 3,000 conn/s (60 s each).",
+    )
     args = ap.parse_args()
     results: dict[str, Any]
+    if args.only_toggled:
+        results = {
+            "config": vars(args),
+            "cpus": os.cpu_count(),
+            "load_average_start": load_average(),
+        }
+        for rate in (300.0, 3000.0):
+            results[f"toggled_{int(rate)}"] = toggled(rate)
+            print(
+                json.dumps(
+                    {
+                        k: v
+                        for k, v in results[f"toggled_{int(rate)}"].items()
+                        if k != "pair_diffs_pct"
+                    }
+                )
+            )
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=1)
+        return
     if args.only_dump_walk:
         results = {"config": vars(args), "dump_walk": dump_walk()}
         with open(args.out, "w", encoding="utf-8") as fh:
@@ -363,6 +390,109 @@ print("ready", flush=True)
 sys.stdin.read()
 c.close()
 """
+
+
+# The exporter toggled in blocks inside one load run: "on" blocks have the counter program linked and
+# the collector scraped (every `interval` s of on-time, counting at the default 30 s), "off" blocks have
+# the program unlinked and no scrape. Prints the block boundaries (CLOCK_MONOTONIC, the client's clock).
+TOGGLED = r"""
+import json, sys, time
+from prometheus_client import generate_latest
+from loopscope.backends.linux.bpf.counter import ConnectionCounter
+from loopscope.exporter.collector import ExporterOptions, LoopscopeCollector
+from loopscope.exporter.serve import build_registry
+block_s, seconds, interval = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+counter = ConnectionCounter()
+col = LoopscopeCollector(ExporterOptions(doctor_interval_s=0), counter)
+registry = build_registry(col)
+generate_latest(registry)
+counter.detach()
+print("ready", flush=True)
+sys.stdin.readline()  # the load has started
+blocks, on, on_time, next_scrape = [], False, 0.0, 0.0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    on = not on
+    counter.attach() if on else counter.detach()
+    b0 = time.monotonic_ns()
+    stop = time.monotonic() + block_s
+    while True:
+        left = stop - time.monotonic()
+        if on and on_time + (block_s - left) >= next_scrape:
+            generate_latest(registry)
+            next_scrape += interval
+        if left <= 0:
+            break
+        time.sleep(min(left, 0.05))
+    if on:
+        on_time += block_s
+    blocks.append((b0, time.monotonic_ns(), on))
+counter.close()
+print(json.dumps({"blocks": blocks}), flush=True)
+"""
+
+
+def toggled(
+    rate: float, seconds: float = 60.0, block_s: float = 1.0, interval: float = 5.0
+) -> dict[str, Any]:
+    """Extra median latency with the exporter on, blocks of ``block_s`` toggled inside one load run
+    at ``rate`` connections/s: per block the median of the connections that started inside it
+    (10 ms from either edge left out), each on block paired with the off block before it; the
+    median of the pairs' relative differences, and the pooled medians."""
+    ns = f"ls-perf-tgl-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(in_ns(ns, "ip", "link", "set", "lo", "up"), check=True)
+        server = start_ready(in_ns(ns, sys.executable, "-c", SERVER))
+        port = int(server.ready_line)  # type: ignore[attr-defined]
+        tog = start_ready(
+            [
+                *("nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", TOGGLED),
+                *(str(block_s), str(seconds), str(interval)),
+            ]
+        )
+        assert tog.stdin is not None
+        tog.stdin.write("go\n")
+        tog.stdin.flush()
+        load = run_load(ns, port, int(rate * (seconds + 2)), rate)
+        blocks = stop_json(tog)["blocks"]
+        server.kill()
+        server.wait(10)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    edge = 10_000_000
+    per_block: list[tuple[bool, float, list[int]]] = []
+    pairs = sorted(zip(load["starts_ns"], load["durs_ns"], strict=True))
+    i = 0
+    for b0, b1, on in blocks:
+        inside: list[int] = []
+        while i < len(pairs) and pairs[i][0] < b1:
+            s, d = pairs[i]
+            if b0 + edge <= s <= b1 - edge:
+                inside.append(d)
+            i += 1
+        if inside:
+            per_block.append((on, statistics.median(inside), inside))
+    diffs = [
+        100 * (cur[1] - prev[1]) / prev[1]
+        for prev, cur in itertools.pairwise(per_block)
+        if cur[0] and not prev[0]
+    ]
+    pooled = {
+        arm: statistics.median(d for on, _, ds in per_block if on == want for d in ds) / 1000
+        for arm, want in (("off", False), ("on", True))
+    }
+    return {
+        "rate_per_s": rate,
+        "achieved_per_s": len(load["durs_ns"]) / load["wall_s"],
+        "block_s": block_s,
+        "pairs": len(diffs),
+        "extra_latency_pct_median_of_pairs": statistics.median(diffs) if diffs else None,
+        "pooled_median_us": pooled,
+        "pooled_extra_latency_pct": 100 * (pooled["on"] - pooled["off"]) / pooled["off"],
+        "pair_diffs_pct": [round(x, 2) for x in diffs],
+        "load_average": load_average(),
+    }
 
 
 # The kernel's walk of its established table: two v2 dumps (AF_INET, AF_INET6, what the collector
