@@ -182,9 +182,11 @@ def test_prometheus_sees_exact_counts_the_factor_the_alert_and_the_dashboard_dat
     # HTTP series starts at its first request (no zero sample before it, unlike the per-app
     # connection series), so rate() misses what came before its first scrape (up to ~90 here): 120
     # requests left the HTTP rate at ~1/s, and its alert did not fire in 1 run of 5.
+    # Counts every 2 s (default 30 s): the ephemeral-port series of the dashboard appear with the
+    # first count that sees the load's sockets, which must come before the dashboard check.
     requests, n = 200, 3
     app = f'app="{APP_NAME}"'
-    with selfcall_app() as port, exporter("--http") as (_exp, eport), prometheus(eport) as prom:
+    with selfcall_app() as port, exporter("--http", "--counts-interval", "2") as (_exp, eport), prometheus(eport) as prom:
         self_q = f'loopscope_app_connections_total{{{app},kind="self"}}'
         ext_q = f'loopscope_app_connections_total{{{app},kind="external"}}'
         prom.wait("the app's series", lambda: prom.value(self_q) is not None)
