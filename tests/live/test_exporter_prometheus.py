@@ -186,7 +186,11 @@ def test_prometheus_sees_exact_counts_the_factor_the_alert_and_the_dashboard_dat
     # first count that sees the load's sockets, which must come before the dashboard check.
     requests, n = 200, 3
     app = f'app="{APP_NAME}"'
-    with selfcall_app() as port, exporter("--http", "--counts-interval", "2") as (_exp, eport), prometheus(eport) as prom:
+    with (
+        selfcall_app() as port,
+        exporter("--http", "--counts-interval", "2") as (_exp, eport),
+        prometheus(eport) as prom,
+    ):
         self_q = f'loopscope_app_connections_total{{{app},kind="self"}}'
         ext_q = f'loopscope_app_connections_total{{{app},kind="external"}}'
         prom.wait("the app's series", lambda: prom.value(self_q) is not None)
