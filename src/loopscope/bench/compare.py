@@ -21,6 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from loopscope.analysis.bench.results import Engine
 from loopscope.analysis.stats import LogHistogram, throughput_bytes_per_s
 from loopscope.bench.paths import measure_stream_throughput, open_round_trip
 from loopscope.bench.runner import measure_round_trips
@@ -297,10 +298,12 @@ def run_compare(
     rr_duration_s: int = 2,
     stream_duration_s: int = 2,
     rr_count: int = 200_000,
+    engine: Engine = Engine.AUTO,
 ) -> tuple[list[CompareResult], list[str]]:
     """loopscope vs sockperf (TCP RR) and vs iperf3 (TCP stream) on 127.0.0.1, side by side.
 
-    The client side of loopscope runs in this process, pinned to ``client_cpu`` for the duration.
+    The client side of loopscope runs in this process, pinned to ``client_cpu`` for the duration;
+    ``engine`` picks its round-trip loops and the server's (see ``loopscope bench --engine``).
 
     Returns:
         (results, notes): notes say which tools were missing and that netperf is not in Debian.
@@ -310,9 +313,9 @@ def run_compare(
     saved = os.sched_getaffinity(0)
     try:
         pin_current_process(client_cpu)
-        with ServerProcess(["tcp4"], cpu=server_cpu) as srv:
+        with ServerProcess(["tcp4"], cpu=server_cpu, engine=engine) as srv:
             if shutil.which("sockperf"):
-                rt, close = open_round_trip("tcp4", SOCKPERF_MIN_MSG_BYTES, srv)
+                rt, close = open_round_trip("tcp4", SOCKPERF_MIN_MSG_BYTES, srv, engine=engine)
                 try:
                     lat, _ = measure_round_trips(
                         rt, count=rr_count, warmup=1000, duration_s=rr_duration_s

@@ -9,6 +9,10 @@ throughput test. UDP echoes datagrams. HTTP uses the stdlib ``http.server`` (thr
 
 The servers live in one child process (:class:`~loopscope.bench.server.ServerProcess`), so that
 it can be pinned to a CPU apart from the client (``os.sched_setaffinity``).
+
+Two engines run the same protocol: the Python one (:class:`SmallStreamRoundTrip` and closures) and
+the compiled one (:class:`NativeRoundTrip`, :mod:`loopscope.bench.native`), which times the
+:data:`NATIVE_PATHS` in C; HTTP always runs in Python.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import struct
 import time
 from collections.abc import Callable
 
+from loopscope.analysis.bench.results import Engine
+from loopscope.bench.native import NativeLib, PeerClosed, load_native
 from loopscope.bench.server import (
     COUNT,
     HELLO,
@@ -31,13 +37,16 @@ from loopscope.bench.server import (
     ServerProcess,
     recv_exact,
 )
+from loopscope.errors import BackendUnavailable
 
 __all__ = [
     "IO_TIMEOUT_S",
+    "NATIVE_PATHS",
     "PATHS",
     "PATH_LABELS",
     "STREAM_PATHS",
     "UDP_MAX_PAYLOAD_BYTES",
+    "NativeRoundTrip",
     "SmallStreamRoundTrip",
     "find_host_address",
     "measure_stream_throughput",
@@ -68,6 +77,8 @@ PATH_LABELS: dict[str, str] = {
 }
 STREAM_PATHS: tuple[str, ...] = ("socketpair", "unix", "tcp4", "tcp6", "tcp-host")
 """Paths that also run the stream throughput test."""
+NATIVE_PATHS: tuple[str, ...] = ("call", *STREAM_PATHS, "udp4")
+"""Paths the native engine times in C (every size); HTTP always runs on the Python engine."""
 UDP_MAX_PAYLOAD_BYTES = 65507
 """Largest UDP/IPv4 payload: 65535 - 20 (IP header) - 8 (UDP header)."""
 
@@ -206,15 +217,103 @@ class SmallStreamRoundTrip:
         return out
 
 
+class NativeRoundTrip:
+    """Round trips timed by the compiled loop (:class:`~loopscope.bench.native.NativeLib`), callable.
+
+    A call runs one untimed round trip (the warm-up); :meth:`timed` runs the whole measured loop in
+    C with one ``CLOCK_MONOTONIC`` read per round trip, the method of
+    :meth:`SmallStreamRoundTrip.timed` without the interpreter.
+    """
+
+    __slots__ = ("_timed", "path")
+
+    def __init__(self, path: str, timed: Callable[[int, int], list[int]]) -> None:
+        self.path = path
+        self._timed = timed
+
+    def __call__(self) -> None:
+        self.timed(1, time.perf_counter_ns() + int(IO_TIMEOUT_S * 1e9))
+
+    def timed(self, count: int, end_ns: int) -> list[int]:
+        """``count`` round trips (fewer once ``perf_counter_ns`` passes ``end_ns``), each one's ns.
+
+        Raises:
+            BenchError: the server closed the connection.
+            OSError: a send or receive failed or timed out (:data:`IO_TIMEOUT_S`).
+        """
+        try:
+            return self._timed(count, end_ns)
+        except PeerClosed as exc:
+            raise BenchError(f"{self.path}: server closed the connection") from exc
+
+
+def _open_native(
+    lib: NativeLib, path: str, size_bytes: int, server: ServerProcess
+) -> tuple[RoundTrip, Callable[[], None]]:
+    """A :class:`NativeRoundTrip` on a connected socket of ``path`` (a stream or UDP path)."""
+    payload = b"q" * size_bytes
+    if path == "udp4":
+        sock = _connect_udp(server)
+    else:
+        sock = _connect_stream(path, server, nodelay=True)
+        try:
+            sock.sendall(HELLO.pack(MODE_ECHO, size_bytes))
+        except OSError:
+            sock.close()
+            raise
+    fd = sock.fileno()
+
+    def timed(count: int, end_ns: int) -> list[int]:
+        return lib.rr_timed(fd, payload, count, end_ns)
+
+    return NativeRoundTrip(path, timed), sock.close
+
+
+def _connect_udp(server: ServerProcess) -> socket.socket:
+    """A UDP socket connected to the server's echo, 1 MiB buffers, :data:`IO_TIMEOUT_S` timeouts."""
+    us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        us.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        us.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        _set_io_timeouts(us, IO_TIMEOUT_S)
+        us.connect(server.addresses["udp4"])
+    except OSError:
+        us.close()
+        raise
+    return us
+
+
 def open_round_trip(
-    path: str, size_bytes: int, server: ServerProcess | None
+    path: str,
+    size_bytes: int,
+    server: ServerProcess | None,
+    *,
+    engine: Engine = Engine.PYTHON,
 ) -> tuple[RoundTrip, Callable[[], None]]:
     """One request/response of ``size_bytes`` each way on ``path``, as a callable, and its closer.
 
+    Args:
+        path: one of :data:`PATHS`.
+        size_bytes: payload each way.
+        server: the echo servers (None only for ``call``).
+        engine: NATIVE gives a :class:`NativeRoundTrip` for the :data:`NATIVE_PATHS` (HTTP stays
+            Python); AUTO means NATIVE when it compiles here; PYTHON the interpreter's loops.
+
     Raises:
         BenchError: unknown path, no server for a socket path, UDP payload too large, peer closed.
+        BackendUnavailable: NATIVE asked for and the engine does not compile or load here.
     """
     payload = b"q" * size_bytes
+    if path in NATIVE_PATHS and engine is not Engine.PYTHON:
+        if path == "udp4" and size_bytes > UDP_MAX_PAYLOAD_BYTES:
+            raise BenchError(f"UDP payload {size_bytes} > {UDP_MAX_PAYLOAD_BYTES} bytes")
+        lib = _native_or_none(engine)
+        if lib is not None and path == "call":
+            return NativeRoundTrip(path, lambda n, end: lib.call_timed(size_bytes, n, end)), _nop
+        if lib is not None:
+            if server is None:
+                raise BenchError(f"path {path!r} needs a server")
+            return _open_native(lib, path, size_bytes, server)
     if path == "call":
         response = b"r" * size_bytes
 
@@ -224,7 +323,7 @@ def open_round_trip(
         def call_rt() -> None:
             handler(payload)
 
-        return call_rt, lambda: None
+        return call_rt, _nop
     if server is None:
         raise BenchError(f"path {path!r} needs a server")
     if path in STREAM_PATHS:
@@ -246,11 +345,7 @@ def open_round_trip(
     if path == "udp4":
         if size_bytes > UDP_MAX_PAYLOAD_BYTES:
             raise BenchError(f"UDP payload {size_bytes} > {UDP_MAX_PAYLOAD_BYTES} bytes")
-        us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        us.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-        us.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        _set_io_timeouts(us, IO_TIMEOUT_S)
-        us.connect(server.addresses["udp4"])
+        us = _connect_udp(server)
         buf = bytearray(max(size_bytes, 1))
 
         def udp_rt() -> None:
@@ -277,6 +372,20 @@ def open_round_trip(
 
         return newconn_rt, lambda: None
     raise BenchError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
+
+
+def _nop() -> None:
+    return None
+
+
+def _native_or_none(engine: Engine) -> NativeLib | None:
+    """The compiled engine for NATIVE (raising when absent) or AUTO (None when absent)."""
+    if engine is Engine.NATIVE:
+        return load_native()
+    try:
+        return load_native()
+    except BackendUnavailable:
+        return None
 
 
 def measure_stream_throughput(

@@ -5,6 +5,11 @@ round trip and record the difference to the previous read (one round trip plus t
 of bookkeeping) into an HDR-style histogram (:mod:`loopscope.analysis.stats`). A round trip is a Python callable made by
 :func:`loopscope.bench.paths.open_round_trip`; for the in-process path it calls a function that
 returns a ready response, so the ratio to it shows what the transport adds.
+
+With the native engine (``--engine native``, or ``auto`` when ``rr.c`` compiles here) the same
+loop runs in C (:mod:`loopscope.bench.native`): one ``CLOCK_MONOTONIC`` read per round trip on the
+client, ``ls_echo`` in the server, and the in-process baseline is a call of a non-inlined C
+function copying a ready response. HTTP always runs in Python; each cell records its engine.
 """
 
 from __future__ import annotations
@@ -19,17 +24,20 @@ from loopscope.analysis.bench.results import (
     BenchConfig,
     BenchReport,
     CellResult,
+    Engine,
     PinMode,
     ThroughputResult,
     ratio_to_call,
 )
 from loopscope.analysis.stats import LogHistogram, throughput_bytes_per_s
+from loopscope.bench.native import load_native, resolve_engine
 from loopscope.bench.paths import (
     IO_TIMEOUT_S,
     PATH_LABELS,
     PATHS,
     STREAM_PATHS,
     UDP_MAX_PAYLOAD_BYTES,
+    NativeRoundTrip,
     RoundTrip,
     SmallStreamRoundTrip,
     find_host_address,
@@ -114,7 +122,8 @@ def measure_round_trips(
     right after round trip i ends, so each sample holds one round trip and the loop's bookkeeping
     (an append and two compares, ~0.1 us), not two clock calls. Small stream round trips
     (:class:`~loopscope.bench.paths.SmallStreamRoundTrip`) run inlined in their own timed loop,
-    without a Python call per round trip.
+    without a Python call per round trip; native ones
+    (:class:`~loopscope.bench.paths.NativeRoundTrip`) run the same loop in C.
 
     Returns:
         (latencies in ns, in call order; True when the time cap stopped the loop before ``count``).
@@ -126,7 +135,7 @@ def measure_round_trips(
         if pc() > end:
             break
     end = pc() + int(duration_s * 1e9)
-    if isinstance(round_trip, SmallStreamRoundTrip):
+    if isinstance(round_trip, (SmallStreamRoundTrip, NativeRoundTrip)):
         out = round_trip.timed(count, end)
         return out, len(out) < count
     out = []
@@ -194,8 +203,10 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
     Raises:
         UsageError: bad configuration or pinning impossible here.
         BenchError: a server failed to start or a peer closed mid-run.
+        BackendUnavailable: ``--engine native`` and the compiled engine does not build here.
     """
     validate_config(config)
+    engine, engine_reason = resolve_engine(config.engine)
     client_cpu, server_cpu = choose_cpus(config.pin)
     host = find_host_address() if "tcp-host" in config.paths else None
     kinds = _server_kinds(config.paths, host)
@@ -206,7 +217,9 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
     pin_current_process(client_cpu)
     try:
         timer_ns = measure_timer_overhead_ns()
-        with ServerProcess(kinds, cpu=server_cpu, host_address=host) as server:
+        native_timer_ns = load_native().clock_overhead_ns() if engine is Engine.NATIVE else None
+        with ServerProcess(kinds, cpu=server_cpu, host_address=host, engine=engine) as server:
+            server_engine = server.engine
             stopped: str | None = None  # Ctrl-C (or TERM/HUP): keep what finished
             for path in config.paths:
                 for size in config.sizes_bytes:
@@ -215,7 +228,7 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
                         continue
                     try:
                         cells.append(
-                            _run_cell(config, path, size, host, server, findings, progress)
+                            _run_cell(config, engine, path, size, host, server, findings, progress)
                         )
                     except KeyboardInterrupt:
                         stopped = "not run: interrupted"
@@ -263,11 +276,16 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
         cells=ratio_to_call(cells),
         throughput=tuple(thr),
         findings=tuple(findings),
+        engine=engine,
+        engine_reason=engine_reason,
+        server_engine=server_engine,
+        native_timer_overhead_ns=native_timer_ns,
     )
 
 
 def _run_cell(
     config: BenchConfig,
+    engine: Engine,
     path: str,
     size: int,
     host: str | None,
@@ -282,7 +300,8 @@ def _run_cell(
     if progress:
         progress(f"{label}, {size} B")
     try:
-        rt, close = open_round_trip(path, size, server)
+        rt, close = open_round_trip(path, size, server, engine=engine)
+        used = Engine.NATIVE if isinstance(rt, NativeRoundTrip) else Engine.PYTHON
         try:
             lat, truncated = measure_round_trips(
                 rt, count=config.count, warmup=config.warmup, duration_s=config.duration_s
@@ -306,4 +325,5 @@ def _run_cell(
         size_bytes=size,
         summary=LogHistogram.of(lat).summarize(),
         truncated=truncated,
+        engine=used,
     )

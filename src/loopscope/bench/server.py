@@ -27,7 +27,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from loopscope.errors import LoopscopeError
+from loopscope.analysis.bench.results import Engine
+from loopscope.bench.native import NativeLib, load_native
+from loopscope.errors import BackendUnavailable, LoopscopeError
 
 __all__ = [
     "COUNT",
@@ -120,9 +122,16 @@ def _sink(sock: socket.socket) -> None:
     sock.sendall(COUNT.pack(total))
 
 
+_NATIVE: list[NativeLib] = []
+"""The compiled engine of this server process, when the parent asked for it and it loaded."""
+
+
 def _echo(sock: socket.socket, size: int) -> None:
     """Read ``size`` bytes, answer ``size`` bytes, until EOF (hot loop: no per-message allocation
-    when a message arrives in one read)."""
+    when a message arrives in one read); in C (``ls_echo``) with the native engine."""
+    if _NATIVE:
+        _NATIVE[0].echo(sock.fileno(), size)  # OSError (a reset) ends the connection, as below
+        return
     response = b"r" * size
     if size <= SMALL_MESSAGE_BYTES:
         _echo_small(sock.fileno(), size, response)
@@ -178,6 +187,9 @@ def _fd_loop(listener: socket.socket) -> None:
 
 
 def _udp_loop(sock: socket.socket) -> None:
+    if _NATIVE:
+        _NATIVE[0].udp_echo(sock.fileno())
+        return
     buf = memoryview(bytearray(65536))
     while True:
         n, addr = sock.recvfrom_into(buf)
@@ -221,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Child entry point: ``python -m loopscope.bench.server '<json config>'``.
 
     Config keys: kinds (list), cpu (int|None), host_address (str|None), http_nodelay (bool),
-    http_single_send (bool), unix_dir (str).
+    http_single_send (bool), unix_dir (str), native_lib (str|None: the compiled engine built by
+    the parent, :func:`loopscope.bench.native.load_native`; None for the Python echo loops).
+    The ready line carries ``engine`` (``native`` or ``python``) and ``engine_reason``.
     """
     cfg = json.loads((argv if argv is not None else sys.argv[1:])[0])
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when we stop (it
@@ -240,11 +254,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         return 2
+    engine, engine_reason = _load_engine(cfg.get("native_lib"))
     for fn, s in loops:
         threading.Thread(target=fn, args=(s,), daemon=True).start()
-    print(json.dumps({"ready": addresses, "errors": errors}), flush=True)
+    ready = {"ready": addresses, "errors": errors, "engine": engine, "engine_reason": engine_reason}
+    print(json.dumps(ready), flush=True)
     sys.stdin.buffer.read()  # until the parent closes our stdin or dies
     return 0
+
+
+def _load_engine(native_lib: str | None) -> tuple[str, str | None]:
+    """Load the parent's compiled engine into :data:`_NATIVE`: (engine name, why not native)."""
+    if native_lib is None:
+        return Engine.PYTHON.value, None
+    try:
+        _NATIVE.append(load_native(native_lib))
+    except BackendUnavailable as exc:
+        return Engine.PYTHON.value, str(exc)
+    return Engine.NATIVE.value, None
 
 
 _Loop = tuple[Callable[[socket.socket], None], socket.socket]
@@ -329,15 +356,21 @@ class ServerProcess:
         host_address: address for ``tcp-host`` (see :func:`find_host_address`).
         http_nodelay: TCP_NODELAY on the HTTP server's sockets.
         http_single_send: write each HTTP response in one send instead of the stdlib's two.
+        engine: the echo loops: NATIVE in C (``ls_echo``, ``ls_udp_echo``; the library is built
+            here and loaded by the child), AUTO native when it builds, PYTHON the interpreter.
+            HTTP is always the stdlib server.
         start_timeout_s: how long to wait for the child to listen.
 
     Attributes:
         addresses: kind -> (host, port) for TCP/UDP/HTTP, a socket path for unix/socketpair.
         errors: kind -> why it could not be served here (IPv6 off, no 127.0.0.1); not in addresses.
         pid: the child's pid.
+        engine: the engine of the echo loops that runs (NATIVE or PYTHON).
+        engine_reason: why PYTHON runs although native was asked for or possible; else None.
 
     Raises:
         BenchError: the child failed to start or to bind (message from the child).
+        BackendUnavailable: NATIVE asked for and the engine does not build here.
     """
 
     def __init__(
@@ -348,6 +381,7 @@ class ServerProcess:
         host_address: str | None = None,
         http_nodelay: bool = True,
         http_single_send: bool = False,
+        engine: Engine = Engine.PYTHON,
         start_timeout_s: float = 15.0,
     ) -> None:
         self._kinds = tuple(kinds)
@@ -355,6 +389,9 @@ class ServerProcess:
         self._host_address = host_address
         self._http = (http_nodelay, http_single_send)
         self._timeout_s = start_timeout_s
+        self._engine = engine
+        self.engine = Engine.PYTHON
+        self.engine_reason: str | None = None
         self.addresses: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
         self.pid: int | None = None
@@ -363,6 +400,14 @@ class ServerProcess:
         self._control: socket.socket | None = None
 
     def __enter__(self) -> ServerProcess:
+        native_lib: str | None = None
+        if self._engine is not Engine.PYTHON:
+            try:
+                native_lib = load_native().path
+            except BackendUnavailable as exc:
+                if self._engine is Engine.NATIVE:
+                    raise
+                self.engine_reason = f"native unavailable: {exc}"
         self._tmp = tempfile.TemporaryDirectory(prefix="loopscope-bench-")
         cfg = {
             "kinds": list(self._kinds),
@@ -371,6 +416,7 @@ class ServerProcess:
             "http_nodelay": self._http[0],
             "http_single_send": self._http[1],
             "unix_dir": self._tmp.name,
+            "native_lib": native_lib,
         }
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "loopscope.bench.server", json.dumps(cfg)],
@@ -393,6 +439,8 @@ class ServerProcess:
             k: tuple(v) if isinstance(v, list) else v for k, v in msg["ready"].items()
         }
         self.errors = dict(msg.get("errors") or {})
+        self.engine = Engine(msg.get("engine") or Engine.PYTHON.value)
+        self.engine_reason = msg.get("engine_reason") or self.engine_reason
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from loopscope.analysis.bench.results import BenchConfig, BenchReport, PinMode
+from loopscope.analysis.bench.results import BenchConfig, BenchReport, Engine, PinMode
 from loopscope.analysis.stats import latency_json_ns
 from loopscope.bench.compare import CompareResult, run_compare
 from loopscope.bench.paths import PATHS
@@ -30,6 +30,7 @@ from loopscope.render.jsonable import to_jsonable
 __all__ = [
     "bench_command",
     "format_compare_table",
+    "format_engine_line",
     "format_latency_table",
     "format_size",
     "format_throughput_table",
@@ -126,6 +127,27 @@ def format_latency_table(report: BenchReport) -> Table:
     return t
 
 
+def format_engine_line(report: BenchReport) -> str:
+    """The engine that timed the cells, the paths left to Python, and why not native (2nd line).
+
+    Example: ``"engine: native (compiled loops, rr.c); python: http-keepalive"``;
+    ``"engine: python\n  native unavailable: no C compiler 'cc' found: install gcc ..."``.
+    """
+    ran = [c for c in report.cells if c.engine is not None]
+    python_paths = list(dict.fromkeys(c.path for c in ran if c.engine is Engine.PYTHON))
+    if report.engine is Engine.NATIVE:
+        line = "engine: native (compiled loops, rr.c)"
+        if report.server_engine is not Engine.NATIVE:
+            line += "; server echo: python"
+        if python_paths:
+            line += f"; python: {', '.join(python_paths)}"
+    else:
+        line = "engine: python"
+    if report.engine_reason:
+        line += f"\n  {report.engine_reason}"
+    return line
+
+
 def format_throughput_table(report: BenchReport) -> Table:
     """Stream throughput per path."""
     t = Table(title="[bold]Stream throughput[/bold]", box=box.SIMPLE_HEAD, title_justify="left")
@@ -172,7 +194,11 @@ def _print_report(
         )
     if any(c.truncated for c in report.cells):
         out.print("  * stopped by --duration-s before --count round trips")
-    out.print(f"  timer overhead included in every figure: {report.timer_overhead_ns} ns")
+    timer = f"{report.timer_overhead_ns} ns"
+    if report.native_timer_overhead_ns is not None:
+        timer = f"{report.native_timer_overhead_ns} ns (native), {timer} (python)"
+    out.print(f"  timer overhead included in every figure: {timer}")
+    out.print(f"  {format_engine_line(report)}", markup=False)
     if report.throughput:
         out.print(format_throughput_table(report))
     if compare:
@@ -209,6 +235,9 @@ def bench_command(
     ),
     compare_s: int = typer.Option(2, "--compare-s", help="Seconds per reference-tool run."),
     plot: str | None = typer.Option(None, "--plot", help="Write a latency plot (.png or .svg)."),
+    engine: Engine = typer.Option(
+        Engine.AUTO, "--engine", help="Round-trip loops: native (C, needs cc), python, auto."
+    ),
     json_out: bool = JsonOption,
     wide: bool = WideOption,
     table_format: str = FormatOption,
@@ -224,6 +253,7 @@ def bench_command(
         pin=pin,
         throughput=throughput,
         throughput_s=throughput_s,
+        engine=engine,
     )
     if compare_s < 1:
         raise UsageError("--compare-s must be >= 1")
@@ -241,6 +271,7 @@ def bench_command(
             server_cpu=report.server_cpu,
             rr_duration_s=compare_s,
             stream_duration_s=compare_s,
+            engine=report.engine,
         )
     plot_path = None
     if plot is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loopscope.analysis.stats import LatencySummary
 from loopscope.model import Finding
@@ -13,6 +13,7 @@ __all__ = [
     "BenchConfig",
     "BenchReport",
     "CellResult",
+    "Engine",
     "PinMode",
     "ThroughputResult",
     "ratio_to_call",
@@ -28,6 +29,20 @@ class PinMode(str, enum.Enum):
     """On two different CPUs: each message wakes the other CPU."""
     NONE = "none"
     """No pinning: the scheduler decides."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Engine(str, enum.Enum):
+    """What runs the timed round-trip loops and the echo servers."""
+
+    AUTO = "auto"
+    """Native when it compiles here, else Python (the reason is recorded)."""
+    NATIVE = "native"
+    """Compiled C loops (``loopscope/bench/rr.c``) on both ends, for every path but HTTP."""
+    PYTHON = "python"
+    """The interpreter: ``os.read``/``os.write`` loops in Python on both ends."""
 
     def __str__(self) -> str:
         return self.value
@@ -55,6 +70,8 @@ class BenchConfig:
     """Duration of each stream throughput test."""
     throughput_chunk_bytes: int = 128 * 1024
     """Size of each send in the throughput test (iperf3's default for TCP)."""
+    engine: Engine = Engine.AUTO
+    """The engine asked for (``--engine``); the one that ran is :attr:`BenchReport.engine`."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +92,9 @@ class CellResult:
     """The duration cap stopped the cell before ``count`` round trips."""
     skipped_reason: str | None = None
     """Why the cell did not run (e.g. no host address, UDP payload too large); None when it ran."""
+    engine: Engine | None = None
+    """The client loop that timed this cell (NATIVE or PYTHON; HTTP is always PYTHON); None when
+    the cell did not run."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +135,15 @@ class BenchReport:
     """One per stream path."""
     findings: tuple[Finding, ...] = ()
     """E.g. a Nagle + delayed-ACK stall seen in a cell."""
+    engine: Engine = Engine.PYTHON
+    """The engine that ran (NATIVE or PYTHON) for every path it can serve."""
+    engine_reason: str | None = None
+    """Why PYTHON ran although ``--engine auto`` asked for native when possible (no compiler...)."""
+    server_engine: Engine = Engine.PYTHON
+    """The engine of the echo servers (NATIVE or PYTHON; HTTP is always PYTHON)."""
+    native_timer_overhead_ns: int | None = None
+    """Smallest back-to-back ``CLOCK_MONOTONIC`` difference in C: included in every native cell;
+    None with the Python engine."""
 
 
 def ratio_to_call(cells: Sequence[CellResult]) -> tuple[CellResult, ...]:
@@ -132,15 +161,5 @@ def ratio_to_call(cells: Sequence[CellResult]) -> tuple[CellResult, ...]:
         ratio = None
         if c.summary is not None and c.size_bytes in base:
             ratio = c.summary.p50_ns / base[c.size_bytes]
-        out.append(
-            CellResult(
-                path=c.path,
-                label=c.label,
-                size_bytes=c.size_bytes,
-                summary=c.summary,
-                ratio_to_call=ratio,
-                truncated=c.truncated,
-                skipped_reason=c.skipped_reason,
-            )
-        )
+        out.append(replace(c, ratio_to_call=ratio))
     return tuple(out)
