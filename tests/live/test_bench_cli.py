@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,19 @@ def test_table_from_the_real_entry_point():
     assert "Round trip (pin same" in r.stdout and "AF_UNIX stream" in r.stdout
     assert "Stream throughput" in r.stdout
     assert all(len(line) <= 100 for line in r.stdout.splitlines())
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None, reason="needs cc")
+def test_native_engine_from_the_real_entry_point():
+    r = _run("--engine", "native", "--paths", "tcp4", "--sizes", "64", "--count", "200", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)["report"]
+    assert report["engine"] == report["server_engine"] == "native"
+    assert report["config"]["engine"] == "native" and report["engine_reason"] is None
+    (cell,) = report["cells"]
+    assert cell["engine"] == "native" and cell["summary"]["count"] == 200
+    assert 0 < cell["summary"]["min_ns"] <= cell["summary"]["p50_ns"]
+    assert report["native_timer_overhead_ns"] is not None
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,20 @@
 """Real echo servers in a child process, every path measured by the same loop, pinning applied."""
 
 import os
+import shutil
 import socket
 
 import pytest
 
-from loopscope.analysis.bench.results import BenchConfig, PinMode
+from loopscope.analysis.bench.results import BenchConfig, Engine, PinMode
+from loopscope.bench.native import compiler_command
 from loopscope.bench.paths import PATHS, find_host_address, open_round_trip
 from loopscope.bench.runner import measure_round_trips, run_bench
 from loopscope.bench.server import SMALL_MESSAGE_BYTES, BenchError, ServerProcess
 
 pytestmark = pytest.mark.linux
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
+HAVE_CC = shutil.which(compiler_command()[0]) is not None
 
 
 def test_every_path_measures_count_round_trips_and_skips_with_reasons():
@@ -41,9 +44,46 @@ def test_every_path_measures_count_round_trips_and_skips_with_reasons():
     assert report.findings == ()
 
 
-def test_duration_cap_truncates():
-    with ServerProcess(["tcp4"]) as srv:
-        rt, close = open_round_trip("tcp4", 1, srv)
+def test_python_engine_measures_the_same_paths():
+    cfg = BenchConfig(
+        paths=("call", "socketpair", "tcp4", "udp4", "http-keepalive"),
+        sizes_bytes=(1, 70_000),
+        count=20,
+        warmup=2,
+        throughput=False,
+        engine=Engine.PYTHON,
+    )
+    report = run_bench(cfg)
+    assert report.engine is report.server_engine is Engine.PYTHON
+    assert report.native_timer_overhead_ns is None
+    ran = [c for c in report.cells if c.summary is not None]
+    assert len(ran) == 9 and all(c.engine is Engine.PYTHON and c.summary.count == 20 for c in ran)
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="needs a C compiler")
+def test_native_engine_runs_every_path_but_http():
+    report = run_bench(
+        BenchConfig(
+            paths=PATHS,
+            sizes_bytes=(64,),
+            count=20,
+            warmup=2,
+            throughput=False,
+            engine=Engine.NATIVE,
+        )
+    )
+    assert report.engine is report.server_engine is Engine.NATIVE
+    for c in report.cells:
+        if c.skipped_reason is None:
+            want = Engine.PYTHON if c.path.startswith("http") else Engine.NATIVE
+            assert c.engine is want and c.summary.count == 20, c
+    assert 0 < report.native_timer_overhead_ns < 10_000
+
+
+@pytest.mark.parametrize("engine", [Engine.PYTHON, Engine.AUTO])
+def test_duration_cap_truncates(engine):
+    with ServerProcess(["tcp4"], engine=engine) as srv:
+        rt, close = open_round_trip("tcp4", 1, srv, engine=engine)
         try:
             lat, truncated = measure_round_trips(rt, count=10**9, warmup=0, duration_s=0.05)
         finally:
@@ -51,12 +91,14 @@ def test_duration_cap_truncates():
     assert truncated and 10 < len(lat) < 10**9
 
 
+@pytest.mark.parametrize("engine", [Engine.PYTHON, Engine.AUTO])
 @pytest.mark.parametrize("size", [SMALL_MESSAGE_BYTES, SMALL_MESSAGE_BYTES + 1, 1 << 20])
-def test_large_payloads_are_echoed_in_full(size):
+def test_large_payloads_are_echoed_in_full(size, engine):
     # 64 KiB: the os.read/os.write path, several reads per message; above: recv_into/sendall
-    with ServerProcess(["unix", "socketpair", "tcp4", "http"]) as srv:
+    # (Python engine); the native engine reads and writes every size in C
+    with ServerProcess(["unix", "socketpair", "tcp4", "http"], engine=engine) as srv:
         for path in ("unix", "socketpair", "tcp4", "http-keepalive"):
-            rt, close = open_round_trip(path, size, srv)
+            rt, close = open_round_trip(path, size, srv, engine=engine)
             try:
                 lat, _ = measure_round_trips(rt, count=3, warmup=0, duration_s=5.0)
             finally:
@@ -64,9 +106,10 @@ def test_large_payloads_are_echoed_in_full(size):
             assert len(lat) == 3
 
 
-def test_peer_close_is_a_bench_error():
-    with ServerProcess(["tcp4"]) as srv:
-        rt, close = open_round_trip("tcp4", 1, srv)
+@pytest.mark.parametrize("engine", [Engine.PYTHON, Engine.AUTO])
+def test_peer_close_is_a_bench_error(engine):
+    with ServerProcess(["tcp4"], engine=engine) as srv:
+        rt, close = open_round_trip("tcp4", 1, srv, engine=engine)
         rt()
     # the server process is gone: its sockets closed, so the next round trip must fail loudly
     with pytest.raises((BenchError, OSError)):

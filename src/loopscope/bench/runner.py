@@ -54,6 +54,7 @@ from loopscope.errors import UsageError
 from loopscope.model import Finding
 
 __all__ = [
+    "MAX_SAMPLES_PER_CELL",
     "MAX_SIZE_BYTES",
     "choose_cpus",
     "measure_round_trips",
@@ -64,6 +65,9 @@ __all__ = [
 
 MAX_SIZE_BYTES = MAX_MESSAGE_BYTES
 """Largest payload accepted (each round trip holds it in memory twice)."""
+MAX_SAMPLES_PER_CELL = 2_000_000
+"""Most round trips timed per path and size, whatever ``--count``: bounds memory and the histogram
+work (the compiled in-process call takes ~25 ns, so a 2 s cap alone would allow ~80 million)."""
 Progress = Callable[[str], None]
 
 
@@ -125,9 +129,14 @@ def measure_round_trips(
     without a Python call per round trip; native ones
     (:class:`~loopscope.bench.paths.NativeRoundTrip`) run the same loop in C.
 
+    At most :data:`MAX_SAMPLES_PER_CELL` round trips are timed.
+
     Returns:
-        (latencies in ns, in call order; True when the time cap stopped the loop before ``count``).
+        (latencies in ns, in call order; True when the time cap (or the sample cap) stopped the
+        loop before ``count``).
     """
+    wanted = count
+    count = min(count, MAX_SAMPLES_PER_CELL)
     pc = time.perf_counter_ns
     end = pc() + int(duration_s * 1e9)
     for _ in range(warmup):
@@ -137,7 +146,7 @@ def measure_round_trips(
     end = pc() + int(duration_s * 1e9)
     if isinstance(round_trip, (SmallStreamRoundTrip, NativeRoundTrip)):
         out = round_trip.timed(count, end)
-        return out, len(out) < count
+        return out, len(out) < wanted
     out = []
     append = out.append
     prev = pc()
@@ -148,7 +157,7 @@ def measure_round_trips(
         prev = now
         if now > end:
             break
-    return out, len(out) < count
+    return out, len(out) < wanted
 
 
 def _skip_reason(path: str, size: int, host_address: str | None) -> str | None:

@@ -13,7 +13,7 @@ from loopscope.analysis.bench.results import BenchConfig, BenchReport, Engine, P
 from loopscope.analysis.stats import latency_json_ns
 from loopscope.bench.compare import CompareResult, run_compare
 from loopscope.bench.paths import PATHS
-from loopscope.bench.runner import run_bench, validate_config
+from loopscope.bench.runner import MAX_SAMPLES_PER_CELL, run_bench, validate_config
 from loopscope.cli.common import (
     FailOnOption,
     FormatOption,
@@ -193,7 +193,9 @@ def _print_report(
             f"  skipped: {c.label} {format_size(c.size_bytes)}: {c.skipped_reason}", markup=False
         )
     if any(c.truncated for c in report.cells):
-        out.print("  * stopped by --duration-s before --count round trips")
+        out.print(
+            f"  * stopped by --duration-s (or {MAX_SAMPLES_PER_CELL:,} samples) before --count"
+        )
     timer = f"{report.timer_overhead_ns} ns"
     if report.native_timer_overhead_ns is not None:
         timer = f"{report.native_timer_overhead_ns} ns (native), {timer} (python)"

@@ -89,7 +89,8 @@ class CellResult:
     ratio_to_call: float | None = None
     """p50 of this cell / p50 of the in-process call at the same size; None without a call cell."""
     truncated: bool = False
-    """The duration cap stopped the cell before ``count`` round trips."""
+    """The duration cap (or the per-cell sample cap of the runner) stopped the cell before
+    ``count`` round trips."""
     skipped_reason: str | None = None
     """Why the cell did not run (e.g. no host address, UDP payload too large); None when it ran."""
     engine: Engine | None = None
