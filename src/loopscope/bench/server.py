@@ -9,6 +9,10 @@ EOF and answers the byte count as ``!Q``. UDP echoes each datagram. HTTP is the 
 All servers of one run live in one child process, so that it can be pinned to its own CPU. The child
 gets its configuration as one JSON argument, prints one JSON line with its addresses (or an error) on
 stdout, and exits when its stdin reaches EOF (the parent closed it or died).
+
+With the native engine (:mod:`loopscope.bench.native`) the parent builds ``rr.c`` and passes the
+library's path; the child loads it and runs the echo loops in C (``ls_echo`` per stream connection,
+``ls_udp_echo`` for UDP), each in its own thread (ctypes releases the GIL). HTTP stays Python.
 """
 
 from __future__ import annotations
