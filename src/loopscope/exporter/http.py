@@ -3,10 +3,13 @@
 HTTP/1.x start lines are captured on ``lo`` of the exporter's namespace
 (:class:`~loopscope.backends.linux.http_capture.HttpCapture`: AF_PACKET, a classic BPF filter on the
 listeners' ports, CAP_NET_RAW) and drained every ``drain_interval_s`` by a thread, which names each
-request's client right away: the kernel counter remembers, per client endpoint (address, ephemeral
-port, netns cookie), the comm of the process that connected from it (an LRU map written at connect
-time, :meth:`~loopscope.backends.linux.bpf.counter.ConnectionCounter.client_comm`). A client that is
-not found (connected before the exporter started, evicted, no kernel counter) is ``unknown``, counted.
+request's client right away: the kernel counter remembers, per connection (client and server
+address and port, netns cookie), the comm of the process that connected and when (an LRU map written
+at connect time, :meth:`~loopscope.backends.linux.bpf.counter.ConnectionCounter.client_entry`). An
+entry made after the packet was captured belongs to a later connection on the same 4-tuple (ephemeral
+ports come round in seconds on a busy host) and names nobody. A client that is not found (connected
+before the exporter started, evicted, its 4-tuple reused before the drain, no kernel counter) is
+``unknown``, counted.
 The server app is the listener's owner, applied at scrape time by :class:`HttpTotals` (values in,
 values out), with the same client_app bound as the connection counters.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +37,18 @@ from loopscope.errors import LoopscopeError
 from loopscope.model.events import HttpEvent, HttpKind
 
 if TYPE_CHECKING:
+    from loopscope.backends.linux.bpf.counter import ClientEntry
     from loopscope.backends.linux.http_capture import HttpCapture
 
-__all__ = ["ClientNames", "HttpCounts", "HttpTake", "HttpTotals", "http_families", "status_class"]
+__all__ = [
+    "REUSE_SLACK_NS",
+    "ClientNames",
+    "HttpCounts",
+    "HttpTake",
+    "HttpTotals",
+    "http_families",
+    "status_class",
+]
 
 log = logging.getLogger("loopscope.exporter")
 
@@ -45,11 +58,20 @@ PendingKey = tuple[str | None, IPAddress, int, str]
 _UNKNOWN, _OTHER = "unknown", "other"  # as metrics.UNKNOWN_APP / OTHER_APP
 
 
+REUSE_SLACK_NS = 5_000_000
+"""An entry's connect time may be up to this much after a packet's and still name it (ns): the
+packet's CLOCK_REALTIME stamp is moved to CLOCK_MONOTONIC with the offset read at the drain, which
+a clock slew since the capture can move by a little."""
+
+
 class ClientNames(Protocol):
     """Where client comms come from (the kernel counter's LRU map)."""
 
-    def client_comm(self, address: IPAddress, port: int, netns_cookie: int) -> str | None:
-        """The comm that connected from ``address:port`` in the namespace, None if unknown."""
+    def client_entry(
+        self, client: tuple[IPAddress, int], server: tuple[IPAddress, int], netns_cookie: int
+    ) -> ClientEntry | None:
+        """Who made the last connect from ``client`` to ``server`` in the namespace and when
+        (CLOCK_MONOTONIC ns), None if unknown."""
         ...
 
 
@@ -62,7 +84,7 @@ class HttpTake:
     responses: Mapping[PendingKey, int] = field(default_factory=dict)
     """(client comm or None, server address, port, status class ``2xx``) -> responses."""
     unresolved: int = 0
-    """Requests and responses whose client endpoint was not found."""
+    """Requests and responses whose client was not found (or whose entry is newer than them)."""
     drops: int = 0
     """Packets the kernel dropped for the capture socket (cumulative)."""
     up: bool = False
@@ -135,7 +157,8 @@ def http_families(totals: HttpTotals) -> list[Metric]:
     unresolved = CounterMetricFamily(
         "loopscope_exporter_http_clients_unresolved",
         "HTTP requests and responses whose client was not found in the kernel's client map "
-        "(client_app=unknown): connected before the exporter started, or evicted.",
+        "(client_app=unknown): connected before the exporter started, evicted, or its 4-tuple "
+        "reused by a later connection before the drain.",
     )
     unresolved.add_metric([], float(totals.unresolved))
     up = GaugeMetricFamily(
@@ -165,7 +188,8 @@ class HttpCounts:
     """The capture and its drain thread; :meth:`take` hands the counts to the scrape.
 
     Args:
-        names: client endpoint -> comm (the kernel counter), or None (every client ``unknown``).
+        names: connection -> (comm, connect time) (the kernel counter), or None (every client
+            ``unknown``).
         netns_cookie: the exporter's namespace cookie (the client map's key part).
         drain_interval_s: seconds between drains (the client map must still hold the endpoint).
         open_capture: ``ports -> HttpCapture`` (injectable).
@@ -252,12 +276,14 @@ class HttpCounts:
         if capture is None:
             return
         events = capture.drain()
-        names: dict[tuple[IPAddress, int], str | None] = {}
+        # SO_TIMESTAMPNS is CLOCK_REALTIME, the connect times CLOCK_MONOTONIC
+        real_to_mono_ns = time.monotonic_ns() - time.time_ns()
+        names: dict[tuple[IPAddress, int, IPAddress, int], ClientEntry | None] = {}
         requests: Counter[PendingKey] = Counter()
         responses: Counter[PendingKey] = Counter()
         unresolved = 0
         for ev in events:
-            comm = self._client_comm(ev, names)
+            comm = self._client_comm(ev, names, ev.at_ns + real_to_mono_ns)
             unresolved += comm is None
             if ev.kind is HttpKind.REQUEST:
                 requests[(comm, ev.server.address, ev.server.port, ev.method or "")] += 1
@@ -270,16 +296,24 @@ class HttpCounts:
             self._unresolved += unresolved
 
     def _client_comm(
-        self, ev: HttpEvent, names: dict[tuple[IPAddress, int], str | None]
+        self,
+        ev: HttpEvent,
+        names: dict[tuple[IPAddress, int, IPAddress, int], ClientEntry | None],
+        seen_mono_ns: int,
     ) -> str | None:
-        key = (ev.client.address, ev.client.port)
+        """The comm of the connection ``ev`` was captured on: None when not remembered, or when the
+        entry was made after the packet (a later connection on the same 4-tuple)."""
+        key = (ev.client.address, ev.client.port, ev.server.address, ev.server.port)
         if key not in names:
             names[key] = (
                 None
                 if self.names is None
-                else self.names.client_comm(ev.client.address, ev.client.port, self.netns_cookie)
+                else self.names.client_entry(key[:2], key[2:], self.netns_cookie)
             )
-        return names[key]
+        entry = names[key]
+        if entry is None or entry.connected_ns > seen_mono_ns + REUSE_SLACK_NS:
+            return None
+        return entry.comm
 
     def take(self) -> HttpTake:
         """The counts since the previous take (and the capture's state)."""

@@ -52,7 +52,7 @@ class ServeOptions:
     max_entries: int = 16384
     """Kernel counter map size."""
     client_entries: int = 16384
-    """Kernel client endpoint map size (LRU; with ``--http`` only)."""
+    """Kernel client map size (connections; LRU; with ``--http`` only)."""
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -154,7 +154,7 @@ def _load_counter(serve: ServeOptions, http: bool) -> tuple[Any, str]:
     from loopscope.backends.linux.bpf.counter import ConnectionCounter
 
     try:
-        # the client endpoint map (names HTTP clients) only with --http: no per-connect work otherwise
+        # the client map (names HTTP clients) only with --http: no per-connect work otherwise
         clients = serve.client_entries if http else 0
         return ConnectionCounter(max_entries=serve.max_entries, client_entries=clients), ""
     except (LoopscopeError, OSError) as exc:

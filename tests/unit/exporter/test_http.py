@@ -5,11 +5,13 @@ address then wildcard, self_call, the client_app bound, hostile names kept verba
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loopscope.backends.linux.bpf.counter import ClientEntry
 from loopscope.exporter.http import HttpCounts, HttpTake, HttpTotals, http_families, status_class
 from loopscope.exporter.metrics import CountTotals
 from loopscope.model import Endpoint
@@ -35,20 +37,34 @@ class _Capture:
         self.closed = True
 
 
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
 class _Names:
+    """The kernel map's answers: port 40001 connected a second before the test's packets, 40002 too
+    (a hostile comm), 40004 connected 10 s after them (the 4-tuple came round: a later connection)."""
+
     def __init__(self) -> None:
         self.lookups = 0
+        now = time.monotonic_ns()
+        self.entries = {
+            40001: ClientEntry(comm="worker", connected_ns=now - 1_000_000_000),
+            40002: ClientEntry(comm='ev"l\n{x}', connected_ns=now - 1_000_000_000),
+            40004: ClientEntry(comm="later", connected_ns=now + 10_000_000_000),
+        }
 
-    def client_comm(
-        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, netns_cookie: int
-    ) -> str | None:
+    def client_entry(
+        self, client: tuple[IP, int], server: tuple[IP, int], netns_cookie: int
+    ) -> ClientEntry | None:
         self.lookups += 1
-        return {40001: "worker", 40002: 'ev"l\n{x}'}.get(port) if netns_cookie == 9 else None
+        if netns_cookie != 9 or server[1] != 8080:
+            return None
+        return self.entries.get(client[1])
 
 
 def _req(cport: int, sport: int = 8080) -> HttpEvent:
     return HttpEvent(
-        at_ns=1,
+        at_ns=time.time_ns(),
         kind=HttpKind.REQUEST,
         client=Endpoint(LO, cport),
         server=Endpoint(LO, sport),
@@ -59,7 +75,7 @@ def _req(cport: int, sport: int = 8080) -> HttpEvent:
 
 def _resp(cport: int, status: int) -> HttpEvent:
     return HttpEvent(
-        at_ns=2,
+        at_ns=time.time_ns(),
         kind=HttpKind.RESPONSE,
         client=Endpoint(LO, cport),
         server=Endpoint(LO, 8080),
@@ -85,12 +101,17 @@ def test_drain_names_clients_once_per_endpoint_and_counts_the_unknown() -> None:
     cap = captures[0]
     assert cap.ports == {8080}
     cap.queued = [_req(40001), _req(40001), _resp(40001, 200), _req(40003), _resp(40003, 502)]
+    cap.queued += [_req(40004), _req(40001, sport=8081)]  # a later connection; another server
     http.drain()
-    assert names.lookups == 2  # one per client endpoint in a drain
+    assert names.lookups == 4  # one per 4-tuple in a drain
     take = http.take()
-    assert take.requests == {("worker", LO, 8080, "GET"): 2, (None, LO, 8080, "GET"): 1}
+    assert take.requests == {
+        ("worker", LO, 8080, "GET"): 2,
+        (None, LO, 8080, "GET"): 2,  # 40003 unknown, 40004's entry is newer than the packet
+        (None, LO, 8081, "GET"): 1,  # same client port, another server: not "worker"
+    }
     assert take.responses == {("worker", LO, 8080, "2xx"): 1, (None, LO, 8080, "5xx"): 1}
-    assert take.unresolved == 2 and take.drops == 2 and take.up
+    assert take.unresolved == 4 and take.drops == 2 and take.up
     assert http.take().requests == {}  # taken once
     http.stop()
     assert cap.closed

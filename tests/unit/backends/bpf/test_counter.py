@@ -16,6 +16,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from loopscope.backends.linux.bpf.counter import (
+    CLIENT_KEY,
     KEY,
     ConnectionCounter,
     build_counter_program,
@@ -52,11 +53,25 @@ def test_hostile_comm_bytes_decode_with_replacement() -> None:
 
 
 def test_client_key_golden() -> None:
-    got = encode_client_key(ipaddress.IPv4Address("127.0.0.1"), 51000, 7)
-    assert got.hex() == "0200000038c700007f000001" + "00" * 12 + "0700000000000000"
-    v6 = encode_client_key(ipaddress.IPv6Address("::1"), 8080, 2**64 - 1)
+    lo = ipaddress.IPv4Address("127.0.0.1")
+    got = encode_client_key((lo, 51000), (lo, 8080), 7)
+    assert (
+        got.hex()
+        == (
+            "0200000038c700007f000001"
+            + "00" * 12
+            + "00001f90"
+            + "00000000"
+            + "7f000001"
+            + "00" * 12
+        )
+        + "0700000000000000"
+    )
+    one = ipaddress.IPv6Address("::1")
+    v6 = encode_client_key((one, 8080), (one, 443), 2**64 - 1)
     assert v6[:8] == struct.pack("=II", 10, 8080) and v6[8:24] == bytes(15) + b"\x01"
-    assert len(v6) == 32
+    assert v6[24:28] == bytes([0, 0, 0x01, 0xBB])  # the ctx value: be16 443 in the upper half
+    assert v6[32:48] == bytes(15) + b"\x01" and len(v6) == CLIENT_KEY.size == 56
 
 
 def test_possible_cpus() -> None:
@@ -147,6 +162,9 @@ _HELD = """
 import ctypes, json, socket, sys
 ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)
 c = socket.socket(socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET)
+if len(sys.argv) > 4:  # this local port, shared with another connection to another server
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    c.bind((sys.argv[2], int(sys.argv[4])))
 c.connect((sys.argv[2], int(sys.argv[3])))
 print(json.dumps(c.getsockname()[:2]), flush=True)
 sys.stdin.read()
@@ -172,6 +190,8 @@ def test_the_client_endpoint_names_its_comm(host: str) -> None:
     srv.listen(16)
     port = srv.getsockname()[1]
     cookie = netns_cookie_of_current()
+    assert cookie is not None
+    t0 = time.monotonic_ns()
     with ConnectionCounter(client_entries=1024) as counter:
         proc = subprocess.Popen(
             [sys.executable, "-c", _HELD, "ls-cli-x", host, str(port)],
@@ -186,14 +206,63 @@ def test_the_client_endpoint_names_its_comm(host: str) -> None:
             if host.startswith("::ffff:"):  # the packet on lo says 127.0.0.1: found as mapped
                 assert isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
                 ip = ip.ipv4_mapped
-            assert counter.client_comm(ip, cport, cookie) == "ls-cli-x"
-            assert counter.client_comm(ip, cport, cookie + 1) is None  # another namespace
-            assert counter.client_comm(ip, port, cookie) is None  # the server side: not a client
+            sip = ipaddress.ip_address(host)
+            if isinstance(sip, ipaddress.IPv6Address) and sip.ipv4_mapped is not None:
+                sip = sip.ipv4_mapped
+            got = counter.client_entry((ip, cport), (sip, port), cookie)
+            assert got is not None and got.comm == "ls-cli-x"
+            assert t0 < got.connected_ns < time.monotonic_ns()  # CLOCK_MONOTONIC, at connect
+            assert counter.client_entry((ip, cport), (sip, port), cookie + 1) is None  # netns
+            assert counter.client_entry((ip, cport), (sip, port + 1), cookie) is None  # server
+            assert counter.client_entry((sip, port), (ip, cport), cookie) is None  # not a client
         finally:
             proc.communicate("")
     with ConnectionCounter() as plain:  # no map asked: none made, no per-connect work for it
-        assert plain.clients_fd is None and plain.client_comm(ip, cport, cookie) is None
+        assert plain.clients_fd is None
+        assert plain.client_entry((ip, cport), (sip, port), cookie) is None
     srv.close()
+
+
+@pytest.mark.linux
+@pytest.mark.root
+@root_only
+def test_one_client_port_toward_two_servers_names_each_connection() -> None:
+    """Each destination has its own ephemeral port sequence, so one local port is often in use
+    toward two servers at once: the map is keyed by the 4-tuple, and each names its own client."""
+    import json
+
+    from loopscope.backends.linux.bpf.sockops import netns_cookie_of_current
+
+    lo = ipaddress.IPv4Address("127.0.0.1")
+    servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    ports = [s.getsockname()[1] for s in servers]
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    shared = free.getsockname()[1]
+    free.close()
+    cookie = netns_cookie_of_current()
+    assert cookie is not None
+    procs = []
+    with ConnectionCounter(client_entries=1024) as counter:
+        try:
+            for name, port in (("ls-first", ports[0]), ("ls-second", ports[1])):
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", _HELD, name, "127.0.0.1", str(port), str(shared)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                procs.append(proc)
+                assert proc.stdout is not None
+                assert json.loads(proc.stdout.readline())[1] == shared
+            for name, port in (("ls-first", ports[0]), ("ls-second", ports[1])):
+                got = counter.client_entry((lo, shared), (lo, port), cookie)
+                assert got is not None and got.comm == name
+        finally:
+            for proc in procs:
+                proc.communicate("")
+            for s in servers:
+                s.close()
 
 
 @pytest.mark.linux

@@ -19,12 +19,16 @@ insert fails and the program adds 1 to ``stats[STAT_MAP_FULL]`` of a per-CPU arr
 silent. The key (:data:`KEY`, 56 bytes) is the client's ``comm`` (active side; zero on the passive
 side), op, family, destination address and port, netns cookie and the peer-local flag.
 
-On a counted connect it also writes ``clients[client endpoint] = comm`` in an LRU hash map
-(``BPF_MAP_TYPE_LRU_HASH``, :data:`CLIENT_KEY`: family, local port, local address, netns cookie; at
-``TCP_CONNECT_CB`` the kernel has already picked the source address and port): a packet seen later on
-``lo`` (``exporter --http``) names its client by looking its source endpoint up
-(:meth:`ConnectionCounter.client_comm`). The LRU evicts the oldest endpoints when full, never fails
-an insert; a port reused by another process overwrites its entry.
+On a counted connect it also writes ``clients[connection] = (comm, connect time)`` in an LRU hash
+map (``BPF_MAP_TYPE_LRU_HASH``, :data:`CLIENT_KEY`: family, the client's address and port, the
+server's address and port, netns cookie; at ``TCP_CONNECT_CB`` the kernel has already picked the
+source address and port; :data:`CLIENT_VALUE`: comm and ``bpf_ktime_get_ns()``, CLOCK_MONOTONIC): a
+packet seen later on ``lo`` (``exporter --http``) names its client by looking its 4-tuple up
+(:meth:`ConnectionCounter.client_entry`). The whole 4-tuple, not the client endpoint alone: one
+local port is in use toward several destinations at once (each destination has its own ephemeral
+port sequence). The connect time tells a later connection on the same 4-tuple (the port sequence
+comes round in seconds on a busy host) from the one a packet belongs to. The LRU evicts the oldest
+entries when full, never fails an insert; a reused 4-tuple overwrites its entry.
 
 Why ``comm`` and not the client tgid: the comm is captured in the kernel at connect time, so a client
 that has exited before the scrape still has a name, and 10,000 short-lived clients of one program
@@ -63,6 +67,7 @@ from loopscope.backends.linux.bpf.syscall import (
     CALL,
     EXIT,
     FN_GET_NETNS_COOKIE,
+    FN_KTIME_GET_NS,
     FN_MAP_LOOKUP_ELEM,
     JA,
     JEQ_K,
@@ -91,8 +96,10 @@ from loopscope.model import Family
 
 __all__ = [
     "CLIENT_KEY",
+    "CLIENT_VALUE",
     "KEY",
     "STAT_MAP_FULL",
+    "ClientEntry",
     "ConnectionCount",
     "ConnectionCounter",
     "build_counter_program",
@@ -126,10 +133,14 @@ _STATS = 1
 _K = -56  # key at r10-56 .. r10-1
 _ONE = -64  # u64 1, the initial value
 _SKEY = -68  # u32 stats key
-# The client key (32 bytes, host order unless said): 0 u32 family | 4 u32 local port | 8 addr[16]
-# local (client) address, net order, IPv4 in the first 4 | 24 u64 netns cookie. Value: comm[16].
-CLIENT_KEY = struct.Struct("=II16sQ")
-_CK = -104  # client key at r10-104 .. r10-73 (8-aligned: the verifier wants aligned stack access)
+# The client key (56 bytes, host order unless said): 0 u32 family | 4 u32 local (client) port |
+# 8 addr[16] local (client) address, net order, IPv4 in the first 4 | 24 u32 remote (server) port,
+# the raw ctx value (be16 << 16) | 28 u32 zero | 32 addr[16] remote (server) address | 48 u64 netns
+# cookie. Value (24 bytes): comm[16] | u64 bpf_ktime_get_ns() at connect (CLOCK_MONOTONIC, ns).
+CLIENT_KEY = struct.Struct("=II16sII16sQ")
+CLIENT_VALUE = struct.Struct("=16sQ")
+_CK = -128  # client key at r10-128 .. r10-73 (8-aligned: the verifier wants aligned stack access)
+_CV = -152  # client value at r10-152 .. r10-129
 
 
 def _locality(family_v6: bool, tag: str) -> list[Insn | Label]:
@@ -243,37 +254,55 @@ def _side(op: int, family_v6: bool, tag: str, clients_fd: int | None) -> list[In
     return p
 
 
-def _remember_client(family_v6: bool, clients_fd: int) -> list[Insn | Label]:
-    """``clients[family, local port, local address, netns cookie] = key.comm`` (already filled)."""
-    p: list[Insn | Label] = [
-        Insn(ST_W, 10, 0, _CK, 10 if family_v6 else 2, comment="ckey.family"),
-        Insn(LDX_W, 2, 6, SO_LOCAL_PORT, comment="r2 = ctx->local_port (host order, bound)"),
-        Insn(STX_W, 10, 2, _CK + 4, comment="ckey.port = r2"),
-    ]
+def _client_address(family_v6: bool, ip4: int, ip6: int, at: int, what: str) -> list[Insn | Label]:
+    """Copy one address of the ctx (``ip4``/``ip6`` field offsets) to the stack at ``at``."""
+    p: list[Insn | Label] = []
     for i in range(4):
         if family_v6:
             p += [
-                Insn(LDX_W, 2, 6, SO_LOCAL_IP6 + 4 * i, comment=f"r2 = ctx->local_ip6[{i}]"),
-                Insn(STX_W, 10, 2, _CK + 8 + 4 * i, comment=f"ckey.addr[{4 * i}:{4 * i + 4}] = r2"),
+                Insn(LDX_W, 2, 6, ip6 + 4 * i, comment=f"r2 = ctx->{what}_ip6[{i}]"),
+                Insn(STX_W, 10, 2, at + 4 * i, comment=f"ckey.{what}[{4 * i}:{4 * i + 4}] = r2"),
             ]
         elif i == 0:
             p += [
-                Insn(LDX_W, 2, 6, SO_LOCAL_IP4, comment="r2 = ctx->local_ip4"),
-                Insn(STX_W, 10, 2, _CK + 8, comment="ckey.addr[0:4] = r2"),
+                Insn(LDX_W, 2, 6, ip4, comment=f"r2 = ctx->{what}_ip4"),
+                Insn(STX_W, 10, 2, at, comment=f"ckey.{what}[0:4] = r2"),
             ]
         else:
-            p.append(Insn(ST_W, 10, 0, _CK + 8 + 4 * i, 0, comment=f"ckey.addr[{4 * i}:] = 0"))
+            p.append(Insn(ST_W, 10, 0, at + 4 * i, 0, comment=f"ckey.{what}[{4 * i}:] = 0"))
+    return p
+
+
+def _remember_client(family_v6: bool, clients_fd: int) -> list[Insn | Label]:
+    """``clients[family, client address and port, server address and port, netns cookie] =
+    (key.comm, bpf_ktime_get_ns())`` (key.comm already filled)."""
+    p: list[Insn | Label] = [
+        Insn(ST_W, 10, 0, _CK, 10 if family_v6 else 2, comment="ckey.family"),
+        Insn(LDX_W, 2, 6, SO_LOCAL_PORT, comment="r2 = ctx->local_port (host order, bound)"),
+        Insn(STX_W, 10, 2, _CK + 4, comment="ckey.local_port = r2"),
+        *_client_address(family_v6, SO_LOCAL_IP4, SO_LOCAL_IP6, _CK + 8, "local"),
+        Insn(LDX_W, 2, 6, SO_REMOTE_PORT, comment="r2 = ctx->remote_port (raw: be16 << 16)"),
+        Insn(STX_W, 10, 2, _CK + 24, comment="ckey.remote_port = r2"),
+        Insn(ST_W, 10, 0, _CK + 28, 0, comment="ckey padding = 0"),
+        *_client_address(family_v6, SO_REMOTE_IP4, SO_REMOTE_IP6, _CK + 32, "remote"),
+    ]
     return [
         *p,
         Insn(MOV64_X, 1, 6, comment="r1 = ctx"),
         Insn(CALL, imm=FN_GET_NETNS_COOKIE, comment="r0 = bpf_get_netns_cookie(ctx)"),
-        Insn(STX_DW, 10, 0, _CK + 24, comment="ckey.netns_cookie = r0"),
+        Insn(STX_DW, 10, 0, _CK + 48, comment="ckey.netns_cookie = r0"),
+        Insn(LDX_DW, 2, 10, _K, comment="r2 = key.comm[0:8]"),
+        Insn(STX_DW, 10, 2, _CV, comment="cvalue.comm[0:8] = r2"),
+        Insn(LDX_DW, 2, 10, _K + 8, comment="r2 = key.comm[8:16]"),
+        Insn(STX_DW, 10, 2, _CV + 8, comment="cvalue.comm[8:16] = r2"),
+        Insn(CALL, imm=FN_KTIME_GET_NS, comment="r0 = bpf_ktime_get_ns() (CLOCK_MONOTONIC)"),
+        Insn(STX_DW, 10, 0, _CV + 16, comment="cvalue.connected_ns = r0"),
         Insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, imm=clients_fd, comment="r1 = &clients (LRU hash)"),
         Insn(MOV64_X, 2, 10, comment="r2 = fp"),
         Insn(ADD64_K, 2, imm=_CK, comment="r2 = &ckey"),
         Insn(MOV64_X, 3, 10, comment="r3 = fp"),
-        Insn(ADD64_K, 3, imm=_K, comment="r3 = &key.comm (the value)"),
-        Insn(MOV64_K, 4, imm=BPF_ANY, comment="r4 = BPF_ANY (a reused port: replaced)"),
+        Insn(ADD64_K, 3, imm=_CV, comment="r3 = &cvalue"),
+        Insn(MOV64_K, 4, imm=BPF_ANY, comment="r4 = BPF_ANY (a reused 4-tuple: replaced)"),
         Insn(
             CALL, imm=FN_MAP_UPDATE_ELEM, comment="bpf_map_update_elem(&clients, ...) (LRU: room)"
         ),
@@ -285,7 +314,7 @@ def build_counter_program(
 ) -> list[Insn | Label]:
     """The SOCK_OPS counting program: ``counts[key] += 1`` on loopback connects and on every passive
     establishment; ``stats[STAT_MAP_FULL] += 1`` (this CPU's slot) when the key cannot be inserted;
-    ``clients[client endpoint] = comm`` on loopback connects when ``clients_fd`` is given (the
+    ``clients[4-tuple] = (comm, connect time)`` on loopback connects when ``clients_fd`` is given (the
     exporter's ``--http``; without it, no such work per connect). Always returns 1 (allow).
 
     Registers: r6 = ctx across calls, r8 = peer-local flag, r10 = frame pointer.
@@ -411,15 +440,39 @@ def decode_count_key(key: bytes, count: int) -> ConnectionCount:
 
 
 def encode_client_key(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, netns_cookie: int
+    client: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int],
+    server: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int],
+    netns_cookie: int,
 ) -> bytes:
-    """A :data:`CLIENT_KEY` as the program writes it for a client bound to ``address:port``.
+    """A :data:`CLIENT_KEY` as the program writes it for a connection from ``client`` (address,
+    port) to ``server`` in the namespace; both addresses of one family.
 
-    Example: ``encode_client_key(IPv4Address("127.0.0.1"), 51000, 7).hex() ==
-    "02000000" "38c70000" "7f000001" + "00" * 12 + "0700000000000000"``.
+    Example: ``encode_client_key((IPv4Address("127.0.0.1"), 51000), (IPv4Address("127.0.0.1"),
+    8080), 7).hex() == "02000000" "38c70000" "7f000001" + "00" * 12 + "00001f90" "00000000"
+    "7f000001" + "00" * 12 + "0700000000000000"``.
     """
-    family = 2 if address.version == 4 else 10
-    return CLIENT_KEY.pack(family, port, address.packed.ljust(16, b"\0"), netns_cookie)
+    family = 2 if client[0].version == 4 else 10
+    raw_port = int.from_bytes(server[1].to_bytes(2, "big"), "little") << 16
+    return CLIENT_KEY.pack(
+        family,
+        client[1],
+        client[0].packed.ljust(16, b"\0"),
+        raw_port,
+        0,
+        server[0].packed.ljust(16, b"\0"),
+        netns_cookie,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientEntry:
+    """Who connected on one 4-tuple, as the counter program remembered it at ``connect()``."""
+
+    comm: str
+    """The client task's comm (attacker-controlled bytes, decoded with replacement)."""
+    connected_ns: int
+    """``bpf_ktime_get_ns()`` at ``BPF_SOCK_OPS_TCP_CONNECT_CB``: CLOCK_MONOTONIC, ns (compare
+    with ``time.monotonic_ns()``)."""
 
 
 def possible_cpus(text: str) -> int:
@@ -441,9 +494,9 @@ class ConnectionCounter:
     Args:
         cgroup_path: cgroup v2 directory; the cgroup2 root from /proc/mounts by default.
         max_entries: hash map size (distinct keys); beyond it increments are counted as map-full.
-        client_entries: LRU map size (client endpoints remembered for :meth:`client_comm`; the
+        client_entries: LRU map size (connections remembered for :meth:`client_entry`; the
             oldest are evicted: 16,384 lasts ~5 s at 3,000 new connections/s); 0: no map, and the
-            program does no per-connect work for it (:meth:`client_comm` then answers None).
+            program does no per-connect work for it (:meth:`client_entry` then answers None).
 
     Raises:
         BackendUnavailable: big-endian host, no cgroup2, not root, or the kernel refused (the
@@ -478,7 +531,11 @@ class ConnectionCounter:
             self.clients_fd: int | None = None
             if client_entries > 0:
                 self.clients_fd = self._map(
-                    BPF_MAP_TYPE_LRU_HASH, CLIENT_KEY.size, 16, client_entries, b"ls_clients"
+                    BPF_MAP_TYPE_LRU_HASH,
+                    CLIENT_KEY.size,
+                    CLIENT_VALUE.size,
+                    client_entries,
+                    b"ls_clients",
                 )
             self._load()
             self._attach()
@@ -562,24 +619,33 @@ class ConnectionCounter:
                 out.append(decode_count_key(key, sum(per_cpu.unpack(value.raw))))
         return out
 
-    def client_comm(
-        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, netns_cookie: int
-    ) -> str | None:
-        """The comm of the process whose loopback ``connect()`` was bound to ``address:port`` in the
-        namespace (the client end of a connection), None when not remembered (connected before the
-        program was attached, evicted, or not a loopback destination). An IPv4 endpoint is also
-        looked up as IPv4-mapped (an AF_INET6 socket talking IPv4). One map lookup each.
+    def client_entry(
+        self,
+        client: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int],
+        server: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int],
+        netns_cookie: int,
+    ) -> ClientEntry | None:
+        """Who made the last loopback ``connect()`` from ``client`` (address, port) to ``server`` in
+        the namespace, and when; None when not remembered (connected before the program was attached,
+        evicted, or not a loopback destination). The entry may belong to a later connection on the
+        same 4-tuple: compare :attr:`ClientEntry.connected_ns` with the time of what is being named.
+        IPv4 ends are also looked up as IPv4-mapped (an AF_INET6 socket talking IPv4). One map
+        lookup each.
 
         Example: after ``socket.create_connection(("127.0.0.1", 8080))`` from ``curl`` bound to
-        127.0.0.1:51000, ``client_comm(IPv4Address("127.0.0.1"), 51000, cookie) == "curl"``.
+        127.0.0.1:51000, ``client_entry((IPv4Address("127.0.0.1"), 51000), (IPv4Address("127.0.0.1"),
+        8080), cookie).comm == "curl"``.
         """
         if not self._fds or self.clients_fd is None:
             return None
-        keys = [encode_client_key(address, port, netns_cookie)]
-        if address.version == 4:
-            mapped = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed)
-            keys.append(encode_client_key(mapped, port, netns_cookie))
-        value = ctypes.create_string_buffer(16)
+        keys = [encode_client_key(client, server, netns_cookie)]
+        if client[0].version == 4 and server[0].version == 4:
+            mapped = [
+                (ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + a.packed), p)
+                for a, p in (client, server)
+            ]
+            keys.append(encode_client_key(mapped[0], mapped[1], netns_cookie))
+        value = ctypes.create_string_buffer(CLIENT_VALUE.size)
         for key in keys:
             kbuf = ctypes.create_string_buffer(key, len(key))
             attr = bpf_attr(
@@ -588,7 +654,11 @@ class ConnectionCounter:
                 (16, "=Q", ctypes.addressof(value)),
             )
             if self._bpf.call(BPF_MAP_LOOKUP_ELEM, attr) == 0:
-                return value.raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+                comm, connected_ns = CLIENT_VALUE.unpack(value.raw)
+                return ClientEntry(
+                    comm=comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+                    connected_ns=connected_ns,
+                )
         return None
 
     def map_full(self) -> int:
