@@ -135,3 +135,59 @@ def test_a_client_connected_before_the_exporter_is_unknown_and_counted() -> None
     assert reqs == {("unknown", "ls-http-srv2", "GET", "false"): 4.0}
     after = samples(text, "loopscope_exporter_http_clients_unresolved_total")
     assert after[0][1] - before[0][1] == 8  # 4 requests + 4 responses
+
+
+# A named client that binds a given local port (SO_REUSEADDR), makes one request with
+# ``Connection: close`` (the server closes first: its end keeps the TIME_WAIT, the client port is
+# free again at once) and exits.
+ONE_SHOT = r"""
+import ctypes, socket, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)
+c = socket.socket()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+c.bind(("127.0.0.1", int(sys.argv[3])))
+c.connect(("127.0.0.1", int(sys.argv[2])))
+c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+while c.recv(4096):
+    pass
+c.close()
+"""
+
+
+def test_a_reused_client_port_is_never_credited_to_the_later_client() -> None:
+    """Two processes use the same 4-tuple one after the other (as the ephemeral port sequence does
+    within seconds on a busy host), and the capture is drained only after both: the first request
+    is ``unknown`` (its map entry now belongs to the later connection), never the later client's."""
+    import ipaddress
+    import socket
+
+    from loopscope.backends.linux.bpf.counter import ConnectionCounter
+    from loopscope.backends.linux.bpf.sockops import netns_cookie_of_current
+    from loopscope.exporter.http import HttpCounts
+
+    lo = ipaddress.IPv4Address("127.0.0.1")
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    shared = free.getsockname()[1]
+    free.close()
+    cookie = netns_cookie_of_current()
+    assert cookie is not None
+    with ConnectionCounter(client_entries=1024) as counter, http_server("ls-reuse-srv") as port:
+        http = HttpCounts(counter, cookie, drain_interval_s=3600)  # drained by hand below
+        http.set_ports([port])
+        http.start()
+        try:
+            for name in ("ls-reuse-one", "ls-reuse-two"):
+                subprocess.run(
+                    [sys.executable, "-c", ONE_SHOT, name, str(port), str(shared)],
+                    check=True,
+                    timeout=30,
+                )
+            time.sleep(0.2)  # the last segments reach the capture socket
+            http.drain()
+            take = http.take()
+        finally:
+            http.stop()
+    assert take.requests == {(None, lo, port, "GET"): 1, ("ls-reuse-two", lo, port, "GET"): 1}
+    assert take.responses == {(None, lo, port, "2xx"): 1, ("ls-reuse-two", lo, port, "2xx"): 1}
+    assert take.unresolved == 2
