@@ -197,13 +197,16 @@ def _paired_rows(
     index_of: dict[IPAddress, int] = {}  # unmapped address -> its index (scoped IPv6 stay apart)
     plain_of: list[IPAddress] = []  # address index -> unmapped address
     mapped: set[int] = set()  # ids of IPv4-mapped address objects (rare)
-    by_proto: dict[Proto, dict[tuple[int, int], SocketRecord]] = {}
+    # end key: address index << 16 | port (< 2**48: fewer than 2**32 distinct addresses); a socket's
+    # key: its local end key << 48 | remote end key (one int: no tuple to build, hash or keep per
+    # socket, which counts at 100k sockets)
+    by_proto: dict[Proto, dict[int, SocketRecord]] = {}
     listeners: list[SocketRecord] = []
     listen, unconn, udp = TcpState.LISTEN, TcpState.UNCONN, Proto.UDP
     last_proto: Proto | None = None
     last_address: object = _MISSING
     last_index: int | None = None
-    ends: dict[tuple[int, int], SocketRecord] = {}
+    ends: dict[int, SocketRecord] = {}
     for sock in snapshot.sockets:
         state = sock.state
         local, remote = sock.local, sock.remote
@@ -239,7 +242,7 @@ def _paired_rows(
         if proto is not last_proto:  # sockets come grouped by protocol: hash the enum rarely
             ends = by_proto.setdefault(proto, {})
             last_proto = proto
-        ends[(lk << 16 | local.port, rk << 16 | remote.port)] = sock
+        ends[(lk << 16 | local.port) << 48 | rk << 16 | remote.port] = sock
     index = _listener_index(listeners)
     rows: list[_Row] = []
     combos: dict[_Combo, _ComboCount] = {}
@@ -253,8 +256,8 @@ def _paired_rows(
         for key, sock in ends.items():
             if key not in left:
                 continue  # the peer of an earlier socket
-            le, re_ = key
-            peer = pop((re_, le), None)  # a socket connected to itself is its own peer
+            le, re_ = key >> 48, key & _END_MASK
+            peer = pop(re_ << 48 | le, None)  # a socket connected to itself is its own peer
             if peer is None:
                 unpaired += 1
             lp, rp = le & 0xFFFF, re_ & 0xFFFF
@@ -320,6 +323,7 @@ def _paired_rows(
 
 
 _MISSING: Any = object()
+_END_MASK = (1 << 48) - 1
 _ROW_ORDER = operator.itemgetter(0)
 _CONNECTION = operator.itemgetter(1)
 
