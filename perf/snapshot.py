@@ -15,7 +15,10 @@ Peak RSS comes from ``os.wait4`` of each child. Also, per size, the talk map ana
 linearly, and the load average before and after the rounds. Writes JSON to ``--out`` (default
 perf/results/snapshot.json).
 
-Usage: ``python perf/snapshot.py --sizes 1000,10000,50000 --rounds 5``
+Usage: ``python perf/snapshot.py --sizes 1000,10000,50000 --rounds 5``; ``--only-analysis``: the
+analysis alone per size, with its Python calls per connection (one cProfile run: the work done, which
+a linear analysis keeps constant) and the snapshot's size in memory (tracemalloc), written to
+perf/results/analysis.json. Each size starts once the previous one's TIME_WAIT sockets are gone.
 """
 
 from __future__ import annotations
@@ -98,18 +101,26 @@ COMMANDS = {
 }
 
 ANALYSIS = r"""
-import gc, json, statistics, time
+import cProfile, gc, json, pstats, statistics, time, tracemalloc
 from loopscope.collect import take_snapshot
 from loopscope.analysis.talkmap import build_talk_map
+tracemalloc.start()
 snap = take_snapshot()
+held = tracemalloc.get_traced_memory()[0]
+tracemalloc.stop()
 runs = []
-for _ in range(5):
+for _ in range(7):
     gc.collect()
     t0 = time.perf_counter()
     talk = build_talk_map(snap)
     runs.append(time.perf_counter() - t0)
+prof = cProfile.Profile()
+prof.enable()
+build_talk_map(snap)
+prof.disable()
 print(json.dumps({"sockets": len(snap.sockets), "connections": len(talk.connections),
-                  "median_s": statistics.median(runs)}))
+                  "median_s": statistics.median(runs),
+                  "calls": pstats.Stats(prof).total_calls, "snapshot_bytes": held}))
 """
 
 
@@ -119,9 +130,22 @@ def measure_analysis() -> dict[str, float]:
         [sys.executable, "-c", ANALYSIS], capture_output=True, text=True, check=True
     ).stdout
     got = json.loads(out)
-    got["us_per_connection"] = round(got["median_s"] / max(got["connections"], 1) * 1e6, 2)
+    conns = max(got["connections"], 1)
+    got["us_per_connection"] = round(got["median_s"] / conns * 1e6, 2)
+    got["calls_per_connection"] = round(got.pop("calls") / conns, 2)
+    got["snapshot_mib"] = round(got.pop("snapshot_bytes") / 2**20, 1)
     got["median_s"] = round(got["median_s"], 4)
     return got
+
+
+def wait_time_wait_gone(limit_s: float = 90) -> None:
+    """Wait (bounded) until the previous size's TIME_WAIT sockets have expired: they would count."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ss", "-tanH", "state", "time-wait"], capture_output=True, text=True)
+        if out.stdout.count("\n") < 100:
+            return
+        time.sleep(2)
 
 
 def raise_nofile() -> None:
@@ -184,16 +208,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "snapshot.json"))
+    parser.add_argument("--out", default=None, help="default perf/results/snapshot.json")
+    parser.add_argument(
+        "--only-analysis",
+        action="store_true",
+        help="the talk map analysis alone per size (time, calls per connection, snapshot size); "
+        "default --out perf/results/analysis.json",
+    )
     args = parser.parse_args()
+    results_dir = Path(__file__).parent / "results"
+    if args.out is None:
+        args.out = str(results_dir / ("analysis.json" if args.only_analysis else "snapshot.json"))
     raise_nofile()
     results = []
     for n in (int(x) for x in args.sizes.split(",")):
+        wait_time_wait_gone()
         workers = start_workers(n)
         try:
             sockets = count_sockets()
             load_before = os.getloadavg()
             analysis = measure_analysis()
+            if args.only_analysis:
+                row = {"connections": n, "tcp_sockets": sockets, "analysis": analysis}
+                row["load_average"] = [round(x, 2) for x in os.getloadavg()]
+                results.append(row)
+                print(json.dumps(row), flush=True)
+                continue
             timings: dict[str, list[float]] = {name: [] for name in COMMANDS}
             rss: dict[str, int] = {name: 0 for name in COMMANDS}
             for _ in range(args.rounds):  # interleaved so that machine noise hits every tool alike
@@ -267,7 +307,7 @@ def main() -> int:
             "python": platform.python_version(),
             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
         },
-        "rounds": args.rounds,
+        "rounds": 7 if args.only_analysis else args.rounds,
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
