@@ -41,8 +41,10 @@ def test_json_document_and_plot(tmp_path):
     doc = json.loads(r.stdout)
     assert doc["schema_version"] >= 1 and doc["command"] == "bench"
     cells = doc["report"]["cells"]
+    # compiled engine (a C compiler here): HTTP stays Python and gets a Python call to compare with
+    calls = ("call", "call") if doc["report"]["engine"] == "native" else ("call",)
     assert [(c["path"], c["size_bytes"]) for c in cells] == [
-        (p, s) for p in ("call", "tcp4", "udp4", "http-keepalive") for s in (1, 1024)
+        (p, s) for p in (*calls, "tcp4", "udp4", "http-keepalive") for s in (1, 1024)
     ]
     for c in cells:
         assert c["summary"]["count"] == 40
@@ -75,6 +77,25 @@ def test_native_engine_from_the_real_entry_point():
     assert cell["engine"] == "native" and cell["summary"]["count"] == 200
     assert 0 < cell["summary"]["min_ns"] <= cell["summary"]["p50_ns"]
     assert report["native_timer_overhead_ns"] is not None
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None, reason="needs cc")
+def test_python_paths_beside_compiled_ones_are_compared_with_a_python_call():
+    args = ("--engine", "native", "--paths", "call,tcp4,http-keepalive", "--sizes", "64")
+    r = _run(*args, "--count", "200", "--json")
+    assert r.returncode == 0, r.stderr
+    cells = {(c["path"], c["engine"]): c for c in json.loads(r.stdout)["report"]["cells"]}
+    assert set(cells) == {
+        ("call", "native"),
+        ("call", "python"),
+        ("tcp4", "native"),
+        ("http-keepalive", "python"),
+    }
+    http, call = cells[("http-keepalive", "python")], cells[("call", "python")]
+    assert call["label"] == "in-process call (python)"
+    assert http["ratio_to_call"] == http["summary"]["p50_ns"] / call["summary"]["p50_ns"]
+    tcp, c_call = cells[("tcp4", "native")], cells[("call", "native")]
+    assert tcp["ratio_to_call"] == tcp["summary"]["p50_ns"] / c_call["summary"]["p50_ns"]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import http.client
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from loopscope.analysis.bench.nagle import find_nagle_stall
 from loopscope.analysis.bench.results import (
@@ -242,6 +243,11 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
                     except KeyboardInterrupt:
                         stopped = "not run: interrupted"
                         cells.append(_not_run(path, size, stopped))
+            if stopped is None:
+                try:
+                    cells = _python_baseline(config, cells, host, server, findings, progress)
+                except KeyboardInterrupt:
+                    stopped = "not run: interrupted"
             if config.throughput and stopped is None:
                 for path in config.paths:
                     if (
@@ -290,6 +296,30 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
         server_engine=server_engine,
         native_timer_overhead_ns=native_timer_ns,
     )
+
+
+def _python_baseline(
+    config: BenchConfig,
+    cells: list[CellResult],
+    host: str | None,
+    server: ServerProcess,
+    findings: list[Finding],
+    progress: Progress | None,
+) -> list[CellResult]:
+    """With compiled cells and Python ones (HTTP) in one run, the Python paths need a Python call
+    to compare with: add ``in-process call (python)`` cells after the compiled call cells."""
+    natives = [c for c in cells if c.path == "call" and c.engine is Engine.NATIVE]
+    if not natives or not any(c.engine is Engine.PYTHON for c in cells if c.path != "call"):
+        return cells
+    extra = [
+        replace(c, label=f"{c.label} (python)")
+        for c in (
+            _run_cell(config, Engine.PYTHON, "call", size, host, server, findings, progress)
+            for size in config.sizes_bytes
+        )
+    ]
+    at = cells.index(natives[-1]) + 1
+    return [*cells[:at], *extra, *cells[at:]]
 
 
 def _run_cell(

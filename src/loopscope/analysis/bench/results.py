@@ -148,19 +148,23 @@ class BenchReport:
 
 
 def ratio_to_call(cells: Sequence[CellResult]) -> tuple[CellResult, ...]:
-    """Fill ``ratio_to_call`` of every measured cell from the ``call`` cell of the same size.
+    """Fill ``ratio_to_call`` of every measured cell from the ``call`` cell of the same size and
+    engine (a path timed by the Python engine against a Python call, a compiled one against a C
+    call); a cell whose engine has no call cell of its size uses any call cell of that size.
 
     Example: call p50 100 ns and tcp4 p50 15_000 ns at 1 byte -> tcp4's ratio 150.0.
     """
-    base = {
-        c.size_bytes: c.summary.p50_ns
-        for c in cells
-        if c.path == "call" and c.summary is not None and c.summary.p50_ns > 0
-    }
+    base: dict[tuple[int, Engine | None], int] = {}
+    for c in cells:
+        if c.path == "call" and c.summary is not None and c.summary.p50_ns > 0:
+            base.setdefault((c.size_bytes, c.engine), c.summary.p50_ns)
+            base.setdefault((c.size_bytes, None), c.summary.p50_ns)
     out = []
     for c in cells:
         ratio = None
-        if c.summary is not None and c.size_bytes in base:
-            ratio = c.summary.p50_ns / base[c.size_bytes]
+        if c.summary is not None:
+            ns = base.get((c.size_bytes, c.engine)) or base.get((c.size_bytes, None))
+            if ns:
+                ratio = c.summary.p50_ns / ns
         out.append(replace(c, ratio_to_call=ratio))
     return tuple(out)

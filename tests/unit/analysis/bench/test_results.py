@@ -2,7 +2,9 @@
 
 import pytest
 
-from loopscope.analysis.bench.results import CellResult, ratio_to_call
+from dataclasses import replace
+
+from loopscope.analysis.bench.results import CellResult, Engine, ratio_to_call
 from loopscope.analysis.stats import LogHistogram
 from loopscope.cli.bench import format_size, parse_paths, parse_sizes
 from loopscope.errors import UsageError
@@ -26,6 +28,21 @@ def test_ratio_to_call_per_size():
     out = ratio_to_call(cells)
     assert [c.ratio_to_call for c in out] == [1.0, 150.0, 1.0, 100.0, None, None]
     assert out[5].skipped_reason == "x"
+
+
+def test_ratio_to_call_per_engine():
+    """Compiled paths against the C call, Python ones (HTTP) against the Python call."""
+    native, python = Engine.NATIVE, Engine.PYTHON
+    cells = [
+        replace(_cell("call", 64, 25), engine=native),
+        replace(_cell("call", 64, 150), engine=python),
+        replace(_cell("tcp4", 64, 15_000), engine=native),
+        replace(_cell("http-keepalive", 64, 300_000), engine=python),
+    ]
+    got = [c.ratio_to_call for c in ratio_to_call(cells)]
+    assert got == [1.0, 1.0, 15_000 / 25, 300_000 / 150]
+    only_native = [cells[0], cells[3]]  # no Python call measured: the C one is all there is
+    assert ratio_to_call(only_native)[1].ratio_to_call == 300_000 / 25
 
 
 def test_parse_sizes_and_format():
