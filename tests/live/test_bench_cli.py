@@ -96,6 +96,9 @@ def test_python_paths_beside_compiled_ones_are_compared_with_a_python_call():
     assert http["ratio_to_call"] == http["summary"]["p50_ns"] / call["summary"]["p50_ns"]
     tcp, c_call = cells[("tcp4", "native")], cells[("call", "native")]
     assert tcp["ratio_to_call"] == tcp["summary"]["p50_ns"] / c_call["summary"]["p50_ns"]
+    table = _run(*args, "--count", "50", "--no-throughput").stdout
+    assert "in-process call (python)" in table
+    assert "x call: each row against the in-process call of its own engine" in table
 
 
 @pytest.mark.parametrize(

@@ -141,6 +141,8 @@ def format_engine_line(report: BenchReport) -> str:
             line += "; server echo: python"
         if python_paths:
             line += f"; python: {', '.join(python_paths)}"
+            if "call" in python_paths:
+                line += "\n  x call: each row against the in-process call of its own engine"
     else:
         line = "engine: python"
     if report.engine_reason:
