@@ -92,12 +92,13 @@ def test_python_paths_beside_compiled_ones_are_compared_with_a_python_call():
         ("http-keepalive", "python"),
     }
     http, call = cells[("http-keepalive", "python")], cells[("call", "python")]
-    assert call["label"] == "in-process call (python)"
+    assert call["label"] == "in-process (python)"
     assert http["ratio_to_call"] == http["summary"]["p50_ns"] / call["summary"]["p50_ns"]
     tcp, c_call = cells[("tcp4", "native")], cells[("call", "native")]
     assert tcp["ratio_to_call"] == tcp["summary"]["p50_ns"] / c_call["summary"]["p50_ns"]
     table = _run(*args, "--count", "50", "--no-throughput").stdout
-    assert "in-process call (python)" in table
+    assert "in-process (python)" in table and "…" not in table  # nothing cut at 80 columns
+    assert all(len(line) <= 80 for line in table.splitlines())
     assert "x call: each row against the in-process call of its own engine" in table
 
 

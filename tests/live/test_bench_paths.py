@@ -73,7 +73,7 @@ def test_native_engine_runs_every_path_but_http():
         )
     )
     assert report.engine is report.server_engine is Engine.NATIVE
-    python_call = [c for c in report.cells if c.label == "in-process call (python)"]
+    python_call = [c for c in report.cells if c.label == "in-process (python)"]
     assert [c.engine for c in python_call] == [Engine.PYTHON]  # what the HTTP paths compare with
     for c in report.cells:
         if c.skipped_reason is None and c not in python_call:

@@ -307,12 +307,13 @@ def _python_baseline(
     progress: Progress | None,
 ) -> list[CellResult]:
     """With compiled cells and Python ones (HTTP) in one run, the Python paths need a Python call
-    to compare with: add ``in-process call (python)`` cells after the compiled call cells."""
+    to compare with: add ``in-process (python)`` cells after the compiled call cells (a label no
+    longer than the HTTP ones, so the table keeps its width at 80 columns)."""
     natives = [c for c in cells if c.path == "call" and c.engine is Engine.NATIVE]
     if not natives or not any(c.engine is Engine.PYTHON for c in cells if c.path != "call"):
         return cells
     extra = [
-        replace(c, label=f"{c.label} (python)")
+        replace(c, label="in-process (python)")
         for c in (
             _run_cell(config, Engine.PYTHON, "call", size, host, server, findings, progress)
             for size in config.sizes_bytes

@@ -102,8 +102,14 @@ def format_latency_table(report: BenchReport) -> Table:
     pin = f"pin {report.config.pin.value}"
     if report.client_cpu is not None:
         pin += f": client CPU {report.client_cpu}, server CPU {report.server_cpu}"
-    t = Table(title=f"[bold]Round trip[/bold] ({pin})", box=box.SIMPLE_HEAD, title_justify="left")
-    t.add_column("path", no_wrap=True)
+    t = Table(
+        title=f"[bold]Round trip[/bold] ({pin})",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        pad_edge=False,
+    )
+    # A narrow terminal folds a label onto two lines rather than cutting it or a figure
+    t.add_column("path", overflow="fold")
     for head in ("size", "n", "p50 us", "p90 us", "p99 us", "p99.9 us", "x call"):
         t.add_column(head, justify="right", no_wrap=True)
     for c in report.cells:
