@@ -1,8 +1,8 @@
 """ratio_to_call, CLI argument parsers, and the purity of the bench analysis modules."""
 
-import pytest
-
 from dataclasses import replace
+
+import pytest
 
 from loopscope.analysis.bench.results import CellResult, Engine, ratio_to_call
 from loopscope.analysis.stats import LogHistogram
