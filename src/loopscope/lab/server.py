@@ -168,7 +168,16 @@ class LabServer:
                 proc.pid, signal.SIGKILL
             )  # leftovers of the group we created (gunicorn worker)
         except ProcessLookupError:
-            pass  # the whole group is gone: nothing to clean up
+            return  # the whole group is gone: nothing to clean up
+        # The leftovers are not our children (their parent was the server): wait, bounded, until
+        # they are gone, so that nothing of the lab outlives the command
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
 
     def __enter__(self) -> LabServer:
         try:
