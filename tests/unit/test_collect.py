@@ -69,7 +69,7 @@ def test_recording_gives_the_recorded_sockets_owners_and_gaps(host1_expected):
     # one socket has an inode but no recorded owner (a listener of another process): one gap
     unowned = [s for s in snap.sockets if s.inode is not None and not s.owners]
     assert len(unowned) == 1
-    assert [(g.what, g.count) for g in snap.gaps] == [("owner of 1 sockets", 1)]
+    assert [(g.what, g.count) for g in snap.gaps] == [("owner of 1 socket", 1)]
     # TIME_WAIT rows carry no inode and no owner
     assert all(not s.owners for s in snap.sockets if s.state is TcpState.TIME_WAIT)
     assert snap.stack.ip_local_port_range == (32768, 60999) and snap.stack.somaxconn == 4096
@@ -128,7 +128,7 @@ def test_listener_owner_scope_attributes_listeners_only():
     snap = _recorded(owner_scope=OwnerScope.LISTENERS).snapshot()
     assert any(s.owners for s in snap.sockets)
     assert all(s.is_listener for s in snap.sockets if s.owners)
-    assert [g.what for g in snap.gaps] == ["owner of 1 sockets"]  # the unowned listener only
+    assert [g.what for g in snap.gaps] == ["owner of 1 socket"]  # the unowned listener only
 
 
 def test_no_owner_scope_says_so():

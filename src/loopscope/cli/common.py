@@ -278,8 +278,9 @@ def print_read_summary(command: str, snapshots: Sequence[Any], started_ns: int) 
     read_s = sum(s.duration_ns or 0 for s in snapshots) / 1e9
     total_s = (time.perf_counter_ns() - started_ns) / 1e9
     spaces = "namespace" if len(snapshots) == 1 else "namespaces"
+    noun = "socket" if sockets == 1 else "sockets"
     sys.stderr.write(
-        f"loopscope {command}: {sockets:,} sockets in {len(snapshots)} {spaces} read in "
+        f"loopscope {command}: {sockets:,} {noun} in {len(snapshots)} {spaces} read in "
         f"{read_s:.2f} s; {total_s:.2f} s in all\n"
     )
 

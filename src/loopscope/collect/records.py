@@ -134,12 +134,16 @@ def owner_gaps(scan: OwnerScan, vanished: int, unowned: int) -> list[Gap]:
         )
     if vanished:
         gaps.append(
-            Gap(what=f"{vanished} processes", reason="exited during the scan", count=vanished)
+            Gap(
+                what=f"{vanished} {'process' if vanished == 1 else 'processes'}",
+                reason="exited during the scan",
+                count=vanished,
+            )
         )
     if unowned:
         gaps.append(
             Gap(
-                what=f"owner of {unowned} sockets",
+                what=f"owner of {unowned} {'socket' if unowned == 1 else 'sockets'}",
                 reason="no readable process holds them (other users' processes need root, "
                 "processes in another pid namespace, or closed mid-scan)",
                 count=unowned,
