@@ -9,6 +9,8 @@ processes, medians of ``--rounds`` rounds, in the same run:
 - ``ss -tanp`` and ``ss -tan``; ``ss -ltnup`` (what ``ports`` answers)
 - ``psutil.net_connections("tcp")`` in a Python process
 - ``python -c pass``: the interpreter start-up every Python command pays
+- ``ports --json`` and ``python -c pass`` again under ``python -S`` (no site hooks, the import path
+  given in PYTHONPATH): start-up on a plain interpreter, whatever this host's site imports
 
 Before timing, the loopscope package is byte-compiled (``compileall``), as ``pip install`` leaves it:
 a host with ``PYTHONDONTWRITEBYTECODE=1`` and no ``.pyc`` would otherwise compile ~7k lines in every
@@ -101,7 +103,23 @@ COMMANDS = {
         "import psutil; psutil.net_connections('tcp')",
     ],
     "python -c pass": [sys.executable, "-c", "pass"],
+    # Without site (-S): no .pth hooks. A host's site may import modules at every start (here a
+    # sandbox hook imports certifi, which loads pathlib, re, typing and more, ~20-35 ms) that
+    # loopscope then finds loaded; -S shows what the command costs on a plain interpreter.
+    "loopscope ports --json (python -S)": [
+        sys.executable,
+        "-S",
+        "-m",
+        "loopscope",
+        "ports",
+        "--json",
+        "--fail-on",
+        "never",
+    ],
+    "python -S -c pass": [sys.executable, "-S", "-c", "pass"],
 }
+NO_SITE_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path[1:] if p)}
+"""Environment of the ``-S`` commands: the import path site would have built, made explicit."""
 
 ANALYSIS = r"""
 import cProfile, gc, json, pstats, statistics, time, tracemalloc
@@ -204,8 +222,9 @@ def stop_workers(workers: list[subprocess.Popen[str]]) -> None:
 
 def run_once(cmd: list[str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one run of ``cmd``."""
+    env = NO_SITE_ENV if "-S" in cmd[1:2] else None
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -292,6 +311,9 @@ def main() -> int:
                 ),
                 "ports --json / python -c pass": round(
                     med["loopscope ports --json"] / med["python -c pass"], 3
+                ),
+                "ports --json (python -S) / python -S -c pass": round(
+                    med["loopscope ports --json (python -S)"] / med["python -S -c pass"], 3
                 ),
             }
             results.append(row)
