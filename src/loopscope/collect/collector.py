@@ -210,16 +210,22 @@ class Collector:
         return self.read(netns).snapshot
 
     def snapshots(
-        self, netns: Iterable[NetnsSpec] = (None,), *, all_netns: bool = False
+        self,
+        netns: Iterable[NetnsSpec] = (None,),
+        *,
+        all_netns: bool = False,
+        owners: OwnerScan | None = None,
     ) -> list[Snapshot]:
         """Several namespaces sharing one fd scan; ``all_netns`` reads every distinct one instead of
-        ``netns`` and puts a gap for each namespace it could not enter on the first snapshot.
+        ``netns`` and puts a gap for each namespace it could not enter on the first snapshot;
+        ``owners`` is a scan made earlier (``ports --json`` forks one before its imports) instead of
+        one started here.
 
         Raises:
             UsageError, NetnsError, BackendUnavailable: as :meth:`snapshot` (NetnsError only for
             namespaces asked by name).
         """
-        run = self.read_all(netns, all_netns=all_netns)
+        run = self.read_all(netns, all_netns=all_netns, owners=owners)
         snaps = run.snapshots
         if run.skipped and snaps:
             snaps[0] = replace(snaps[0], gaps=snaps[0].gaps + tuple(s.gap() for s in run.skipped))

@@ -6,8 +6,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from loopscope.backends.linux.fdscan import decode_scan, encode_scan, start_owner_scan
-from loopscope.backends.linux.procfs import OwnerScan, scan_socket_owners
+from loopscope.backends.linux.fdscan import (
+    collect_forked,
+    decode_scan,
+    encode_scan,
+    start_owner_scan,
+)
+from loopscope.backends.linux.fdtables import fork_scan
+from loopscope.backends.linux.procfs import OwnerScan, ProcRoot, scan_socket_owners
 from loopscope.errors import ParseError
 from loopscope.model import NetnsId, ProcessKey
 
@@ -46,6 +52,38 @@ def test_forked_scan_equals_in_process_scan_and_leaves_out_the_child():
     threaded = start_owner_scan(fork=False).result()
     assert threaded.owners[mine] == here.owners[mine] and threaded.keys[os.getpid()]
     listener.close()
+
+
+@pytest.mark.linux
+def test_a_scan_forked_early_is_collected_later_with_the_same_owners():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    mine = os.fstat(listener.fileno()).st_ino
+    try:
+        forked = fork_scan()  # what `ports --json` does before its imports
+        assert forked is not None
+        child, fd = forked
+        scan = collect_forked(child, fd)
+        assert [k.pid for k in scan.owners[mine]] == [os.getpid()]
+        assert isinstance(scan.owners[mine][0], ProcessKey)
+        assert scan.owners[mine] == scan_socket_owners().owners[mine]
+        assert child not in scan.keys  # the child left itself out
+        with pytest.raises(ChildProcessError):
+            os.waitpid(child, os.WNOHANG)  # reaped
+        with pytest.raises(OSError):
+            os.fstat(fd)  # the pipe is closed
+    finally:
+        listener.close()
+
+
+@pytest.mark.linux
+def test_a_failed_forked_scan_is_made_again_here(tmp_path):
+    missing = str(tmp_path / "no-proc")
+    forked = fork_scan(missing)  # the child cannot list it: exit 1, nothing written
+    assert forked is not None
+    with pytest.raises(ParseError, match="cannot list"):
+        collect_forked(*forked, root=ProcRoot(missing))  # raised by the scan made here
 
 
 @pytest.mark.linux

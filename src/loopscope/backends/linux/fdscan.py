@@ -2,58 +2,36 @@
 
 In a thread the scan barely overlaps the dump: its Python loop (one ``readlink`` per fd) holds the GIL
 most of the time. A forked child has its own interpreter lock; it sends back a compact binary result
-over a pipe, read by a parent thread (``os.read`` releases the GIL). If ``fork`` is not possible the scan
-runs in a thread instead. Same result either way.
-
-Wire format (native byte order): header ``=qqqqq`` (denied, vanished, keys, pairs, namespaces), then
-``keys`` pairs ``(pid, start_ticks)``, ``pairs`` pairs ``(inode, key index)`` in owner order, and
-``namespaces`` triples ``(dev, ino, pid)``; every number an ``int64``.
+over a pipe (the wire format of :mod:`~loopscope.backends.linux.fdtables`), read by a parent thread
+(``os.read`` releases the GIL). If ``fork`` is not possible the scan runs in a thread instead. Same
+result either way.
 """
 
 from __future__ import annotations
 
 import array
 import os
-import struct
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 
-from loopscope.backends.linux.procfs import (
-    OwnerScan,
-    ProcRoot,
-    scan_fd_tables,
-    scan_socket_owners,
-)
+from loopscope.backends.linux.fdtables import HEADER, encode_tables, fork_scan
+from loopscope.backends.linux.procfs import OwnerScan, ProcRoot, scan_socket_owners
 from loopscope.errors import ParseError
 from loopscope.model import NetnsId, ProcessKey
 
-__all__ = ["OwnerScan", "PendingScan", "decode_scan", "encode_scan", "start_owner_scan"]
-
-_HEADER = struct.Struct("=qqqqq")
+__all__ = [
+    "OwnerScan",
+    "PendingScan",
+    "collect_forked",
+    "decode_scan",
+    "encode_scan",
+    "start_owner_scan",
+]
 
 
 def encode_scan(scan: OwnerScan) -> bytes:
-    """Serialize an :class:`OwnerScan` (see the module docstring)."""
-    return _encode(scan.owners, scan.pid_netns, scan.denied_pids, scan.vanished_pids)
-
-
-def _encode(
-    owners: Mapping[int, Sequence[ProcessKey]],
-    pid_netns: Mapping[NetnsId, int],
-    denied_pids: int,
-    vanished_pids: int,
-) -> bytes:
-    keys: list[ProcessKey] = sorted({k for ks in owners.values() for k in ks})
-    index = {k: i for i, k in enumerate(keys)}
-    key_words = array.array("q", [x for k in keys for x in k])
-    pair_words = array.array(
-        "q", [x for inode, ks in owners.items() for k in ks for x in (inode, index[k])]
-    )
-    ns_words = array.array("q", [x for ns, pid in pid_netns.items() for x in (ns.dev, ns.ino, pid)])
-    head = _HEADER.pack(
-        denied_pids, vanished_pids, len(keys), len(pair_words) // 2, len(ns_words) // 3
-    )
-    return head + key_words.tobytes() + pair_words.tobytes() + ns_words.tobytes()
+    """Serialize an :class:`OwnerScan` (the wire format of :mod:`~loopscope.backends.linux.fdtables`)."""
+    return encode_tables(scan.owners, scan.pid_netns, scan.denied_pids, scan.vanished_pids)
 
 
 def decode_scan(data: bytes) -> OwnerScan:
@@ -63,13 +41,13 @@ def decode_scan(data: bytes) -> OwnerScan:
         ParseError: the data is truncated, its counts disagree with its length, or a pair names a
             process index past the list.
     """
-    if len(data) < _HEADER.size:
+    if len(data) < HEADER.size:
         raise ParseError("fd scan result truncated", path="fd-scan")
-    denied, vanished, nkeys, npairs, nns = _HEADER.unpack_from(data)
-    if (len(data) - _HEADER.size) % 8:
+    denied, vanished, nkeys, npairs, nns = HEADER.unpack_from(data)
+    if (len(data) - HEADER.size) % 8:
         raise ParseError("fd scan result is not whole 8-byte words", path="fd-scan")
     words = array.array("q")
-    words.frombytes(data[_HEADER.size :])
+    words.frombytes(data[HEADER.size :])
     if min(nkeys, npairs, nns) < 0 or len(words) != 2 * nkeys + 2 * npairs + 3 * nns:
         raise ParseError("fd scan result has the wrong length", path="fd-scan")
     keys = [ProcessKey(words[2 * i], words[2 * i + 1]) for i in range(nkeys)]
@@ -130,9 +108,19 @@ def _in_thread(root: ProcRoot, netns: Collection[NetnsId] | None, pending: Pendi
         pending._finish(error=exc)
 
 
-def _read_child(
-    fd: int, pid: int, root: ProcRoot, netns: Collection[NetnsId] | None, pending: PendingScan
-) -> None:
+def collect_forked(
+    pid: int,
+    fd: int,
+    root: ProcRoot = ProcRoot(),
+    netns: Collection[NetnsId] | None = None,
+) -> OwnerScan:
+    """The result of a scan forked by :func:`~loopscope.backends.linux.fdtables.fork_scan`: reads
+    ``fd`` to its end, closes it and reaps ``pid``; when the child failed, scans here instead (same
+    result).
+
+    Raises:
+        ParseError: the child's bytes do not decode, or (scanning here) ``root`` cannot be listed.
+    """
     chunks: list[bytes] = []
     try:
         while True:
@@ -144,11 +132,16 @@ def _read_child(
         os.close(fd)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        _in_thread(root, netns, pending)  # the child failed: do the scan here, same result
-        return
+        return scan_socket_owners(root, netns=netns)
+    return decode_scan(b"".join(chunks))
+
+
+def _read_child(
+    fd: int, pid: int, root: ProcRoot, netns: Collection[NetnsId] | None, pending: PendingScan
+) -> None:
     try:
-        pending._finish(decode_scan(b"".join(chunks)))
-    except BaseException as exc:
+        pending._finish(collect_forked(pid, fd, root, netns))
+    except BaseException as exc:  # handed to the caller by result()
         pending._finish(error=exc)
 
 
@@ -165,40 +158,14 @@ def start_owner_scan(
             or when fork fails, scan in a thread of this process.
     """
     pending = PendingScan()
-    in_thread = threading.Thread(
-        target=_in_thread, args=(root, netns, pending), name="fd-scan", daemon=True
-    )
-    if not fork:
-        in_thread.start()
+    forked = fork_scan(root.path, netns=netns) if fork else None
+    if forked is None:
+        threading.Thread(
+            target=_in_thread, args=(root, netns, pending), name="fd-scan", daemon=True
+        ).start()
         return pending
-    try:
-        read_fd, write_fd = os.pipe()
-    except OSError:
-        in_thread.start()
-        return pending
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_fd)
-        os.close(write_fd)
-        in_thread.start()
-        return pending
-    if pid == 0:  # child: scan, write, leave without running any cleanup of the parent's state
-        code = 1
-        try:
-            os.close(read_fd)
-            owners, _keys, pid_netns, denied, vanished = scan_fd_tables(
-                root, skip_pid=os.getpid(), netns=netns
-            )
-            data = _encode(owners, pid_netns, denied, vanished)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(write_fd, view) :]
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
+    pid, fd = forked
     threading.Thread(
-        target=_read_child, args=(read_fd, pid, root, netns, pending), name="fd-scan", daemon=True
+        target=_read_child, args=(fd, pid, root, netns, pending), name="fd-scan", daemon=True
     ).start()
     return pending
