@@ -68,7 +68,9 @@ def snapshot_options(
     Listeners only: the /proc fd scan runs in a thread, not a forked child. The fork pays off when
     the scan runs beside a large dump; beside the listeners' (a few sockets, filtered in the kernel)
     it buys nothing and costs the fork, copy-on-write faults and the result's encoding (~7 ms of
-    ``ports --json`` at 1k connections). Same result.
+    ``ports --json`` at 1k connections). Same result. (``ports --json`` on the fast path forks its
+    scan before its imports instead, when the process is still small, and passes it in: see
+    :mod:`loopscope.cli.fastpath`.)
     """
     options: dict[str, Any] = {
         "owner_scope": OwnerScope.ALL if attribute else OwnerScope.NONE,
