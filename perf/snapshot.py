@@ -63,6 +63,19 @@ sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.read()
 """
 
+
+def _console_script() -> str | None:
+    """The ``loopscope`` console script beside this interpreter (what users run), if installed."""
+    path = Path(sys.executable).with_name("loopscope")
+    return str(path) if path.is_file() else None
+
+
+_SCRIPT = _console_script()
+CLI = [sys.executable, _SCRIPT] if _SCRIPT else [sys.executable, "-m", "loopscope"]
+"""How a command is run: the console script under this interpreter (``-m loopscope`` adds runpy,
+~5 ms, which users of the script do not pay), or ``-m`` when no script is installed."""
+CLI_NO_SITE = [CLI[0], "-S", *CLI[1:]]
+
 COMMANDS = {
     "loopscope snapshot": [
         sys.executable,
@@ -70,29 +83,23 @@ COMMANDS = {
         "from loopscope.collect import take_snapshot; take_snapshot()",
     ],
     "loopscope ports --json": [
-        sys.executable,
-        "-m",
-        "loopscope",
+        *CLI,
         "ports",
         "--json",
         "--fail-on",
         "never",
     ],
-    "loopscope map": [sys.executable, "-m", "loopscope", "map", "--fail-on", "never"],
-    "loopscope scan": [sys.executable, "-m", "loopscope", "scan", "--fail-on", "never"],
+    "loopscope map": [*CLI, "map", "--fail-on", "never"],
+    "loopscope scan": [*CLI, "scan", "--fail-on", "never"],
     "loopscope map --json": [
-        sys.executable,
-        "-m",
-        "loopscope",
+        *CLI,
         "map",
         "--json",
         "--fail-on",
         "never",
     ],
     "loopscope scan --json": [
-        sys.executable,
-        "-m",
-        "loopscope",
+        *CLI,
         "scan",
         "--json",
         "--fail-on",
@@ -111,10 +118,7 @@ COMMANDS = {
     # sandbox hook imports certifi, which loads pathlib, re, typing and more, ~20-35 ms) that
     # loopscope then finds loaded; -S shows what the command costs on a plain interpreter.
     "loopscope ports --json (python -S)": [
-        sys.executable,
-        "-S",
-        "-m",
-        "loopscope",
+        *CLI_NO_SITE,
         "ports",
         "--json",
         "--fail-on",
@@ -379,6 +383,7 @@ def main() -> int:
             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
         },
         "bytecode": f"compiled before timing (compileall {package})",
+        "cli": CLI,
         "rounds": "analysis: see runs per size" if args.only_analysis else args.rounds,
         "results": results,
     }
