@@ -1,6 +1,7 @@
 import os
 import socket
 import struct
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import example, given
@@ -39,42 +40,42 @@ def test_decode_rejects_wrong_length():
         decode_scan(b"\0" * 8)
 
 
-@pytest.mark.linux
-def test_forked_scan_equals_in_process_scan_and_leaves_out_the_child():
+@pytest.fixture
+def mine() -> Iterator[int]:
+    """The inode of a listener this process holds (bound to 127.0.0.1:0) for the test's length."""
     listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield os.fstat(listener.fileno()).st_ino
+    finally:
+        listener.close()
+
+
+@pytest.mark.linux
+def test_forked_scan_equals_in_process_scan_and_leaves_out_the_child(mine: int):
     forked = start_owner_scan().result()
     here = scan_socket_owners()
-    mine = listener.fileno() and os.fstat(listener.fileno()).st_ino
     assert [k.pid for k in forked.owners[mine]] == [os.getpid()]  # not the scanning child
     assert forked.owners[mine] == here.owners[mine]
     threaded = start_owner_scan(fork=False).result()
     assert threaded.owners[mine] == here.owners[mine] and threaded.keys[os.getpid()]
-    listener.close()
 
 
 @pytest.mark.linux
-def test_a_scan_forked_early_is_collected_later_with_the_same_owners():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    mine = os.fstat(listener.fileno()).st_ino
-    try:
-        forked = fork_scan()  # what `ports --json` does before its imports
-        assert forked is not None
-        child, fd = forked
-        scan = collect_forked(child, fd)
-        assert [k.pid for k in scan.owners[mine]] == [os.getpid()]
-        assert isinstance(scan.owners[mine][0], ProcessKey)
-        assert scan.owners[mine] == scan_socket_owners().owners[mine]
-        assert child not in scan.keys  # the child left itself out
-        with pytest.raises(ChildProcessError):
-            os.waitpid(child, os.WNOHANG)  # reaped
-        with pytest.raises(OSError):
-            os.fstat(fd)  # the pipe is closed
-    finally:
-        listener.close()
+def test_a_scan_forked_early_is_collected_later_with_the_same_owners(mine: int):
+    forked = fork_scan()  # what `ports --json` does before its imports
+    assert forked is not None
+    child, fd = forked
+    scan = collect_forked(child, fd)
+    assert [k.pid for k in scan.owners[mine]] == [os.getpid()]
+    assert isinstance(scan.owners[mine][0], ProcessKey)
+    assert scan.owners[mine] == scan_socket_owners().owners[mine]
+    assert child not in scan.keys  # the child left itself out
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child, os.WNOHANG)  # reaped
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the pipe is closed
 
 
 @pytest.mark.linux
@@ -87,19 +88,12 @@ def test_a_failed_forked_scan_is_made_again_here(tmp_path):
 
 
 @pytest.mark.linux
-def test_netns_filter_reads_only_processes_of_those_namespaces():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    mine = os.fstat(listener.fileno()).st_ino
+def test_netns_filter_reads_only_processes_of_those_namespaces(mine: int):
     st_ns = os.stat("/proc/self/ns/net")
     here = NetnsId(st_ns.st_dev, st_ns.st_ino)
-    try:
-        assert mine in scan_socket_owners(netns={here}).owners
-        assert start_owner_scan(netns={here}).result().owners[mine][0].pid == os.getpid()
-        assert scan_socket_owners(netns={NetnsId(0, 1)}).owners == {}
-    finally:
-        listener.close()
+    assert mine in scan_socket_owners(netns={here}).owners
+    assert start_owner_scan(netns={here}).result().owners[mine][0].pid == os.getpid()
+    assert scan_socket_owners(netns={NetnsId(0, 1)}).owners == {}
 
 
 @given(
