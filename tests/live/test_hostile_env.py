@@ -189,12 +189,29 @@ def test_bench_keeps_finished_cells_and_leaves_nothing(signum: int) -> None:
     )
     stdout, stderr, took = _interrupt(proc, signum, 5.0)
     assert proc.returncode in (0, 1), stderr
-    cells = _strict_json(stdout)["report"]["cells"]
+    report = _strict_json(stdout)["report"]
+    cells = report["cells"]
     assert len(cells) == 6
-    assert any(c["summary"] for c in cells)  # what finished is kept
+    done = sum(1 for c in cells if c["summary"])
+    assert done  # what finished is kept
     assert "not run: interrupted" in {c["skipped_reason"] for c in cells}
+    assert report["interrupted"] is True
+    assert f"loopscope bench: interrupted; {done} of 6 cells finished" in stderr
     assert "Traceback" not in stderr
     assert set(glob.glob("/tmp/loopscope-bench-*")) <= socket_dirs  # the socket dir is gone
+    assert took < 15
+
+
+@pytest.mark.parametrize("signum", INTERRUPTS, ids=lambda s: signal.Signals(s).name)
+def test_bench_interrupted_before_any_cell_finished_exits_130(signum: int) -> None:
+    proc = _start(
+        ["bench", "--paths", "tcp4", "--sizes", "64", "--count", "100000000", "--duration-s", "30"],
+        start_new_session=True,
+    )
+    stdout, stderr, took = _interrupt(proc, signum, 3.0)
+    assert proc.returncode == 130, stderr
+    assert "loopscope: interrupted" in stderr and "Traceback" not in stderr
+    assert "Round trip" not in stdout  # no empty table claiming a result
     assert took < 15
 
 

@@ -247,7 +247,7 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
                 try:
                     cells = _python_baseline(config, cells, host, server, findings, progress)
                 except KeyboardInterrupt:
-                    stopped = "not run: interrupted"
+                    stopped = "not run: interrupted"  # the Python call rows: left out
             if config.throughput and stopped is None:
                 for path in config.paths:
                     if (
@@ -267,6 +267,7 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
                             chunk_bytes=config.throughput_chunk_bytes,
                         )
                     except KeyboardInterrupt:
+                        stopped = "not run: interrupted"
                         break
                     except (OSError, BenchError):
                         continue  # its latency cells already carry the reason
@@ -295,6 +296,7 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
         engine_reason=engine_reason,
         server_engine=server_engine,
         native_timer_overhead_ns=native_timer_ns,
+        interrupted=stopped is not None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -273,9 +274,16 @@ def bench_command(
 
         check_plot_target(plot)
     report = _run_with_progress(config, quiet=json_out)
+    if report.interrupted:
+        done = sum(1 for c in report.cells if c.summary is not None)
+        if not done:
+            raise KeyboardInterrupt  # nothing finished: "interrupted", exit 130 (cli_errors)
+        sys.stderr.write(
+            f"loopscope bench: interrupted; {done} of {len(report.cells)} cells finished\n"
+        )
     results: list[CompareResult] = []
     notes: list[str] = []
-    if compare:
+    if compare and not report.interrupted:
         results, notes = run_compare(
             client_cpu=report.client_cpu,
             server_cpu=report.server_cpu,

@@ -145,6 +145,9 @@ class BenchReport:
     native_timer_overhead_ns: int | None = None
     """Smallest back-to-back ``CLOCK_MONOTONIC`` difference in C: included in every native cell;
     None with the Python engine."""
+    interrupted: bool = False
+    """Ctrl-C (or TERM/HUP) stopped the run: what finished is kept, the rest is left out (cells not
+    run say so)."""
 
 
 def ratio_to_call(cells: Sequence[CellResult]) -> tuple[CellResult, ...]:
