@@ -108,6 +108,10 @@ def _run(*flags: str) -> tuple[dict, int, str]:
 
 
 def _check_trace_side(doc: dict) -> None:
+    from jsonschemas import schema_errors
+
+    assert doc["command"] == "trace" and schema_errors("trace", doc) == []
+    assert schema_errors("trace", {**doc, "kernel": {"rows": []}})  # the schema can fail
     eps = {e["endpoint"]: e for e in doc["endpoints"] if e["service"] == "shop"}
     assert {
         ep: (eps[f"GET {ep}"]["requests"], eps[f"GET {ep}"]["self_calls"]) for ep in ENDPOINTS
