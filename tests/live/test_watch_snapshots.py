@@ -48,3 +48,44 @@ def test_time_wait_toward_a_listener_is_counted_apart_from_server_side_time_wait
     )
     assert sample.ephemeral_in_use.get(f"127.0.0.1:{port}/tcp", 0) >= client_first
     assert sample.time_wait is not None and sample.time_wait >= client_first + server_first
+
+
+def test_a_connection_opened_during_a_short_watch_is_in_the_last_sample_with_its_owner() -> None:
+    """Full reads (owners) come at most every 5 s; a 1.5 s watch had only the first one, so a
+    keep-alive connection opened during it was never seen with its client (``?`` in the report):
+    the final full read at the end of the window names it."""
+    import os
+    import threading
+
+    from loopscope.watch.session import WatchOptions, run_watch
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    held: list[socket.socket] = []
+    client_ports: list[int] = []
+
+    def connect_later() -> None:
+        time.sleep(0.4)  # after the watch's first full read
+        held.append(socket.create_connection(("127.0.0.1", port)))
+        held.append(srv.accept()[0])
+        client_ports.append(held[0].getsockname()[1])
+
+    opener = threading.Thread(target=connect_later)
+    opener.start()
+    try:
+        data = run_watch(WatchOptions(ebpf=False, destroy=False), duration_s=1.5)
+    finally:
+        opener.join(10)
+        for s in (*held, srv):
+            s.close()
+    (client_port,) = client_ports
+    seen = [
+        pc
+        for sample in data.samples
+        for pc in sample.established
+        if pc.server.port == port and pc.client.port == client_port
+    ]
+    assert seen, "the connection opened during the watch was never read"
+    assert [p.pid for p in seen[-1].client_owners] == [os.getpid()]

@@ -98,6 +98,7 @@ class WatchSession:
         self._target = resolve_netns(options.netns)
         self._reader = WatchSnapshots(self._target)
         self._next_full = 0.0
+        self._last_full = 0.0
         self.full_snapshot_s: list[float] = []
         self._paused_at: float | None = None
         self.paused_s = 0.0
@@ -208,6 +209,7 @@ class WatchSession:
         if full:
             took_s = (snap.duration_ns or 0) / 1e9
             self.full_snapshot_s.append(took_s)
+            self._last_full = time.monotonic()
             # keep the full reads near 5% of one core: wait 20x what the last one took
             self._next_full = time.monotonic() + max(self.options.full_interval_s, 20 * took_s)
         self.state.samples.append(
@@ -292,6 +294,22 @@ class WatchSession:
         if time.monotonic() >= self._next_snapshot:
             self._next_snapshot += self.options.snapshot_interval_s
             self._snapshot()
+
+    def final_snapshot(self) -> None:
+        """One more full read at the end of the window when the last one is older than the snapshot
+        interval: connections opened since then and still open (a keep-alive pool started during the
+        window) get their owners in the report, as they would have at the next full read. Costs one
+        full read; nothing while paused.
+
+        Raises:
+            BackendUnavailable / NetlinkError: sock_diag is not usable.
+        """
+        if self._paused_at is not None:
+            return
+        if time.monotonic() - self._last_full < self.options.snapshot_interval_s:
+            return
+        self._next_full = 0.0
+        self._snapshot()
 
     def ebpf_run_stats(self) -> tuple[int, int] | None:
         """``(program runs, total ns in the kernel)`` when eBPF is on (zeros unless ``ebpf_run_stats``)."""
@@ -428,7 +446,7 @@ def run_watch(
     """Watch for ``duration_s`` seconds (None: until KeyboardInterrupt, keeping the last
     :data:`OPEN_ENDED_KEEP_S`), calling ``on_refresh`` every ``refresh_s`` with the last
     :data:`LIVE_WINDOW_S`; returns the whole window. A final drain runs after the last tick so the
-    closes of the last connections are counted."""
+    closes of the last connections are counted, then a final full read (:meth:`WatchSession.final_snapshot`)."""
     with WatchSession(options) as session:
         end = None if duration_s is None else time.monotonic() + duration_s
         next_refresh = time.monotonic() + refresh_s
@@ -445,4 +463,5 @@ def run_watch(
             pass
         time.sleep(0.25)  # closes of the last connections arrive within a few ms
         session.poll()
+        session.final_snapshot()  # owners of the connections opened since the last full read
         return session.data()
