@@ -127,7 +127,7 @@ def owner_gaps(scan: OwnerScan, vanished: int, unowned: int) -> list[Gap]:
     if denied:
         gaps.append(
             Gap(
-                what=f"fd tables of {denied} processes",
+                what=f"fd tables of {denied} {'process' if denied == 1 else 'processes'}",
                 reason="permission denied on /proc/PID/fd: run as root for the full view",
                 count=denied,
             )
