@@ -51,7 +51,6 @@ COVERED_ELSEWHERE: dict[str, str] = {
     # the collector package: one test of the whole collector on the recorded fixture
     "collect/collector.py": "tests/unit/test_collect.py",
     "collect/parts.py": "tests/unit/test_collect.py",
-    "collect/records.py": "tests/unit/test_collect.py",
     # features: live tests
     "bench/paths.py": "tests/live/test_bench_paths.py",
     "bench/runner.py": "tests/live/test_bench_paths.py",

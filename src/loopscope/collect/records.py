@@ -8,6 +8,7 @@ used (to reuse it). :func:`split_time_wait` and :func:`owner_gaps` turn raw coun
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import time
 from collections import Counter
@@ -121,14 +122,32 @@ def split_time_wait(
     return dict(counts), other
 
 
-def owner_gaps(scan: OwnerScan, vanished: int, unowned: int) -> list[Gap]:
+def owner_gaps(
+    scan: OwnerScan, vanished: int, unowned: int, *, as_root: bool | None = None
+) -> list[Gap]:
+    """The gaps of an owner scan: unreadable fd tables, processes that exited, unowned sockets.
+
+    Args:
+        scan: the /proc fd scan.
+        vanished: processes that exited before their details were read (besides the scan's own).
+        unowned: sockets no readable process holds.
+        as_root: whether this process runs as root (default: ``os.geteuid() == 0``); root is told
+            why it was refused instead of being told to run as root.
+    """
     gaps: list[Gap] = []
     denied = scan.denied_pids
     if denied:
+        if as_root is None:
+            as_root = os.geteuid() == 0
         gaps.append(
             Gap(
                 what=f"fd tables of {denied} {'process' if denied == 1 else 'processes'}",
-                reason="permission denied on /proc/PID/fd: run as root for the full view",
+                reason=(
+                    "permission denied on /proc/PID/fd or /proc/PID/ns/net even to root (a process "
+                    "of another user namespace, or one a security module protects)"
+                    if as_root
+                    else "permission denied on /proc/PID/fd: run as root for the full view"
+                ),
                 count=denied,
             )
         )
