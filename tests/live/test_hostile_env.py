@@ -202,6 +202,17 @@ def test_bench_keeps_finished_cells_and_leaves_nothing(signum: int) -> None:
     assert took < 15
 
 
+def test_ctrl_c_while_a_command_imports_is_one_line_and_130() -> None:
+    """0.2 s in, the typer path is still importing typer, rich and the command's modules (or, on a
+    fast host, running its first cell): either way one line and 130, never a traceback."""
+    proc = _start(
+        ["bench", "--paths", "tcp4", "--sizes", "64", "--count", "100000000", "--duration-s", "30"]
+    )
+    _, stderr, _ = _interrupt(proc, signal.SIGINT, 0.2)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "loopscope: interrupted" and "Traceback" not in stderr
+
+
 @pytest.mark.parametrize("signum", INTERRUPTS, ids=lambda s: signal.Signals(s).name)
 def test_bench_interrupted_before_any_cell_finished_exits_130(signum: int) -> None:
     proc = _start(

@@ -139,7 +139,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from loopscope.cli.signals import install_interrupt_signals
 
     install_interrupt_signals()  # TERM and HUP end a run as Ctrl-C does
-    code = _run(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = _run(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # before a command's own handling: while typer, rich or it imports
+        sys.stderr.write("loopscope: interrupted\n")
+        code = 130
     common = sys.modules.get("loopscope.cli.common")  # not imported on the fast path
     if argv is None and common is not None and common.kept_results():
         # The console script (not an in-process caller passing argv): map/scan keep their
