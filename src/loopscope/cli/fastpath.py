@@ -73,7 +73,7 @@ def _ports_tsv(opts: dict[str, Any]) -> int:
 
 def _ports(opts: dict[str, Any], *, tsv: bool) -> int:
     forked = None
-    if not opts["no_processes"]:
+    if not opts["no_processes"] and sys.platform.startswith("linux"):  # else psutil: no fd walk
         # The /proc fd walk (~14 ms at 2,000 fds) in a child forked now, before the imports below
         # (~35 ms): it runs on the other core meanwhile; same scan the collector would start.
         from loopscope.backends.linux.fdtables import fork_scan

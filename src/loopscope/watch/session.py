@@ -12,6 +12,7 @@ Source choice (this one place), best first, each reported as a SourceStatus and 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -463,5 +464,6 @@ def run_watch(
             pass
         time.sleep(0.25)  # closes of the last connections arrive within a few ms
         session.poll()
-        session.final_snapshot()  # owners of the connections opened since the last full read
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: report without it
+            session.final_snapshot()  # owners of the connections opened since the last full read
         return session.data()
