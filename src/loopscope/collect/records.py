@@ -132,7 +132,7 @@ def owner_gaps(
         vanished: processes that exited before their details were read (besides the scan's own).
         unowned: sockets no readable process holds.
         as_root: whether this process runs as root (default: ``os.geteuid() == 0``); root is told
-            why it was refused instead of being told to run as root.
+            what can refuse it (its capabilities may have been dropped) instead of to run as root.
     """
     gaps: list[Gap] = []
     denied = scan.denied_pids
@@ -143,8 +143,9 @@ def owner_gaps(
             Gap(
                 what=f"fd tables of {denied} {'process' if denied == 1 else 'processes'}",
                 reason=(
-                    "permission denied on /proc/PID/fd or /proc/PID/ns/net even to root (a process "
-                    "of another user namespace, or one a security module protects)"
+                    "permission denied on /proc/PID/fd or /proc/PID/ns/net although running as root "
+                    "(a process of another user namespace, one a security module protects, or "
+                    "capabilities such as CAP_SYS_PTRACE dropped)"
                     if as_root
                     else "permission denied on /proc/PID/fd: run as root for the full view"
                 ),

@@ -8,7 +8,7 @@ def test_owner_gaps_name_counts_in_words_and_tell_root_why_not_to_run_as_root():
     assert as_user.what == "fd tables of 1 process" and as_user.count == 1
     assert "run as root" in as_user.reason
     (as_root,) = owner_gaps(scan, 0, 0, as_root=True)
-    assert "run as root" not in as_root.reason and "even to root" in as_root.reason
+    assert "run as root" not in as_root.reason and "although running as root" in as_root.reason
 
 
 def test_owner_gaps_plural_and_every_kind():
