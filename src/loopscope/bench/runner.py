@@ -174,6 +174,10 @@ def _server_error(path: str, server: ServerProcess) -> str | None:
     return server.errors.get("http" if path.startswith("http") else path)
 
 
+_INTERRUPTED = "not run: interrupted"
+"""Skip reason of the cells Ctrl-C (or TERM/HUP) left out."""
+
+
 def _not_run(path: str, size: int, reason: str) -> CellResult:
     return CellResult(path=path, label=PATH_LABELS[path], size_bytes=size, skipped_reason=reason)
 
@@ -241,13 +245,13 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
                             _run_cell(config, engine, path, size, host, server, findings, progress)
                         )
                     except KeyboardInterrupt:
-                        stopped = "not run: interrupted"
+                        stopped = _INTERRUPTED
                         cells.append(_not_run(path, size, stopped))
             if stopped is None:
                 try:
                     cells = _python_baseline(config, cells, host, server, findings, progress)
                 except KeyboardInterrupt:
-                    stopped = "not run: interrupted"  # the Python call rows: left out
+                    stopped = _INTERRUPTED  # the Python call rows: left out
             if config.throughput and stopped is None:
                 for path in config.paths:
                     if (
@@ -267,7 +271,7 @@ def run_bench(config: BenchConfig, *, progress: Progress | None = None) -> Bench
                             chunk_bytes=config.throughput_chunk_bytes,
                         )
                     except KeyboardInterrupt:
-                        stopped = "not run: interrupted"
+                        stopped = _INTERRUPTED
                         break
                     except (OSError, BenchError):
                         continue  # its latency cells already carry the reason
